@@ -1,0 +1,46 @@
+# SPDX-License-Identifier: GPL-2.0
+# movgem: the two commands a newcomer needs are `make demo` and
+# `make check`; see README.md.  (Kbuild, not this file, describes the
+# module to the kernel build.)
+
+SHELL := /bin/bash
+KFLAVOUR ?= debug
+
+.PHONY: all demo check setup kernel module tools test-host fmt clean help
+
+all: help
+
+help:
+	@echo "make demo    set up what is missing, boot the patched kernel in QEMU, show the hook at work"
+	@echo "make check   the whole test suite; ends with 'N passed, N failed'"
+	@echo "make setup | kernel | module | tools | test-host | fmt | clean"
+
+demo:
+	@scripts/demo.sh
+
+check:
+	@scripts/check.sh
+
+setup:
+	@scripts/setup.sh
+
+kernel: setup
+	@scripts/build-kernel.sh $(KFLAVOUR)
+
+module: kernel
+	@scripts/build-module.sh "$$(scripts/build-kernel.sh $(KFLAVOUR))"
+
+tools:
+	@scripts/build-tools.sh
+
+test-host:
+	cd tools && cargo test
+
+fmt:
+	rustfmt --edition 2021 rust/*.rs tools/*/src/*.rs
+
+# Module build products only; the kernel cache lives in ~/.cache/movgem.
+clean:
+	rm -f *.o *.ko *.mod *.mod.c .*.cmd Module.symvers modules.order
+	find rust -name '*.o' -o -name '.*.cmd' | xargs rm -f
+	cd tools && cargo clean

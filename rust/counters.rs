@@ -1,0 +1,87 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Event counters, exported one file each under /sys/kernel/debug/movgem/.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use crate::policy::Refusal;
+
+/// One counter per event the tests and benchmarks look at.
+#[derive(Clone, Copy)]
+#[repr(usize)]
+pub(crate) enum Counter {
+    /// The migrate callback was entered.
+    HookCalls,
+    /// `hook=0`: the folio went to plain `migrate_folio()` untouched.
+    HookBypassed,
+    /// The object held no pages of its own; nothing to release.
+    PassThrough,
+    /// Objects whose page references the hook released.
+    Released,
+    /// Pages whose references the hook released.
+    ReleasedPages,
+    /// Bindings the hook removed.
+    Unbinds,
+    /// Folios `migrate_folio()` moved after the hook let them through.
+    Migrated,
+    /// Folios `migrate_folio()` still failed on (unknown references).
+    MigrateFailed,
+    /// Binds that had to fetch pages again after a release.
+    Rebinds,
+}
+
+const FIRST_REFUSAL: usize = Counter::Rebinds as usize + 1;
+
+/// Number of counters, refusals included.
+pub(crate) const COUNT: usize = FIRST_REFUSAL + Refusal::ALL.len();
+
+/// debugfs names, indexed like the counters.
+pub(crate) const NAMES: [&kernel::str::CStr; COUNT] = [
+    kernel::c_str!("hook_calls"),
+    kernel::c_str!("hook_bypassed"),
+    kernel::c_str!("passthrough"),
+    kernel::c_str!("released_objects"),
+    kernel::c_str!("released_pages"),
+    kernel::c_str!("unbinds"),
+    kernel::c_str!("migrated"),
+    kernel::c_str!("migrate_failed"),
+    kernel::c_str!("rebinds"),
+    kernel::c_str!("refused_hook_disabled"),
+    kernel::c_str!("refused_lock_contended"),
+    kernel::c_str!("refused_active"),
+    kernel::c_str!("refused_purgeable"),
+    kernel::c_str!("refused_pinned"),
+    kernel::c_str!("refused_pinned_vma"),
+    kernel::c_str!("refused_suspended"),
+];
+
+#[allow(clippy::declare_interior_mutable_const)]
+const ZERO: AtomicU64 = AtomicU64::new(0);
+static VALUES: [AtomicU64; COUNT] = [ZERO; COUNT];
+
+/// Adds `n` to `c`.
+pub(crate) fn add(c: Counter, n: u64) {
+    VALUES[c as usize].fetch_add(n, Ordering::Relaxed);
+}
+
+/// Adds one to `c`.
+pub(crate) fn inc(c: Counter) {
+    add(c, 1);
+}
+
+/// Counts a refusal of the hook.
+pub(crate) fn refused(r: Refusal) {
+    VALUES[FIRST_REFUSAL + r.index()].fetch_add(1, Ordering::Relaxed);
+}
+
+/// Value of counter `id`, 0 for an unknown id.
+pub(crate) fn read(id: usize) -> u64 {
+    VALUES.get(id).map_or(0, |v| v.load(Ordering::Relaxed))
+}
+
+/// Checks that the refusal names in `policy` match the debugfs names.
+pub(crate) fn names_consistent() -> bool {
+    Refusal::ALL
+        .iter()
+        .all(|r| NAMES[FIRST_REFUSAL + r.index()].as_bytes() == r.name().as_bytes())
+}

@@ -1,0 +1,80 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * debugfs shims: /sys/kernel/debug/movgem/ holds one read-only file per
+ * counter and a "control" file.  The values and commands are Rust's.
+ */
+#include <linux/debugfs.h>
+#include <linux/fs.h>
+#include <linux/slab.h>
+#include <linux/uaccess.h>
+
+#include "movgem_shim.h"
+
+#define MOVGEM_CONTROL_MAX 256
+#define MOVGEM_REPORT_MAX 4096
+
+static int movgem_counter_get(void *data, u64 *val)
+{
+	*val = movgem_rs_counter_read((unsigned long)data);
+	return 0;
+}
+DEFINE_DEBUGFS_ATTRIBUTE(movgem_counter_fops, movgem_counter_get, NULL, "%llu\n");
+
+static ssize_t movgem_control_write(struct file *filp, const char __user *ubuf,
+				    size_t len, loff_t *ppos)
+{
+	char cmd[MOVGEM_CONTROL_MAX];
+	ssize_t ret;
+
+	if (len >= sizeof(cmd))
+		return -E2BIG;
+	if (copy_from_user(cmd, ubuf, len))
+		return -EFAULT;
+	cmd[len] = '\0';
+	ret = movgem_rs_control(cmd, len);
+	return ret < 0 ? ret : len;
+}
+
+static ssize_t movgem_control_read(struct file *filp, char __user *ubuf,
+				   size_t len, loff_t *ppos)
+{
+	ssize_t n, ret;
+	char *buf;
+
+	buf = kmalloc(MOVGEM_REPORT_MAX, GFP_KERNEL);
+	if (!buf)
+		return -ENOMEM;
+	n = movgem_rs_report(buf, MOVGEM_REPORT_MAX);
+	ret = n < 0 ? n : simple_read_from_buffer(ubuf, len, ppos, buf, n);
+	kfree(buf);
+	return ret;
+}
+
+static const struct file_operations movgem_control_fops = {
+	.owner = THIS_MODULE,
+	.write = movgem_control_write,
+	.read = movgem_control_read,
+	.llseek = default_llseek,
+};
+
+struct dentry *movgem_debugfs_init(void)
+{
+	return debugfs_create_dir("movgem", NULL);
+}
+
+void movgem_debugfs_add_counter(struct dentry *dir, const char *name,
+				unsigned long id)
+{
+	debugfs_create_file_unsafe(name, 0444, dir, (void *)id,
+				   &movgem_counter_fops);
+}
+
+void movgem_debugfs_add_control(struct dentry *dir)
+{
+	debugfs_create_file("control", 0600, dir, NULL, &movgem_control_fops);
+}
+
+void movgem_debugfs_remove(struct dentry *dir)
+{
+	debugfs_remove(dir);
+}

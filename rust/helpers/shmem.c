@@ -1,0 +1,127 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Thin shims over shmem for the Rust side of movgem.  Policy lives in
+ * rust/; this file only translates calls.
+ */
+#include <linux/build_bug.h>
+#include <linux/fs.h>
+#include <linux/highmem.h>
+#include <linux/migrate.h>
+#include <linux/pagemap.h>
+#include <linux/shmem_fs.h>
+
+#include "movgem_shim.h"
+
+static_assert(sizeof(struct shmem_dev_info) == MOVGEM_SHMEM_DEV_INFO_SIZE);
+
+struct file *movgem_shmem_create(const char *name, size_t size)
+{
+	struct file *filp;
+
+	filp = shmem_kernel_file_setup(name, size, VM_NORESERVE);
+	if (IS_ERR(filp))
+		return filp;
+	/*
+	 * Movable and reclaimable are exclusive, and async compaction for
+	 * movable requests only scans MOVABLE pageblocks: without
+	 * __GFP_MOVABLE our pages would sit where compaction never looks.
+	 */
+	mapping_set_gfp_mask(filp->f_mapping, GFP_HIGHUSER_MOVABLE);
+	return filp;
+}
+
+struct folio *movgem_shmem_get_folio(struct file *filp, unsigned long index)
+{
+	struct address_space *mapping = filp->f_mapping;
+
+	return shmem_read_folio_gfp(mapping, index, mapping_gfp_mask(mapping));
+}
+
+void movgem_folio_put(struct folio *folio)
+{
+	folio_put(folio);
+}
+
+unsigned long movgem_folio_pfn(struct folio *folio)
+{
+	return folio_pfn(folio);
+}
+
+int movgem_folio_read(struct folio *folio, void *buf, size_t len)
+{
+	if (len > PAGE_SIZE)
+		return -EINVAL;
+	memcpy_from_folio(buf, folio, 0, len);
+	return 0;
+}
+
+int movgem_folio_write(struct folio *folio, const void *buf, size_t len)
+{
+	if (len > PAGE_SIZE)
+		return -EINVAL;
+	memcpy_to_folio(folio, 0, buf, len);
+	folio_mark_dirty(folio);
+	return 0;
+}
+
+unsigned long movgem_shmem_gfp_mask(struct file *filp)
+{
+	return (__force unsigned long)mapping_gfp_mask(filp->f_mapping);
+}
+
+bool movgem_gfp_is_movable(unsigned long gfp)
+{
+	return ((__force gfp_t)gfp & (__GFP_RECLAIMABLE | __GFP_MOVABLE)) == __GFP_MOVABLE;
+}
+
+/*
+ * The callback shmem calls for every folio of a movgem object that
+ * migration wants to move.  @src and @dst are locked.
+ */
+static int movgem_shmem_migrate_folio(struct address_space *mapping,
+				      struct folio *dst, struct folio *src,
+				      enum migrate_mode mode)
+{
+	struct shmem_dev_info *dev_info = shmem_get_dev_info(mapping);
+	int ret;
+
+	/* Unregistered since shmem looked: nothing of ours to release. */
+	if (!dev_info)
+		return migrate_folio(mapping, dst, src, mode);
+
+	ret = movgem_rs_migrate_prepare(dev_info, src, mode != MIGRATE_ASYNC);
+	if (ret)
+		return ret;
+
+	ret = migrate_folio(mapping, dst, src, mode);
+	/*
+	 * -EAGAIN means references we do not own remain; retrying would
+	 * call us again up to ten times after the unmap cost was paid.
+	 */
+	if (ret == -EAGAIN)
+		ret = -EBUSY;
+	movgem_rs_migrate_done(dev_info, ret);
+	return ret;
+}
+
+int movgem_shmem_register(struct file *filp, struct shmem_dev_info *dev_info)
+{
+	if (dev_info)
+		dev_info->migrate_folio = movgem_shmem_migrate_folio;
+	return shmem_set_dev_info(filp->f_mapping, dev_info);
+}
+
+struct shmem_dev_info *movgem_shmem_registered(struct file *filp)
+{
+	return shmem_get_dev_info(filp->f_mapping);
+}
+
+void movgem_shmem_truncate(struct file *filp)
+{
+	shmem_truncate_range(file_inode(filp), 0, (loff_t)-1);
+}
+
+void movgem_fput(struct file *filp)
+{
+	fput(filp);
+}

@@ -1,0 +1,148 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! movgem: GEM-style buffer objects whose shmem pages stay migratable.
+//!
+//! Objects are shmem files allocated `GFP_HIGHUSER_MOVABLE`.  Each
+//! registers a `struct shmem_dev_info` (see `patches/`) so that page
+//! migration asks us before moving one of their folios; the Rust policy in
+//! `policy.rs` decides whether the object's page references may be
+//! dropped to let the folio move.
+
+use core::ptr::{null_mut, NonNull};
+use core::sync::atomic::{AtomicPtr, Ordering};
+use kernel::ffi::{c_char, c_ulong, c_void};
+
+use kernel::prelude::*;
+use kernel::sync::Arc;
+
+mod control;
+mod counters;
+mod object;
+mod params;
+pub mod policy;
+mod selftests;
+mod shmem;
+mod sync;
+
+use control::Control;
+use object::Device;
+
+module! {
+    type: Movgem,
+    name: "movgem",
+    author: "movgem developers",
+    description: "GEM-style shmem objects that do not block page migration",
+    license: "GPL",
+}
+
+// `struct dentry` is opaque here: bindgen's layout of it is not FFI-safe.
+extern "C" {
+    fn movgem_debugfs_init() -> *mut c_void;
+    fn movgem_debugfs_add_counter(dir: *mut c_void, name: *const c_char, id: c_ulong);
+    fn movgem_debugfs_add_control(dir: *mut c_void);
+    fn movgem_debugfs_remove(dir: *mut c_void);
+}
+
+/// The control state reached from the debugfs shim; set while the module
+/// is live.
+static CONTROL: AtomicPtr<Control> = AtomicPtr::new(null_mut());
+
+/// The control state, while the module is live.
+fn control() -> Option<&'static Control> {
+    let ptr = CONTROL.load(Ordering::Acquire);
+    // SAFETY: non-NULL only from `init` until `drop`, which first removes
+    // the debugfs files (waiting for callers in flight), then frees it.
+    unsafe { ptr.as_ref() }
+}
+
+/// /sys/kernel/debug/movgem/, removed on drop.
+///
+/// # Invariants
+///
+/// `dir` came from `debugfs_create_dir` (it may be an error pointer, which
+/// debugfs accepts everywhere).
+struct Debugfs {
+    dir: NonNull<c_void>,
+}
+
+impl Debugfs {
+    fn new() -> Result<Self> {
+        // SAFETY: no preconditions; errors come back as error pointers,
+        // which every debugfs call below accepts.
+        let dir = unsafe { movgem_debugfs_init() };
+        let dir = NonNull::new(dir).ok_or(ENOMEM)?;
+        for (id, name) in counters::NAMES.iter().enumerate() {
+            // SAFETY: `dir` is a debugfs directory and `name` is a static
+            // NUL-terminated string.
+            unsafe { movgem_debugfs_add_counter(dir.as_ptr(), name.as_char_ptr(), id as c_ulong) };
+        }
+        // SAFETY: as above.
+        unsafe { movgem_debugfs_add_control(dir.as_ptr()) };
+        Ok(Self { dir })
+    }
+}
+
+impl Drop for Debugfs {
+    fn drop(&mut self) {
+        // SAFETY: `dir` is ours by the type invariant; removal waits for
+        // operations in flight on the files below it.
+        unsafe { movgem_debugfs_remove(self.dir.as_ptr()) };
+    }
+}
+
+struct Movgem {
+    device: Arc<Device>,
+    control: Pin<KBox<Control>>,
+    debugfs: Option<Debugfs>,
+}
+
+// SAFETY: `Debugfs` only holds a dentry pointer that debugfs lets any task
+// remove; the other fields are `Send` and `Sync`.
+unsafe impl Send for Movgem {}
+// SAFETY: as above.
+unsafe impl Sync for Movgem {}
+
+impl kernel::Module for Movgem {
+    fn init(_module: &'static ThisModule) -> Result<Self> {
+        if !counters::names_consistent() {
+            pr_err!("counter names disagree with policy.rs\n");
+            return Err(EINVAL);
+        }
+        let device = Device::new()?;
+        let control = KBox::pin_init(Control::new(device.clone()), GFP_KERNEL)?;
+        CONTROL.store(
+            core::ptr::from_ref::<Control>(&control).cast_mut(),
+            Ordering::Release,
+        );
+        let debugfs = match Debugfs::new() {
+            Ok(d) => Some(d),
+            Err(e) => {
+                CONTROL.store(null_mut(), Ordering::Release);
+                return Err(e);
+            }
+        };
+        pr_info!(
+            "loaded (hook {})\n",
+            if params::hook_enabled() { "on" } else { "off" }
+        );
+        Ok(Movgem {
+            device,
+            control,
+            debugfs,
+        })
+    }
+}
+
+impl Drop for Movgem {
+    fn drop(&mut self) {
+        // Files first: after this no shim can call into `control`.
+        self.debugfs.take();
+        CONTROL.store(null_mut(), Ordering::Release);
+        let selftest = self.device.struct_mutex.lock().selftest.take();
+        if let Some(obj) = selftest {
+            obj.destroy();
+        }
+        let _ = &self.control;
+        pr_info!("unloaded\n");
+    }
+}

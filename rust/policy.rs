@@ -1,0 +1,310 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Decisions of the migrate hook, free of kernel types.
+//!
+//! The module compiles this file as `mod policy`; the host crate in
+//! `tools/policy` includes the same file so that `cargo test` covers every
+//! branch.  Only `core` may be used here.
+
+/// What the hook knows about an object, read under `struct_mutex`.
+///
+/// The fields mean what their namesakes mean in i915.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ObjectState {
+    /// The object holds references on its shmem folios.
+    pub has_pages: bool,
+    /// GPU work that uses the object has not completed.
+    pub active: bool,
+    /// Userspace marked the object DONTNEED.
+    pub purgeable: bool,
+    /// Pins on the object's pages, bindings included.
+    pub pages_pin_count: u32,
+    /// Bindings into the GTT; each holds one pin on the pages.
+    pub bind_count: u32,
+    /// Display-style pins on a binding: those never move.
+    pub pinned_vmas: u32,
+}
+
+/// Why the hook refused a folio.  Every refusal is `-EBUSY`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The hook is switched off by the module parameter.
+    HookDisabled,
+    /// `struct_mutex` stayed contended for the whole time budget.
+    LockContended,
+    /// The GPU may still access the pages.
+    Active,
+    /// Releasing a DONTNEED object means truncating it, which takes the
+    /// folio lock that migration already holds on the source folio.
+    /// Purging is the shrinker's job.
+    Purgeable,
+    /// Someone other than the bindings pins the pages (a kernel mapping,
+    /// an I/O in flight).
+    PinnedBeyondBindings,
+    /// A binding is pinned for scanout.
+    PinnedVma,
+    /// Unbinding needs the device awake and we may not wake it here.
+    DeviceSuspended,
+}
+
+impl Refusal {
+    /// Every refusal, in counter order.
+    pub const ALL: [Refusal; 7] = [
+        Refusal::HookDisabled,
+        Refusal::LockContended,
+        Refusal::Active,
+        Refusal::Purgeable,
+        Refusal::PinnedBeyondBindings,
+        Refusal::PinnedVma,
+        Refusal::DeviceSuspended,
+    ];
+
+    /// Name used for the debugfs counter.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Refusal::HookDisabled => "refused_hook_disabled",
+            Refusal::LockContended => "refused_lock_contended",
+            Refusal::Active => "refused_active",
+            Refusal::Purgeable => "refused_purgeable",
+            Refusal::PinnedBeyondBindings => "refused_pinned",
+            Refusal::PinnedVma => "refused_pinned_vma",
+            Refusal::DeviceSuspended => "refused_suspended",
+        }
+    }
+
+    /// Position in [`Refusal::ALL`].
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// What the hook does with a folio of an object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// We hold no reference on the object's pages: let `migrate_folio()`
+    /// decide on its own.
+    PassThrough,
+    /// Drop the object's page references, then let the folio migrate.
+    Release {
+        /// The object is bound and must be unbound first.
+        unbind: bool,
+    },
+    /// Answer `-EBUSY`.
+    Refuse(Refusal),
+}
+
+/// Decide, with `struct_mutex` held, what to do with an object whose
+/// folio migration wants to move.  `device_awake` tells whether a
+/// runtime-PM reference could be taken without waking the device.
+pub fn decide(state: &ObjectState, device_awake: bool) -> Decision {
+    if !state.has_pages {
+        return Decision::PassThrough;
+    }
+    if state.active {
+        return Decision::Refuse(Refusal::Active);
+    }
+    if state.purgeable {
+        return Decision::Refuse(Refusal::Purgeable);
+    }
+    if state.pinned_vmas > 0 {
+        return Decision::Refuse(Refusal::PinnedVma);
+    }
+    if state.pages_pin_count > state.bind_count {
+        return Decision::Refuse(Refusal::PinnedBeyondBindings);
+    }
+    let unbind = state.bind_count > 0;
+    if unbind && !device_awake {
+        return Decision::Refuse(Refusal::DeviceSuspended);
+    }
+    Decision::Release { unbind }
+}
+
+/// How long the hook may wait for `struct_mutex`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LockWait {
+    /// One attempt, no sleeping: `MIGRATE_ASYNC` must not block.
+    Once,
+    /// Retry, sleeping between attempts, until this many nanoseconds
+    /// have passed.
+    For(u64),
+}
+
+/// The lock budget for a migration mode and the `lock_timeout_ms`
+/// parameter.
+pub fn lock_wait(may_block: bool, timeout_ms: u32) -> LockWait {
+    if !may_block || timeout_ms == 0 {
+        LockWait::Once
+    } else {
+        LockWait::For(u64::from(timeout_ms) * 1_000_000)
+    }
+}
+
+/// The 64-bit word that the self-test pattern stores at `word` of page
+/// `page`, seeded by `seed`.  A splitmix64 step: cheap, and two pages or
+/// two seeds never produce the same page.
+pub fn pattern_word(seed: u64, page: u64, word: u64) -> u64 {
+    let mut z = seed
+        .wrapping_add(page.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+        .wrapping_add(word.wrapping_mul(0xbf58_476d_1ce4_e5b9));
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Number of pages needed for `size` bytes, or `None` if `size` is zero,
+/// not page aligned, or above `max_pages` pages.
+pub fn pages_for_size(size: u64, page_size: u64, max_pages: u64) -> Option<u64> {
+    if size == 0 || page_size == 0 || size % page_size != 0 {
+        return None;
+    }
+    let pages = size / page_size;
+    if pages > max_pages {
+        return None;
+    }
+    Some(pages)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bound_idle() -> ObjectState {
+        ObjectState {
+            has_pages: true,
+            pages_pin_count: 1,
+            bind_count: 1,
+            ..ObjectState::default()
+        }
+    }
+
+    #[test]
+    fn no_pages_passes_through() {
+        assert_eq!(decide(&ObjectState::default(), true), Decision::PassThrough);
+        assert_eq!(
+            decide(&ObjectState::default(), false),
+            Decision::PassThrough
+        );
+    }
+
+    #[test]
+    fn bound_idle_object_is_unbound_and_released() {
+        assert_eq!(
+            decide(&bound_idle(), true),
+            Decision::Release { unbind: true }
+        );
+    }
+
+    #[test]
+    fn unbound_object_with_pages_is_released_even_if_suspended() {
+        let s = ObjectState {
+            has_pages: true,
+            ..ObjectState::default()
+        };
+        assert_eq!(decide(&s, false), Decision::Release { unbind: false });
+    }
+
+    #[test]
+    fn active_object_is_refused() {
+        let s = ObjectState {
+            active: true,
+            ..bound_idle()
+        };
+        assert_eq!(decide(&s, true), Decision::Refuse(Refusal::Active));
+    }
+
+    #[test]
+    fn purgeable_object_is_refused() {
+        let s = ObjectState {
+            purgeable: true,
+            ..bound_idle()
+        };
+        assert_eq!(decide(&s, true), Decision::Refuse(Refusal::Purgeable));
+    }
+
+    #[test]
+    fn pinned_vma_is_refused() {
+        let s = ObjectState {
+            pinned_vmas: 1,
+            pages_pin_count: 2,
+            bind_count: 2,
+            ..bound_idle()
+        };
+        assert_eq!(decide(&s, true), Decision::Refuse(Refusal::PinnedVma));
+    }
+
+    #[test]
+    fn extra_page_pin_is_refused() {
+        let s = ObjectState {
+            pages_pin_count: 2,
+            ..bound_idle()
+        };
+        assert_eq!(
+            decide(&s, true),
+            Decision::Refuse(Refusal::PinnedBeyondBindings)
+        );
+    }
+
+    #[test]
+    fn suspended_device_refuses_unbind() {
+        assert_eq!(
+            decide(&bound_idle(), false),
+            Decision::Refuse(Refusal::DeviceSuspended)
+        );
+    }
+
+    #[test]
+    fn active_wins_over_every_other_reason() {
+        let s = ObjectState {
+            has_pages: true,
+            active: true,
+            purgeable: true,
+            pages_pin_count: 5,
+            bind_count: 1,
+            pinned_vmas: 1,
+        };
+        assert_eq!(decide(&s, false), Decision::Refuse(Refusal::Active));
+    }
+
+    #[test]
+    fn lock_wait_never_sleeps_for_async_migration() {
+        assert_eq!(lock_wait(false, 10), LockWait::Once);
+        assert_eq!(lock_wait(true, 0), LockWait::Once);
+        assert_eq!(lock_wait(true, 10), LockWait::For(10_000_000));
+        assert_eq!(
+            lock_wait(true, u32::MAX),
+            LockWait::For(u64::from(u32::MAX) * 1_000_000)
+        );
+    }
+
+    #[test]
+    fn refusal_names_are_unique_and_indexed() {
+        for (i, r) in Refusal::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i);
+            for other in &Refusal::ALL[i + 1..] {
+                assert_ne!(r.name(), other.name());
+            }
+        }
+    }
+
+    #[test]
+    fn pattern_differs_across_pages_words_and_seeds() {
+        assert_ne!(pattern_word(1, 0, 0), pattern_word(1, 1, 0));
+        assert_ne!(pattern_word(1, 0, 0), pattern_word(1, 0, 1));
+        assert_ne!(pattern_word(1, 0, 0), pattern_word(2, 0, 0));
+        assert_eq!(pattern_word(7, 3, 9), pattern_word(7, 3, 9));
+    }
+
+    #[test]
+    fn sizes_are_validated() {
+        assert_eq!(pages_for_size(0, 4096, 16), None);
+        assert_eq!(pages_for_size(4095, 4096, 16), None);
+        assert_eq!(pages_for_size(4096, 4096, 16), Some(1));
+        assert_eq!(pages_for_size(16 * 4096, 4096, 16), Some(16));
+        assert_eq!(pages_for_size(17 * 4096, 4096, 16), None);
+        assert_eq!(
+            pages_for_size(u64::MAX - 4095, 4096, u64::MAX),
+            Some(u64::MAX / 4096)
+        );
+        assert_eq!(pages_for_size(4096, 0, 16), None);
+    }
+}

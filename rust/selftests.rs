@@ -1,0 +1,134 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Rust halves of the KUnit suite in `rust/helpers/kunit.c`.
+//!
+//! Each function checks one piece of kernel glue and returns 0 or a
+//! negative errno, logging what went wrong.
+
+use kernel::ffi::c_int;
+
+use kernel::prelude::*;
+
+use crate::object::{Device, Object};
+use crate::policy::{self, Decision, LockWait, ObjectState, Refusal};
+use crate::sync::{now_ns, LockKey, TryMutex};
+
+macro_rules! check {
+    ($cond:expr) => {
+        if !$cond {
+            pr_err!("kunit check failed: {}\n", stringify!($cond));
+            return Err(EINVAL);
+        }
+    };
+}
+
+/// The decision table, as compiled into the module.
+fn policy_table() -> Result {
+    let idle = ObjectState {
+        has_pages: true,
+        pages_pin_count: 1,
+        bind_count: 1,
+        ..ObjectState::default()
+    };
+    check!(policy::decide(&idle, true) == Decision::Release { unbind: true });
+    check!(policy::decide(&idle, false) == Decision::Refuse(Refusal::DeviceSuspended));
+    check!(
+        policy::decide(
+            &ObjectState {
+                active: true,
+                ..idle
+            },
+            true
+        ) == Decision::Refuse(Refusal::Active)
+    );
+    check!(policy::decide(&ObjectState::default(), true) == Decision::PassThrough);
+    check!(policy::lock_wait(false, 10) == LockWait::Once);
+    Ok(())
+}
+
+/// The decision table, as compiled into the module.
+#[no_mangle]
+pub(crate) extern "C" fn movgem_rs_kunit_policy() -> c_int {
+    errno(policy_table())
+}
+
+fn errno(r: Result) -> c_int {
+    match r {
+        Ok(()) => 0,
+        Err(e) => e.to_errno(),
+    }
+}
+
+fn object_roundtrip() -> Result {
+    const PAGES: usize = 16;
+    let device = Device::new()?;
+    let obj = Object::new(&device, PAGES)?;
+    check!(obj.file().is_movable());
+    check!(obj.hook_registered());
+    obj.fill(42)?;
+    {
+        let mut guard = device.struct_mutex.lock();
+        obj.bind(&mut guard)?;
+        let st = obj.state(&mut guard);
+        check!(st.pages_held() == PAGES);
+        check!(st.snapshot().bind_count == 1);
+        check!(policy::decide(&st.snapshot(), true) == Decision::Release { unbind: true });
+        let (bad, moved) = obj.verify(&mut guard, 42)?;
+        check!(bad == 0 && moved == 0);
+        let (bad, _) = obj.verify(&mut guard, 43)?;
+        check!(bad == PAGES);
+        obj.unbind(&mut guard)?;
+        check!(obj.unbind(&mut guard).is_err());
+    }
+    obj.destroy();
+    check!(!obj.hook_registered());
+    let mut guard = device.struct_mutex.lock();
+    check!(obj.state(&mut guard).pages_held() == 0);
+    check!(obj.bind(&mut guard).is_err());
+    Ok(())
+}
+
+/// An object's life: movable, registered, pattern, bind, verify, destroy.
+#[no_mangle]
+pub(crate) extern "C" fn movgem_rs_kunit_object() -> c_int {
+    errno(object_roundtrip())
+}
+
+static TEST_KEY: LockKey = LockKey::new();
+
+fn trylock_timeout(timeout_ms: u32, elapsed: &mut u64) -> Result {
+    let m = KBox::pin_init(
+        TryMutex::new(0u32, kernel::c_str!("movgem_kunit"), &TEST_KEY),
+        GFP_KERNEL,
+    )?;
+    let held = m.lock();
+    check!(m.try_lock().is_none());
+    let start = now_ns();
+    check!(m
+        .try_lock_for(policy::lock_wait(true, timeout_ms))
+        .is_none());
+    *elapsed = now_ns() - start;
+    check!(m.try_lock_for(LockWait::Once).is_none());
+    drop(held);
+    check!(m
+        .try_lock_for(policy::lock_wait(true, timeout_ms))
+        .is_some());
+    Ok(())
+}
+
+/// The hook's timed trylock gives up after its budget, not before.
+///
+/// # Safety
+///
+/// `elapsed_ns` must be valid for writes.
+#[no_mangle]
+pub(crate) unsafe extern "C" fn movgem_rs_kunit_trylock(
+    timeout_ms: u32,
+    elapsed_ns: *mut u64,
+) -> c_int {
+    let mut elapsed = 0;
+    let ret = errno(trylock_timeout(timeout_ms, &mut elapsed));
+    // SAFETY: the caller passes a valid pointer.
+    unsafe { *elapsed_ns = elapsed };
+    ret
+}

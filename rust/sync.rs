@@ -1,0 +1,160 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! A mutex that can be try-locked with a time budget.
+//!
+//! The 6.12 `kernel::sync::Mutex` offers only a blocking `lock()`.  The
+//! migrate hook runs with the source folio locked, while the ioctl paths
+//! take `struct_mutex` first and then folio locks (through shmem), so the
+//! hook may never block on `struct_mutex`: it try-locks, and in
+//! sleepable migration modes retries for at most a bounded time.
+
+use core::cell::UnsafeCell;
+use core::marker::PhantomPinned;
+use core::ops::{Deref, DerefMut};
+
+use kernel::bindings;
+use kernel::prelude::*;
+use kernel::str::CStr;
+use kernel::types::Opaque;
+
+use crate::policy::LockWait;
+
+/// Storage for a lockdep class, to be placed in a `static`.
+#[repr(transparent)]
+pub(crate) struct LockKey(Opaque<bindings::lock_class_key>);
+
+// SAFETY: lockdep synchronises all access to a `lock_class_key` itself.
+unsafe impl Sync for LockKey {}
+
+impl LockKey {
+    /// A key for a `static`; lockdep wants it uninitialised.
+    pub(crate) const fn new() -> Self {
+        Self(Opaque::uninit())
+    }
+}
+
+/// A kernel `struct mutex` protecting a `T`, with `try_lock`.
+///
+/// # Invariants
+///
+/// `mutex` was initialised by `__mutex_init` and is never moved; `data` is
+/// only accessed through a [`TryMutexGuard`], which exists only while the
+/// mutex is held.
+#[pin_data]
+pub(crate) struct TryMutex<T> {
+    #[pin]
+    mutex: Opaque<bindings::mutex>,
+    data: UnsafeCell<T>,
+    #[pin]
+    _pin: PhantomPinned,
+}
+
+// SAFETY: the mutex serialises all access to `data`, so sharing a
+// `TryMutex` between threads is sound whenever `T` may be sent between them.
+unsafe impl<T: Send> Sync for TryMutex<T> {}
+// SAFETY: the mutex itself has no thread affinity while unlocked.
+unsafe impl<T: Send> Send for TryMutex<T> {}
+
+impl<T> TryMutex<T> {
+    /// Initialiser for a mutex named `name` in lockdep class `key`.
+    pub(crate) fn new(data: T, name: &'static CStr, key: &'static LockKey) -> impl PinInit<Self> {
+        pin_init!(Self {
+            // SAFETY: `slot` is valid for writes while the closure runs; `name`
+            // and `key` are static, as lockdep requires.
+            mutex <- Opaque::ffi_init(|slot| unsafe {
+                bindings::__mutex_init(slot, name.as_char_ptr(), key.0.get())
+            }),
+            data: UnsafeCell::new(data),
+            _pin: PhantomPinned,
+        })
+    }
+
+    /// Sleeps until the mutex is ours.  Never call this from reclaim or
+    /// from the migrate hook.
+    pub(crate) fn lock(&self) -> TryMutexGuard<'_, T> {
+        // SAFETY: by the type invariant the mutex is initialised.
+        unsafe { bindings::mutex_lock(self.mutex.get()) };
+        // INVARIANT: the mutex was just acquired.
+        TryMutexGuard { lock: self }
+    }
+
+    /// One attempt, never sleeps.
+    pub(crate) fn try_lock(&self) -> Option<TryMutexGuard<'_, T>> {
+        // SAFETY: by the type invariant the mutex is initialised.
+        if unsafe { bindings::mutex_trylock(self.mutex.get()) } != 0 {
+            // INVARIANT: `mutex_trylock` returned 1, so the mutex is held.
+            Some(TryMutexGuard { lock: self })
+        } else {
+            None
+        }
+    }
+
+    /// Try-locks within `wait`; between attempts sleeps about 50 µs.
+    /// Returns the guard, or `None` once the budget is spent.
+    pub(crate) fn try_lock_for(&self, wait: LockWait) -> Option<TryMutexGuard<'_, T>> {
+        let budget = match wait {
+            LockWait::Once => return self.try_lock(),
+            LockWait::For(ns) => ns,
+        };
+        let start = now_ns();
+        loop {
+            if let Some(guard) = self.try_lock() {
+                return Some(guard);
+            }
+            if now_ns().saturating_sub(start) >= budget {
+                return None;
+            }
+            // SAFETY: the caller allowed blocking (`LockWait::For`); a plain
+            // uninterruptible sleep has no other precondition.
+            unsafe { bindings::usleep_range_state(40, 60, bindings::TASK_UNINTERRUPTIBLE) };
+        }
+    }
+}
+
+/// Proof that a [`TryMutex`] is held; unlocks on drop.
+///
+/// # Invariants
+///
+/// `lock.mutex` is held by the current task for the guard's lifetime.
+pub(crate) struct TryMutexGuard<'a, T> {
+    lock: &'a TryMutex<T>,
+}
+
+impl<T> TryMutexGuard<'_, T> {
+    /// Whether this guard holds `lock`.
+    pub(crate) fn holds(&self, lock: &TryMutex<T>) -> bool {
+        core::ptr::eq(self.lock, lock)
+    }
+}
+
+impl<T> Deref for TryMutexGuard<'_, T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        // SAFETY: by the type invariant the mutex is held, so no one else
+        // accesses `data`.
+        unsafe { &*self.lock.data.get() }
+    }
+}
+
+impl<T> DerefMut for TryMutexGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: by the type invariant the mutex is held, and `&mut self`
+        // makes this the only reference derived from the guard.
+        unsafe { &mut *self.lock.data.get() }
+    }
+}
+
+impl<T> Drop for TryMutexGuard<'_, T> {
+    fn drop(&mut self) {
+        // SAFETY: by the type invariant the current task holds the mutex.
+        unsafe { bindings::mutex_unlock(self.lock.mutex.get()) };
+    }
+}
+
+/// Monotonic time in nanoseconds.
+pub(crate) fn now_ns() -> u64 {
+    // SAFETY: `ktime_get` has no preconditions once timekeeping is up.
+    let t = unsafe { bindings::ktime_get() };
+    u64::try_from(t).unwrap_or(0)
+}

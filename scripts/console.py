@@ -1,0 +1,67 @@
+#!/usr/bin/env python3
+"""Read a movgem QEMU console log and say what it shows.
+
+  console.py verdict LOG   list every result; exit 1 on any failure
+  console.py count LOG     print "PASSED FAILED" for the summary line
+
+Results: each KUnit case of the movgem suite, each `movgem-test:` line of
+the guest runner, whether the guest finished with rc=0, and whether the
+console is free of kernel bug, warning, lockdep and sanitizer reports.
+"""
+import re
+import sys
+
+# Reports that fail a run whatever the tests said.
+BAD = re.compile(
+    r"BUG: |WARNING: |Oops|general protection fault|Kernel panic|kernel BUG"
+    r"|Call Trace:|possible circular locking|possible recursive locking"
+    r"|inconsistent lock state|suspicious RCU usage|DEBUG_LOCKS_WARN_ON"
+    r"|KASAN|UBSAN|kmemleak: .*new suspected|INFO: task .* blocked"
+)
+KUNIT = re.compile(r"^\s*(not ok|ok) \d+ (movgem_\w+)")
+GUEST = re.compile(r"movgem-test: (PASS|FAIL) (\S+?):?(?: (.*))?$")
+DONE = re.compile(r"movgem-guest: done rc=(\d+)")
+
+
+def results(path):
+    text = open(path, errors="replace").read().replace("\r", "")
+    out = []
+    done = None
+    bad = []
+    for line in text.splitlines():
+        m = KUNIT.search(line)
+        if m:
+            out.append(("kunit." + m.group(2), m.group(1) == "ok", ""))
+            continue
+        m = GUEST.search(line)
+        if m:
+            out.append(("guest." + m.group(2), m.group(1) == "PASS", m.group(3) or ""))
+            continue
+        m = DONE.search(line)
+        if m:
+            done = int(m.group(1))
+        if BAD.search(line):
+            bad.append(line.strip())
+    out.append(("guest_completed", done == 0,
+                "guest never finished (timeout or crash)" if done is None else f"rc={done}"))
+    out.append(("console_clean", not bad, "; ".join(bad[:5])))
+    return out
+
+
+def main():
+    if len(sys.argv) != 3 or sys.argv[1] not in ("verdict", "count"):
+        sys.exit(__doc__)
+    res = results(sys.argv[2])
+    passed = sum(1 for _, ok, _ in res if ok)
+    failed = len(res) - passed
+    if sys.argv[1] == "count":
+        print(passed, failed)
+        return
+    for name, ok, detail in res:
+        print(f"  {'PASS' if ok else 'FAIL'} {name}" + (f": {detail}" if detail and not ok else ""))
+    print(f"guest: {passed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Pack busybox, movgem.ko, the test binaries and the guest runner into a
+# gzip'd cpio.  Usage: scripts/make-initramfs.sh OUTPUT
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+out=${1:?usage: make-initramfs.sh OUTPUT}
+bin="$MOVGEM_TOP/tools/target/x86_64-unknown-linux-gnu/release"
+root=$(mktemp -d)
+trap 'rm -rf "$root"' EXIT
+
+mkdir -p "$root"/{bin,dev,proc,sys,tmp,lib/modules}
+cp /bin/busybox "$root/bin/busybox"
+cp "$MOVGEM_TOP/scripts/guest/init" "$root/init"
+chmod +x "$root/init"
+cp "$MOVGEM_TOP/movgem.ko" "$root/lib/modules/"
+cp "$bin/movgem-tests" "$root/bin/"
+(cd "$root" && find . | cpio -o -H newc --quiet) | gzip -1 >"$out"
+say "initramfs: $out ($(du -h "$out" | cut -f1))"

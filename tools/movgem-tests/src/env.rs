@@ -1,0 +1,187 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! What the tests need from the guest: the debugfs interface of the
+//! module, its parameters, compaction and fragmented memory.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+
+const DEBUGFS: &str = "/sys/kernel/debug/movgem";
+
+/// The module's debugfs `control` file.
+pub struct Control {
+    file: File,
+}
+
+impl Control {
+    pub fn open() -> Result<Self, String> {
+        let path = format!("{DEBUGFS}/control");
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map(|file| Self { file })
+            .map_err(|e| format!("{path}: {e}"))
+    }
+
+    /// Sends a command; `Err` carries the errno text.
+    pub fn cmd(&self, cmd: &str) -> Result<(), String> {
+        (&self.file)
+            .write_all(cmd.as_bytes())
+            .map_err(|e| format!("'{cmd}': {e}"))
+    }
+
+    /// Sends a command expected to fail; returns its errno.
+    pub fn cmd_errno(&self, cmd: &str) -> Option<i32> {
+        (&self.file)
+            .write_all(cmd.as_bytes())
+            .err()
+            .and_then(|e| e.raw_os_error())
+    }
+
+    pub fn report(&self) -> Result<String, String> {
+        let mut f = &self.file;
+        f.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
+        let mut s = String::new();
+        f.read_to_string(&mut s)
+            .map_err(|e| format!("reading control: {e}"))?;
+        Ok(s)
+    }
+
+    /// The report's numeric `key value` lines.
+    pub fn fields(&self) -> Result<BTreeMap<String, u64>, String> {
+        Ok(self
+            .report()?
+            .lines()
+            .filter_map(|l| {
+                let (k, v) = l.split_once(' ')?;
+                Some((k.to_string(), v.trim().parse().ok()?))
+            })
+            .collect())
+    }
+}
+
+/// One counter file.
+pub fn counter(name: &str) -> Result<u64, String> {
+    let path = format!("{DEBUGFS}/{name}");
+    let s = fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+    s.trim().parse().map_err(|e| format!("{path}: {e}"))
+}
+
+/// A snapshot of every counter.
+pub struct Counters(BTreeMap<String, u64>);
+
+impl Counters {
+    pub fn read() -> Result<Self, String> {
+        let mut map = BTreeMap::new();
+        for entry in fs::read_dir(DEBUGFS).map_err(|e| format!("{DEBUGFS}: {e}"))? {
+            let name = entry
+                .map_err(|e| e.to_string())?
+                .file_name()
+                .to_string_lossy()
+                .into_owned();
+            if name != "control" {
+                let v = counter(&name)?;
+                map.insert(name, v);
+            }
+        }
+        Ok(Self(map))
+    }
+
+    /// Increase of every counter since `earlier`.
+    pub fn since(&self, earlier: &Counters) -> Counters {
+        Counters(
+            self.0
+                .iter()
+                .map(|(k, v)| (k.clone(), v.saturating_sub(*earlier.0.get(k).unwrap_or(&0))))
+                .collect(),
+        )
+    }
+
+    pub fn get(&self, name: &str) -> u64 {
+        self.0.get(name).copied().unwrap_or(0)
+    }
+}
+
+impl fmt::Display for Counters {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (k, v) in self.0.iter().filter(|(_, v)| **v != 0) {
+            write!(f, "{k}={v} ")?;
+        }
+        Ok(())
+    }
+}
+
+pub fn set_param(name: &str, value: &str) -> Result<(), String> {
+    let path = format!("/sys/module/movgem/parameters/{name}");
+    fs::write(&path, value).map_err(|e| format!("{path}: {e}"))
+}
+
+/// Full compaction of every zone.
+pub fn compact() -> Result<(), String> {
+    fs::write("/proc/sys/vm/compact_memory", "1").map_err(|e| format!("compact_memory: {e}"))
+}
+
+fn meminfo_kib(key: &str) -> Result<u64, String> {
+    let s = fs::read_to_string("/proc/meminfo").map_err(|e| e.to_string())?;
+    s.lines()
+        .find_map(|l| {
+            l.strip_prefix(key)?
+                .trim_start_matches(':')
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .ok_or(format!("no {key} in /proc/meminfo"))
+}
+
+/// A tmpfs file with every other page punched out, so that the free
+/// memory it leaves is scattered order-0 holes.  Deleted on drop.
+pub struct Filler {
+    path: PathBuf,
+}
+
+impl Drop for Filler {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+/// Fills half of the available memory with a tmpfs file, then punches
+/// every other page.  Objects created while the returned guard lives get
+/// their pages from the holes, spread over the whole zone.
+pub fn fragment() -> Result<Filler, String> {
+    const PAGE: u64 = 4096;
+    let avail = meminfo_kib("MemAvailable")? * 1024;
+    let size = (avail / 2) / (1 << 20) * (1 << 20);
+    let path = PathBuf::from("/tmp/movgem-filler");
+    let filler = Filler { path: path.clone() };
+    let mut f = File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let chunk = vec![0xa5u8; 1 << 20];
+    for _ in 0..size / (1 << 20) {
+        f.write_all(&chunk).map_err(|e| format!("filling: {e}"))?;
+    }
+    let fd = f.as_raw_fd();
+    let mut off = 0;
+    while off < size {
+        // SAFETY: `fd` is an open tmpfs file; the range lies inside it.
+        let r = unsafe {
+            libc::fallocate(
+                fd,
+                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                off as libc::off_t,
+                PAGE as libc::off_t,
+            )
+        };
+        if r != 0 {
+            return Err(format!("punch hole: {}", std::io::Error::last_os_error()));
+        }
+        off += 2 * PAGE;
+    }
+    Ok(filler)
+}

@@ -1,0 +1,14 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The module's decision logic, built for the host so `cargo test` can
+//! cover it.  The file itself lives with the module.
+
+#![no_std]
+
+#[cfg(test)]
+extern crate std;
+
+#[path = "../../../rust/policy.rs"]
+pub mod policy;
+
+pub use policy::*;
