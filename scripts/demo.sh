@@ -21,7 +21,7 @@ rc=$?
 set -e
 echo
 echo "=== what the guest printed (full console: $log) ==="
-grep -E '^(movgem|  |[A-Za-z ]+:|Node )' "$log" | grep -vE '^ *(ok|#) ' || true
+grep -E '^(movgem|Node )' "$log" || true
 echo
 python3 "$MOVGEM_TOP/scripts/console.py" verdict "$log" | tail -1
 exit $rc

@@ -166,22 +166,31 @@ pub fn fragment() -> Result<Filler, String> {
     for _ in 0..size / (1 << 20) {
         f.write_all(&chunk).map_err(|e| format!("filling: {e}"))?;
     }
+    // Punch in a shuffled order: the page allocator hands freed pages
+    // out roughly last-freed-first, so a sequential order would put the
+    // next object at one end of the zone.  Shuffled, it lands all over.
     let fd = f.as_raw_fd();
-    let mut off = 0;
-    while off < size {
+    let mut holes: Vec<u64> = (0..size / (2 * PAGE)).collect();
+    let mut rng = 0x2545_f491_4f6c_dd1d_u64;
+    for i in (1..holes.len()).rev() {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        holes.swap(i, (rng % (i as u64 + 1)) as usize);
+    }
+    for hole in holes {
         // SAFETY: `fd` is an open tmpfs file; the range lies inside it.
         let r = unsafe {
             libc::fallocate(
                 fd,
                 libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
-                off as libc::off_t,
+                (hole * 2 * PAGE) as libc::off_t,
                 PAGE as libc::off_t,
             )
         };
         if r != 0 {
             return Err(format!("punch hole: {}", std::io::Error::last_os_error()));
         }
-        off += 2 * PAGE;
     }
     Ok(filler)
 }
