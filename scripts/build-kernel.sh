@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Build the patched Linux 6.12 kernel of one flavour, or reuse the cached
 # build.  Usage: scripts/build-kernel.sh [debug|plain]
-# Prints the build directory on stdout.
+# Prints the build directory on stdout, and nothing else: all build
+# output goes to stderr.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
+exec 3>&1 1>&2
 
 flavour=${1:-debug}
 case $flavour in
@@ -15,11 +17,11 @@ esac
 dir=$(kernel_dir "$flavour")
 if [ -f "$dir/.movgem-built" ]; then
 	say "kernel ($flavour): cached build $dir"
-	echo "$dir"
+	echo "$dir" >&3
 	exit 0
 fi
 
-say "kernel ($flavour): building in $dir (takes about 10 minutes on 2 cores)"
+say "kernel ($flavour): building in $dir (about 5 minutes on 2 cores)"
 mkdir -p "$(dirname "$dir")"
 tmp="$dir.tmp.$$"
 rm -rf "$tmp"
@@ -60,4 +62,4 @@ rm -rf "$dir"
 mv "$tmp" "$dir"
 trap - EXIT
 say "kernel ($flavour): built $dir"
-echo "$dir"
+echo "$dir" >&3
