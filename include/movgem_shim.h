@@ -29,11 +29,16 @@ struct shmem_dev_info;
 struct file *movgem_shmem_create(const char *name, size_t size);
 /* Locks nothing on return; the folio carries a reference for the caller. */
 struct folio *movgem_shmem_get_folio(struct file *filp, unsigned long index);
+void movgem_folio_get(struct folio *folio);
 void movgem_folio_put(struct folio *folio);
 unsigned long movgem_folio_pfn(struct folio *folio);
-/* Copy the first @len (at most PAGE_SIZE) bytes out of or into @folio. */
-int movgem_folio_read(struct folio *folio, void *buf, size_t len);
-int movgem_folio_write(struct folio *folio, const void *buf, size_t len);
+/* Copy @len bytes at @offset out of or into @folio (bounds checked). */
+int movgem_folio_read(struct folio *folio, size_t offset, void *buf,
+		      size_t len);
+int movgem_folio_write(struct folio *folio, size_t offset, const void *buf,
+		       size_t len);
+/* vm_mmap() of @size bytes of @filp from @offset; an address or -errno. */
+unsigned long movgem_vm_mmap(struct file *filp, u64 offset, u64 size);
 unsigned long movgem_shmem_gfp_mask(struct file *filp);
 bool movgem_gfp_is_movable(unsigned long gfp);
 /* Point the mapping of @filp at @dev_info (NULL unregisters). */
@@ -42,10 +47,35 @@ struct shmem_dev_info *movgem_shmem_registered(struct file *filp);
 void movgem_shmem_truncate(struct file *filp);
 void movgem_fput(struct file *filp);
 
+/* --- rust/helpers/vmap.c ------------------------------------------- */
+
+void *movgem_vmap_folios(struct folio *const *folios, unsigned int n);
+void movgem_vunmap(void *vaddr);
+int movgem_vmap_notifier_register(void);
+void movgem_vmap_notifier_unregister(void);
+
+/* --- rust/helpers/device.c ----------------------------------------- */
+
+struct device;
+struct workqueue_struct;
+
+int movgem_misc_register(void);
+void movgem_misc_deregister(void);
+struct device *movgem_pm_init(unsigned int autosuspend_ms);
+void movgem_pm_fini(struct device *dev);
+int movgem_pm_get(struct device *dev);
+int movgem_pm_get_if_active(struct device *dev);
+void movgem_pm_put(struct device *dev);
+bool movgem_pm_suspended(struct device *dev);
+struct workqueue_struct *movgem_wq_alloc(void);
+void movgem_wq_destroy(struct workqueue_struct *wq);
+
 /* --- rust/helpers/params.c ----------------------------------------- */
 
 bool movgem_param_hook_enabled(void);
 unsigned int movgem_param_lock_timeout_ms(void);
+unsigned int movgem_param_autosuspend_ms(void);
+unsigned int movgem_param_hang_timeout_ms(void);
 
 /* --- rust/helpers/debugfs.c ---------------------------------------- */
 
@@ -71,7 +101,18 @@ ssize_t movgem_rs_control(const char *cmd, size_t len);
 /* Formats the control file's report into @buf; returns its length. */
 ssize_t movgem_rs_report(char *buf, size_t len);
 
-/* Pure policy exposed for the KUnit suite (rust/policy.rs). */
-int movgem_rs_policy_selftest(void);
+/* /dev/movgem file operations. */
+void *movgem_rs_open(void);
+void movgem_rs_release(void *priv);
+long movgem_rs_ioctl(void *priv, unsigned int cmd, unsigned long arg);
+/* Runtime PM callbacks of the simulated GPU. */
+void movgem_rs_runtime_suspend(void);
+void movgem_rs_runtime_resume(void);
+/*
+ * Drops cached kernel mappings that nobody pins; returns the pages
+ * unmapped.  From the vmap purge notifier (@may_wait false: only try the
+ * lock) or from debugfs.
+ */
+unsigned long movgem_rs_vmap_purge(bool may_wait);
 
 #endif /* MOVGEM_SHIM_H */

@@ -4,8 +4,12 @@
 //! in-guest tests can exercise the hook without the uAPI.
 //!
 //! Commands (one per write): `create <pages> <seed>`, `bind`, `unbind`,
-//! `pin`, `unpin`, `active <0|1>`, `purgeable <0|1>`, `verify`,
-//! `destroy`.  Reading the file reports the object as `key value` lines.
+//! `pin` and `unpin` (a page pin beyond the binding), `active <0|1>`,
+//! `purgeable <0|1>`, `vmap`, `vunmap`, `verify`, `destroy`; and, for the
+//! whole device, `purge_vmaps` (what the vmap purge notifier does, since
+//! a test VM cannot run out of vmalloc space), `reset` (ends every GPU
+//! request) and `hold_lock <ms>` (holds `struct_mutex`, to test the
+//! hook's budget).  Reading the file reports `key value` lines.
 
 use core::fmt::Write;
 use kernel::ffi::c_char;
@@ -13,7 +17,8 @@ use kernel::ffi::c_char;
 use kernel::prelude::*;
 use kernel::sync::Arc;
 
-use crate::object::{Device, Object, StructMutexGuard};
+use crate::gpu::{self, WorkQueue};
+use crate::object::{Device, Gem, Object};
 
 /// Largest self-test object: 1 GiB of 4 KiB pages.
 const MAX_PAGES: u64 = 1 << 18;
@@ -26,10 +31,13 @@ struct VerifyResult {
     moved_pages: u64,
 }
 
-/// Self-test bookkeeping; the object itself lives in the device's `Gem`.
+/// Module-wide state reached from the C shims: the device, the GPU's
+/// workqueue, and the self-test bookkeeping (the self-test object itself
+/// lives in the device's `Gem`).
 #[pin_data]
 pub(crate) struct Control {
     device: Arc<Device>,
+    wq: WorkQueue,
     seed: core::sync::atomic::AtomicU64,
     #[pin]
     last: kernel::sync::SpinLock<VerifyResult>,
@@ -37,16 +45,27 @@ pub(crate) struct Control {
 
 impl Control {
     /// Initialiser for the control state of `device`.
-    pub(crate) fn new(device: Arc<Device>) -> impl PinInit<Self> {
+    pub(crate) fn new(device: Arc<Device>, wq: WorkQueue) -> impl PinInit<Self> {
         pin_init!(Self {
             device,
+            wq,
             seed: core::sync::atomic::AtomicU64::new(0),
             last <- kernel::new_spinlock!(VerifyResult::default(), "movgem_verify"),
         })
     }
 
-    fn selftest(guard: &StructMutexGuard<'_>) -> Result<Arc<Object>> {
-        guard.selftest.clone().ok_or(ENOENT)
+    /// The device.
+    pub(crate) fn device(&self) -> &Arc<Device> {
+        &self.device
+    }
+
+    /// The GPU's workqueue.
+    pub(crate) fn queue(&self) -> &kernel::workqueue::Queue {
+        self.wq.queue()
+    }
+
+    fn selftest(gem: &Gem) -> Result<Arc<Object>> {
+        gem.selftest.clone().ok_or(ENOENT)
     }
 
     /// Runs one command.
@@ -94,7 +113,23 @@ impl Control {
                 obj.destroy();
                 Ok(())
             }
-            "bind" | "unbind" | "pin" | "unpin" | "active" | "purgeable" => {
+            "purge_vmaps" => {
+                self.device.purge_vmaps(true);
+                Ok(())
+            }
+            "reset" => {
+                gpu::reset(&self.device);
+                Ok(())
+            }
+            "hold_lock" => {
+                // Test aid: keep struct_mutex busy, as a long ioctl would.
+                let ms = arg()?.min(10_000) as u32;
+                let _gem = self.device.struct_mutex.lock();
+                // SAFETY: process context, no spinlock held: may sleep.
+                unsafe { kernel::bindings::msleep(ms) };
+                Ok(())
+            }
+            "bind" | "unbind" | "pin" | "unpin" | "active" | "purgeable" | "vmap" | "vunmap" => {
                 let value = if matches!(verb, "active" | "purgeable") {
                     match arg()? {
                         0 => false,
@@ -107,8 +142,10 @@ impl Control {
                 let mut guard = self.device.struct_mutex.lock();
                 let obj = Self::selftest(&guard)?;
                 match verb {
-                    "bind" => obj.bind(&mut guard),
+                    "bind" => obj.bind(&mut guard).map(|_| ()),
                     "unbind" => obj.unbind(&mut guard),
+                    "vmap" => obj.vmap(&mut guard),
+                    "vunmap" => obj.vunmap(&mut guard),
                     "pin" => {
                         let st = obj.state(&mut guard);
                         if st.pages_held() == 0 {
@@ -118,19 +155,31 @@ impl Control {
                         Ok(())
                     }
                     "unpin" => {
+                        let bound = u32::from(obj.state(&mut guard).gtt_offset().is_some());
                         let st = obj.state(&mut guard);
-                        if st.pages_pin_count <= st.bind_count {
+                        if st.pages_pin_count <= bound + st.vmap_pins {
                             return Err(EINVAL);
                         }
                         st.pages_pin_count -= 1;
                         Ok(())
                     }
                     "active" => {
-                        obj.state(&mut guard).active = value;
+                        drop(guard);
+                        if value {
+                            obj.activate();
+                        } else if obj.active() > 0 {
+                            obj.retire();
+                        } else {
+                            return Err(EINVAL);
+                        }
                         Ok(())
                     }
                     _ => {
-                        obj.state(&mut guard).purgeable = value;
+                        obj.state(&mut guard).madv = if value {
+                            crate::uapi::MADV_DONTNEED
+                        } else {
+                            crate::uapi::MADV_WILLNEED
+                        };
                         Ok(())
                     }
                 }
@@ -164,7 +213,7 @@ impl Control {
                 let registered = obj.hook_registered();
                 let movable = obj.file().is_movable();
                 let st = obj.state(&mut guard);
-                let s = st.snapshot();
+                let s = obj.snapshot(st);
                 writeln!(out, "object present")?;
                 writeln!(out, "pages {}", obj.npages())?;
                 writeln!(out, "pages_held {}", st.pages_held())?;
@@ -174,8 +223,10 @@ impl Control {
                 writeln!(out, "purgeable {}", u8::from(s.purgeable))?;
                 writeln!(out, "hook_registered {}", u8::from(registered))?;
                 writeln!(out, "movable {}", u8::from(movable))?;
+                writeln!(out, "vmap_cached {}", u8::from(s.vmap_cached))?;
             }
         }
+        writeln!(out, "runtime_suspended {}", u8::from(self.device.pm.suspended()))?;
         writeln!(out, "verify_runs {}", last.runs)?;
         writeln!(out, "verify_bad_pages {}", last.bad_pages)?;
         writeln!(out, "verify_moved_pages {}", last.moved_pages)

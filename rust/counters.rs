@@ -28,9 +28,29 @@ pub(crate) enum Counter {
     MigrateFailed,
     /// Binds that had to fetch pages again after a release.
     Rebinds,
+    /// Cached kernel mappings the hook tore down.
+    HookVunmaps,
+    /// Pages whose cached kernel mapping a purge dropped.
+    VmapPurgedPages,
+    /// Purges that gave up on a contended `struct_mutex`.
+    VmapPurgeContended,
+    /// DONTNEED objects truncated.
+    Purged,
+    /// Batches submitted.
+    Requests,
+    /// Batches ended by a reset.
+    RequestsReset,
+    /// Hanging batches ended by `hang_timeout_ms`.
+    HangsTimedOut,
+    /// Dwords a checking batch found different from what it expected.
+    GpuCheckErrors,
+    /// Runtime suspends of the device.
+    RuntimeSuspends,
+    /// Runtime resumes of the device.
+    RuntimeResumes,
 }
 
-const FIRST_REFUSAL: usize = Counter::Rebinds as usize + 1;
+const FIRST_REFUSAL: usize = Counter::RuntimeResumes as usize + 1;
 
 /// Number of counters, refusals included.
 pub(crate) const COUNT: usize = FIRST_REFUSAL + Refusal::ALL.len();
@@ -46,6 +66,16 @@ pub(crate) const NAMES: [&kernel::str::CStr; COUNT] = [
     kernel::c_str!("migrated"),
     kernel::c_str!("migrate_failed"),
     kernel::c_str!("rebinds"),
+    kernel::c_str!("hook_vunmaps"),
+    kernel::c_str!("vmap_purged_pages"),
+    kernel::c_str!("vmap_purge_contended"),
+    kernel::c_str!("purged_objects"),
+    kernel::c_str!("gpu_requests"),
+    kernel::c_str!("gpu_requests_reset"),
+    kernel::c_str!("gpu_hangs_timed_out"),
+    kernel::c_str!("gpu_check_errors"),
+    kernel::c_str!("runtime_suspends"),
+    kernel::c_str!("runtime_resumes"),
     kernel::c_str!("refused_hook_disabled"),
     kernel::c_str!("refused_lock_contended"),
     kernel::c_str!("refused_active"),
@@ -53,6 +83,7 @@ pub(crate) const NAMES: [&kernel::str::CStr; COUNT] = [
     kernel::c_str!("refused_pinned"),
     kernel::c_str!("refused_pinned_vma"),
     kernel::c_str!("refused_suspended"),
+    kernel::c_str!("refused_would_sleep"),
 ];
 
 #[allow(clippy::declare_interior_mutable_const)]

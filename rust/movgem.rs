@@ -17,12 +17,17 @@ use kernel::sync::Arc;
 
 mod control;
 mod counters;
+mod file;
+mod gpu;
+pub mod gtt;
 mod object;
 mod params;
+mod pm;
 pub mod policy;
 mod selftests;
 mod shmem;
 mod sync;
+mod uapi;
 
 use control::Control;
 use object::Device;
@@ -41,6 +46,10 @@ extern "C" {
     fn movgem_debugfs_add_counter(dir: *mut c_void, name: *const c_char, id: c_ulong);
     fn movgem_debugfs_add_control(dir: *mut c_void);
     fn movgem_debugfs_remove(dir: *mut c_void);
+    fn movgem_misc_register() -> kernel::ffi::c_int;
+    fn movgem_misc_deregister();
+    fn movgem_vmap_notifier_register() -> kernel::ffi::c_int;
+    fn movgem_vmap_notifier_unregister();
 }
 
 /// The control state reached from the debugfs shim; set while the module
@@ -53,6 +62,40 @@ fn control() -> Option<&'static Control> {
     // SAFETY: non-NULL only from `init` until `drop`, which first removes
     // the debugfs files (waiting for callers in flight), then frees it.
     unsafe { ptr.as_ref() }
+}
+
+/// The GPU's workqueue, while the module is live.
+fn queue() -> Option<&'static kernel::workqueue::Queue> {
+    control().map(Control::queue)
+}
+
+/// A registration undone on drop (misc device, vmap purge notifier).
+struct Registration {
+    undo: unsafe extern "C" fn(),
+}
+
+impl Registration {
+    /// Runs `register`; on success `undo` runs on drop.
+    ///
+    /// # Safety
+    ///
+    /// `undo` must be safe to call once after `register` succeeded.
+    unsafe fn new(
+        register: unsafe extern "C" fn() -> kernel::ffi::c_int,
+        undo: unsafe extern "C" fn(),
+    ) -> Result<Self> {
+        // SAFETY: the shims take no arguments and have no preconditions.
+        kernel::error::to_result(unsafe { register() })?;
+        Ok(Self { undo })
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        // SAFETY: `new` succeeded, so undoing once is what the caller
+        // promised is safe.
+        unsafe { (self.undo)() }
+    }
 }
 
 /// /sys/kernel/debug/movgem/, removed on drop.
@@ -90,10 +133,13 @@ impl Drop for Debugfs {
     }
 }
 
+/// Module state.  Fields drop in declaration order after `Drop::drop`.
 struct Movgem {
-    device: Arc<Device>,
-    control: Pin<KBox<Control>>,
+    misc: Option<Registration>,
+    vmap_notifier: Option<Registration>,
     debugfs: Option<Debugfs>,
+    control: Pin<KBox<Control>>,
+    device: Arc<Device>,
 }
 
 // SAFETY: `Debugfs` only holds a dentry pointer that debugfs lets any task
@@ -109,40 +155,58 @@ impl kernel::Module for Movgem {
             return Err(EINVAL);
         }
         let device = Device::new()?;
-        let control = KBox::pin_init(Control::new(device.clone()), GFP_KERNEL)?;
+        let wq = gpu::WorkQueue::new()?;
+        let control = KBox::pin_init(Control::new(device.clone(), wq), GFP_KERNEL)?;
+        let mut this = Movgem {
+            misc: None,
+            vmap_notifier: None,
+            debugfs: None,
+            control,
+            device,
+        };
         CONTROL.store(
-            core::ptr::from_ref::<Control>(&control).cast_mut(),
+            core::ptr::from_ref::<Control>(&this.control).cast_mut(),
             Ordering::Release,
         );
-        let debugfs = match Debugfs::new() {
-            Ok(d) => Some(d),
-            Err(e) => {
-                CONTROL.store(null_mut(), Ordering::Release);
-                return Err(e);
-            }
-        };
+        // On error `this` drops, which undoes whatever was registered.
+        this.debugfs = Some(Debugfs::new()?);
+        // SAFETY: unregistering once after registering is always allowed.
+        this.vmap_notifier = Some(unsafe {
+            Registration::new(movgem_vmap_notifier_register, movgem_vmap_notifier_unregister)?
+        });
+        // SAFETY: as above; the device goes last, once all else is ready.
+        this.misc = Some(unsafe { Registration::new(movgem_misc_register, movgem_misc_deregister)? });
         pr_info!(
             "loaded (hook {})\n",
             if params::hook_enabled() { "on" } else { "off" }
         );
-        Ok(Movgem {
-            device,
-            control,
-            debugfs,
-        })
+        Ok(this)
     }
 }
 
 impl Drop for Movgem {
     fn drop(&mut self) {
-        // Files first: after this no shim can call into `control`.
+        // No new opens; open files pin the module, so none are left.
+        self.misc.take();
+        self.vmap_notifier.take();
+        // Files next: after this no shim can call into `control`.
         self.debugfs.take();
         CONTROL.store(null_mut(), Ordering::Release);
+        // Requests may outlive their files: end them and wait.
+        gpu::reset(&self.device);
+        gpu::wait_all_idle(&self.device);
         let selftest = self.device.struct_mutex.lock().selftest.take();
         if let Some(obj) = selftest {
             obj.destroy();
         }
-        let _ = &self.control;
         pr_info!("unloaded\n");
+        // `control` drops next and destroys the workqueue, which waits
+        // for the last request to return from its work function.
     }
+}
+
+/// C entry point, see `include/movgem_shim.h`.
+#[no_mangle]
+pub(crate) extern "C" fn movgem_rs_vmap_purge(may_wait: bool) -> kernel::ffi::c_ulong {
+    control().map_or(0, |c| c.device().purge_vmaps(may_wait) as kernel::ffi::c_ulong)
 }

@@ -1,65 +1,201 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! GEM-style objects backed by shmem, and the migrate hook.
+//! GEM-style objects backed by shmem, the simulated GTT, and the migrate
+//! hook.
 //!
 //! # Locking
 //!
 //! Lock order, outermost first:
 //!
-//! 1. `Device::struct_mutex` (a [`TryMutex`]): all mutable object state.
-//! 2. folio locks, taken inside shmem while fetching pages.
+//! 1. `FileState::handles` (per open file): a leaf, never held while
+//!    taking anything below.
+//! 2. `Device::struct_mutex` (a [`TryMutex`]): every object's mutable
+//!    state, the GTT and the object list.
+//! 3. folio locks (taken inside shmem while fetching pages), vmalloc's
+//!    locks (`vmap()`), `Device::gpu`.
 //!
 //! Migration calls the hook with the source folio already locked, i.e.
-//! against this order, so the hook only ever try-locks `struct_mutex`
-//! ([`TryMutex::try_lock_for`]) and gives up with `-EBUSY`.
+//! against this order, so the hook only try-locks `struct_mutex`
+//! ([`TryMutex::try_lock_for`]) and gives up with `-EBUSY`.  The vmap
+//! purge notifier may run under our own `vmap()` call, so it try-locks
+//! too.
 
 use core::cell::UnsafeCell;
-use kernel::ffi::c_int;
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
+use kernel::ffi::c_int;
 use kernel::prelude::*;
-use kernel::sync::Arc;
+use kernel::rbtree::RBTree;
+use kernel::sync::{Arc, CondVar, Mutex};
 use kernel::types::Opaque;
 
 use crate::counters::{self, Counter};
+use crate::gtt;
 use crate::params;
+use crate::pm::RuntimePm;
 use crate::policy::{self, Decision, ObjectState};
-use crate::shmem::{FolioRef, RawFolio, ShmemDevInfo, ShmemFile};
-use crate::sync::{LockKey, TryMutex, TryMutexGuard};
+use crate::shmem::{FolioRef, RawFolio, ShmemDevInfo, ShmemFile, Vmap};
+use crate::sync::{LockKey, TryMutex};
+use crate::uapi;
+
+const PAGE_SIZE: usize = kernel::page::PAGE_SIZE;
+
+/// Size of the simulated GTT: 4 GiB.
+pub(crate) const GTT_SIZE: u64 = 4 << 30;
 
 /// Device-wide state protected by `struct_mutex`.
 pub(crate) struct Gem {
+    /// Every object that still has a handle, by id.
+    objects: RBTree<u64, Arc<Object>>,
+    next_id: u64,
+    /// Allocated GTT ranges: start -> size.
+    gtt: RBTree<u64, u64>,
+    gtt_used: u64,
     /// The object driven through debugfs `control`, if any.
     pub(crate) selftest: Option<Arc<Object>>,
 }
 
-/// The (simulated) GPU.
+/// What waiters on the simulated GPU look at.
+pub(crate) struct GpuState {
+    /// Requests submitted and not yet retired.
+    pub(crate) inflight: u32,
+    /// Bumped by a reset; requests that started earlier end at once.
+    pub(crate) resets: u64,
+}
+
+/// The simulated GPU.
 #[pin_data]
 pub(crate) struct Device {
     /// i915's big lock; see the module documentation for its order.
     #[pin]
     pub(crate) struct_mutex: TryMutex<Gem>,
+    /// Request accounting, for waits and resets.
+    #[pin]
+    pub(crate) gpu: Mutex<GpuState>,
+    /// Signalled whenever a request retires or the GPU is reset.
+    #[pin]
+    pub(crate) gpu_idle: CondVar,
+    /// Runtime PM of the device.
+    pub(crate) pm: RuntimePm,
 }
 
 static STRUCT_MUTEX_KEY: LockKey = LockKey::new();
 
 impl Device {
-    /// Allocates the device.
+    /// Allocates the device and registers its runtime PM.
     pub(crate) fn new() -> Result<Arc<Self>> {
+        let pm = RuntimePm::new(params::autosuspend_ms())?;
         Arc::pin_init(
             pin_init!(Self {
                 struct_mutex <- TryMutex::new(
-                    Gem { selftest: None },
+                    Gem {
+                        objects: RBTree::new(),
+                        next_id: 1,
+                        gtt: RBTree::new(),
+                        gtt_used: 0,
+                        selftest: None,
+                    },
                     kernel::c_str!("movgem_struct_mutex"),
                     &STRUCT_MUTEX_KEY,
                 ),
+                gpu <- kernel::new_mutex!(GpuState { inflight: 0, resets: 0 }, "movgem_gpu"),
+                gpu_idle <- kernel::new_condvar!("movgem_gpu_idle"),
+                pm,
             }),
             GFP_KERNEL,
         )
     }
+
+    /// Creates an object of `npages` pages and lists it on the device.
+    pub(crate) fn create_object(self: &Arc<Self>, npages: usize) -> Result<Arc<Object>> {
+        let obj = Object::new(self, npages)?;
+        let mut gem = self.struct_mutex.lock();
+        let id = gem.next_id;
+        gem.next_id += 1;
+        obj.id.store(id, Ordering::Relaxed);
+        if let Err(e) = gem.objects.try_create_and_insert(id, obj.clone(), GFP_KERNEL) {
+            drop(gem);
+            obj.destroy();
+            return Err(e);
+        }
+        Ok(obj)
+    }
+
+    /// The last handle of `obj` is gone: unlist it and, once the GPU is
+    /// done with it, release everything it holds.
+    pub(crate) fn close_object(&self, obj: &Arc<Object>) {
+        obj.closed.store(true, Ordering::SeqCst);
+        self.struct_mutex
+            .lock()
+            .objects
+            .remove(&obj.id.load(Ordering::Relaxed));
+        obj.release_if_closed_and_idle();
+    }
+
+    /// Device-wide numbers for `GET_INFO`.
+    pub(crate) fn info(&self) -> uapi::Info {
+        let mut gem = self.struct_mutex.lock();
+        let mut info = uapi::Info {
+            gtt_size: GTT_SIZE,
+            gtt_used: gem.gtt_used,
+            runtime_suspended: u32::from(self.pm.suspended()),
+            ..uapi::Info::default()
+        };
+        let objs: KVec<Arc<Object>> = match collect(&gem.objects) {
+            Ok(v) => v,
+            Err(_) => return info,
+        };
+        for obj in objs.iter() {
+            let st = obj.state(&mut gem);
+            info.objects += 1;
+            info.object_bytes += (obj.npages * PAGE_SIZE) as u64;
+            info.bound_objects += u64::from(st.gtt_offset.is_some());
+            info.cached_vmaps += u64::from(st.vmap.is_some());
+            info.active_objects += u64::from(obj.active() > 0);
+        }
+        info
+    }
+
+    /// Drops every cached kernel mapping nobody pins; returns the pages
+    /// unmapped.  `may_wait` false: give up if `struct_mutex` is busy.
+    pub(crate) fn purge_vmaps(&self, may_wait: bool) -> usize {
+        let guard = if may_wait {
+            Some(self.struct_mutex.lock())
+        } else {
+            self.struct_mutex
+                .try_lock_for(policy::lock_wait(true, params::lock_timeout_ms()))
+        };
+        let Some(mut gem) = guard else {
+            counters::inc(Counter::VmapPurgeContended);
+            return 0;
+        };
+        let Ok(objs) = collect(&gem.objects) else {
+            return 0;
+        };
+        let selftest = gem.selftest.clone();
+        let mut freed = 0;
+        for obj in Iterator::chain(objs.iter(), selftest.iter()) {
+            let st = obj.state(&mut gem);
+            if st.vmap_pins == 0 {
+                if let Some(map) = st.vmap.take() {
+                    freed += map.npages();
+                }
+            }
+        }
+        counters::add(Counter::VmapPurgedPages, freed as u64);
+        freed
+    }
 }
 
-/// Guard of `Device::struct_mutex`.
-pub(crate) type StructMutexGuard<'a> = TryMutexGuard<'a, Gem>;
+/// The values of `tree`, cloned, so that the caller can borrow `Gem`
+/// mutably while walking them.
+fn collect(tree: &RBTree<u64, Arc<Object>>) -> Result<KVec<Arc<Object>>> {
+    let mut v = KVec::new();
+    for (_, obj) in tree.iter() {
+        v.push(obj.clone(), GFP_KERNEL)?;
+    }
+    Ok(v)
+}
 
 /// Mutable state of an object; only reachable under `struct_mutex`.
 #[derive(Default)]
@@ -67,44 +203,46 @@ pub(crate) struct ObjState {
     /// References on the object's folios, index order; empty when the
     /// object has no pages.
     pages: KVec<FolioRef>,
-    /// Pins on the pages, bindings included.
+    /// Page frame numbers recorded when the pages were last fetched.
+    pfns: KVec<usize>,
+    /// Pins on the pages: the binding, vmap pins, self-test pins.
     pub(crate) pages_pin_count: u32,
-    /// GTT bindings.
-    pub(crate) bind_count: u32,
-    /// Bindings pinned for scanout.
+    /// Where the object is bound in the GTT, if it is.
+    gtt_offset: Option<u64>,
+    /// Display-style pins on the binding.
     pub(crate) pinned_vmas: u32,
-    /// Simulated GPU work outstanding.
-    pub(crate) active: bool,
-    /// DONTNEED.
-    pub(crate) purgeable: bool,
-    /// Page frame numbers recorded at the last bind.
-    bind_pfns: KVec<usize>,
-    /// The pages were released by the hook since the last bind.
+    /// `MOVGEM_MADV_*`.
+    pub(crate) madv: u32,
+    /// Cached kernel mapping of all pages.
+    vmap: Option<Vmap>,
+    /// Users of `vmap` (each also holds a page pin).
+    pub(crate) vmap_pins: u32,
+    /// The pages were released by the hook since they were last fetched.
     released: bool,
-    /// The object is being destroyed; the hook must leave it alone.
+    /// The object is being destroyed; nothing may fetch pages again.
     dead: bool,
 }
 
 impl ObjState {
-    /// What the policy needs to know.
-    pub(crate) fn snapshot(&self) -> ObjectState {
-        ObjectState {
-            has_pages: !self.pages.is_empty(),
-            active: self.active,
-            purgeable: self.purgeable,
-            pages_pin_count: self.pages_pin_count,
-            bind_count: self.bind_count,
-            pinned_vmas: self.pinned_vmas,
-        }
-    }
-
     /// Number of folios the object holds references on.
     pub(crate) fn pages_held(&self) -> usize {
         self.pages.len()
     }
 
-    /// Drops every page reference; returns how many there were.
+    /// The GTT offset, if bound.
+    pub(crate) fn gtt_offset(&self) -> Option<u64> {
+        self.gtt_offset
+    }
+
+    /// The object's folios while it holds them.
+    pub(crate) fn pages(&self) -> &[FolioRef] {
+        &self.pages
+    }
+
+    /// Drops the kernel mapping and every page reference; returns how
+    /// many pages there were.
     fn put_pages(&mut self) -> usize {
+        self.vmap = None;
         let n = self.pages.len();
         self.pages = KVec::new();
         n
@@ -116,19 +254,26 @@ impl ObjState {
 /// # Invariants
 ///
 /// While `registered` is true, `dev_info` is registered with shmem on
-/// `file`, and `self` is pinned inside an [`Arc`]; [`Object::destroy`]
-/// unregisters it and truncates `file` before the `Arc` can go away.
+/// `file`, and `self` is pinned inside an [`Arc`]; [`Object::teardown`]
+/// (from `destroy` or drop) unregisters it and truncates `file` first.
 #[pin_data(PinnedDrop)]
 pub(crate) struct Object {
     /// Storage for `struct shmem_dev_info`; the hook maps it back to the
     /// object with `container_of!`.
     #[pin]
     dev_info: Opaque<ShmemDevInfo>,
+    id: core::sync::atomic::AtomicU64,
     file: ShmemFile,
     npages: usize,
     device: Arc<Device>,
     state: UnsafeCell<ObjState>,
-    registered: core::sync::atomic::AtomicBool,
+    /// Outstanding GPU requests using the object (plus self-test holds).
+    active: AtomicU32,
+    /// Set when the last handle is gone.
+    closed: AtomicBool,
+    /// Pages were truncated after DONTNEED.
+    purged: AtomicBool,
+    registered: AtomicBool,
 }
 
 // SAFETY: `state` is only accessed under `device.struct_mutex` (see
@@ -139,26 +284,34 @@ unsafe impl Sync for Object {}
 
 impl Object {
     /// Creates an object of `npages` pages, not yet populated, with the
-    /// migrate hook registered.
+    /// migrate hook registered.  Not listed on the device: see
+    /// [`Device::create_object`].
     pub(crate) fn new(device: &Arc<Device>, npages: usize) -> Result<Arc<Self>> {
-        let size = npages.checked_mul(kernel::page::PAGE_SIZE).ok_or(EINVAL)?;
+        if npages == 0 {
+            return Err(EINVAL);
+        }
+        let size = npages.checked_mul(PAGE_SIZE).ok_or(EINVAL)?;
         let file = ShmemFile::new(kernel::c_str!("movgem"), size)?;
         let obj = Arc::pin_init(
             pin_init!(Self {
                 dev_info <- Opaque::ffi_init(|_slot: *mut ShmemDevInfo| {}),
+                id: core::sync::atomic::AtomicU64::new(0),
                 file,
                 npages,
                 device: device.clone(),
                 state: UnsafeCell::new(ObjState::default()),
-                registered: core::sync::atomic::AtomicBool::new(false),
+                active: AtomicU32::new(0),
+                closed: AtomicBool::new(false),
+                purged: AtomicBool::new(false),
+                registered: AtomicBool::new(false),
             }),
             GFP_KERNEL,
         )?;
-        // SAFETY: `obj` is pinned in an `Arc`, and `destroy` (or drop)
-        // unregisters and truncates before the storage goes away.
+        // SAFETY: `obj` is pinned in an `Arc`, and `teardown` (run by
+        // `destroy` or on drop) unregisters and truncates before the
+        // storage goes away.
         unsafe { obj.file.register(obj.dev_info.get())? };
-        obj.registered
-            .store(true, core::sync::atomic::Ordering::Release);
+        obj.registered.store(true, Ordering::Release);
         Ok(obj)
     }
 
@@ -172,127 +325,284 @@ impl Object {
         &self.file
     }
 
+    /// Outstanding GPU work.
+    pub(crate) fn active(&self) -> u32 {
+        self.active.load(Ordering::SeqCst)
+    }
+
+    /// Whether DONTNEED pages were truncated.
+    pub(crate) fn purged(&self) -> bool {
+        self.purged.load(Ordering::Acquire)
+    }
+
     /// Whether shmem has our `dev_info` registered on this object.
     pub(crate) fn hook_registered(&self) -> bool {
         core::ptr::eq(self.file.registered(), self.dev_info.get())
     }
 
-    /// The object's mutable state.  Holding `guard` proves exclusion.
-    pub(crate) fn state<'a>(&'a self, guard: &'a mut StructMutexGuard<'_>) -> &'a mut ObjState {
-        assert!(guard.holds(&self.device.struct_mutex));
-        // SAFETY: the caller holds `struct_mutex`, which protects `state`,
-        // and the `&mut` borrow of the guard keeps this reference unique.
-        unsafe { &mut *self.state.get() }
+    /// The object's mutable state.  `gem` can only be reached through a
+    /// guard of `struct_mutex`, so holding it proves exclusion.
+    pub(crate) fn state<'a>(&'a self, gem: &'a mut Gem) -> &'a mut ObjState {
+        self.state_and_gtt(gem).0
+    }
+
+    /// The object's state and the device's GTT, borrowed together.
+    fn state_and_gtt<'a>(&'a self, gem: &'a mut Gem) -> (&'a mut ObjState, Gtt<'a>) {
+        assert!(self.device.struct_mutex.guards(gem));
+        // SAFETY: the caller holds `struct_mutex` (it has `&mut Gem`),
+        // which protects `state`; the `&mut` borrow of `gem` keeps this
+        // reference unique.
+        let st = unsafe { &mut *self.state.get() };
+        let gtt = Gtt {
+            ranges: &mut gem.gtt,
+            used: &mut gem.gtt_used,
+        };
+        (st, gtt)
+    }
+
+    /// What the policy needs to know.
+    pub(crate) fn snapshot(&self, st: &ObjState) -> ObjectState {
+        ObjectState {
+            has_pages: !st.pages.is_empty(),
+            active: self.active() > 0,
+            purgeable: st.madv == uapi::MADV_DONTNEED,
+            pages_pin_count: st.pages_pin_count,
+            bind_count: u32::from(st.gtt_offset.is_some()),
+            pinned_vmas: st.pinned_vmas,
+            vmap_cached: st.vmap.is_some(),
+        }
+    }
+
+    /// Fetches the object's pages if it does not hold them.
+    pub(crate) fn get_pages(&self, st: &mut ObjState) -> Result {
+        if st.dead {
+            return Err(ENOENT);
+        }
+        if self.purged() {
+            return Err(EFAULT);
+        }
+        if !st.pages.is_empty() {
+            return Ok(());
+        }
+        let mut pages = KVec::with_capacity(self.npages, GFP_KERNEL)?;
+        let mut pfns = KVec::with_capacity(self.npages, GFP_KERNEL)?;
+        for page in 0..self.npages {
+            let folio = self.file.folio(page)?;
+            pfns.push(folio.pfn(), GFP_KERNEL)?;
+            pages.push(folio, GFP_KERNEL)?;
+        }
+        if st.released {
+            counters::inc(Counter::Rebinds);
+            st.released = false;
+        }
+        st.pages = pages;
+        st.pfns = pfns;
+        Ok(())
+    }
+
+    /// Binds the object into the GTT (fetching and pinning its pages) if
+    /// it is not bound; returns its GTT offset.
+    pub(crate) fn bind(&self, gem: &mut Gem) -> Result<u64> {
+        let (st, mut gtt) = self.state_and_gtt(gem);
+        if let Some(offset) = st.gtt_offset {
+            return Ok(offset);
+        }
+        if st.madv != uapi::MADV_WILLNEED {
+            return Err(EFAULT);
+        }
+        self.get_pages(st)?;
+        let offset = gtt.insert((self.npages * PAGE_SIZE) as u64)?;
+        st.gtt_offset = Some(offset);
+        st.pages_pin_count += 1;
+        Ok(offset)
+    }
+
+    /// Removes the binding; the pages stay cached, as in i915.
+    pub(crate) fn unbind(&self, gem: &mut Gem) -> Result {
+        let active = self.active() > 0;
+        let (st, mut gtt) = self.state_and_gtt(gem);
+        let offset = st.gtt_offset.ok_or(EINVAL)?;
+        if st.pinned_vmas > 0 || active {
+            return Err(EBUSY);
+        }
+        gtt.remove(offset);
+        st.gtt_offset = None;
+        st.pages_pin_count -= 1;
+        Ok(())
+    }
+
+    /// Takes a display-style pin, binding first if needed.
+    pub(crate) fn pin(&self, gem: &mut Gem) -> Result<u64> {
+        let offset = self.bind(gem)?;
+        self.state(gem).pinned_vmas += 1;
+        Ok(offset)
+    }
+
+    /// Drops a display-style pin.
+    pub(crate) fn unpin(&self, gem: &mut Gem) -> Result {
+        let st = self.state(gem);
+        if st.pinned_vmas == 0 {
+            return Err(EINVAL);
+        }
+        st.pinned_vmas -= 1;
+        Ok(())
+    }
+
+    /// Maps every page into kernel space (cached) and pins the mapping.
+    pub(crate) fn vmap(&self, gem: &mut Gem) -> Result {
+        let st = self.state(gem);
+        if st.madv != uapi::MADV_WILLNEED {
+            return Err(EFAULT);
+        }
+        self.get_pages(st)?;
+        if st.vmap.is_none() {
+            st.vmap = Some(Vmap::new(&st.pages)?);
+        }
+        st.vmap_pins += 1;
+        st.pages_pin_count += 1;
+        Ok(())
+    }
+
+    /// Unpins the kernel mapping; it stays cached until purged.
+    pub(crate) fn vunmap(&self, gem: &mut Gem) -> Result {
+        let st = self.state(gem);
+        if st.vmap_pins == 0 {
+            return Err(EINVAL);
+        }
+        st.vmap_pins -= 1;
+        st.pages_pin_count -= 1;
+        Ok(())
+    }
+
+    /// `MADVISE`: returns whether the pages still exist.  A DONTNEED
+    /// object that holds no pages is purged at once, as i915 does.
+    pub(crate) fn madvise(&self, gem: &mut Gem, madv: u32) -> Result<bool> {
+        let st = self.state(gem);
+        if st.pinned_vmas > 0 || st.vmap_pins > 0 {
+            return Err(EBUSY);
+        }
+        if !self.purged() {
+            st.madv = madv;
+        }
+        if st.madv == uapi::MADV_DONTNEED && st.pages.is_empty() && !self.purged() {
+            self.file.truncate();
+            self.purged.store(true, Ordering::Release);
+            counters::inc(Counter::Purged);
+        }
+        Ok(!self.purged())
+    }
+
+    /// A GPU request finished with the object (or a self-test hold ended).
+    pub(crate) fn retire(&self) {
+        self.active.fetch_sub(1, Ordering::SeqCst);
+        self.release_if_closed_and_idle();
+    }
+
+    /// Marks the object busy for GPU work; see [`Object::retire`].
+    pub(crate) fn activate(&self) {
+        self.active.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Releases everything once the object is both closed and idle.
+    /// Runs at most once for real; later calls find nothing to do.
+    fn release_if_closed_and_idle(&self) {
+        if self.closed.load(Ordering::SeqCst) && self.active() == 0 {
+            self.destroy();
+        }
     }
 
     /// Writes the self-test pattern for `seed` into every page.
     pub(crate) fn fill(&self, seed: u64) -> Result {
-        let mut buf = KVec::with_capacity(kernel::page::PAGE_SIZE, GFP_KERNEL)?;
-        for _ in 0..kernel::page::PAGE_SIZE {
-            buf.push(0u8, GFP_KERNEL)?;
-        }
+        let mut buf = page_buffer()?;
         for page in 0..self.npages {
             fill_page(&mut buf, seed, page);
-            self.file.folio(page)?.write(&buf)?;
+            self.file.folio(page)?.write(0, &buf)?;
         }
         Ok(())
     }
 
     /// Checks every page against the pattern for `seed`.  Returns the
-    /// number of mismatching pages and of pages whose frame differs
-    /// from the one recorded at the last bind.
-    pub(crate) fn verify(
-        &self,
-        guard: &mut StructMutexGuard<'_>,
-        seed: u64,
-    ) -> Result<(usize, usize)> {
-        let mut buf = KVec::with_capacity(kernel::page::PAGE_SIZE, GFP_KERNEL)?;
-        let mut want = KVec::with_capacity(kernel::page::PAGE_SIZE, GFP_KERNEL)?;
-        for _ in 0..kernel::page::PAGE_SIZE {
-            buf.push(0u8, GFP_KERNEL)?;
-            want.push(0u8, GFP_KERNEL)?;
-        }
+    /// number of mismatching pages and of pages whose frame differs from
+    /// the one recorded when the pages were last fetched.
+    pub(crate) fn verify(&self, gem: &mut Gem, seed: u64) -> Result<(usize, usize)> {
+        let mut buf = page_buffer()?;
+        let mut want = page_buffer()?;
         let (mut bad, mut moved) = (0, 0);
         for page in 0..self.npages {
             let folio = self.file.folio(page)?;
-            folio.read(&mut buf)?;
+            folio.read(0, &mut buf)?;
             fill_page(&mut want, seed, page);
             if buf[..] != want[..] {
                 bad += 1;
             }
-            let st = self.state(guard);
-            if st
-                .bind_pfns
-                .get(page)
-                .is_some_and(|&pfn| pfn != folio.pfn())
-            {
+            let st = self.state(gem);
+            if st.pfns.get(page).is_some_and(|&pfn| pfn != folio.pfn()) {
                 moved += 1;
             }
         }
         Ok((bad, moved))
     }
 
-    /// Binds the object into the GTT: fetches its pages if needed and
-    /// pins them.
-    pub(crate) fn bind(&self, guard: &mut StructMutexGuard<'_>) -> Result {
-        let st = self.state(guard);
-        if st.dead {
-            return Err(ENOENT);
-        }
-        if st.pages.is_empty() {
-            let mut pages = KVec::with_capacity(self.npages, GFP_KERNEL)?;
-            let mut pfns = KVec::with_capacity(self.npages, GFP_KERNEL)?;
-            for page in 0..self.npages {
-                let folio = self.file.folio(page)?;
-                pfns.push(folio.pfn(), GFP_KERNEL)?;
-                pages.push(folio, GFP_KERNEL)?;
-            }
-            if st.released {
-                counters::inc(Counter::Rebinds);
-                st.released = false;
-            }
-            st.pages = pages;
-            st.bind_pfns = pfns;
-        }
-        st.bind_count += 1;
-        st.pages_pin_count += 1;
-        Ok(())
-    }
-
-    /// Removes one binding; the pages stay cached, as in i915.
-    pub(crate) fn unbind(&self, guard: &mut StructMutexGuard<'_>) -> Result {
-        let st = self.state(guard);
-        if st.bind_count == 0 {
+    /// Copies between user memory and the object through the page cache
+    /// (no lock needed: shmem serialises on the folios).
+    pub(crate) fn rw(
+        &self,
+        offset: u64,
+        len: u64,
+        user: kernel::uaccess::UserPtr,
+        write: bool,
+    ) -> Result {
+        let end = offset.checked_add(len).ok_or(EINVAL)?;
+        if end > (self.npages * PAGE_SIZE) as u64 {
             return Err(EINVAL);
         }
-        st.bind_count -= 1;
-        st.pages_pin_count -= 1;
+        if self.purged() {
+            return Err(EFAULT);
+        }
+        let mut buf = page_buffer()?;
+        let slice = kernel::uaccess::UserSlice::new(user, len as usize);
+        let (mut reader, mut writer) = slice.reader_writer();
+        let mut pos = offset;
+        while pos < end {
+            let in_page = (pos as usize) % PAGE_SIZE;
+            let n = (PAGE_SIZE - in_page).min((end - pos) as usize);
+            let folio = self.file.folio(pos as usize / PAGE_SIZE)?;
+            if write {
+                reader.read_slice(&mut buf[..n])?;
+                folio.write(in_page, &buf[..n])?;
+            } else {
+                folio.read(in_page, &mut buf[..n])?;
+                writer.write_slice(&buf[..n])?;
+            }
+            pos += n as u64;
+        }
         Ok(())
     }
 
-    /// Tears the object down: unregisters the hook, truncates the file
-    /// (after which no callback can reach `self`) and drops the pages.
+    /// Tears the object down: unbinds, drops mappings and pages,
+    /// unregisters the hook and truncates the file, after which no
+    /// callback can reach `self`.
     pub(crate) fn destroy(&self) {
         {
-            let mut guard = self.device.struct_mutex.lock();
-            self.state(&mut guard).dead = true;
+            let mut gem = self.device.struct_mutex.lock();
+            let (st, mut gtt) = self.state_and_gtt(&mut gem);
+            st.dead = true;
+            if let Some(offset) = st.gtt_offset.take() {
+                gtt.remove(offset);
+            }
+            st.pinned_vmas = 0;
+            st.vmap_pins = 0;
+            st.pages_pin_count = 0;
+            st.put_pages();
         }
         self.teardown();
-        let mut guard = self.device.struct_mutex.lock();
-        let st = self.state(&mut guard);
-        st.bind_count = 0;
-        st.pages_pin_count = 0;
-        st.put_pages();
     }
 
     /// Unregisters and truncates.  Callbacks run with a folio of `file`
     /// locked and truncation takes every such lock, so once this returns
     /// no callback is running or can start on this object.
     fn teardown(&self) {
-        if self
-            .registered
-            .swap(false, core::sync::atomic::Ordering::AcqRel)
-        {
+        if self.registered.swap(false, Ordering::AcqRel) {
             self.file.unregister();
             self.file.truncate();
         }
@@ -306,18 +616,25 @@ impl Object {
             return HOOK_BYPASS;
         }
         let wait = policy::lock_wait(may_block, params::lock_timeout_ms());
-        let Some(mut guard) = self.device.struct_mutex.try_lock_for(wait) else {
+        let Some(mut gem) = self.device.struct_mutex.try_lock_for(wait) else {
             counters::refused(policy::Refusal::LockContended);
             return EBUSY.to_errno();
         };
-        let st = self.state(&mut guard);
-        if st.dead {
-            counters::inc(Counter::PassThrough);
-            return 0;
-        }
-        // Runtime PM arrives with the simulated GPU; until then the
-        // device is always awake.
-        match policy::decide(&st.snapshot(), true) {
+        let snapshot = {
+            let st = self.state(&mut gem);
+            if st.dead {
+                counters::inc(Counter::PassThrough);
+                return 0;
+            }
+            self.snapshot(st)
+        };
+        // Never wake the device from here: only an awake one may unbind.
+        let wakeref = if snapshot.bind_count > 0 {
+            self.device.pm.get_if_active()
+        } else {
+            None
+        };
+        match policy::decide(&snapshot, wakeref.is_some(), may_block) {
             Decision::PassThrough => {
                 counters::inc(Counter::PassThrough);
                 0
@@ -326,11 +643,17 @@ impl Object {
                 counters::refused(why);
                 EBUSY.to_errno()
             }
-            Decision::Release { unbind } => {
+            Decision::Release { unbind, vunmap } => {
+                let (st, mut gtt) = self.state_and_gtt(&mut gem);
                 if unbind {
-                    counters::add(Counter::Unbinds, u64::from(st.bind_count));
-                    st.bind_count = 0;
-                    st.pages_pin_count = 0;
+                    if let Some(offset) = st.gtt_offset.take() {
+                        gtt.remove(offset);
+                        st.pages_pin_count -= 1;
+                        counters::inc(Counter::Unbinds);
+                    }
+                }
+                if vunmap {
+                    counters::inc(Counter::HookVunmaps);
                 }
                 let n = st.put_pages();
                 st.released = true;
@@ -351,9 +674,47 @@ impl PinnedDrop for Object {
     }
 }
 
+/// The GTT ranges in `Gem`, borrowed apart from the object states.
+pub(crate) struct Gtt<'a> {
+    ranges: &'a mut RBTree<u64, u64>,
+    used: &'a mut u64,
+}
+
+impl Gtt<'_> {
+    /// Reserves `size` bytes, page aligned; returns the start.
+    fn insert(&mut self, size: u64) -> Result<u64> {
+        let start = gtt::find_hole(
+            self.ranges.iter().map(|(&s, &l)| (s, l)),
+            size,
+            PAGE_SIZE as u64,
+            GTT_SIZE,
+        )
+        .ok_or(ENOSPC)?;
+        self.ranges.try_create_and_insert(start, size, GFP_KERNEL)?;
+        *self.used += size;
+        Ok(start)
+    }
+
+    /// Frees the range starting at `start`.
+    fn remove(&mut self, start: u64) {
+        if let Some(size) = self.ranges.remove(&start) {
+            *self.used -= size;
+        }
+    }
+}
+
 /// Returned to C when the hook is switched off: call `migrate_folio()`
 /// and return its result unchanged, exactly as an unpatched kernel would.
 const HOOK_BYPASS: c_int = 1;
+
+/// A zeroed page-sized buffer.
+pub(crate) fn page_buffer() -> Result<KVec<u8>> {
+    let mut buf = KVec::with_capacity(PAGE_SIZE, GFP_KERNEL)?;
+    for _ in 0..PAGE_SIZE {
+        buf.push(0u8, GFP_KERNEL)?;
+    }
+    Ok(buf)
+}
 
 fn fill_page(buf: &mut [u8], seed: u64, page: usize) {
     for (word, chunk) in buf.chunks_exact_mut(8).enumerate() {

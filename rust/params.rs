@@ -18,3 +18,20 @@ pub(crate) fn lock_timeout_ms() -> u32 {
     // SAFETY: reads a module parameter; no preconditions.
     unsafe { movgem_param_lock_timeout_ms() }
 }
+
+extern "C" {
+    fn movgem_param_autosuspend_ms() -> kernel::ffi::c_uint;
+    fn movgem_param_hang_timeout_ms() -> kernel::ffi::c_uint;
+}
+
+/// `autosuspend_ms`: runtime PM autosuspend delay of the device.
+pub(crate) fn autosuspend_ms() -> u32 {
+    // SAFETY: reads a module parameter; no preconditions.
+    unsafe { movgem_param_autosuspend_ms() }
+}
+
+/// `hang_timeout_ms`: when a hanging batch is reset.
+pub(crate) fn hang_timeout_ms() -> u32 {
+    // SAFETY: reads a module parameter; no preconditions.
+    unsafe { movgem_param_hang_timeout_ms() }
+}

@@ -23,6 +23,9 @@ pub struct ObjectState {
     pub bind_count: u32,
     /// Display-style pins on a binding: those never move.
     pub pinned_vmas: u32,
+    /// A kernel mapping (vmap) of the pages is cached; releasing the
+    /// pages means `vunmap()`, which may sleep.
+    pub vmap_cached: bool,
 }
 
 /// Why the hook refused a folio.  Every refusal is `-EBUSY`.
@@ -45,11 +48,13 @@ pub enum Refusal {
     PinnedVma,
     /// Unbinding needs the device awake and we may not wake it here.
     DeviceSuspended,
+    /// Releasing would sleep (`vunmap()`), but `MIGRATE_ASYNC` must not.
+    WouldSleep,
 }
 
 impl Refusal {
     /// Every refusal, in counter order.
-    pub const ALL: [Refusal; 7] = [
+    pub const ALL: [Refusal; 8] = [
         Refusal::HookDisabled,
         Refusal::LockContended,
         Refusal::Active,
@@ -57,6 +62,7 @@ impl Refusal {
         Refusal::PinnedBeyondBindings,
         Refusal::PinnedVma,
         Refusal::DeviceSuspended,
+        Refusal::WouldSleep,
     ];
 
     /// Name used for the debugfs counter.
@@ -69,6 +75,7 @@ impl Refusal {
             Refusal::PinnedBeyondBindings => "refused_pinned",
             Refusal::PinnedVma => "refused_pinned_vma",
             Refusal::DeviceSuspended => "refused_suspended",
+            Refusal::WouldSleep => "refused_would_sleep",
         }
     }
 
@@ -88,6 +95,8 @@ pub enum Decision {
     Release {
         /// The object is bound and must be unbound first.
         unbind: bool,
+        /// A cached kernel mapping must be torn down first.
+        vunmap: bool,
     },
     /// Answer `-EBUSY`.
     Refuse(Refusal),
@@ -95,8 +104,9 @@ pub enum Decision {
 
 /// Decide, with `struct_mutex` held, what to do with an object whose
 /// folio migration wants to move.  `device_awake` tells whether a
-/// runtime-PM reference could be taken without waking the device.
-pub fn decide(state: &ObjectState, device_awake: bool) -> Decision {
+/// runtime-PM reference could be taken without waking the device;
+/// `may_block` is false for `MIGRATE_ASYNC`.
+pub fn decide(state: &ObjectState, device_awake: bool, may_block: bool) -> Decision {
     if !state.has_pages {
         return Decision::PassThrough;
     }
@@ -116,7 +126,11 @@ pub fn decide(state: &ObjectState, device_awake: bool) -> Decision {
     if unbind && !device_awake {
         return Decision::Refuse(Refusal::DeviceSuspended);
     }
-    Decision::Release { unbind }
+    let vunmap = state.vmap_cached;
+    if vunmap && !may_block {
+        return Decision::Refuse(Refusal::WouldSleep);
+    }
+    Decision::Release { unbind, vunmap }
 }
 
 /// How long the hook may wait for `struct_mutex`.
@@ -179,9 +193,12 @@ mod tests {
 
     #[test]
     fn no_pages_passes_through() {
-        assert_eq!(decide(&ObjectState::default(), true), Decision::PassThrough);
         assert_eq!(
-            decide(&ObjectState::default(), false),
+            decide(&ObjectState::default(), true, true),
+            Decision::PassThrough
+        );
+        assert_eq!(
+            decide(&ObjectState::default(), false, false),
             Decision::PassThrough
         );
     }
@@ -189,8 +206,11 @@ mod tests {
     #[test]
     fn bound_idle_object_is_unbound_and_released() {
         assert_eq!(
-            decide(&bound_idle(), true),
-            Decision::Release { unbind: true }
+            decide(&bound_idle(), true, false),
+            Decision::Release {
+                unbind: true,
+                vunmap: false
+            }
         );
     }
 
@@ -200,7 +220,13 @@ mod tests {
             has_pages: true,
             ..ObjectState::default()
         };
-        assert_eq!(decide(&s, false), Decision::Release { unbind: false });
+        assert_eq!(
+            decide(&s, false, true),
+            Decision::Release {
+                unbind: false,
+                vunmap: false
+            }
+        );
     }
 
     #[test]
@@ -209,7 +235,7 @@ mod tests {
             active: true,
             ..bound_idle()
         };
-        assert_eq!(decide(&s, true), Decision::Refuse(Refusal::Active));
+        assert_eq!(decide(&s, true, true), Decision::Refuse(Refusal::Active));
     }
 
     #[test]
@@ -218,7 +244,7 @@ mod tests {
             purgeable: true,
             ..bound_idle()
         };
-        assert_eq!(decide(&s, true), Decision::Refuse(Refusal::Purgeable));
+        assert_eq!(decide(&s, true, true), Decision::Refuse(Refusal::Purgeable));
     }
 
     #[test]
@@ -229,7 +255,7 @@ mod tests {
             bind_count: 2,
             ..bound_idle()
         };
-        assert_eq!(decide(&s, true), Decision::Refuse(Refusal::PinnedVma));
+        assert_eq!(decide(&s, true, true), Decision::Refuse(Refusal::PinnedVma));
     }
 
     #[test]
@@ -239,7 +265,7 @@ mod tests {
             ..bound_idle()
         };
         assert_eq!(
-            decide(&s, true),
+            decide(&s, true, true),
             Decision::Refuse(Refusal::PinnedBeyondBindings)
         );
     }
@@ -247,7 +273,7 @@ mod tests {
     #[test]
     fn suspended_device_refuses_unbind() {
         assert_eq!(
-            decide(&bound_idle(), false),
+            decide(&bound_idle(), false, true),
             Decision::Refuse(Refusal::DeviceSuspended)
         );
     }
@@ -261,8 +287,40 @@ mod tests {
             pages_pin_count: 5,
             bind_count: 1,
             pinned_vmas: 1,
+            vmap_cached: true,
         };
-        assert_eq!(decide(&s, false), Decision::Refuse(Refusal::Active));
+        assert_eq!(decide(&s, false, false), Decision::Refuse(Refusal::Active));
+    }
+
+    #[test]
+    fn cached_vmap_is_torn_down_only_when_sleeping_is_allowed() {
+        let s = ObjectState {
+            vmap_cached: true,
+            ..bound_idle()
+        };
+        assert_eq!(
+            decide(&s, true, false),
+            Decision::Refuse(Refusal::WouldSleep)
+        );
+        assert_eq!(
+            decide(&s, true, true),
+            Decision::Release {
+                unbind: true,
+                vunmap: true
+            }
+        );
+    }
+
+    #[test]
+    fn suspended_device_wins_over_would_sleep() {
+        let s = ObjectState {
+            vmap_cached: true,
+            ..bound_idle()
+        };
+        assert_eq!(
+            decide(&s, false, false),
+            Decision::Refuse(Refusal::DeviceSuspended)
+        );
     }
 
     #[test]

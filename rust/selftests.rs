@@ -9,7 +9,7 @@ use kernel::ffi::c_int;
 
 use kernel::prelude::*;
 
-use crate::object::{Device, Object};
+use crate::object::Object;
 use crate::policy::{self, Decision, LockWait, ObjectState, Refusal};
 use crate::sync::{now_ns, LockKey, TryMutex};
 
@@ -30,18 +30,18 @@ fn policy_table() -> Result {
         bind_count: 1,
         ..ObjectState::default()
     };
-    check!(policy::decide(&idle, true) == Decision::Release { unbind: true });
-    check!(policy::decide(&idle, false) == Decision::Refuse(Refusal::DeviceSuspended));
-    check!(
-        policy::decide(
-            &ObjectState {
-                active: true,
-                ..idle
-            },
-            true
-        ) == Decision::Refuse(Refusal::Active)
-    );
-    check!(policy::decide(&ObjectState::default(), true) == Decision::PassThrough);
+    let release = Decision::Release {
+        unbind: true,
+        vunmap: false,
+    };
+    check!(policy::decide(&idle, true, false) == release);
+    check!(policy::decide(&idle, false, true) == Decision::Refuse(Refusal::DeviceSuspended));
+    let active = ObjectState {
+        active: true,
+        ..idle
+    };
+    check!(policy::decide(&active, true, true) == Decision::Refuse(Refusal::Active));
+    check!(policy::decide(&ObjectState::default(), true, true) == Decision::PassThrough);
     check!(policy::lock_wait(false, 10) == LockWait::Once);
     Ok(())
 }
@@ -61,25 +61,38 @@ fn errno(r: Result) -> c_int {
 
 fn object_roundtrip() -> Result {
     const PAGES: usize = 16;
-    let device = Device::new()?;
+    let device = crate::control().ok_or(ENODEV)?.device().clone();
     let obj = Object::new(&device, PAGES)?;
     check!(obj.file().is_movable());
     check!(obj.hook_registered());
     obj.fill(42)?;
     {
         let mut guard = device.struct_mutex.lock();
-        obj.bind(&mut guard)?;
+        let offset = obj.bind(&mut guard)?;
+        check!(obj.bind(&mut guard)? == offset);
         let st = obj.state(&mut guard);
         check!(st.pages_held() == PAGES);
-        check!(st.snapshot().bind_count == 1);
-        check!(policy::decide(&st.snapshot(), true) == Decision::Release { unbind: true });
+        let snap = obj.snapshot(st);
+        check!(snap.bind_count == 1 && snap.pages_pin_count == 1);
+        let release = Decision::Release {
+            unbind: true,
+            vunmap: false,
+        };
+        check!(policy::decide(&snap, true, true) == release);
         let (bad, moved) = obj.verify(&mut guard, 42)?;
         check!(bad == 0 && moved == 0);
         let (bad, _) = obj.verify(&mut guard, 43)?;
         check!(bad == PAGES);
+        obj.vmap(&mut guard)?;
+        let snap = obj.snapshot(obj.state(&mut guard));
+        check!(snap.vmap_cached && snap.pages_pin_count == 2);
+        check!(policy::decide(&snap, true, true) == Decision::Refuse(Refusal::PinnedBeyondBindings));
+        obj.vunmap(&mut guard)?;
+        check!(obj.vunmap(&mut guard).is_err());
         obj.unbind(&mut guard)?;
         check!(obj.unbind(&mut guard).is_err());
     }
+    check!(device.purge_vmaps(true) == 0);
     obj.destroy();
     check!(!obj.hook_registered());
     let mut guard = device.struct_mutex.lock();
@@ -88,7 +101,8 @@ fn object_roundtrip() -> Result {
     Ok(())
 }
 
-/// An object's life: movable, registered, pattern, bind, verify, destroy.
+/// An object's life: movable, registered, pattern, bind, vmap, verify,
+/// destroy.
 #[no_mangle]
 pub(crate) extern "C" fn movgem_rs_kunit_object() -> c_int {
     errno(object_roundtrip())

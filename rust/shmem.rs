@@ -3,7 +3,7 @@
 //! Safe wrappers over the shmem shims in `rust/helpers/shmem.c`.
 
 use core::ptr::NonNull;
-use kernel::ffi::{c_char, c_int, c_ulong, c_void};
+use kernel::ffi::{c_char, c_int, c_uint, c_ulong, c_void};
 
 use core::marker::{PhantomData, PhantomPinned};
 use kernel::error::from_err_ptr;
@@ -37,10 +37,14 @@ pub(crate) struct ShmemDevInfo {
 extern "C" {
     fn movgem_shmem_create(name: *const c_char, size: usize) -> *mut RawFile;
     fn movgem_shmem_get_folio(filp: *mut RawFile, index: c_ulong) -> *mut RawFolio;
+    fn movgem_folio_get(folio: *mut RawFolio);
     fn movgem_folio_put(folio: *mut RawFolio);
+    fn movgem_vm_mmap(filp: *mut RawFile, offset: u64, size: u64) -> c_ulong;
+    fn movgem_vmap_folios(folios: *const *mut RawFolio, n: c_uint) -> *mut c_void;
+    fn movgem_vunmap(vaddr: *mut c_void);
     fn movgem_folio_pfn(folio: *mut RawFolio) -> c_ulong;
-    fn movgem_folio_read(folio: *mut RawFolio, buf: *mut c_void, len: usize) -> c_int;
-    fn movgem_folio_write(folio: *mut RawFolio, buf: *const c_void, len: usize) -> c_int;
+    fn movgem_folio_read(folio: *mut RawFolio, offset: usize, buf: *mut c_void, len: usize) -> c_int;
+    fn movgem_folio_write(folio: *mut RawFolio, offset: usize, buf: *const c_void, len: usize) -> c_int;
     fn movgem_shmem_gfp_mask(filp: *mut RawFile) -> c_ulong;
     fn movgem_gfp_is_movable(gfp: c_ulong) -> bool;
     fn movgem_shmem_register(filp: *mut RawFile, dev_info: *mut ShmemDevInfo) -> c_int;
@@ -116,6 +120,17 @@ impl ShmemFile {
         unsafe { movgem_shmem_registered(self.filp.as_ptr()) }
     }
 
+    /// Maps `size` bytes from `offset` into the current process, shared
+    /// and writable; returns the user address.
+    pub(crate) fn vm_mmap(&self, offset: u64, size: u64) -> Result<u64> {
+        // SAFETY: `self.filp` is valid; `vm_mmap` checks the range itself.
+        let addr = unsafe { movgem_vm_mmap(self.filp.as_ptr(), offset, size) };
+        if addr >= (-4095isize) as c_ulong {
+            return Err(Error::from_errno(addr as c_int));
+        }
+        Ok(addr as u64)
+    }
+
     /// Frees every page of the file.  Takes each folio lock, so no
     /// migrate callback on this file is running once this returns.
     pub(crate) fn truncate(&self) {
@@ -131,12 +146,58 @@ impl Drop for ShmemFile {
     }
 }
 
+/// A kernel mapping (vmap) of a run of folios.
+///
+/// # Invariants
+///
+/// `vaddr` came from `vmap()` of `npages` pages, which this owns.
+pub(crate) struct Vmap {
+    vaddr: NonNull<c_void>,
+    npages: usize,
+}
+
+// SAFETY: a vmap area may be unmapped from any task.
+unsafe impl Send for Vmap {}
+
+impl Vmap {
+    /// Maps `folios` (order 0) contiguously.  The caller must keep the
+    /// folio references for as long as the mapping exists.
+    pub(crate) fn new(folios: &[FolioRef]) -> Result<Self> {
+        let n = c_uint::try_from(folios.len()).map_err(|_| E2BIG)?;
+        // `FolioRef` is `repr(transparent)` over a folio pointer, so the
+        // slice is an array of `struct folio *`.
+        let ptr = folios.as_ptr().cast::<*mut RawFolio>();
+        // SAFETY: `ptr` points to `n` valid folio pointers.
+        let vaddr = unsafe { movgem_vmap_folios(ptr, n) };
+        // INVARIANT: a non-NULL `vaddr` maps the `n` pages.
+        NonNull::new(vaddr)
+            .map(|vaddr| Self {
+                vaddr,
+                npages: folios.len(),
+            })
+            .ok_or(ENOMEM)
+    }
+
+    /// Pages mapped.
+    pub(crate) fn npages(&self) -> usize {
+        self.npages
+    }
+}
+
+impl Drop for Vmap {
+    fn drop(&mut self) {
+        // SAFETY: we own the mapping by the type invariant.
+        unsafe { movgem_vunmap(self.vaddr.as_ptr()) }
+    }
+}
+
 /// One reference on a shmem folio (order 0: kernel shmem files never get
 /// huge folios unless the administrator forces `shmem_enabled`).
 ///
 /// # Invariants
 ///
 /// `folio` is valid and we own one reference to it.
+#[repr(transparent)]
 pub(crate) struct FolioRef {
     folio: NonNull<RawFolio>,
 }
@@ -151,20 +212,32 @@ impl FolioRef {
         unsafe { movgem_folio_pfn(self.folio.as_ptr()) as usize }
     }
 
-    /// Copies the first `buf.len()` bytes of the folio into `buf`.
-    pub(crate) fn read(&self, buf: &mut [u8]) -> Result {
-        // SAFETY: the folio is valid and `buf` is writable for its length.
+    /// Copies `buf.len()` bytes at `offset` of the folio into `buf`.
+    pub(crate) fn read(&self, offset: usize, buf: &mut [u8]) -> Result {
+        // SAFETY: the folio is valid and `buf` is writable for its length;
+        // the shim checks the range against the folio.
         kernel::error::to_result(unsafe {
-            movgem_folio_read(self.folio.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+            movgem_folio_read(self.folio.as_ptr(), offset, buf.as_mut_ptr().cast(), buf.len())
         })
     }
 
-    /// Copies `buf` to the start of the folio and marks it dirty.
-    pub(crate) fn write(&self, buf: &[u8]) -> Result {
-        // SAFETY: the folio is valid and `buf` is readable for its length.
+    /// Copies `buf` to `offset` of the folio and marks it dirty.
+    pub(crate) fn write(&self, offset: usize, buf: &[u8]) -> Result {
+        // SAFETY: the folio is valid and `buf` is readable for its length;
+        // the shim checks the range against the folio.
         kernel::error::to_result(unsafe {
-            movgem_folio_write(self.folio.as_ptr(), buf.as_ptr().cast(), buf.len())
+            movgem_folio_write(self.folio.as_ptr(), offset, buf.as_ptr().cast(), buf.len())
         })
+    }
+}
+
+impl Clone for FolioRef {
+    fn clone(&self) -> Self {
+        // SAFETY: the folio is valid and we hold a reference, so taking
+        // another is allowed.
+        unsafe { movgem_folio_get(self.folio.as_ptr()) };
+        // INVARIANT: the reference just taken belongs to the new value.
+        Self { folio: self.folio }
     }
 }
 

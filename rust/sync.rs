@@ -120,10 +120,12 @@ pub(crate) struct TryMutexGuard<'a, T> {
     lock: &'a TryMutex<T>,
 }
 
-impl<T> TryMutexGuard<'_, T> {
-    /// Whether this guard holds `lock`.
-    pub(crate) fn holds(&self, lock: &TryMutex<T>) -> bool {
-        core::ptr::eq(self.lock, lock)
+impl<T> TryMutex<T> {
+    /// Whether `data` is the value this mutex protects.  Since the value
+    /// is only reachable through a guard, a `&mut` to it proves the mutex
+    /// is held.
+    pub(crate) fn guards(&self, data: &T) -> bool {
+        core::ptr::eq(self.data.get(), data)
     }
 }
 

@@ -17,6 +17,7 @@ BAD = re.compile(
     r"|Call Trace:|possible circular locking|possible recursive locking"
     r"|inconsistent lock state|suspicious RCU usage|DEBUG_LOCKS_WARN_ON"
     r"|KASAN|UBSAN|kmemleak: .*new suspected|INFO: task .* blocked"
+    r"|usage count underflow|refcount_t: |list_(add|del) corruption"
 )
 KUNIT = re.compile(r"^\s*(not ok|ok) \d+ (movgem_\w+)")
 GUEST = re.compile(r"movgem-test: (PASS|FAIL) (\S+?):?(?: (.*))?$")

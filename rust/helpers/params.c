@@ -21,3 +21,21 @@ unsigned int movgem_param_lock_timeout_ms(void)
 {
 	return READ_ONCE(lock_timeout_ms);
 }
+
+static unsigned int autosuspend_ms = 100;
+module_param(autosuspend_ms, uint, 0444);
+MODULE_PARM_DESC(autosuspend_ms, "Runtime PM autosuspend delay of the simulated GPU (default: 100)");
+
+static unsigned int hang_timeout_ms = 1000;
+module_param(hang_timeout_ms, uint, 0644);
+MODULE_PARM_DESC(hang_timeout_ms, "A hung batch is reset after this long (default: 1000)");
+
+unsigned int movgem_param_autosuspend_ms(void)
+{
+	return READ_ONCE(autosuspend_ms);
+}
+
+unsigned int movgem_param_hang_timeout_ms(void)
+{
+	return READ_ONCE(hang_timeout_ms);
+}

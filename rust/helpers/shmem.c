@@ -7,6 +7,7 @@
 #include <linux/fs.h>
 #include <linux/highmem.h>
 #include <linux/migrate.h>
+#include <linux/mman.h>
 #include <linux/pagemap.h>
 #include <linux/shmem_fs.h>
 
@@ -37,6 +38,11 @@ struct folio *movgem_shmem_get_folio(struct file *filp, unsigned long index)
 	return shmem_read_folio_gfp(mapping, index, mapping_gfp_mask(mapping));
 }
 
+void movgem_folio_get(struct folio *folio)
+{
+	folio_get(folio);
+}
+
 void movgem_folio_put(struct folio *folio)
 {
 	folio_put(folio);
@@ -47,21 +53,29 @@ unsigned long movgem_folio_pfn(struct folio *folio)
 	return folio_pfn(folio);
 }
 
-int movgem_folio_read(struct folio *folio, void *buf, size_t len)
+int movgem_folio_read(struct folio *folio, size_t offset, void *buf,
+		      size_t len)
 {
-	if (len > PAGE_SIZE)
+	if (offset > folio_size(folio) || len > folio_size(folio) - offset)
 		return -EINVAL;
-	memcpy_from_folio(buf, folio, 0, len);
+	memcpy_from_folio(buf, folio, offset, len);
 	return 0;
 }
 
-int movgem_folio_write(struct folio *folio, const void *buf, size_t len)
+int movgem_folio_write(struct folio *folio, size_t offset, const void *buf,
+		       size_t len)
 {
-	if (len > PAGE_SIZE)
+	if (offset > folio_size(folio) || len > folio_size(folio) - offset)
 		return -EINVAL;
-	memcpy_to_folio(folio, 0, buf, len);
+	memcpy_to_folio(folio, offset, buf, len);
 	folio_mark_dirty(folio);
 	return 0;
+}
+
+unsigned long movgem_vm_mmap(struct file *filp, u64 offset, u64 size)
+{
+	return vm_mmap(filp, 0, size, PROT_READ | PROT_WRITE, MAP_SHARED,
+		       offset);
 }
 
 unsigned long movgem_shmem_gfp_mask(struct file *filp)

@@ -194,3 +194,45 @@ pub fn fragment() -> Result<Filler, String> {
     }
     Ok(filler)
 }
+
+const PM_CONTROL: &str = "/sys/devices/platform/movgem/power/control";
+const PM_STATUS: &str = "/sys/devices/platform/movgem/power/runtime_status";
+
+/// Holds the simulated GPU runtime-awake (`power/control` = `on`) until
+/// dropped, so the hook may unbind objects.
+pub struct GpuAwake;
+
+impl GpuAwake {
+    pub fn new() -> Result<Self, String> {
+        fs::write(PM_CONTROL, "on").map_err(|e| format!("{PM_CONTROL}: {e}"))?;
+        Ok(Self)
+    }
+}
+
+impl Drop for GpuAwake {
+    fn drop(&mut self) {
+        let _ = fs::write(PM_CONTROL, "auto");
+    }
+}
+
+/// `active`, `suspended`, ...
+pub fn runtime_status() -> Result<String, String> {
+    fs::read_to_string(PM_STATUS)
+        .map(|s| s.trim().to_string())
+        .map_err(|e| format!("{PM_STATUS}: {e}"))
+}
+
+/// Polls until the device reports `want`, for at most `ms` milliseconds.
+pub fn wait_runtime_status(want: &str, ms: u64) -> Result<(), String> {
+    let start = std::time::Instant::now();
+    loop {
+        let now = runtime_status()?;
+        if now == want {
+            return Ok(());
+        }
+        if start.elapsed().as_millis() as u64 > ms {
+            return Err(format!("runtime_status stayed '{now}', wanted '{want}'"));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}

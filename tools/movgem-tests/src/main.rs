@@ -8,8 +8,9 @@
 //! Usage: movgem-tests [FILTER]   (runs the tests whose name contains FILTER)
 
 mod env;
+mod uapi_tests;
 
-use env::{compact, counter, fragment, Control, Counters};
+use env::{compact, counter, fragment, Control, Counters, GpuAwake};
 
 type TestResult = Result<(), String>;
 
@@ -77,6 +78,7 @@ fn scattered_bound_object(ctl: &Control, seed: u64) -> TestResult {
 
 /// Runs `body` with a fresh scattered, bound object; always destroys it.
 fn with_object(seed: u64, body: impl FnOnce(&Control) -> TestResult) -> TestResult {
+    let _awake = GpuAwake::new()?;
     let ctl = Control::open()?;
     let out = scattered_bound_object(&ctl, seed).and_then(|()| body(&ctl));
     let _ = ctl.cmd("destroy");
@@ -245,6 +247,47 @@ const TESTS: &[(&str, fn() -> TestResult)] = &[
     ("extra_pin_is_refused", extra_pin_is_refused),
     ("purgeable_object_is_refused", purgeable_object_is_refused),
     ("bad_commands_are_rejected", bad_commands_are_rejected),
+    (
+        "uapi_create_close_and_info",
+        uapi_tests::create_close_and_info,
+    ),
+    ("uapi_bad_arguments", uapi_tests::bad_arguments),
+    (
+        "uapi_handles_are_per_file",
+        uapi_tests::handles_are_per_file,
+    ),
+    ("uapi_pwrite_pread_mmap", uapi_tests::pwrite_pread_mmap),
+    ("gpu_fill_busy_wait", uapi_tests::gpu_fill_busy_wait),
+    (
+        "gpu_bound_idle_object_migrates_data_intact",
+        uapi_tests::bound_idle_object_migrates,
+    ),
+    (
+        "gpu_active_object_is_refused",
+        uapi_tests::active_object_is_refused,
+    ),
+    ("gpu_hang_ends_by_timeout_and_reset", uapi_tests::hang_ends),
+    (
+        "gpu_pinned_vma_is_refused",
+        uapi_tests::pinned_vma_is_refused,
+    ),
+    (
+        "runtime_pm_suspends_and_hook_refuses",
+        uapi_tests::suspended_device_refuses,
+    ),
+    (
+        "vmap_pins_then_purge_releases_unpinned",
+        uapi_tests::vmap_and_purge,
+    ),
+    ("madvise_dontneed_purges_and_refuses", uapi_tests::madvise),
+    (
+        "lock_contention_refused_within_budget",
+        uapi_tests::lock_contention,
+    ),
+    (
+        "unload_refused_while_open",
+        uapi_tests::unload_refused_while_open,
+    ),
 ];
 
 fn buddyinfo() -> String {
@@ -253,6 +296,7 @@ fn buddyinfo() -> String {
 
 /// `movgem-tests --demo`: the same mechanics as the tests, narrated.
 fn demo() -> TestResult {
+    let _awake = GpuAwake::new()?;
     let ctl = Control::open()?;
     println!(
         "movgem demo: fragmenting memory, then creating a {} MiB object in the holes",

@@ -11,4 +11,7 @@ extern crate std;
 #[path = "../../../rust/policy.rs"]
 pub mod policy;
 
+#[path = "../../../rust/gtt.rs"]
+pub mod gtt;
+
 pub use policy::*;

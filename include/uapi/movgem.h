@@ -1,0 +1,159 @@
+/* SPDX-License-Identifier: GPL-2.0 WITH Linux-syscall-note */
+/*
+ * movgem uAPI: GEM-style buffer objects on /dev/movgem.
+ *
+ * Modelled on i915's GEM ioctls.  Handles are per open file.  Every
+ * structure is padded to a multiple of 8 bytes; pad fields and unknown
+ * flags must be zero (-EINVAL otherwise).
+ */
+#ifndef _UAPI_MOVGEM_H
+#define _UAPI_MOVGEM_H
+
+#include <linux/ioctl.h>
+#include <linux/types.h>
+
+#define MOVGEM_IOCTL_BASE 'M'
+
+/* Largest object: 1 GiB.  Sizes must be non-zero and page aligned. */
+#define MOVGEM_MAX_OBJECT_SIZE (1ULL << 30)
+/* Most objects one execbuf may reference. */
+#define MOVGEM_MAX_EXEC_OBJECTS 256
+
+/* CREATE: a new object of @size bytes; its handle comes back. */
+struct movgem_create {
+	__u64 size;
+	__u32 handle;
+	__u32 pad;
+};
+
+/* CLOSE: drop the handle; the object goes when nothing else holds it. */
+struct movgem_close {
+	__u32 handle;
+	__u32 pad;
+};
+
+/* PWRITE / PREAD: copy @size bytes between the object at @offset and user memory. */
+struct movgem_rw {
+	__u32 handle;
+	__u32 pad;
+	__u64 offset;
+	__u64 size;
+	__u64 data_ptr;
+};
+
+/* MMAP: map @size bytes of the object from @offset into the caller (shared). */
+struct movgem_mmap {
+	__u32 handle;
+	__u32 pad;
+	__u64 offset;
+	__u64 size;
+	__u64 addr_ptr;		/* out */
+};
+
+#define MOVGEM_DOMAIN_CPU	(1 << 0)
+#define MOVGEM_DOMAIN_GTT	(1 << 1)
+
+/* SET_DOMAIN: wait for the GPU to finish with the object, then move it
+ * to the given domain; @write_domain is 0 or one of @read_domains. */
+struct movgem_set_domain {
+	__u32 handle;
+	__u32 read_domains;
+	__u32 write_domain;
+	__u32 pad;
+};
+
+#define MOVGEM_MADV_WILLNEED	0
+#define MOVGEM_MADV_DONTNEED	1
+
+/* MADVISE: @retained says whether the pages still exist (0: purged). */
+struct movgem_madvise {
+	__u32 handle;
+	__u32 madv;
+	__u32 retained;		/* out */
+	__u32 pad;
+};
+
+#define MOVGEM_EXEC_OBJECT_WRITE	(1 << 0)
+
+struct movgem_exec_object {
+	__u32 handle;
+	__u32 flags;
+	__u64 offset;		/* out: GTT address */
+};
+
+#define MOVGEM_OP_NOP		0	/* only keep the objects busy */
+#define MOVGEM_OP_FILL		1	/* write @value to every dword of written objects */
+#define MOVGEM_OP_CHECK		2	/* read every dword of every object and count
+					 * those != @value (debugfs gpu_check_errors) */
+
+#define MOVGEM_EXEC_HANG	(1 << 0)	/* never completes by itself */
+
+/* EXECBUF: bind the objects into the GTT and run a simulated batch over
+ * them; the objects stay busy for @duration_ns (at most 60 s). */
+struct movgem_execbuf {
+	__u64 objects_ptr;	/* array of @count struct movgem_exec_object */
+	__u32 count;
+	__u32 flags;
+	__u64 duration_ns;
+	__u32 op;
+	__u32 value;
+};
+
+/* BUSY: @busy is non-zero while GPU work uses the object. */
+struct movgem_busy {
+	__u32 handle;
+	__u32 busy;		/* out */
+};
+
+/* WAIT: until the object is idle or @timeout_ns passes (-ETIME).
+ * @timeout_ns comes back as what is left; negative waits forever. */
+struct movgem_wait {
+	__u32 handle;
+	__u32 flags;
+	__s64 timeout_ns;
+};
+
+/* PIN / UNPIN: a display-style pin; pinned objects never move. */
+struct movgem_pin {
+	__u32 handle;
+	__u32 pad;
+	__u64 offset;		/* out: GTT address */
+};
+
+/* VMAP / VUNMAP: a cached kernel mapping of the whole object.  VMAP pins
+ * it; VUNMAP unpins it but leaves it cached until memory is short. */
+struct movgem_vmap {
+	__u32 handle;
+	__u32 pad;
+};
+
+/* GET_INFO: device-wide numbers. */
+struct movgem_info {
+	__u64 objects;
+	__u64 object_bytes;
+	__u64 bound_objects;
+	__u64 active_objects;
+	__u64 gtt_size;
+	__u64 gtt_used;
+	__u64 cached_vmaps;
+	__u32 runtime_suspended;
+	__u32 pad;
+};
+
+#define MOVGEM_IOCTL_CREATE	_IOWR(MOVGEM_IOCTL_BASE, 0x00, struct movgem_create)
+#define MOVGEM_IOCTL_CLOSE	_IOW(MOVGEM_IOCTL_BASE, 0x01, struct movgem_close)
+#define MOVGEM_IOCTL_PWRITE	_IOW(MOVGEM_IOCTL_BASE, 0x02, struct movgem_rw)
+#define MOVGEM_IOCTL_PREAD	_IOW(MOVGEM_IOCTL_BASE, 0x03, struct movgem_rw)
+#define MOVGEM_IOCTL_MMAP	_IOWR(MOVGEM_IOCTL_BASE, 0x04, struct movgem_mmap)
+#define MOVGEM_IOCTL_SET_DOMAIN	_IOW(MOVGEM_IOCTL_BASE, 0x05, struct movgem_set_domain)
+#define MOVGEM_IOCTL_MADVISE	_IOWR(MOVGEM_IOCTL_BASE, 0x06, struct movgem_madvise)
+#define MOVGEM_IOCTL_EXECBUF	_IOWR(MOVGEM_IOCTL_BASE, 0x07, struct movgem_execbuf)
+#define MOVGEM_IOCTL_BUSY	_IOWR(MOVGEM_IOCTL_BASE, 0x08, struct movgem_busy)
+#define MOVGEM_IOCTL_WAIT	_IOWR(MOVGEM_IOCTL_BASE, 0x09, struct movgem_wait)
+#define MOVGEM_IOCTL_PIN	_IOWR(MOVGEM_IOCTL_BASE, 0x0a, struct movgem_pin)
+#define MOVGEM_IOCTL_UNPIN	_IOW(MOVGEM_IOCTL_BASE, 0x0b, struct movgem_pin)
+#define MOVGEM_IOCTL_VMAP	_IOW(MOVGEM_IOCTL_BASE, 0x0c, struct movgem_vmap)
+#define MOVGEM_IOCTL_VUNMAP	_IOW(MOVGEM_IOCTL_BASE, 0x0d, struct movgem_vmap)
+#define MOVGEM_IOCTL_GET_INFO	_IOR(MOVGEM_IOCTL_BASE, 0x0e, struct movgem_info)
+
+#endif /* _UAPI_MOVGEM_H */

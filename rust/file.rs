@@ -1,0 +1,326 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! `/dev/movgem`: per-open-file handles and the ioctls.
+//!
+//! Handles name objects only within the open file that created them:
+//! another file, or another process, gets `ENOENT`.  Every argument is
+//! validated before anything changes, and a failure after an object was
+//! created closes it again.
+
+use core::mem::size_of;
+
+use kernel::ffi::{c_long, c_uint, c_ulong, c_void};
+use kernel::prelude::*;
+use kernel::rbtree::RBTree;
+use kernel::sync::{Arc, Mutex};
+use kernel::uaccess::{UserPtr, UserSlice};
+
+use crate::gpu::{self, Batch};
+use crate::object::{Device, Object};
+use crate::policy;
+use crate::uapi;
+
+const PAGE_SIZE: u64 = kernel::page::PAGE_SIZE as u64;
+
+struct Handles {
+    map: RBTree<u32, Arc<Object>>,
+    next: u32,
+}
+
+/// State of one open file of `/dev/movgem`.
+#[pin_data]
+pub(crate) struct FileState {
+    device: Arc<Device>,
+    /// Leaf lock: never held while taking `struct_mutex` or sleeping on
+    /// the GPU.
+    #[pin]
+    handles: Mutex<Handles>,
+}
+
+impl FileState {
+    fn new(device: Arc<Device>) -> impl PinInit<Self> {
+        pin_init!(Self {
+            device,
+            handles <- kernel::new_mutex!(Handles { map: RBTree::new(), next: 1 }, "movgem_handles"),
+        })
+    }
+
+    fn lookup(&self, handle: u32) -> Result<Arc<Object>> {
+        self.handles.lock().map.get(&handle).cloned().ok_or(ENOENT)
+    }
+
+    fn insert(&self, obj: Arc<Object>) -> Result<u32> {
+        let mut h = self.handles.lock();
+        // Handles are never reused while the file is open; 2^32 creates
+        // exhaust them.
+        let handle = h.next;
+        if handle == 0 {
+            return Err(ENOSPC);
+        }
+        h.map.try_create_and_insert(handle, obj, GFP_KERNEL)?;
+        h.next = handle.wrapping_add(1);
+        Ok(handle)
+    }
+
+    fn remove(&self, handle: u32) -> Result<Arc<Object>> {
+        self.handles.lock().map.remove(&handle).ok_or(ENOENT)
+    }
+
+    fn ioctl(&self, cmd: u32, arg: UserPtr) -> Result<c_long> {
+        match cmd {
+            uapi::IOCTL_CREATE => self.create(arg),
+            uapi::IOCTL_CLOSE => {
+                let a: uapi::Close = read(arg)?;
+                pad_zero(a.pad)?;
+                let obj = self.remove(a.handle)?;
+                self.device.close_object(&obj);
+                Ok(0)
+            }
+            uapi::IOCTL_PWRITE | uapi::IOCTL_PREAD => {
+                let a: uapi::Rw = read(arg)?;
+                pad_zero(a.pad)?;
+                let obj = self.lookup(a.handle)?;
+                let user = UserPtr::try_from(a.data_ptr).map_err(|_| EFAULT)?;
+                obj.rw(a.offset, a.size, user, cmd == uapi::IOCTL_PWRITE)?;
+                Ok(0)
+            }
+            uapi::IOCTL_MMAP => {
+                let mut a: uapi::Mmap = read(arg)?;
+                pad_zero(a.pad)?;
+                let obj = self.lookup(a.handle)?;
+                let len = (obj.npages() as u64) * PAGE_SIZE;
+                let end = a.offset.checked_add(a.size).ok_or(EINVAL)?;
+                if a.size == 0 || a.offset % PAGE_SIZE != 0 || a.size % PAGE_SIZE != 0 || end > len {
+                    return Err(EINVAL);
+                }
+                if obj.purged() {
+                    return Err(EFAULT);
+                }
+                a.addr_ptr = obj.file().vm_mmap(a.offset, a.size)?;
+                write(arg, &a)?;
+                Ok(0)
+            }
+            uapi::IOCTL_SET_DOMAIN => {
+                let a: uapi::SetDomain = read(arg)?;
+                pad_zero(a.pad)?;
+                let all = uapi::DOMAIN_CPU | uapi::DOMAIN_GTT;
+                if a.read_domains & !all != 0
+                    || a.write_domain & !all != 0
+                    || a.write_domain.count_ones() > 1
+                    || a.write_domain & !a.read_domains != 0
+                {
+                    return Err(EINVAL);
+                }
+                let obj = self.lookup(a.handle)?;
+                gpu::wait_idle(&self.device, &obj, -1)?;
+                Ok(0)
+            }
+            uapi::IOCTL_MADVISE => {
+                let mut a: uapi::Madvise = read(arg)?;
+                pad_zero(a.pad)?;
+                if a.madv != uapi::MADV_WILLNEED && a.madv != uapi::MADV_DONTNEED {
+                    return Err(EINVAL);
+                }
+                let obj = self.lookup(a.handle)?;
+                let retained = obj.madvise(&mut self.device.struct_mutex.lock(), a.madv)?;
+                a.retained = u32::from(retained);
+                write(arg, &a)?;
+                Ok(0)
+            }
+            uapi::IOCTL_EXECBUF => self.execbuf(arg),
+            uapi::IOCTL_BUSY => {
+                let mut a: uapi::Busy = read(arg)?;
+                let obj = self.lookup(a.handle)?;
+                a.busy = u32::from(obj.active() > 0);
+                write(arg, &a)?;
+                Ok(0)
+            }
+            uapi::IOCTL_WAIT => {
+                let mut a: uapi::Wait = read(arg)?;
+                if a.flags != 0 {
+                    return Err(EINVAL);
+                }
+                let obj = self.lookup(a.handle)?;
+                let res = gpu::wait_idle(&self.device, &obj, a.timeout_ns);
+                if let Ok(left) = res {
+                    a.timeout_ns = left;
+                } else if a.timeout_ns >= 0 {
+                    a.timeout_ns = 0;
+                }
+                write(arg, &a)?;
+                res.map(|_| 0)
+            }
+            uapi::IOCTL_PIN | uapi::IOCTL_UNPIN => {
+                let mut a: uapi::Pin = read(arg)?;
+                pad_zero(a.pad)?;
+                let obj = self.lookup(a.handle)?;
+                if cmd == uapi::IOCTL_UNPIN {
+                    obj.unpin(&mut self.device.struct_mutex.lock())?;
+                    return Ok(0);
+                }
+                a.offset = obj.pin(&mut self.device.struct_mutex.lock())?;
+                if let Err(e) = write(arg, &a) {
+                    let _ = obj.unpin(&mut self.device.struct_mutex.lock());
+                    return Err(e);
+                }
+                Ok(0)
+            }
+            uapi::IOCTL_VMAP | uapi::IOCTL_VUNMAP => {
+                let a: uapi::Vmap = read(arg)?;
+                pad_zero(a.pad)?;
+                let obj = self.lookup(a.handle)?;
+                let mut gem = self.device.struct_mutex.lock();
+                if cmd == uapi::IOCTL_VMAP {
+                    obj.vmap(&mut gem)?;
+                } else {
+                    obj.vunmap(&mut gem)?;
+                }
+                Ok(0)
+            }
+            uapi::IOCTL_GET_INFO => {
+                write(arg, &self.device.info())?;
+                Ok(0)
+            }
+            _ => Err(ENOTTY),
+        }
+    }
+
+    fn create(&self, arg: UserPtr) -> Result<c_long> {
+        let mut a: uapi::Create = read(arg)?;
+        pad_zero(a.pad)?;
+        let pages = policy::pages_for_size(a.size, PAGE_SIZE, uapi::MAX_OBJECT_SIZE / PAGE_SIZE)
+            .ok_or(if a.size > uapi::MAX_OBJECT_SIZE { E2BIG } else { EINVAL })?;
+        let obj = self.device.create_object(pages as usize)?;
+        let handle = match self.insert(obj.clone()) {
+            Ok(h) => h,
+            Err(e) => {
+                self.device.close_object(&obj);
+                return Err(e);
+            }
+        };
+        a.handle = handle;
+        if let Err(e) = write(arg, &a) {
+            if let Ok(obj) = self.remove(handle) {
+                self.device.close_object(&obj);
+            }
+            return Err(e);
+        }
+        Ok(0)
+    }
+
+    fn execbuf(&self, arg: UserPtr) -> Result<c_long> {
+        let a: uapi::Execbuf = read(arg)?;
+        if a.count == 0 || a.count > uapi::MAX_EXEC_OBJECTS {
+            return Err(EINVAL);
+        }
+        let known_op = matches!(a.op, uapi::OP_NOP | uapi::OP_FILL | uapi::OP_CHECK);
+        if a.flags & !uapi::EXEC_HANG != 0 || !known_op || a.duration_ns > gpu::MAX_DURATION_NS {
+            return Err(EINVAL);
+        }
+        let entry = size_of::<uapi::ExecObject>();
+        let ptr = UserPtr::try_from(a.objects_ptr).map_err(|_| EFAULT)?;
+        let mut reader = UserSlice::new(ptr, a.count as usize * entry).reader();
+        let mut objects = KVec::with_capacity(a.count as usize, GFP_KERNEL)?;
+        for _ in 0..a.count {
+            let e: uapi::ExecObject = reader.read()?;
+            if e.flags & !uapi::EXEC_OBJECT_WRITE != 0 {
+                return Err(EINVAL);
+            }
+            let obj = self.lookup(e.handle)?;
+            if objects.iter().any(|(o, _): &(Arc<Object>, bool)| Arc::ptr_eq(o, &obj)) {
+                return Err(EINVAL);
+            }
+            objects.push((obj, e.flags & uapi::EXEC_OBJECT_WRITE != 0), GFP_KERNEL)?;
+        }
+        let batch = Batch {
+            objects,
+            op: a.op,
+            value: a.value,
+            duration_ns: a.duration_ns,
+            hang: a.flags & uapi::EXEC_HANG != 0,
+        };
+        let queue = crate::queue().ok_or(ENODEV)?;
+        let offsets = gpu::submit(&self.device, queue, batch)?;
+        let mut writer = UserSlice::new(ptr, a.count as usize * entry).writer();
+        let mut reader = UserSlice::new(ptr, a.count as usize * entry).reader();
+        for offset in offsets.iter() {
+            let mut e: uapi::ExecObject = reader.read()?;
+            e.offset = *offset;
+            writer.write(&e)?;
+        }
+        Ok(0)
+    }
+
+    /// Closes every handle left (the file is being released).
+    fn close_all(&self) {
+        loop {
+            let next = {
+                let mut h = self.handles.lock();
+                let key = h.map.iter().next().map(|(k, _)| *k);
+                key.and_then(|k| h.map.remove(&k))
+            };
+            match next {
+                Some(obj) => self.device.close_object(&obj),
+                None => break,
+            }
+        }
+    }
+}
+
+fn pad_zero(pad: u32) -> Result {
+    if pad == 0 {
+        Ok(())
+    } else {
+        Err(EINVAL)
+    }
+}
+
+fn read<T: kernel::types::FromBytes>(arg: UserPtr) -> Result<T> {
+    UserSlice::new(arg, size_of::<T>()).reader().read()
+}
+
+fn write<T: kernel::types::AsBytes>(arg: UserPtr, v: &T) -> Result {
+    UserSlice::new(arg, size_of::<T>()).writer().write(v)
+}
+
+/// C entry point, see `include/movgem_shim.h`.
+#[no_mangle]
+pub(crate) extern "C" fn movgem_rs_open() -> *mut c_void {
+    let Some(device) = crate::control().map(|c| c.device().clone()) else {
+        return ENODEV.to_ptr();
+    };
+    match KBox::pin_init(FileState::new(device), GFP_KERNEL) {
+        // SAFETY: the box is only ever turned back into a box by
+        // `movgem_rs_release`, and never moved out of meanwhile.
+        Ok(b) => unsafe { KBox::into_raw(Pin::into_inner_unchecked(b)) }.cast(),
+        Err(e) => e.to_ptr(),
+    }
+}
+
+/// C entry point, see `include/movgem_shim.h`.
+///
+/// # Safety
+///
+/// `priv_` must come from `movgem_rs_open` and not be used afterwards.
+#[no_mangle]
+pub(crate) unsafe extern "C" fn movgem_rs_release(priv_: *mut c_void) {
+    // SAFETY: by the caller's contract this is the box `movgem_rs_open`
+    // leaked, released exactly once.
+    let file = unsafe { KBox::from_raw(priv_.cast::<FileState>()) };
+    file.close_all();
+}
+
+/// C entry point, see `include/movgem_shim.h`.
+///
+/// # Safety
+///
+/// `priv_` must come from `movgem_rs_open` and the file must be open.
+#[no_mangle]
+pub(crate) unsafe extern "C" fn movgem_rs_ioctl(priv_: *mut c_void, cmd: c_uint, arg: c_ulong) -> c_long {
+    // SAFETY: the file is open, so `release` has not freed the state.
+    let file = unsafe { &*priv_.cast::<FileState>() };
+    match file.ioctl(cmd, arg as UserPtr) {
+        Ok(v) => v,
+        Err(e) => e.to_errno() as c_long,
+    }
+}

@@ -1,0 +1,289 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The simulated GPU engine.
+//!
+//! `EXECBUF` binds the objects, takes a runtime-PM wakeref and queues a
+//! [`Request`] on the module's workqueue.  The request holds its own
+//! reference on every folio of every object, as a real GPU holds the
+//! object's scatterlist, and really accesses the pages through them: a
+//! fill writes them, a check reads them.  Had migration moved a folio
+//! while it was in use, the write would land in the old page and a later
+//! read through the page cache would show it.
+//!
+//! A request keeps its objects active until its duration has passed; a
+//! hanging one until `hang_timeout_ms` or a reset.
+
+use kernel::bindings;
+use kernel::prelude::*;
+use kernel::sync::{Arc, SpinLock};
+use kernel::workqueue::{Queue, Work, WorkItem};
+
+use crate::counters::{self, Counter};
+use crate::object::{page_buffer, Device, Object};
+use crate::params;
+use crate::shmem::FolioRef;
+use crate::sync::now_ns;
+use crate::uapi;
+
+/// Longest batch a user may ask for: 60 s.
+pub(crate) const MAX_DURATION_NS: u64 = 60_000_000_000;
+
+/// One page the batch touches.
+struct GpuPage {
+    folio: FolioRef,
+    write: bool,
+}
+
+/// A batch in flight.
+#[pin_data]
+pub(crate) struct Request {
+    #[pin]
+    work: Work<Request>,
+    device: Arc<Device>,
+    objects: KVec<Arc<Object>>,
+    /// Taken (and so dropped) before the objects become idle.
+    #[pin]
+    pages: SpinLock<KVec<GpuPage>>,
+    op: u32,
+    value: u32,
+    duration_ns: u64,
+    hang: bool,
+    /// `GpuState::resets` when submitted.
+    resets: u64,
+}
+
+kernel::impl_has_work! {
+    impl HasWork<Self> for Request { self.work }
+}
+
+impl WorkItem for Request {
+    type Pointer = Arc<Request>;
+
+    fn run(this: Arc<Request>) {
+        this.execute();
+        this.retire();
+    }
+}
+
+/// What `EXECBUF` asks for, validated.
+pub(crate) struct Batch {
+    /// Objects with their write flag; no duplicates.
+    pub(crate) objects: KVec<(Arc<Object>, bool)>,
+    pub(crate) op: u32,
+    pub(crate) value: u32,
+    pub(crate) duration_ns: u64,
+    pub(crate) hang: bool,
+}
+
+/// Submits `batch`: binds every object, marks it active and queues the
+/// request on `queue`.  Returns the GTT offsets, in order.
+pub(crate) fn submit(device: &Arc<Device>, queue: &Queue, batch: Batch) -> Result<KVec<u64>> {
+    // Wake the device before taking struct_mutex: resuming may sleep.
+    let wakeref = device.pm.get()?;
+    let mut offsets = KVec::with_capacity(batch.objects.len(), GFP_KERNEL)?;
+    let mut objects = KVec::with_capacity(batch.objects.len(), GFP_KERNEL)?;
+    let mut pages = KVec::new();
+    let req = {
+        let mut gem = device.struct_mutex.lock();
+        for (obj, write) in batch.objects.iter() {
+            offsets.push(obj.bind(&mut gem)?, GFP_KERNEL)?;
+            let st = obj.state(&mut gem);
+            for folio in st.pages() {
+                let page = GpuPage {
+                    folio: folio.clone(),
+                    write: *write,
+                };
+                pages.push(page, GFP_KERNEL)?;
+            }
+            objects.push(obj.clone(), GFP_KERNEL)?;
+        }
+        let resets = device.gpu.lock().resets;
+        let req = Arc::pin_init(
+            pin_init!(Request {
+                work <- kernel::new_work!("movgem_request"),
+                device: device.clone(),
+                objects,
+                pages <- kernel::new_spinlock!(pages, "movgem_request_pages"),
+                op: batch.op,
+                value: batch.value,
+                duration_ns: batch.duration_ns,
+                hang: batch.hang,
+                resets,
+            }),
+            GFP_KERNEL,
+        )?;
+        // Nothing below fails: mark the objects busy while the hook is
+        // still locked out, so it never sees them bound, idle and about
+        // to be used.
+        for obj in req.objects.iter() {
+            obj.activate();
+        }
+        device.gpu.lock().inflight += 1;
+        req
+    };
+    // The request owns the wakeref from here; it drops it on retiring.
+    core::mem::forget(wakeref);
+    counters::inc(Counter::Requests);
+    // A freshly allocated work item cannot be queued already.
+    let _ = queue.enqueue(req);
+    Ok(offsets)
+}
+
+impl Request {
+    fn reset_requested(&self) -> bool {
+        self.device.gpu.lock().resets != self.resets
+    }
+
+    /// Runs the batch over the pages, then keeps the objects busy.
+    fn execute(&self) {
+        let start = now_ns();
+        if let Ok(mut buf) = page_buffer() {
+            let pages = self.pages.lock();
+            match self.op {
+                uapi::OP_FILL => {
+                    for chunk in buf.chunks_exact_mut(4) {
+                        chunk.copy_from_slice(&self.value.to_le_bytes());
+                    }
+                    for p in pages.iter().filter(|p| p.write) {
+                        let _ = p.folio.write(0, &buf);
+                    }
+                }
+                uapi::OP_CHECK => {
+                    let mut bad = 0u64;
+                    for p in pages.iter() {
+                        if p.folio.read(0, &mut buf).is_ok() {
+                            bad += buf
+                                .chunks_exact(4)
+                                .filter(|c| c != &self.value.to_le_bytes())
+                                .count() as u64;
+                        }
+                    }
+                    counters::add(Counter::GpuCheckErrors, bad);
+                }
+                _ => {}
+            }
+        }
+        loop {
+            let elapsed = now_ns().saturating_sub(start);
+            let limit = if self.hang {
+                u64::from(params::hang_timeout_ms()) * 1_000_000
+            } else {
+                self.duration_ns
+            };
+            if self.reset_requested() {
+                counters::inc(Counter::RequestsReset);
+                break;
+            }
+            if elapsed >= limit {
+                if self.hang {
+                    counters::inc(Counter::HangsTimedOut);
+                }
+                break;
+            }
+            let ms = ((limit - elapsed) / 1_000_000).clamp(1, 5) as u32;
+            // SAFETY: a worker may sleep.
+            unsafe { bindings::msleep(ms) };
+        }
+    }
+
+    /// Drops the page references, then makes the objects idle, releases
+    /// the wakeref and wakes waiters.
+    fn retire(&self) {
+        drop(core::mem::take(&mut *self.pages.lock()));
+        for obj in self.objects.iter() {
+            obj.retire();
+        }
+        self.device.pm.put_detached();
+        self.device.gpu.lock().inflight -= 1;
+        self.device.gpu_idle.notify_all();
+    }
+}
+
+/// `ETIME`, which the 6.12 `kernel::error::code` lacks.
+pub(crate) fn etime() -> Error {
+    Error::from_errno(-(bindings::ETIME as i32))
+}
+
+/// Ends every request in flight now.
+pub(crate) fn reset(device: &Device) {
+    device.gpu.lock().resets += 1;
+    device.gpu_idle.notify_all();
+}
+
+/// Waits until `obj` is idle.  `timeout_ns` < 0 waits forever, 0 only
+/// polls.  Returns the time left, `ETIME` on timeout, `ERESTARTSYS` on a
+/// signal.
+pub(crate) fn wait_idle(device: &Device, obj: &Object, timeout_ns: i64) -> Result<i64> {
+    let start = now_ns();
+    let mut guard = device.gpu.lock();
+    loop {
+        if obj.active() == 0 {
+            let spent = now_ns().saturating_sub(start) as i64;
+            return Ok(if timeout_ns < 0 { timeout_ns } else { (timeout_ns - spent).max(0) });
+        }
+        let jiffies = if timeout_ns < 0 {
+            kernel::time::msecs_to_jiffies(u32::MAX)
+        } else {
+            let left = timeout_ns - now_ns().saturating_sub(start) as i64;
+            if left <= 0 {
+                return Err(etime());
+            }
+            kernel::time::msecs_to_jiffies(((left as u64).div_ceil(1_000_000)).min(u64::from(u32::MAX)) as u32)
+        };
+        match device.gpu_idle.wait_interruptible_timeout(&mut guard, jiffies) {
+            kernel::sync::CondVarTimeoutResult::Signal { .. } => return Err(ERESTARTSYS),
+            kernel::sync::CondVarTimeoutResult::Timeout if timeout_ns >= 0 && obj.active() > 0 => {
+                return Err(etime())
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Waits until no request is in flight (module unload).
+pub(crate) fn wait_all_idle(device: &Device) {
+    let mut guard = device.gpu.lock();
+    while guard.inflight > 0 {
+        device.gpu_idle.wait(&mut guard);
+    }
+}
+
+/// The module's workqueue; destroying it waits for queued requests.
+///
+/// # Invariants
+///
+/// `wq` came from `alloc_workqueue` and is destroyed only on drop.
+pub(crate) struct WorkQueue {
+    wq: core::ptr::NonNull<kernel::ffi::c_void>,
+}
+
+extern "C" {
+    fn movgem_wq_alloc() -> *mut kernel::ffi::c_void;
+    fn movgem_wq_destroy(wq: *mut kernel::ffi::c_void);
+}
+
+// SAFETY: a workqueue may be used and destroyed from any task.
+unsafe impl Send for WorkQueue {}
+// SAFETY: queueing work is thread safe.
+unsafe impl Sync for WorkQueue {}
+
+impl WorkQueue {
+    pub(crate) fn new() -> Result<Self> {
+        // SAFETY: no preconditions.
+        let wq = unsafe { movgem_wq_alloc() };
+        core::ptr::NonNull::new(wq).map(|wq| Self { wq }).ok_or(ENOMEM)
+    }
+
+    pub(crate) fn queue(&self) -> &Queue {
+        // SAFETY: `wq` is a live workqueue until drop, and the returned
+        // reference borrows `self`.
+        unsafe { Queue::from_raw(self.wq.as_ptr().cast::<bindings::workqueue_struct>()) }
+    }
+}
+
+impl Drop for WorkQueue {
+    fn drop(&mut self) {
+        // SAFETY: we own the workqueue by the type invariant.
+        unsafe { movgem_wq_destroy(self.wq.as_ptr()) }
+    }
+}

@@ -1,0 +1,102 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Runtime PM of the simulated GPU (a platform device, see
+//! `rust/helpers/device.c`).
+
+use core::ptr::NonNull;
+
+use kernel::error::from_err_ptr;
+use kernel::ffi::{c_int, c_uint, c_void};
+use kernel::prelude::*;
+
+extern "C" {
+    fn movgem_pm_init(autosuspend_ms: c_uint) -> *mut c_void;
+    fn movgem_pm_fini(dev: *mut c_void);
+    fn movgem_pm_get(dev: *mut c_void) -> c_int;
+    fn movgem_pm_get_if_active(dev: *mut c_void) -> c_int;
+    fn movgem_pm_put(dev: *mut c_void);
+    fn movgem_pm_suspended(dev: *mut c_void) -> bool;
+}
+
+/// The GPU's `struct device`, runtime PM enabled, autosuspend on.
+///
+/// # Invariants
+///
+/// `dev` came from `movgem_pm_init` and stays registered until drop.
+pub(crate) struct RuntimePm {
+    dev: NonNull<c_void>,
+}
+
+// SAFETY: the runtime PM core serialises every call on the device itself.
+unsafe impl Send for RuntimePm {}
+// SAFETY: as above.
+unsafe impl Sync for RuntimePm {}
+
+impl RuntimePm {
+    /// Registers the platform device; it starts suspended.
+    pub(crate) fn new(autosuspend_ms: u32) -> Result<Self> {
+        // SAFETY: no preconditions; errors come back as error pointers.
+        let dev = from_err_ptr(unsafe { movgem_pm_init(autosuspend_ms) })?;
+        // INVARIANT: `from_err_ptr` succeeded.
+        NonNull::new(dev).map(|dev| Self { dev }).ok_or(ENODEV)
+    }
+
+    /// Wakes the device if needed and holds it awake.
+    pub(crate) fn get(&self) -> Result<Wakeref<'_>> {
+        // SAFETY: `dev` is registered by the type invariant.
+        kernel::error::to_result(unsafe { movgem_pm_get(self.dev.as_ptr()) })?;
+        Ok(Wakeref { pm: self })
+    }
+
+    /// Holds the device awake only if it is awake already: never wakes it.
+    pub(crate) fn get_if_active(&self) -> Option<Wakeref<'_>> {
+        // SAFETY: `dev` is registered by the type invariant.
+        let got = unsafe { movgem_pm_get_if_active(self.dev.as_ptr()) } > 0;
+        // Lazily: a `Wakeref` built for nothing would put on drop.
+        got.then(|| Wakeref { pm: self })
+    }
+
+    /// Whether the device is runtime-suspended now.
+    pub(crate) fn suspended(&self) -> bool {
+        // SAFETY: `dev` is registered by the type invariant.
+        unsafe { movgem_pm_suspended(self.dev.as_ptr()) }
+    }
+
+    /// Releases a reference whose [`Wakeref`] was forgotten (handed to
+    /// work that outlives the borrow).
+    pub(crate) fn put_detached(&self) {
+        // SAFETY: the caller owns the usage reference of a forgotten
+        // `Wakeref`.
+        unsafe { movgem_pm_put(self.dev.as_ptr()) }
+    }
+}
+
+impl Drop for RuntimePm {
+    fn drop(&mut self) {
+        // SAFETY: `dev` is registered by the type invariant.
+        unsafe { movgem_pm_fini(self.dev.as_ptr()) }
+    }
+}
+
+/// A usage reference on the device; autosuspend restarts when dropped.
+pub(crate) struct Wakeref<'a> {
+    pm: &'a RuntimePm,
+}
+
+impl Drop for Wakeref<'_> {
+    fn drop(&mut self) {
+        self.pm.put_detached();
+    }
+}
+
+/// C entry point, see `include/movgem_shim.h`.
+#[no_mangle]
+pub(crate) extern "C" fn movgem_rs_runtime_suspend() {
+    crate::counters::inc(crate::counters::Counter::RuntimeSuspends);
+}
+
+/// C entry point, see `include/movgem_shim.h`.
+#[no_mangle]
+pub(crate) extern "C" fn movgem_rs_runtime_resume() {
+    crate::counters::inc(crate::counters::Counter::RuntimeResumes);
+}

@@ -1,0 +1,662 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Tests through `/dev/movgem`: the uAPI, the simulated GPU, runtime PM,
+//! vmap caching and the hook's refusals.
+
+use std::time::{Duration, Instant};
+
+use movgem_uapi::{self as uapi, Device};
+
+use crate::env::{self, compact, fragment, Control, Counters, GpuAwake};
+use crate::TestResult;
+
+const PAGE: u64 = 4096;
+/// Object size of the migration tests: 32 MiB.
+const BIG: u64 = 32 << 20;
+
+macro_rules! ensure {
+    ($cond:expr, $($fmt:tt)*) => {
+        if !$cond {
+            return Err(format!($($fmt)*));
+        }
+    };
+}
+
+fn errno_name(e: i32) -> String {
+    std::io::Error::from_raw_os_error(e).to_string()
+}
+
+fn ok<T>(r: uapi::Res<T>, what: &str) -> Result<T, String> {
+    r.map_err(|e| format!("{what}: {}", errno_name(e)))
+}
+
+fn expect_err<T: std::fmt::Debug>(r: uapi::Res<T>, want: i32, what: &str) -> TestResult {
+    match r {
+        Err(e) if e == want => Ok(()),
+        other => Err(format!(
+            "{what}: expected {}, got {other:?}",
+            errno_name(want)
+        )),
+    }
+}
+
+fn pattern(seed: u32, len: usize) -> Vec<u8> {
+    (0..len / 4)
+        .flat_map(|i| {
+            (i as u32)
+                .wrapping_mul(2_654_435_761)
+                .wrapping_add(seed)
+                .to_le_bytes()
+        })
+        .collect()
+}
+
+pub fn create_close_and_info() -> TestResult {
+    let dev = ok(Device::open(), "open")?;
+    let before = ok(dev.info(), "info")?;
+    let a = ok(dev.create(PAGE), "create 4 KiB")?;
+    let b = ok(dev.create(1 << 20), "create 1 MiB")?;
+    ensure!(a != b && a != 0 && b != 0, "handles {a} {b}");
+    let mid = ok(dev.info(), "info")?;
+    ensure!(
+        mid.objects == before.objects + 2,
+        "objects {} -> {}",
+        before.objects,
+        mid.objects
+    );
+    ensure!(
+        mid.object_bytes == before.object_bytes + PAGE + (1 << 20),
+        "object_bytes {mid:?}"
+    );
+    ok(dev.close(a), "close")?;
+    expect_err(dev.close(a), libc::ENOENT, "double close")?;
+    ok(dev.close(b), "close")?;
+    let after = ok(dev.info(), "info")?;
+    ensure!(after.objects == before.objects, "objects leaked: {after:?}");
+    ensure!(after.gtt_size == 4 << 30, "gtt_size {}", after.gtt_size);
+    Ok(())
+}
+
+pub fn bad_arguments() -> TestResult {
+    let dev = ok(Device::open(), "open")?;
+    let before = ok(dev.info(), "info")?;
+    expect_err(dev.create(0), libc::EINVAL, "create 0")?;
+    expect_err(dev.create(PAGE - 1), libc::EINVAL, "create unaligned")?;
+    expect_err(
+        dev.create(uapi::MAX_OBJECT_SIZE + PAGE),
+        libc::E2BIG,
+        "create too big",
+    )?;
+    expect_err(
+        dev.create(u64::MAX & !(PAGE - 1)),
+        libc::E2BIG,
+        "create 2^64 - 4096",
+    )?;
+    let mut c = uapi::Create {
+        size: PAGE,
+        handle: 0,
+        pad: 1,
+    };
+    expect_err(
+        dev.call(uapi::IOCTL_CREATE, &mut c),
+        libc::EINVAL,
+        "create pad",
+    )?;
+    // SAFETY: an unknown command; the kernel must reject it without
+    // looking at the argument.
+    expect_err(
+        unsafe { dev.raw(0xdead_beef, std::ptr::null_mut()) },
+        libc::ENOTTY,
+        "unknown ioctl",
+    )?;
+    // SAFETY: a valid command with a NULL argument: the copy must fault.
+    expect_err(
+        unsafe { dev.raw(u64::from(uapi::IOCTL_CREATE), std::ptr::null_mut()) },
+        libc::EFAULT,
+        "NULL argument",
+    )?;
+
+    let h = ok(dev.create(2 * PAGE), "create")?;
+    let mut buf = vec![0u8; PAGE as usize];
+    expect_err(
+        dev.pread(h, 2 * PAGE, &mut buf),
+        libc::EINVAL,
+        "pread past end",
+    )?;
+    expect_err(
+        dev.pread(h, u64::MAX - 10, &mut buf),
+        libc::EINVAL,
+        "pread offset overflow",
+    )?;
+    let mut rw = uapi::Rw {
+        handle: h,
+        pad: 0,
+        offset: 0,
+        size: PAGE,
+        data_ptr: 8,
+    };
+    expect_err(
+        dev.call(uapi::IOCTL_PWRITE, &mut rw),
+        libc::EFAULT,
+        "pwrite bad pointer",
+    )?;
+    expect_err(
+        dev.pread(h + 1000, 0, &mut buf),
+        libc::ENOENT,
+        "pread bad handle",
+    )?;
+    expect_err(dev.mmap(h, 1, PAGE), libc::EINVAL, "mmap unaligned offset")?;
+    expect_err(dev.mmap(h, 0, 3 * PAGE), libc::EINVAL, "mmap past end")?;
+    expect_err(dev.mmap(h, 0, 0), libc::EINVAL, "mmap empty")?;
+    expect_err(dev.madvise(h, 7), libc::EINVAL, "madvise bad value")?;
+    expect_err(
+        dev.set_domain(h, 4, 0),
+        libc::EINVAL,
+        "set_domain unknown domain",
+    )?;
+    expect_err(
+        dev.set_domain(h, uapi::DOMAIN_CPU, uapi::DOMAIN_GTT),
+        libc::EINVAL,
+        "write domain not read",
+    )?;
+    expect_err(dev.unpin(h), libc::EINVAL, "unpin unpinned")?;
+    expect_err(dev.vunmap(h), libc::EINVAL, "vunmap unmapped")?;
+    let mut w = uapi::Wait {
+        handle: h,
+        flags: 1,
+        timeout_ns: 0,
+    };
+    expect_err(
+        dev.call(uapi::IOCTL_WAIT, &mut w),
+        libc::EINVAL,
+        "wait flags",
+    )?;
+    expect_err(
+        dev.execbuf(&[], uapi::OP_NOP, 0, 0, 0),
+        libc::EINVAL,
+        "execbuf no objects",
+    )?;
+    expect_err(
+        dev.execbuf(&[(h, false)], 9, 0, 0, 0),
+        libc::EINVAL,
+        "execbuf bad op",
+    )?;
+    expect_err(
+        dev.execbuf(&[(h, false)], uapi::OP_NOP, 0, 0, 2),
+        libc::EINVAL,
+        "execbuf bad flags",
+    )?;
+    expect_err(
+        dev.execbuf(&[(h, false), (h, true)], uapi::OP_NOP, 0, 0, 0),
+        libc::EINVAL,
+        "execbuf duplicate",
+    )?;
+    expect_err(
+        dev.execbuf(&[(h, false)], uapi::OP_NOP, 0, u64::MAX, 0),
+        libc::EINVAL,
+        "execbuf duration",
+    )?;
+    expect_err(
+        dev.execbuf(&[(h + 1000, false)], uapi::OP_NOP, 0, 0, 0),
+        libc::ENOENT,
+        "execbuf bad handle",
+    )?;
+    let many: Vec<(u32, bool)> = (0..=uapi::MAX_EXEC_OBJECTS).map(|i| (i, false)).collect();
+    expect_err(
+        dev.execbuf(&many, uapi::OP_NOP, 0, 0, 0),
+        libc::EINVAL,
+        "execbuf too many",
+    )?;
+    let mut eb = uapi::Execbuf {
+        objects_ptr: 8,
+        count: 1,
+        ..Default::default()
+    };
+    expect_err(
+        dev.call(uapi::IOCTL_EXECBUF, &mut eb),
+        libc::EFAULT,
+        "execbuf bad objects_ptr",
+    )?;
+    ok(dev.close(h), "close")?;
+    let after = ok(dev.info(), "info")?;
+    ensure!(
+        after.objects == before.objects,
+        "objects leaked: {before:?} -> {after:?}"
+    );
+    ensure!(
+        after.gtt_used == before.gtt_used,
+        "GTT space leaked: {before:?} -> {after:?}"
+    );
+    Ok(())
+}
+
+pub fn handles_are_per_file() -> TestResult {
+    let a = ok(Device::open(), "open a")?;
+    let b = ok(Device::open(), "open b")?;
+    let h = ok(a.create(PAGE), "create")?;
+    ok(a.pwrite(h, 0, &[1, 2, 3, 4]), "pwrite")?;
+    let mut buf = [0u8; 4];
+    expect_err(b.pread(h, 0, &mut buf), libc::ENOENT, "other file's handle")?;
+    expect_err(b.close(h), libc::ENOENT, "other file closing")?;
+    // Another process, with its own open file.
+    // SAFETY: the child only calls async-signal-safe code paths
+    // (open, ioctl, _exit) before exiting.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        let code = match Device::open() {
+            Ok(c) => {
+                let mut buf = [0u8; 4];
+                if c.pread(h, 0, &mut buf) == Err(libc::ENOENT) {
+                    0
+                } else {
+                    1
+                }
+            }
+            Err(_) => 2,
+        };
+        // SAFETY: leave the child at once.
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    // SAFETY: `pid` is our child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    ensure!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "child reached the handle: {status}"
+    );
+    ok(a.pread(h, 0, &mut buf), "owner pread")?;
+    ensure!(buf == [1, 2, 3, 4], "data {buf:?}");
+    drop(a);
+    // The owner's release closed the object.
+    drop(b);
+    Ok(())
+}
+
+pub fn pwrite_pread_mmap() -> TestResult {
+    let dev = ok(Device::open(), "open")?;
+    let size = 64 * PAGE;
+    let h = ok(dev.create(size), "create")?;
+    let data = pattern(5, size as usize);
+    // Unaligned, page-crossing write and read.
+    ok(dev.pwrite(h, 0, &data), "pwrite")?;
+    ok(
+        dev.pwrite(h, 100, &data[..3 * PAGE as usize]),
+        "pwrite unaligned",
+    )?;
+    let mut want = data.clone();
+    want.copy_within(0..3 * PAGE as usize, 100);
+    let mut got = vec![0u8; size as usize];
+    ok(dev.pread(h, 0, &mut got), "pread")?;
+    ensure!(got == want, "pread differs from what was written");
+    let addr = ok(dev.mmap(h, 0, size), "mmap")?;
+    // SAFETY: the kernel mapped `size` readable and writable bytes at `addr`.
+    let map = unsafe { std::slice::from_raw_parts_mut(addr as *mut u8, size as usize) };
+    ensure!(map[..] == want[..], "mmap shows other data than pread");
+    map[..PAGE as usize].fill(0x5a);
+    let mut first = vec![0u8; PAGE as usize];
+    ok(dev.pread(h, 0, &mut first), "pread after mmap write")?;
+    ensure!(
+        first.iter().all(|&b| b == 0x5a),
+        "write through mmap not seen by pread"
+    );
+    // SAFETY: unmapping what the kernel mapped for us.
+    unsafe { libc::munmap(addr as *mut libc::c_void, size as usize) };
+    ok(dev.close(h), "close")
+}
+
+pub fn gpu_fill_busy_wait() -> TestResult {
+    let dev = ok(Device::open(), "open")?;
+    let size = 16 * PAGE;
+    let h = ok(dev.create(size), "create")?;
+    let offs = ok(
+        dev.execbuf(&[(h, true)], uapi::OP_FILL, 0xdead_beef, 300_000_000, 0),
+        "execbuf",
+    )?;
+    ensure!(offs[0] % PAGE == 0, "GTT offset {:#x}", offs[0]);
+    ensure!(
+        ok(dev.busy(h), "busy")?,
+        "object not busy right after execbuf"
+    );
+    expect_err(dev.wait(h, 0), uapi_etime(), "wait(0) on a busy object")?;
+    let left = ok(dev.wait(h, 5_000_000_000), "wait")?;
+    ensure!(left > 0 && left < 5_000_000_000, "time left {left}");
+    ensure!(!ok(dev.busy(h), "busy")?, "still busy after wait");
+    let mut got = vec![0u8; size as usize];
+    ok(dev.pread(h, 0, &mut got), "pread")?;
+    ensure!(
+        got.chunks(4).all(|c| c == 0xdead_beef_u32.to_le_bytes()),
+        "GPU fill not visible"
+    );
+    let before = Counters::read()?;
+    ok(
+        dev.execbuf(&[(h, false)], uapi::OP_CHECK, 0xdead_beef, 0, 0),
+        "execbuf check",
+    )?;
+    ok(dev.wait(h, -1), "wait")?;
+    let d = Counters::read()?.since(&before);
+    ensure!(
+        d.get("gpu_check_errors") == 0 && d.get("gpu_requests") == 1,
+        "GPU read other data: {d}"
+    );
+    ok(
+        dev.set_domain(h, uapi::DOMAIN_CPU, uapi::DOMAIN_CPU),
+        "set_domain",
+    )?;
+    let info = ok(dev.info(), "info")?;
+    ensure!(
+        info.bound_objects >= 1 && info.gtt_used >= size,
+        "binding not reported: {info:?}"
+    );
+    ok(dev.close(h), "close")
+}
+
+fn uapi_etime() -> i32 {
+    libc::ETIME
+}
+
+/// A 32 MiB object, bound by a GPU fill while memory is fragmented, so
+/// its pinned pages are spread over the zone; returns when it is idle.
+fn scattered_gpu_object(dev: &Device, value: u32) -> Result<u32, String> {
+    let filler = fragment()?;
+    let h = ok(dev.create(BIG), "create")?;
+    ok(
+        dev.execbuf(&[(h, true)], uapi::OP_FILL, value, 0, 0),
+        "execbuf",
+    )?;
+    ok(dev.wait(h, -1), "wait")?;
+    drop(filler);
+    Ok(h)
+}
+
+fn check_fill(dev: &Device, h: u32, value: u32) -> TestResult {
+    let before = Counters::read()?;
+    ok(
+        dev.execbuf(&[(h, false)], uapi::OP_CHECK, value, 0, 0),
+        "execbuf check",
+    )?;
+    ok(dev.wait(h, -1), "wait")?;
+    let d = Counters::read()?.since(&before);
+    ensure!(
+        d.get("gpu_check_errors") == 0,
+        "the GPU read stale data: {d}"
+    );
+    let mut got = vec![0u8; BIG as usize];
+    ok(dev.pread(h, 0, &mut got), "pread")?;
+    ensure!(
+        got.chunks(4).all(|c| c == value.to_le_bytes()),
+        "CPU read other data than the GPU wrote"
+    );
+    Ok(())
+}
+
+pub fn bound_idle_object_migrates() -> TestResult {
+    let _awake = GpuAwake::new()?;
+    let dev = ok(Device::open(), "open")?;
+    let h = scattered_gpu_object(&dev, 0x1234_5678)?;
+    let before = Counters::read()?;
+    compact()?;
+    let d = Counters::read()?.since(&before);
+    let out = (|| {
+        ensure!(d.get("migrated") > 0, "nothing migrated: {d}");
+        ensure!(
+            d.get("unbinds") == 1 && d.get("released_objects") == 1,
+            "not unbound once: {d}"
+        );
+        let info = ok(dev.info(), "info")?;
+        ensure!(info.bound_objects == 0, "object still bound: {info:?}");
+        // Rebinding through the GPU fetches the moved pages; what the GPU
+        // and the CPU read must be what the GPU wrote before.
+        check_fill(&dev, h, 0x1234_5678)?;
+        println!(
+            "  GPU object: {} folios migrated, data intact for GPU and CPU",
+            d.get("migrated")
+        );
+        Ok(())
+    })();
+    ok(dev.close(h), "close")?;
+    out
+}
+
+pub fn active_object_is_refused() -> TestResult {
+    let _awake = GpuAwake::new()?;
+    let dev = ok(Device::open(), "open")?;
+    let filler = fragment()?;
+    let h = ok(dev.create(BIG), "create")?;
+    ok(
+        dev.execbuf(&[(h, true)], uapi::OP_FILL, 7, 0, uapi::EXEC_HANG),
+        "execbuf hang",
+    )?;
+    drop(filler);
+    let before = Counters::read()?;
+    compact()?;
+    let d = Counters::read()?.since(&before);
+    let ctl = Control::open()?;
+    ctl.cmd("reset")?;
+    ok(dev.wait(h, 5_000_000_000), "wait after reset")?;
+    ensure!(
+        d.get("refused_active") > 0,
+        "hook never refused the active object: {d}"
+    );
+    ensure!(
+        d.get("released_objects") == 0 && d.get("migrated") == 0,
+        "active object released: {d}"
+    );
+    check_fill(&dev, h, 7)?;
+    ok(dev.close(h), "close")
+}
+
+pub fn hang_ends() -> TestResult {
+    let dev = ok(Device::open(), "open")?;
+    let h = ok(dev.create(PAGE), "create")?;
+    env::set_param("hang_timeout_ms", "300")?;
+    let before = Counters::read()?;
+    let start = Instant::now();
+    let r = dev.execbuf(&[(h, false)], uapi::OP_NOP, 0, 0, uapi::EXEC_HANG);
+    let waited = r.and_then(|_| dev.wait(h, 10_000_000_000));
+    env::set_param("hang_timeout_ms", "1000")?;
+    ok(waited, "wait on a hang")?;
+    let d = Counters::read()?.since(&before);
+    ensure!(
+        d.get("gpu_hangs_timed_out") == 1,
+        "hang not ended by its timeout: {d}"
+    );
+    println!(
+        "  hang ended after {} ms (hang_timeout_ms=300)",
+        start.elapsed().as_millis()
+    );
+    // A reset ends a hang at once.
+    ok(
+        dev.execbuf(&[(h, false)], uapi::OP_NOP, 0, 0, uapi::EXEC_HANG),
+        "execbuf hang",
+    )?;
+    expect_err(dev.wait(h, 0), libc::ETIME, "hang finished by itself")?;
+    Control::open()?.cmd("reset")?;
+    ok(dev.wait(h, 5_000_000_000), "wait after reset")?;
+    let d = Counters::read()?.since(&before);
+    ensure!(d.get("gpu_requests_reset") == 1, "reset not counted: {d}");
+    ok(dev.close(h), "close")
+}
+
+pub fn pinned_vma_is_refused() -> TestResult {
+    let _awake = GpuAwake::new()?;
+    let dev = ok(Device::open(), "open")?;
+    let h = scattered_gpu_object(&dev, 9)?;
+    ok(dev.pin(h), "pin")?;
+    let before = Counters::read()?;
+    compact()?;
+    let d = Counters::read()?.since(&before);
+    ok(dev.unpin(h), "unpin")?;
+    ensure!(
+        d.get("refused_pinned_vma") > 0,
+        "pinned binding not refused: {d}"
+    );
+    ensure!(d.get("migrated") == 0, "pinned pages moved: {d}");
+    check_fill(&dev, h, 9)?;
+    ok(dev.close(h), "close")
+}
+
+pub fn suspended_device_refuses() -> TestResult {
+    let dev = ok(Device::open(), "open")?;
+    let before = Counters::read()?;
+    let h = scattered_gpu_object(&dev, 11)?;
+    // Idle: after the autosuspend delay the device suspends by itself.
+    env::wait_runtime_status("suspended", 3000)?;
+    let mid = Counters::read()?;
+    ensure!(
+        mid.since(&before).get("runtime_resumes") >= 1,
+        "execbuf did not resume the device"
+    );
+    ensure!(
+        mid.since(&before).get("runtime_suspends") >= 1,
+        "device never suspended"
+    );
+    compact()?;
+    let d = Counters::read()?.since(&mid);
+    ensure!(
+        d.get("refused_suspended") > 0,
+        "hook did not refuse while suspended: {d}"
+    );
+    ensure!(
+        d.get("migrated") == 0 && d.get("unbinds") == 0,
+        "unbound while suspended: {d}"
+    );
+    ensure!(
+        env::runtime_status()? == "suspended",
+        "the hook woke the device"
+    );
+    // Awake again, the same object can be released.
+    let awake = GpuAwake::new()?;
+    compact()?;
+    let d = Counters::read()?.since(&mid);
+    ensure!(d.get("unbinds") == 1, "not unbound once awake: {d}");
+    drop(awake);
+    check_fill(&dev, h, 11)?;
+    ok(dev.close(h), "close")
+}
+
+pub fn vmap_and_purge() -> TestResult {
+    let _awake = GpuAwake::new()?;
+    let dev = ok(Device::open(), "open")?;
+    let h = scattered_gpu_object(&dev, 13)?;
+    ok(dev.vmap(h), "vmap")?;
+    let before = Counters::read()?;
+    compact()?;
+    let d = Counters::read()?.since(&before);
+    ensure!(
+        d.get("refused_pinned") > 0 && d.get("migrated") == 0,
+        "vmap-pinned pages not refused: {d}"
+    );
+    let ctl = Control::open()?;
+    ctl.cmd("purge_vmaps")?;
+    let d = Counters::read()?.since(&before);
+    ensure!(
+        d.get("vmap_purged_pages") == 0,
+        "a pinned mapping was purged: {d}"
+    );
+    ok(dev.vunmap(h), "vunmap")?;
+    let info = ok(dev.info(), "info")?;
+    ensure!(
+        info.cached_vmaps >= 1,
+        "unpinned mapping not cached: {info:?}"
+    );
+    ctl.cmd("purge_vmaps")?;
+    let d = Counters::read()?.since(&before);
+    ensure!(
+        d.get("vmap_purged_pages") == BIG / PAGE,
+        "purge freed {} pages: {d}",
+        d.get("vmap_purged_pages")
+    );
+    let info = ok(dev.info(), "info")?;
+    ensure!(info.cached_vmaps == 0, "mapping still cached: {info:?}");
+    check_fill(&dev, h, 13)?;
+    ok(dev.close(h), "close")
+}
+
+pub fn madvise() -> TestResult {
+    let _awake = GpuAwake::new()?;
+    let dev = ok(Device::open(), "open")?;
+    // No pages: DONTNEED purges at once, and stays purged.
+    let idle = ok(dev.create(4 * PAGE), "create")?;
+    ensure!(
+        !ok(dev.madvise(idle, uapi::MADV_DONTNEED), "madvise")?,
+        "object without pages retained"
+    );
+    let mut buf = [0u8; 16];
+    expect_err(dev.pread(idle, 0, &mut buf), libc::EFAULT, "pread purged")?;
+    expect_err(
+        dev.execbuf(&[(idle, false)], uapi::OP_NOP, 0, 0, 0),
+        libc::EFAULT,
+        "execbuf purged",
+    )?;
+    ensure!(
+        !ok(dev.madvise(idle, uapi::MADV_WILLNEED), "madvise")?,
+        "purged object came back"
+    );
+    ok(dev.close(idle), "close")?;
+    // Bound: DONTNEED keeps the pages, and the hook leaves it to the shrinker.
+    let h = scattered_gpu_object(&dev, 17)?;
+    ensure!(
+        ok(dev.madvise(h, uapi::MADV_DONTNEED), "madvise")?,
+        "bound object lost its pages"
+    );
+    let before = Counters::read()?;
+    compact()?;
+    let d = Counters::read()?.since(&before);
+    ensure!(
+        d.get("refused_purgeable") > 0 && d.get("migrated") == 0,
+        "purgeable not refused: {d}"
+    );
+    ensure!(
+        ok(dev.madvise(h, uapi::MADV_WILLNEED), "madvise")?,
+        "pages lost"
+    );
+    check_fill(&dev, h, 17)?;
+    ok(dev.close(h), "close")
+}
+
+pub fn lock_contention() -> TestResult {
+    let _awake = GpuAwake::new()?;
+    let dev = ok(Device::open(), "open")?;
+    let h = scattered_gpu_object(&dev, 19)?;
+    const HOLD_MS: u64 = 2000;
+    let holder =
+        std::thread::spawn(|| Control::open().and_then(|c| c.cmd(&format!("hold_lock {HOLD_MS}"))));
+    std::thread::sleep(Duration::from_millis(200));
+    let before = Counters::read()?;
+    let start = Instant::now();
+    compact()?;
+    let took = start.elapsed();
+    let d = Counters::read()?.since(&before);
+    holder
+        .join()
+        .map_err(|_| "holder thread panicked".to_string())??;
+    let contended = d.get("refused_lock_contended");
+    ensure!(contended > 0, "no refusal while struct_mutex was held: {d}");
+    // Each refusal waits at most lock_timeout_ms (10 ms): in the ~1.8 s
+    // the lock stayed held, that is at least ~180 refusals; allow 10x.
+    ensure!(
+        contended >= (HOLD_MS - 200) / 100,
+        "only {contended} refusals: the hook waited too long"
+    );
+    println!(
+        "  {contended} folios refused on the contended lock; compaction took {} ms",
+        took.as_millis()
+    );
+    check_fill(&dev, h, 19)?;
+    ok(dev.close(h), "close")
+}
+
+pub fn unload_refused_while_open() -> TestResult {
+    let dev = ok(Device::open(), "open")?;
+    let h = ok(dev.create(PAGE), "create")?;
+    let st = std::process::Command::new("rmmod")
+        .arg("movgem")
+        .status()
+        .map_err(|e| e.to_string())?;
+    ensure!(!st.success(), "rmmod succeeded with /dev/movgem open");
+    ensure!(
+        std::path::Path::new("/sys/module/movgem").exists(),
+        "module gone"
+    );
+    ok(dev.close(h), "close")
+}
