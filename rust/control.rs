@@ -226,7 +226,11 @@ impl Control {
                 writeln!(out, "vmap_cached {}", u8::from(s.vmap_cached))?;
             }
         }
-        writeln!(out, "runtime_suspended {}", u8::from(self.device.pm.suspended()))?;
+        writeln!(
+            out,
+            "runtime_suspended {}",
+            u8::from(self.device.pm.suspended())
+        )?;
         writeln!(out, "verify_runs {}", last.runs)?;
         writeln!(out, "verify_bad_pages {}", last.bad_pages)?;
         writeln!(out, "verify_moved_pages {}", last.moved_pages)

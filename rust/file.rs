@@ -90,7 +90,8 @@ impl FileState {
                 let obj = self.lookup(a.handle)?;
                 let len = (obj.npages() as u64) * PAGE_SIZE;
                 let end = a.offset.checked_add(a.size).ok_or(EINVAL)?;
-                if a.size == 0 || a.offset % PAGE_SIZE != 0 || a.size % PAGE_SIZE != 0 || end > len {
+                if a.size == 0 || a.offset % PAGE_SIZE != 0 || a.size % PAGE_SIZE != 0 || end > len
+                {
                     return Err(EINVAL);
                 }
                 if obj.purged() {
@@ -189,7 +190,11 @@ impl FileState {
         let mut a: uapi::Create = read(arg)?;
         pad_zero(a.pad)?;
         let pages = policy::pages_for_size(a.size, PAGE_SIZE, uapi::MAX_OBJECT_SIZE / PAGE_SIZE)
-            .ok_or(if a.size > uapi::MAX_OBJECT_SIZE { E2BIG } else { EINVAL })?;
+            .ok_or(if a.size > uapi::MAX_OBJECT_SIZE {
+                E2BIG
+            } else {
+                EINVAL
+            })?;
         let obj = self.device.create_object(pages as usize)?;
         let handle = match self.insert(obj.clone()) {
             Ok(h) => h,
@@ -227,7 +232,10 @@ impl FileState {
                 return Err(EINVAL);
             }
             let obj = self.lookup(e.handle)?;
-            if objects.iter().any(|(o, _): &(Arc<Object>, bool)| Arc::ptr_eq(o, &obj)) {
+            if objects
+                .iter()
+                .any(|(o, _): &(Arc<Object>, bool)| Arc::ptr_eq(o, &obj))
+            {
                 return Err(EINVAL);
             }
             objects.push((obj, e.flags & uapi::EXEC_OBJECT_WRITE != 0), GFP_KERNEL)?;
@@ -316,7 +324,11 @@ pub(crate) unsafe extern "C" fn movgem_rs_release(priv_: *mut c_void) {
 ///
 /// `priv_` must come from `movgem_rs_open` and the file must be open.
 #[no_mangle]
-pub(crate) unsafe extern "C" fn movgem_rs_ioctl(priv_: *mut c_void, cmd: c_uint, arg: c_ulong) -> c_long {
+pub(crate) unsafe extern "C" fn movgem_rs_ioctl(
+    priv_: *mut c_void,
+    cmd: c_uint,
+    arg: c_ulong,
+) -> c_long {
     // SAFETY: the file is open, so `release` has not freed the state.
     let file = unsafe { &*priv_.cast::<FileState>() };
     match file.ioctl(cmd, arg as UserPtr) {

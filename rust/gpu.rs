@@ -219,7 +219,11 @@ pub(crate) fn wait_idle(device: &Device, obj: &Object, timeout_ns: i64) -> Resul
     loop {
         if obj.active() == 0 {
             let spent = now_ns().saturating_sub(start) as i64;
-            return Ok(if timeout_ns < 0 { timeout_ns } else { (timeout_ns - spent).max(0) });
+            return Ok(if timeout_ns < 0 {
+                timeout_ns
+            } else {
+                (timeout_ns - spent).max(0)
+            });
         }
         let jiffies = if timeout_ns < 0 {
             kernel::time::msecs_to_jiffies(u32::MAX)
@@ -228,9 +232,14 @@ pub(crate) fn wait_idle(device: &Device, obj: &Object, timeout_ns: i64) -> Resul
             if left <= 0 {
                 return Err(etime());
             }
-            kernel::time::msecs_to_jiffies(((left as u64).div_ceil(1_000_000)).min(u64::from(u32::MAX)) as u32)
+            kernel::time::msecs_to_jiffies(
+                ((left as u64).div_ceil(1_000_000)).min(u64::from(u32::MAX)) as u32,
+            )
         };
-        match device.gpu_idle.wait_interruptible_timeout(&mut guard, jiffies) {
+        match device
+            .gpu_idle
+            .wait_interruptible_timeout(&mut guard, jiffies)
+        {
             kernel::sync::CondVarTimeoutResult::Signal { .. } => return Err(ERESTARTSYS),
             kernel::sync::CondVarTimeoutResult::Timeout if timeout_ns >= 0 && obj.active() > 0 => {
                 return Err(etime())
@@ -271,7 +280,9 @@ impl WorkQueue {
     pub(crate) fn new() -> Result<Self> {
         // SAFETY: no preconditions.
         let wq = unsafe { movgem_wq_alloc() };
-        core::ptr::NonNull::new(wq).map(|wq| Self { wq }).ok_or(ENOMEM)
+        core::ptr::NonNull::new(wq)
+            .map(|wq| Self { wq })
+            .ok_or(ENOMEM)
     }
 
     pub(crate) fn queue(&self) -> &Queue {

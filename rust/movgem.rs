@@ -172,10 +172,14 @@ impl kernel::Module for Movgem {
         this.debugfs = Some(Debugfs::new()?);
         // SAFETY: unregistering once after registering is always allowed.
         this.vmap_notifier = Some(unsafe {
-            Registration::new(movgem_vmap_notifier_register, movgem_vmap_notifier_unregister)?
+            Registration::new(
+                movgem_vmap_notifier_register,
+                movgem_vmap_notifier_unregister,
+            )?
         });
         // SAFETY: as above; the device goes last, once all else is ready.
-        this.misc = Some(unsafe { Registration::new(movgem_misc_register, movgem_misc_deregister)? });
+        this.misc =
+            Some(unsafe { Registration::new(movgem_misc_register, movgem_misc_deregister)? });
         pr_info!(
             "loaded (hook {})\n",
             if params::hook_enabled() { "on" } else { "off" }
@@ -208,5 +212,7 @@ impl Drop for Movgem {
 /// C entry point, see `include/movgem_shim.h`.
 #[no_mangle]
 pub(crate) extern "C" fn movgem_rs_vmap_purge(may_wait: bool) -> kernel::ffi::c_ulong {
-    control().map_or(0, |c| c.device().purge_vmaps(may_wait) as kernel::ffi::c_ulong)
+    control().map_or(0, |c| {
+        c.device().purge_vmaps(may_wait) as kernel::ffi::c_ulong
+    })
 }

@@ -113,7 +113,10 @@ impl Device {
         let id = gem.next_id;
         gem.next_id += 1;
         obj.id.store(id, Ordering::Relaxed);
-        if let Err(e) = gem.objects.try_create_and_insert(id, obj.clone(), GFP_KERNEL) {
+        if let Err(e) = gem
+            .objects
+            .try_create_and_insert(id, obj.clone(), GFP_KERNEL)
+        {
             drop(gem);
             obj.destroy();
             return Err(e);

@@ -86,7 +86,9 @@ fn object_roundtrip() -> Result {
         obj.vmap(&mut guard)?;
         let snap = obj.snapshot(obj.state(&mut guard));
         check!(snap.vmap_cached && snap.pages_pin_count == 2);
-        check!(policy::decide(&snap, true, true) == Decision::Refuse(Refusal::PinnedBeyondBindings));
+        check!(
+            policy::decide(&snap, true, true) == Decision::Refuse(Refusal::PinnedBeyondBindings)
+        );
         obj.vunmap(&mut guard)?;
         check!(obj.vunmap(&mut guard).is_err());
         obj.unbind(&mut guard)?;

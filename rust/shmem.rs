@@ -43,8 +43,18 @@ extern "C" {
     fn movgem_vmap_folios(folios: *const *mut RawFolio, n: c_uint) -> *mut c_void;
     fn movgem_vunmap(vaddr: *mut c_void);
     fn movgem_folio_pfn(folio: *mut RawFolio) -> c_ulong;
-    fn movgem_folio_read(folio: *mut RawFolio, offset: usize, buf: *mut c_void, len: usize) -> c_int;
-    fn movgem_folio_write(folio: *mut RawFolio, offset: usize, buf: *const c_void, len: usize) -> c_int;
+    fn movgem_folio_read(
+        folio: *mut RawFolio,
+        offset: usize,
+        buf: *mut c_void,
+        len: usize,
+    ) -> c_int;
+    fn movgem_folio_write(
+        folio: *mut RawFolio,
+        offset: usize,
+        buf: *const c_void,
+        len: usize,
+    ) -> c_int;
     fn movgem_shmem_gfp_mask(filp: *mut RawFile) -> c_ulong;
     fn movgem_gfp_is_movable(gfp: c_ulong) -> bool;
     fn movgem_shmem_register(filp: *mut RawFile, dev_info: *mut ShmemDevInfo) -> c_int;
@@ -217,7 +227,12 @@ impl FolioRef {
         // SAFETY: the folio is valid and `buf` is writable for its length;
         // the shim checks the range against the folio.
         kernel::error::to_result(unsafe {
-            movgem_folio_read(self.folio.as_ptr(), offset, buf.as_mut_ptr().cast(), buf.len())
+            movgem_folio_read(
+                self.folio.as_ptr(),
+                offset,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
         })
     }
 

@@ -48,18 +48,72 @@ macro_rules! uapi_struct {
     };
 }
 
-uapi_struct!(Create { size: u64, handle: u32, pad: u32 });
-uapi_struct!(Close { handle: u32, pad: u32 });
-uapi_struct!(Rw { handle: u32, pad: u32, offset: u64, size: u64, data_ptr: u64 });
-uapi_struct!(Mmap { handle: u32, pad: u32, offset: u64, size: u64, addr_ptr: u64 });
-uapi_struct!(SetDomain { handle: u32, read_domains: u32, write_domain: u32, pad: u32 });
-uapi_struct!(Madvise { handle: u32, madv: u32, retained: u32, pad: u32 });
-uapi_struct!(ExecObject { handle: u32, flags: u32, offset: u64 });
-uapi_struct!(Execbuf { objects_ptr: u64, count: u32, flags: u32, duration_ns: u64, op: u32, value: u32 });
-uapi_struct!(Busy { handle: u32, busy: u32 });
-uapi_struct!(Wait { handle: u32, flags: u32, timeout_ns: i64 });
-uapi_struct!(Pin { handle: u32, pad: u32, offset: u64 });
-uapi_struct!(Vmap { handle: u32, pad: u32 });
+uapi_struct!(Create {
+    size: u64,
+    handle: u32,
+    pad: u32
+});
+uapi_struct!(Close {
+    handle: u32,
+    pad: u32
+});
+uapi_struct!(Rw {
+    handle: u32,
+    pad: u32,
+    offset: u64,
+    size: u64,
+    data_ptr: u64
+});
+uapi_struct!(Mmap {
+    handle: u32,
+    pad: u32,
+    offset: u64,
+    size: u64,
+    addr_ptr: u64
+});
+uapi_struct!(SetDomain {
+    handle: u32,
+    read_domains: u32,
+    write_domain: u32,
+    pad: u32
+});
+uapi_struct!(Madvise {
+    handle: u32,
+    madv: u32,
+    retained: u32,
+    pad: u32
+});
+uapi_struct!(ExecObject {
+    handle: u32,
+    flags: u32,
+    offset: u64
+});
+uapi_struct!(Execbuf {
+    objects_ptr: u64,
+    count: u32,
+    flags: u32,
+    duration_ns: u64,
+    op: u32,
+    value: u32
+});
+uapi_struct!(Busy {
+    handle: u32,
+    busy: u32
+});
+uapi_struct!(Wait {
+    handle: u32,
+    flags: u32,
+    timeout_ns: i64
+});
+uapi_struct!(Pin {
+    handle: u32,
+    pad: u32,
+    offset: u64
+});
+uapi_struct!(Vmap {
+    handle: u32,
+    pad: u32
+});
 uapi_struct!(Info {
     objects: u64,
     object_bytes: u64,
@@ -88,5 +142,7 @@ pub(crate) const IOCTL_VMAP: u32 = _IOW::<Vmap>(IOCTL_BASE, 0x0c);
 pub(crate) const IOCTL_VUNMAP: u32 = _IOW::<Vmap>(IOCTL_BASE, 0x0d);
 pub(crate) const IOCTL_GET_INFO: u32 = _IOR::<Info>(IOCTL_BASE, 0x0e);
 
-const _: () = assert!(size_of::<Create>() == 16 && size_of::<Rw>() == 32 && size_of::<Execbuf>() == 32);
-const _: () = assert!(size_of::<Info>() == 64 && size_of::<Wait>() == 16 && size_of::<Mmap>() == 32);
+const _: () =
+    assert!(size_of::<Create>() == 16 && size_of::<Rw>() == 32 && size_of::<Execbuf>() == 32);
+const _: () =
+    assert!(size_of::<Info>() == 64 && size_of::<Wait>() == 16 && size_of::<Mmap>() == 32);
