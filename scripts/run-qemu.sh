@@ -14,7 +14,7 @@ set +e
 timeout -k 10 "$limit" qemu-system-x86_64 \
 	-accel tcg -cpu max -smp "$cpus" -m "$mem" \
 	-kernel "$kdir/arch/x86/boot/bzImage" -initrd "$initrd" \
-	-append "console=ttyS0 panic=-1 oops=panic movgem_mode=$mode" \
+	-append "console=ttyS0 panic=-1 oops=panic numa=fake=2 movgem_mode=$mode" \
 	-display none -monitor none -serial stdio -no-reboot </dev/null >"$log" 2>&1
 qemu_rc=$?
 set -e

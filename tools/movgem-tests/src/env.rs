@@ -156,9 +156,14 @@ impl Drop for Filler {
 /// every other page.  Objects created while the returned guard lives get
 /// their pages from the holes, spread over the whole zone.
 pub fn fragment() -> Result<Filler, String> {
+    fragment_fraction(1, 2)
+}
+
+/// [`fragment`] with a filler of `num / den` of the available memory.
+pub fn fragment_fraction(num: u64, den: u64) -> Result<Filler, String> {
     const PAGE: u64 = 4096;
     let avail = meminfo_kib("MemAvailable")? * 1024;
-    let size = (avail / 2) / (1 << 20) * (1 << 20);
+    let size = (avail * num / den) / (1 << 20) * (1 << 20);
     let path = PathBuf::from("/tmp/movgem-filler");
     let filler = Filler { path: path.clone() };
     let mut f = File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;

@@ -7,6 +7,7 @@
 //!
 //! Usage: movgem-tests [FILTER]   (runs the tests whose name contains FILTER)
 
+mod demo;
 mod env;
 mod uapi_tests;
 
@@ -67,8 +68,8 @@ fn scattered_bound_object(ctl: &Control, seed: u64) -> TestResult {
     let filler = fragment()?;
     ctl.cmd(&format!("create {OBJ_PAGES} {seed}"))?;
     ctl.cmd("bind")?;
-    drop(filler);
     let r = ctl.fields()?;
+    drop(filler);
     ensure!(
         r.get("pages_held") == Some(&(OBJ_PAGES as u64)),
         "bind did not pin pages: {r:?}"
@@ -263,6 +264,10 @@ const TESTS: &[(&str, fn() -> TestResult)] = &[
         uapi_tests::bound_idle_object_migrates,
     ),
     (
+        "gpu_move_pages_migrates_bound_object",
+        uapi_tests::move_pages_migrates_bound_object,
+    ),
+    (
         "gpu_active_object_is_refused",
         uapi_tests::active_object_is_refused,
     ),
@@ -285,66 +290,19 @@ const TESTS: &[(&str, fn() -> TestResult)] = &[
         uapi_tests::lock_contention,
     ),
     (
+        "close_while_active_cleans_up",
+        uapi_tests::close_while_active_cleans_up,
+    ),
+    (
         "unload_refused_while_open",
         uapi_tests::unload_refused_while_open,
     ),
 ];
 
-fn buddyinfo() -> String {
-    std::fs::read_to_string("/proc/buddyinfo").unwrap_or_default()
-}
-
-/// `movgem-tests --demo`: the same mechanics as the tests, narrated.
-fn demo() -> TestResult {
-    let _awake = GpuAwake::new()?;
-    let ctl = Control::open()?;
-    println!(
-        "movgem demo: fragmenting memory, then creating a {} MiB object in the holes",
-        OBJ_PAGES / 256
-    );
-    scattered_bound_object(&ctl, 99)?;
-    let out = (|| {
-        let r = ctl.fields()?;
-        println!(
-            "movgem demo: object bound into the GTT: {} pages, {} folio references held (pins)",
-            r["pages"], r["pages_held"]
-        );
-        print!("movgem demo: /proc/buddyinfo now:\n{}", buddyinfo());
-        for hook in ["0", "1"] {
-            env::set_param("hook", hook)?;
-            let before = Counters::read()?;
-            compact()?;
-            let d = Counters::read()?.since(&before);
-            ctl.cmd("verify")?;
-            let r = ctl.fields()?;
-            println!(
-                "movgem demo: hook={hook}: compaction called the hook {} times; folios migrated {}; \
-                 pages that changed frame {}; data verified intact ({} pages, 0 corrupted)",
-                d.get("hook_calls"),
-                d.get("migrated"),
-                r["verify_moved_pages"],
-                r["pages"]
-            );
-            println!("movgem demo: hook={hook}: counters moved: {d}");
-        }
-        print!(
-            "movgem demo: /proc/buddyinfo after compaction:\n{}",
-            buddyinfo()
-        );
-        ctl.cmd("bind")?;
-        ctl.cmd("verify")?;
-        println!("movgem demo: object bound again (pages fetched anew), data still intact");
-        Ok(())
-    })();
-    let _ = env::set_param("hook", "1");
-    let _ = ctl.cmd("destroy");
-    out
-}
-
 fn main() {
     let filter = std::env::args().nth(1).unwrap_or_default();
     if filter == "--demo" {
-        match demo() {
+        match demo::demo() {
             Ok(()) => println!("movgem-test: PASS demo"),
             Err(e) => {
                 println!("movgem-test: FAIL demo: {e}");

@@ -660,3 +660,147 @@ pub fn unload_refused_while_open() -> TestResult {
     );
     ok(dev.close(h), "close")
 }
+
+/// `MPOL_MF_MOVE_ALL` from <linux/mempolicy.h> (not in the libc crate).
+const MPOL_MF_MOVE_ALL: libc::c_int = 1 << 2;
+
+/// `move_pages(2)` of the caller's mapping of the object: returns the
+/// node (or negative errno) of every page after the call.
+fn move_pages(addrs: &[*mut libc::c_void], nodes: Option<&[i32]>) -> Result<Vec<i32>, String> {
+    let mut status = vec![0i32; addrs.len()];
+    let nodes_ptr = nodes.map_or(std::ptr::null(), |n| n.as_ptr());
+    // SAFETY: every array has `addrs.len()` entries; `status` is writable.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_move_pages,
+            0,
+            addrs.len() as libc::c_ulong,
+            addrs.as_ptr(),
+            nodes_ptr,
+            status.as_mut_ptr(),
+            MPOL_MF_MOVE_ALL,
+        )
+    };
+    if r < 0 {
+        return Err(format!("move_pages: {}", std::io::Error::last_os_error()));
+    }
+    Ok(status)
+}
+
+pub fn move_pages_migrates_bound_object() -> TestResult {
+    let _awake = GpuAwake::new()?;
+    let dev = ok(Device::open(), "open")?;
+    let size = 8 << 20;
+    let value = 0x0bad_cafe;
+    let h = ok(dev.create(size), "create")?;
+    ok(
+        dev.execbuf(&[(h, true)], uapi::OP_FILL, value, 0, 0),
+        "execbuf",
+    )?;
+    ok(dev.wait(h, -1), "wait")?;
+    let addr = ok(dev.mmap(h, 0, size), "mmap")?;
+    let n = (size / PAGE) as usize;
+    let addrs: Vec<*mut libc::c_void> = (0..n)
+        .map(|i| (addr + i as u64 * PAGE) as *mut libc::c_void)
+        .collect();
+    // Fault every page in, then ask where each one lives.
+    for a in &addrs {
+        // SAFETY: inside the mapping the kernel gave us.
+        let _ = unsafe { std::ptr::read_volatile(*a as *const u8) };
+    }
+    let out = (|| {
+        let here = move_pages(&addrs, None)?;
+        ensure!(
+            here.iter().all(|&s| s == 0 || s == 1),
+            "pages not on node 0 or 1: {:?}",
+            &here[..8]
+        );
+        let there: Vec<i32> = here.iter().map(|&s| 1 - s).collect();
+
+        env::set_param("hook", "0")?;
+        let before = Counters::read()?;
+        let after_off = move_pages(&addrs, Some(&there));
+        env::set_param("hook", "1")?;
+        let after_off = after_off?;
+        let d = Counters::read()?.since(&before);
+        let moved_off = after_off.iter().zip(&there).filter(|(a, b)| a == b).count();
+        ensure!(
+            moved_off == 0,
+            "{moved_off} pinned pages moved with the hook off: {d}"
+        );
+        ensure!(d.get("hook_bypassed") > 0, "hook not consulted: {d}");
+
+        let before = Counters::read()?;
+        let after_on = move_pages(&addrs, Some(&there))?;
+        let d = Counters::read()?.since(&before);
+        let moved_on = after_on.iter().zip(&there).filter(|(a, b)| a == b).count();
+        ensure!(
+            moved_on == n,
+            "only {moved_on} of {n} pages reached the other node: {d}"
+        );
+        ensure!(
+            d.get("unbinds") == 1 && d.get("migrated") as usize >= n,
+            "hook did not release: {d}"
+        );
+        println!("  move_pages: hook off moved 0 of {n} pinned pages; hook on moved {moved_on}");
+        Ok(())
+    })();
+    // SAFETY: unmapping what the kernel mapped for us.
+    unsafe { libc::munmap(addr as *mut libc::c_void, size as usize) };
+    out?;
+    // The GPU and the CPU still see what the GPU wrote.
+    let before = Counters::read()?;
+    ok(
+        dev.execbuf(&[(h, false)], uapi::OP_CHECK, value, 0, 0),
+        "execbuf check",
+    )?;
+    ok(dev.wait(h, -1), "wait")?;
+    let d = Counters::read()?.since(&before);
+    ensure!(
+        d.get("gpu_check_errors") == 0,
+        "GPU read stale data after move_pages: {d}"
+    );
+    let mut got = vec![0u8; size as usize];
+    ok(dev.pread(h, 0, &mut got), "pread")?;
+    ensure!(
+        got.chunks(4).all(|c| c == value.to_le_bytes()),
+        "CPU read other data"
+    );
+    ok(dev.close(h), "close")
+}
+
+pub fn close_while_active_cleans_up() -> TestResult {
+    let before = {
+        let dev = ok(Device::open(), "open")?;
+        ok(dev.info(), "info")?
+    };
+    {
+        let dev = ok(Device::open(), "open")?;
+        let h = ok(dev.create(1 << 20), "create")?;
+        ok(
+            dev.execbuf(&[(h, true)], uapi::OP_FILL, 1, 300_000_000, 0),
+            "execbuf",
+        )?;
+        ensure!(ok(dev.busy(h), "busy")?, "not busy");
+        // Closing the file closes the object while the GPU still uses it.
+    }
+    let dev = ok(Device::open(), "open")?;
+    let mid = ok(dev.info(), "info")?;
+    ensure!(
+        mid.objects == before.objects,
+        "closed object still listed: {mid:?}"
+    );
+    // Once the request retires, its binding goes too.
+    let start = Instant::now();
+    loop {
+        let now = ok(dev.info(), "info")?;
+        if now.gtt_used == before.gtt_used && now.active_objects == before.active_objects {
+            return Ok(());
+        }
+        ensure!(
+            start.elapsed() < Duration::from_secs(10),
+            "GTT space not released: {before:?} -> {now:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
