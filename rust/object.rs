@@ -310,9 +310,9 @@ impl Object {
             }),
             GFP_KERNEL,
         )?;
-        // SAFETY: `obj` is pinned in an `Arc`, and `teardown` (run by
-        // `destroy` or on drop) unregisters and truncates before the
-        // storage goes away.
+        // `teardown` (from `destroy` or drop) unregisters and truncates
+        // before the storage goes away.
+        // SAFETY: `obj` is pinned in an `Arc`; see `teardown` above.
         unsafe { obj.file.register(obj.dev_info.get())? };
         obj.registered.store(true, Ordering::Release);
         Ok(obj)
@@ -352,9 +352,9 @@ impl Object {
     /// The object's state and the device's GTT, borrowed together.
     fn state_and_gtt<'a>(&'a self, gem: &'a mut Gem) -> (&'a mut ObjState, Gtt<'a>) {
         assert!(self.device.struct_mutex.guards(gem));
-        // SAFETY: the caller holds `struct_mutex` (it has `&mut Gem`),
-        // which protects `state`; the `&mut` borrow of `gem` keeps this
-        // reference unique.
+        // Holding `&mut Gem` means holding `struct_mutex`, which protects
+        // `state`; the `&mut` borrow of `gem` keeps this reference unique.
+        // SAFETY: exclusive access to `state`, as just argued.
         let st = unsafe { &mut *self.state.get() };
         let gtt = Gtt {
             ranges: &mut gem.gtt,

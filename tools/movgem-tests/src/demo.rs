@@ -18,19 +18,7 @@ use crate::TestResult;
 const OBJ_SIZE: u64 = 4 << 20;
 
 fn meminfo(key: &str) -> u64 {
-    fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|s| {
-            s.lines().find_map(|l| {
-                l.strip_prefix(key)?
-                    .trim_start_matches(':')
-                    .split_whitespace()
-                    .next()?
-                    .parse()
-                    .ok()
-            })
-        })
-        .unwrap_or(0)
+    env::meminfo_kib(key).unwrap_or(0)
 }
 
 fn buddyinfo() -> String {

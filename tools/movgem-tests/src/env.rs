@@ -126,7 +126,8 @@ pub fn compact() -> Result<(), String> {
     fs::write("/proc/sys/vm/compact_memory", "1").map_err(|e| format!("compact_memory: {e}"))
 }
 
-fn meminfo_kib(key: &str) -> Result<u64, String> {
+/// A `/proc/meminfo` value in KiB.
+pub fn meminfo_kib(key: &str) -> Result<u64, String> {
     let s = fs::read_to_string("/proc/meminfo").map_err(|e| e.to_string())?;
     s.lines()
         .find_map(|l| {

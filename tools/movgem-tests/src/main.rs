@@ -7,14 +7,6 @@
 //!
 //! Usage: movgem-tests [FILTER]   (runs the tests whose name contains FILTER)
 
-mod demo;
-mod env;
-mod uapi_tests;
-
-use env::{compact, counter, fragment, Control, Counters, GpuAwake};
-
-type TestResult = Result<(), String>;
-
 macro_rules! ensure {
     ($cond:expr, $($fmt:tt)*) => {
         if !$cond {
@@ -22,6 +14,14 @@ macro_rules! ensure {
         }
     };
 }
+
+mod demo;
+mod env;
+mod uapi_tests;
+
+use env::{compact, counter, fragment, Control, Counters, GpuAwake};
+
+type TestResult = Result<(), String>;
 
 /// Pages of the object used by the migration tests: 32 MiB.
 const OBJ_PAGES: usize = 8192;
