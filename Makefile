@@ -6,13 +6,14 @@
 SHELL := /bin/bash
 KFLAVOUR ?= debug
 
-.PHONY: all demo check setup kernel module tools test-host fmt clean help
+.PHONY: all demo check soak setup kernel module tools test-host fmt clean help
 
 all: help
 
 help:
 	@echo "make demo    set up what is missing, boot the patched kernel in QEMU, show the hook at work"
 	@echo "make check   the whole test suite; ends with 'N passed, N failed'"
+	@echo "make soak    the same with long stress/fuzz/fault-injection runs"
 	@echo "make setup | kernel | module | tools | test-host | fmt | clean"
 
 demo:
@@ -20,6 +21,11 @@ demo:
 
 check:
 	@scripts/check.sh
+
+# The same suite with long stress, fuzz, fault-injection and lifecycle
+# runs (about 30 minutes).
+soak:
+	@QEMU_TIMEOUT=3600 QEMU_APPEND="movgem_stress=600 movgem_fuzz=500000 movgem_seed=$$RANDOM movgem_faults=5000 movgem_lifecycle=20" scripts/check.sh
 
 setup:
 	@scripts/setup.sh

@@ -3,7 +3,10 @@
 //! The simulated GPU engine.
 //!
 //! `EXECBUF` binds the objects, takes a runtime-PM wakeref and queues a
-//! [`Request`] on the module's workqueue.  The request holds its own
+//! [`Request`] on the module's ordered workqueue: like a GPU ring, the
+//! engine runs one batch at a time, in submission order, so a later
+//! batch's writes land after an earlier one's (and a hang stalls the
+//! batches behind it until it times out or is reset).  The request holds its own
 //! reference on every folio of every object, as a real GPU holds the
 //! object's scatterlist, and really accesses the pages through them: a
 //! fill writes them, a check reads them.  Had migration moved a folio

@@ -47,10 +47,16 @@ missing=0
 for f in "${fragments[@]}"; do
 	while IFS= read -r line; do
 		case $line in CONFIG_*=*) ;; *) continue ;; esac
-		if ! grep -qxF "$line" "$tmp/.config"; then
-			say "config: wanted '$line', got '$(grep "^${line%%=*}=" "$tmp/.config" || echo 'not set')'"
-			missing=1
+		sym=${line%%=*}
+		if [ "${line#*=}" = n ]; then
+			grep -q "^$sym=" "$tmp/.config" || continue
+		elif grep -qxF "$line" "$tmp/.config"; then
+			continue
 		fi
+		{
+			say "config: wanted '$line', got '$(grep "^$sym=" "$tmp/.config" || echo 'not set')'"
+			missing=1
+		}
 	done <"$f"
 done
 [ $missing = 0 ] || die "kernel config is missing symbols the fragments ask for"

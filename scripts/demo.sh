@@ -7,7 +7,7 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 "$MOVGEM_TOP/scripts/setup.sh"
-kdir=$("$MOVGEM_TOP/scripts/build-kernel.sh" debug)
+kdir=$("$MOVGEM_TOP/scripts/build-kernel.sh" plain)
 "$MOVGEM_TOP/scripts/build-module.sh" "$kdir"
 "$MOVGEM_TOP/scripts/build-tools.sh"
 initrd="$MOVGEM_CACHE/initramfs-demo.cpio.gz"

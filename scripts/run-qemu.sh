@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Boot a kernel with the movgem initramfs under QEMU (TCG) and save the
 # console.  Usage: scripts/run-qemu.sh KDIR INITRAMFS LOG MODE
-# Environment: QEMU_MEM (default 1G), QEMU_CPUS (2), QEMU_TIMEOUT (900 s).
+# Environment: QEMU_MEM (default 1G), QEMU_CPUS (2), QEMU_TIMEOUT (900 s),
+# QEMU_APPEND (more kernel command line, e.g. movgem_stress=600).
 # Exit status: 0 if the guest reported rc=0 and the console is clean.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -14,7 +15,7 @@ set +e
 timeout -k 10 "$limit" qemu-system-x86_64 \
 	-accel tcg -cpu max -smp "$cpus" -m "$mem" \
 	-kernel "$kdir/arch/x86/boot/bzImage" -initrd "$initrd" \
-	-append "console=ttyS0 panic=-1 oops=panic numa=fake=2 movgem_mode=$mode" \
+	-append "console=ttyS0 panic=-1 oops=panic numa=fake=2 movgem_mode=$mode ${QEMU_APPEND:-}" \
 	-display none -monitor none -serial stdio -no-reboot </dev/null >"$log" 2>&1
 qemu_rc=$?
 set -e

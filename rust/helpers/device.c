@@ -142,10 +142,13 @@ bool movgem_pm_suspended(struct device *dev)
 	return pm_runtime_suspended(dev);
 }
 
-/* Workqueue for the simulated engine; destroying it drains it. */
+/*
+ * The simulated engine: one ordered queue, so batches run one at a time in
+ * submission order, as a GPU ring does.  Destroying it drains it.
+ */
 struct workqueue_struct *movgem_wq_alloc(void)
 {
-	return alloc_workqueue("movgem", WQ_UNBOUND, 0);
+	return alloc_ordered_workqueue("movgem", 0);
 }
 
 void movgem_wq_destroy(struct workqueue_struct *wq)

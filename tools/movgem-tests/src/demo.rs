@@ -12,8 +12,8 @@ use std::fs;
 
 use movgem_uapi::{self as uapi, Device};
 
-use crate::env::{self, compact, Counters, GpuAwake};
-use crate::TestResult;
+use movgem_tests::env::{self, compact, Counters, GpuAwake};
+use movgem_tests::TestResult;
 
 const OBJ_SIZE: u64 = 4 << 20;
 

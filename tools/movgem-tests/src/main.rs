@@ -7,21 +7,13 @@
 //!
 //! Usage: movgem-tests [FILTER]   (runs the tests whose name contains FILTER)
 
-macro_rules! ensure {
-    ($cond:expr, $($fmt:tt)*) => {
-        if !$cond {
-            return Err(format!($($fmt)*));
-        }
-    };
-}
+use movgem_tests::{ensure, env};
 
 mod demo;
-mod env;
 mod uapi_tests;
 
 use env::{compact, counter, fragment, Control, Counters, GpuAwake};
-
-type TestResult = Result<(), String>;
+pub use movgem_tests::TestResult;
 
 /// Pages of the object used by the migration tests: 32 MiB.
 const OBJ_PAGES: usize = 8192;

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use movgem_uapi::{self as uapi, Device};
 
-use crate::env::{self, compact, fragment, Control, Counters, GpuAwake};
-use crate::TestResult;
+use movgem_tests::env::{self, compact, fragment, Control, Counters, GpuAwake};
+use movgem_tests::{ensure, TestResult};
 
 const PAGE: u64 = 4096;
 /// Object size of the migration tests: 32 MiB.
@@ -416,6 +416,14 @@ pub fn bound_idle_object_migrates() -> TestResult {
 }
 
 pub fn active_object_is_refused() -> TestResult {
+    // The hang must outlast compaction, however slow the kernel is.
+    env::set_param("hang_timeout_ms", "600000")?;
+    let out = active_object_is_refused_inner();
+    env::set_param("hang_timeout_ms", "1000")?;
+    out
+}
+
+fn active_object_is_refused_inner() -> TestResult {
     let _awake = GpuAwake::new()?;
     let dev = ok(Device::open(), "open")?;
     let filler = fragment()?;

@@ -1,0 +1,331 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Random and boundary ioctls on /dev/movgem.
+//!
+//! Commands are the real ones, the real ones with a wrong size or
+//! direction, or random numbers.  Structures are filled field by field
+//! with boundary values, live handles, stale handles and handles of
+//! another open file, and pointers that are NULL, kernel addresses,
+//! unmapped, or into a scratch buffer the kernel may freely write.
+//! Every call must succeed or fail with an errno from the documented
+//! set; afterwards nothing may be left behind.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use movgem_tests::env::Control;
+use movgem_tests::{ensure, TestResult};
+use movgem_uapi::{self as uapi, Device};
+
+use crate::metric;
+use crate::rng::Rng;
+
+const CMDS: &[u32] = &[
+    uapi::IOCTL_CREATE,
+    uapi::IOCTL_CLOSE,
+    uapi::IOCTL_PWRITE,
+    uapi::IOCTL_PREAD,
+    uapi::IOCTL_MMAP,
+    uapi::IOCTL_SET_DOMAIN,
+    uapi::IOCTL_MADVISE,
+    uapi::IOCTL_EXECBUF,
+    uapi::IOCTL_BUSY,
+    uapi::IOCTL_WAIT,
+    uapi::IOCTL_PIN,
+    uapi::IOCTL_UNPIN,
+    uapi::IOCTL_VMAP,
+    uapi::IOCTL_VUNMAP,
+    uapi::IOCTL_GET_INFO,
+];
+
+/// What the uAPI documents (Documentation/design.md).
+const ALLOWED: &[i32] = &[
+    libc::EINVAL,
+    libc::ENOENT,
+    libc::EFAULT,
+    libc::E2BIG,
+    libc::ENOTTY,
+    libc::ENOSPC,
+    libc::ENOMEM,
+    libc::EBUSY,
+    libc::ETIME,
+    libc::EINTR,
+];
+
+const SCRATCH: usize = 64 << 10;
+/// Inaccessible space after the scratch buffer: a copy that runs past
+/// its end faults instead of overwriting this program's memory.
+const GUARD: usize = 2 << 30;
+/// Objects above this are closed right after they are created, so that
+/// a random bind cannot pin a gigabyte of the guest's memory.
+const KEEP_MAX: u64 = 8 << 20;
+
+/// A read-write buffer followed by `GUARD` bytes of `PROT_NONE`.
+struct Scratch {
+    base: *mut u8,
+}
+
+impl Scratch {
+    fn new() -> Result<Self, String> {
+        // SAFETY: a fresh anonymous reservation; nothing else uses it.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                SCRATCH + GUARD,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err("mmap scratch failed".into());
+        }
+        // SAFETY: the first `SCRATCH` bytes of our own reservation.
+        if unsafe { libc::mprotect(base, SCRATCH, libc::PROT_READ | libc::PROT_WRITE) } != 0 {
+            return Err("mprotect scratch failed".into());
+        }
+        Ok(Self { base: base.cast() })
+    }
+
+    fn addr(&self) -> u64 {
+        self.base as u64
+    }
+
+    fn bytes(&mut self) -> &mut [u8] {
+        // SAFETY: the first `SCRATCH` bytes are mapped read-write and
+        // only the kernel (through ioctls we make) writes them otherwise.
+        unsafe { std::slice::from_raw_parts_mut(self.base, SCRATCH) }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        // SAFETY: unmapping our own reservation.
+        unsafe { libc::munmap(self.base.cast(), SCRATCH + GUARD) };
+    }
+}
+
+struct Fuzzer {
+    rng: Rng,
+    dev: Device,
+    other: Device,
+    live: Vec<u32>,
+    stale: Vec<u32>,
+    foreign: u32,
+    scratch: Scratch,
+}
+
+impl Fuzzer {
+    fn pointer(&mut self) -> u64 {
+        let base = self.scratch.addr();
+        match self.rng.below(10) {
+            0 => 0,
+            1 => 0xffff_8880_0000_0000,
+            2 => 0x1000,
+            3 => base + SCRATCH as u64 - 1 - self.rng.below(64),
+            4 => u64::MAX - self.rng.below(4096),
+            _ => base + self.rng.below(SCRATCH as u64 / 2),
+        }
+    }
+
+    fn handle(&mut self) -> u32 {
+        match self.rng.below(10) {
+            0..=5 if !self.live.is_empty() => *self.rng.pick(&self.live.clone()),
+            6 if !self.stale.is_empty() => *self.rng.pick(&self.stale.clone()),
+            7 => self.foreign,
+            8 => 0,
+            _ => self.rng.next() as u32,
+        }
+    }
+
+    fn word(&mut self) -> u64 {
+        let r = self.rng.next();
+        *self.rng.pick(&[
+            0,
+            1,
+            2,
+            4095,
+            4096,
+            4097,
+            8192,
+            1 << 20,
+            uapi::MAX_OBJECT_SIZE,
+            uapi::MAX_OBJECT_SIZE + 4096,
+            u64::from(u32::MAX),
+            u64::MAX,
+            u64::MAX - 4095,
+            i64::MAX as u64,
+            r,
+            r & 0xffff_f000,
+            r & 0xff,
+        ])
+    }
+
+    /// A structure for `cmd`: 8-byte fields, each a handle, a pointer or
+    /// a word, with the 32-bit halves mixed so that handle fields get
+    /// handles often.
+    fn fill(&mut self, buf: &mut [u64; 8]) {
+        for slot in buf.iter_mut() {
+            *slot = match self.rng.below(4) {
+                0 => u64::from(self.handle()) | (self.rng.below(3) << 32),
+                1 => self.pointer(),
+                _ => self.word(),
+            };
+        }
+    }
+
+    fn one(&mut self, errnos: &mut BTreeMap<i32, u64>) -> Result<(), String> {
+        let cmd: u64 = match self.rng.below(10) {
+            0 => self.rng.next() as u32 as u64,
+            // Right type and number, wrong size or direction.
+            1 => u64::from(*self.rng.pick(CMDS) ^ ((1 + self.rng.below(0x3fff) as u32) << 16)),
+            _ => u64::from(*self.rng.pick(CMDS)),
+        };
+        let mut arg = [0u64; 8];
+        self.fill(&mut arg);
+        // Exec object arrays point into the scratch buffer: make a few
+        // entries name real handles.
+        for i in 0..4 {
+            let h = self.handle();
+            let off = i * 16;
+            let f = self.rng.below(3) as u32;
+            let bytes = self.scratch.bytes();
+            bytes[off..off + 4].copy_from_slice(&h.to_le_bytes());
+            bytes[off + 4..off + 8].copy_from_slice(&f.to_le_bytes());
+        }
+        let argp: *mut libc::c_void = match self.rng.below(20) {
+            0 => std::ptr::null_mut(),
+            1 => 0xffff_8880_0000_0000u64 as *mut libc::c_void,
+            _ => arg.as_mut_ptr().cast(),
+        };
+        let on_other = self.rng.chance(5);
+        let dev = if on_other { &self.other } else { &self.dev };
+        // SAFETY: every pointer the kernel may write through is invalid
+        // (it must fault cleanly), inside `arg`, or inside the scratch
+        // buffer, past whose end lies only the PROT_NONE guard.
+        let r = unsafe { dev.raw(cmd, argp) };
+        match r {
+            Ok(_) => {
+                *errnos.entry(0).or_default() += 1;
+                if argp != arg.as_mut_ptr().cast() {
+                    return Ok(());
+                }
+                let cmd = cmd as u32;
+                if on_other {
+                    // Handles overlap between files: keep the other file's
+                    // objects small too.
+                    if cmd == uapi::IOCTL_CREATE && arg[0] > KEEP_MAX {
+                        let _ = self.other.close((arg[1] & 0xffff_ffff) as u32);
+                    }
+                    if cmd == uapi::IOCTL_MMAP {
+                        // SAFETY: the kernel just mapped this range for us.
+                        unsafe { libc::munmap(arg[3] as *mut libc::c_void, arg[2] as usize) };
+                    }
+                    return Ok(());
+                }
+                if cmd == uapi::IOCTL_CREATE {
+                    let h = (arg[1] & 0xffff_ffff) as u32;
+                    if arg[0] > KEEP_MAX {
+                        let _ = self.dev.close(h);
+                        self.stale.push(h);
+                        return Ok(());
+                    }
+                    self.live.push(h);
+                    if self.live.len() > 32 {
+                        let h = self.live.remove(0);
+                        let _ = self.dev.close(h);
+                        self.stale.push(h);
+                    }
+                } else if cmd == uapi::IOCTL_CLOSE {
+                    let h = (arg[0] & 0xffff_ffff) as u32;
+                    self.live.retain(|&x| x != h);
+                    self.stale.push(h);
+                } else if cmd == uapi::IOCTL_MMAP {
+                    // SAFETY: the kernel just mapped this range for us.
+                    unsafe { libc::munmap(arg[3] as *mut libc::c_void, arg[2] as usize) };
+                }
+                Ok(())
+            }
+            Err(e) => {
+                *errnos.entry(e).or_default() += 1;
+                if ALLOWED.contains(&e) {
+                    Ok(())
+                } else {
+                    Err(format!("ioctl {cmd:#x} arg {arg:x?} -> errno {e}"))
+                }
+            }
+        }
+    }
+}
+
+pub fn run(calls: u64, seed: u64) -> TestResult {
+    let probe = Device::open().map_err(|e| format!("open: errno {e}"))?;
+    let before = crate::settled_info(&probe)?;
+    // Long waits on hangs or long batches end at the next reset.
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = stop.clone();
+    let ctl = Control::open()?;
+    let resetter = thread::spawn(move || {
+        while !s.load(Ordering::Relaxed) {
+            let _ = ctl.cmd("reset");
+            thread::sleep(Duration::from_millis(20));
+        }
+    });
+    let other = Device::open().map_err(|e| format!("open: errno {e}"))?;
+    let foreign = other
+        .create(4096)
+        .map_err(|e| format!("create: errno {e}"))?;
+    let mut f = Fuzzer {
+        rng: Rng::new(seed),
+        dev: Device::open().map_err(|e| format!("open: errno {e}"))?,
+        other,
+        live: Vec::new(),
+        stale: Vec::new(),
+        foreign,
+        scratch: Scratch::new()?,
+    };
+    let mut errnos = BTreeMap::new();
+    let mut failure = None;
+    for _ in 0..calls {
+        if let Err(e) = f.one(&mut errnos) {
+            failure = Some(e);
+            break;
+        }
+    }
+    drop(f);
+    stop.store(true, Ordering::Relaxed);
+    resetter
+        .join()
+        .map_err(|_| "resetter panicked".to_string())?;
+    // Everything either fuzzing file made is gone once they are closed.
+    let mut after = probe.info().map_err(|e| format!("info: errno {e}"))?;
+    for _ in 0..100 {
+        if after.objects == before.objects && after.gtt_used == before.gtt_used {
+            break;
+        }
+        thread::sleep(Duration::from_millis(20));
+        after = probe.info().map_err(|e| format!("info: errno {e}"))?;
+    }
+    metric("fuzz_calls", errnos.values().sum::<u64>());
+    metric("fuzz_seed", seed);
+    metric("fuzz_succeeded", errnos.get(&0).copied().unwrap_or(0));
+    println!("  errnos: {errnos:?}");
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    ensure!(
+        after.objects == before.objects
+            && after.gtt_used == before.gtt_used
+            && after.cached_vmaps == before.cached_vmaps,
+        "left behind: {before:?} -> {after:?}"
+    );
+    ensure!(
+        errnos.get(&0).copied().unwrap_or(0) > 0,
+        "no call ever succeeded: the fuzzer is not reaching the driver"
+    );
+    Ok(())
+}
