@@ -43,7 +43,7 @@ test-host:
 	cd tools && cargo test
 
 fmt:
-	rustfmt --edition 2021 rust/*.rs tools/*/src/*.rs tools/*/tests/*.rs
+	rustfmt --edition 2021 rust/*.rs tools/*/src/*.rs tools/*/tests/*.rs tools/*/src/bin/*/*.rs
 
 # Module build products only; the kernel cache lives in ~/.cache/movgem.
 clean:

@@ -70,12 +70,20 @@ bool movgem_pm_suspended(struct device *dev);
 struct workqueue_struct *movgem_wq_alloc(void);
 void movgem_wq_destroy(struct workqueue_struct *wq);
 
+/* --- rust/helpers/shrinker.c --------------------------------------- */
+
+struct shrinker;
+
+struct shrinker *movgem_shrinker_register(void);
+void movgem_shrinker_unregister(struct shrinker *shrinker);
+
 /* --- rust/helpers/params.c ----------------------------------------- */
 
 bool movgem_param_hook_enabled(void);
 unsigned int movgem_param_lock_timeout_ms(void);
 unsigned int movgem_param_autosuspend_ms(void);
 unsigned int movgem_param_hang_timeout_ms(void);
+bool movgem_param_shrinker_enabled(void);
 
 /* --- rust/helpers/debugfs.c ---------------------------------------- */
 
@@ -105,6 +113,13 @@ ssize_t movgem_rs_report(char *buf, size_t len);
 void *movgem_rs_open(void);
 void movgem_rs_release(void *priv);
 long movgem_rs_ioctl(void *priv, unsigned int cmd, unsigned long arg);
+/*
+ * The shrinker: pages that scanning could release now, and a scan that
+ * returns the pages released or -1 when struct_mutex was not obtained.
+ */
+unsigned long movgem_rs_shrink_count(void);
+long movgem_rs_shrink_scan(unsigned long nr_to_scan, bool may_block,
+			   bool may_fs);
 /* Runtime PM callbacks of the simulated GPU. */
 void movgem_rs_runtime_suspend(void);
 void movgem_rs_runtime_resume(void);

@@ -48,9 +48,19 @@ pub(crate) enum Counter {
     RuntimeSuspends,
     /// Runtime resumes of the device.
     RuntimeResumes,
+    /// Shrinker scans.
+    ShrinkScans,
+    /// Scans that gave up on a contended `struct_mutex`.
+    ShrinkContended,
+    /// Pages the shrinker gave back.
+    ShrinkFreedPages,
+    /// DONTNEED objects the shrinker purged.
+    ShrinkPurged,
+    /// WILLNEED objects whose pages the shrinker released.
+    ShrinkReleased,
 }
 
-const FIRST_REFUSAL: usize = Counter::RuntimeResumes as usize + 1;
+const FIRST_REFUSAL: usize = Counter::ShrinkReleased as usize + 1;
 
 /// Number of counters, refusals included.
 pub(crate) const COUNT: usize = FIRST_REFUSAL + Refusal::ALL.len();
@@ -76,6 +86,11 @@ pub(crate) const NAMES: [&kernel::str::CStr; COUNT] = [
     kernel::c_str!("gpu_check_errors"),
     kernel::c_str!("runtime_suspends"),
     kernel::c_str!("runtime_resumes"),
+    kernel::c_str!("shrink_scans"),
+    kernel::c_str!("shrink_contended"),
+    kernel::c_str!("shrink_freed_pages"),
+    kernel::c_str!("shrink_purged_objects"),
+    kernel::c_str!("shrink_released_objects"),
     kernel::c_str!("refused_hook_disabled"),
     kernel::c_str!("refused_lock_contended"),
     kernel::c_str!("refused_active"),

@@ -50,6 +50,8 @@ extern "C" {
     fn movgem_misc_deregister();
     fn movgem_vmap_notifier_register() -> kernel::ffi::c_int;
     fn movgem_vmap_notifier_unregister();
+    fn movgem_shrinker_register() -> *mut c_void;
+    fn movgem_shrinker_unregister(shrinker: *mut c_void);
 }
 
 /// The control state reached from the debugfs shim; set while the module
@@ -98,6 +100,32 @@ impl Drop for Registration {
     }
 }
 
+/// The registered shrinker; freed (waiting for scans in flight) on drop.
+///
+/// # Invariants
+///
+/// `shrinker` came from `movgem_shrinker_register`.
+struct Shrinker {
+    shrinker: NonNull<c_void>,
+}
+
+impl Shrinker {
+    fn new() -> Result<Self> {
+        // SAFETY: no preconditions; NULL means the allocation failed.
+        let shrinker = unsafe { movgem_shrinker_register() };
+        NonNull::new(shrinker)
+            .map(|shrinker| Self { shrinker })
+            .ok_or(ENOMEM)
+    }
+}
+
+impl Drop for Shrinker {
+    fn drop(&mut self) {
+        // SAFETY: registered, by the type invariant, and freed once here.
+        unsafe { movgem_shrinker_unregister(self.shrinker.as_ptr()) }
+    }
+}
+
 /// /sys/kernel/debug/movgem/, removed on drop.
 ///
 /// # Invariants
@@ -136,14 +164,15 @@ impl Drop for Debugfs {
 /// Module state.  Fields drop in declaration order after `Drop::drop`.
 struct Movgem {
     misc: Option<Registration>,
+    shrinker: Option<Shrinker>,
     vmap_notifier: Option<Registration>,
     debugfs: Option<Debugfs>,
     control: Pin<KBox<Control>>,
     device: Arc<Device>,
 }
 
-// SAFETY: `Debugfs` only holds a dentry pointer that debugfs lets any task
-// remove; the other fields are `Send` and `Sync`.
+// SAFETY: `Debugfs` and `Shrinker` only hold pointers that their
+// subsystems let any task release; the other fields are `Send` and `Sync`.
 unsafe impl Send for Movgem {}
 // SAFETY: as above.
 unsafe impl Sync for Movgem {}
@@ -159,6 +188,7 @@ impl kernel::Module for Movgem {
         let control = KBox::pin_init(Control::new(device.clone(), wq), GFP_KERNEL)?;
         let mut this = Movgem {
             misc: None,
+            shrinker: None,
             vmap_notifier: None,
             debugfs: None,
             control,
@@ -177,6 +207,7 @@ impl kernel::Module for Movgem {
                 movgem_vmap_notifier_unregister,
             )?
         });
+        this.shrinker = Some(Shrinker::new()?);
         // SAFETY: as above; the device goes last, once all else is ready.
         this.misc =
             Some(unsafe { Registration::new(movgem_misc_register, movgem_misc_deregister)? });
@@ -192,6 +223,8 @@ impl Drop for Movgem {
     fn drop(&mut self) {
         // No new opens; open files pin the module, so none are left.
         self.misc.take();
+        // Waits for scans in flight; none start afterwards.
+        self.shrinker.take();
         self.vmap_notifier.take();
         // Files next: after this no shim can call into `control`.
         self.debugfs.take();
@@ -215,4 +248,24 @@ pub(crate) extern "C" fn movgem_rs_vmap_purge(may_wait: bool) -> kernel::ffi::c_
     control().map_or(0, |c| {
         c.device().purge_vmaps(may_wait) as kernel::ffi::c_ulong
     })
+}
+
+/// C entry point, see `include/movgem_shim.h`.
+#[no_mangle]
+pub(crate) extern "C" fn movgem_rs_shrink_count() -> kernel::ffi::c_ulong {
+    control().map_or(0, |c| c.device().shrink_count() as kernel::ffi::c_ulong)
+}
+
+/// C entry point, see `include/movgem_shim.h`.
+#[no_mangle]
+pub(crate) extern "C" fn movgem_rs_shrink_scan(
+    nr_to_scan: kernel::ffi::c_ulong,
+    may_block: bool,
+    may_fs: bool,
+) -> kernel::ffi::c_long {
+    match control().map(|c| c.device().shrink_scan(nr_to_scan as u64, may_block, may_fs)) {
+        Some(Some(freed)) => freed as kernel::ffi::c_long,
+        Some(None) => -1,
+        None => 0,
+    }
 }

@@ -33,7 +33,7 @@ use crate::counters::{self, Counter};
 use crate::gtt;
 use crate::params;
 use crate::pm::RuntimePm;
-use crate::policy::{self, Decision, ObjectState};
+use crate::policy::{self, Decision, ObjectState, ShrinkAction};
 use crate::shmem::{FolioRef, RawFolio, ShmemDevInfo, ShmemFile, Vmap};
 use crate::sync::{LockKey, TryMutex};
 use crate::uapi;
@@ -188,6 +188,94 @@ impl Device {
         counters::add(Counter::VmapPurgedPages, freed as u64);
         freed
     }
+}
+
+impl Device {
+    /// Pages the shrinker could give back now.  Never blocks: on a
+    /// contended `struct_mutex` it answers with the last count.
+    pub(crate) fn shrink_count(&self) -> u64 {
+        static LAST: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+        if !params::shrinker_enabled() {
+            return 0;
+        }
+        let Some(mut gem) = self.struct_mutex.try_lock() else {
+            return LAST.load(Ordering::Relaxed);
+        };
+        let awake = !self.pm.suspended();
+        let mut count = 0u64;
+        let objs = match collect_nowait(&gem.objects) {
+            Ok(v) => v,
+            Err(_) => return LAST.load(Ordering::Relaxed),
+        };
+        for obj in objs.iter() {
+            let st = obj.state(&mut gem);
+            let snap = obj.snapshot(st);
+            if policy::shrink_action(&snap, awake, true, true) != ShrinkAction::Skip {
+                count += st.pages.len() as u64;
+            }
+        }
+        LAST.store(count, Ordering::Relaxed);
+        count
+    }
+
+    /// Gives back up to `nr` pages: purges idle DONTNEED objects, then
+    /// drops the pages of idle unbound objects, then unbinds idle bound
+    /// ones (only while the device is awake).  `None` if `struct_mutex`
+    /// could not be had: reclaim only ever try-locks it.
+    pub(crate) fn shrink_scan(&self, nr: u64, may_block: bool, may_fs: bool) -> Option<u64> {
+        if !params::shrinker_enabled() {
+            return Some(0);
+        }
+        counters::inc(Counter::ShrinkScans);
+        let wait = policy::lock_wait(may_block, params::lock_timeout_ms());
+        let Some(mut gem) = self.struct_mutex.try_lock_for(wait) else {
+            counters::inc(Counter::ShrinkContended);
+            return None;
+        };
+        let objs = collect_nowait(&gem.objects).ok()?;
+        let wakeref = self.pm.get_if_active();
+        let mut freed = 0u64;
+        for pass in 0..3u8 {
+            for obj in objs.iter() {
+                if freed >= nr {
+                    break;
+                }
+                let snap = obj.snapshot(obj.state(&mut gem));
+                let action = policy::shrink_action(&snap, wakeref.is_some(), may_block, may_fs);
+                if action.pass() != Some(pass) {
+                    continue;
+                }
+                let (st, mut gtt) = obj.state_and_gtt(&mut gem);
+                match action {
+                    ShrinkAction::Purge { unbind } => {
+                        freed += Object::release_pages(st, &mut gtt, unbind) as u64;
+                        obj.file.truncate();
+                        obj.purged.store(true, Ordering::Release);
+                        counters::inc(Counter::Purged);
+                        counters::inc(Counter::ShrinkPurged);
+                    }
+                    ShrinkAction::Release { unbind } => {
+                        freed += Object::release_pages(st, &mut gtt, unbind) as u64;
+                        counters::inc(Counter::ShrinkReleased);
+                    }
+                    ShrinkAction::Skip => {}
+                }
+            }
+        }
+        counters::add(Counter::ShrinkFreedPages, freed);
+        Some(freed)
+    }
+}
+
+/// Like [`collect`], but never sleeps or enters reclaim: for the
+/// shrinker, which runs inside reclaim.
+fn collect_nowait(tree: &RBTree<u64, Arc<Object>>) -> Result<KVec<Arc<Object>>> {
+    let n = tree.iter().count();
+    let mut v = KVec::with_capacity(n, GFP_NOWAIT)?;
+    for (_, obj) in tree.iter() {
+        v.push(obj.clone(), GFP_NOWAIT)?;
+    }
+    Ok(v)
 }
 
 /// The values of `tree`, cloned, so that the caller can borrow `Gem`
@@ -601,6 +689,22 @@ impl Object {
         self.teardown();
     }
 
+    /// Drops the binding (if `unbind`), the cached vmap and every page
+    /// reference; returns the pages released.  The caller decided, with
+    /// `policy`, that nothing else pins them.
+    fn release_pages(st: &mut ObjState, gtt: &mut Gtt<'_>, unbind: bool) -> usize {
+        if unbind {
+            if let Some(offset) = st.gtt_offset.take() {
+                gtt.remove(offset);
+                st.pages_pin_count -= 1;
+                counters::inc(Counter::Unbinds);
+            }
+        }
+        let n = st.put_pages();
+        st.released = true;
+        n
+    }
+
     /// Unregisters and truncates.  Callbacks run with a folio of `file`
     /// locked and truncation takes every such lock, so once this returns
     /// no callback is running or can start on this object.
@@ -648,18 +752,10 @@ impl Object {
             }
             Decision::Release { unbind, vunmap } => {
                 let (st, mut gtt) = self.state_and_gtt(&mut gem);
-                if unbind {
-                    if let Some(offset) = st.gtt_offset.take() {
-                        gtt.remove(offset);
-                        st.pages_pin_count -= 1;
-                        counters::inc(Counter::Unbinds);
-                    }
-                }
                 if vunmap {
                     counters::inc(Counter::HookVunmaps);
                 }
-                let n = st.put_pages();
-                st.released = true;
+                let n = Self::release_pages(st, &mut gtt, unbind);
                 counters::inc(Counter::Released);
                 counters::add(Counter::ReleasedPages, n as u64);
                 0

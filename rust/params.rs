@@ -35,3 +35,13 @@ pub(crate) fn hang_timeout_ms() -> u32 {
     // SAFETY: reads a module parameter; no preconditions.
     unsafe { movgem_param_hang_timeout_ms() }
 }
+
+extern "C" {
+    fn movgem_param_shrinker_enabled() -> bool;
+}
+
+/// `shrinker`: whether the shrinker gives memory back.
+pub(crate) fn shrinker_enabled() -> bool {
+    // SAFETY: reads a module parameter; no preconditions.
+    unsafe { movgem_param_shrinker_enabled() }
+}

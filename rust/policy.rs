@@ -133,6 +133,72 @@ pub fn decide(state: &ObjectState, device_awake: bool, may_block: bool) -> Decis
     Decision::Release { unbind, vunmap }
 }
 
+/// What the shrinker does with one object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShrinkAction {
+    /// Nothing can be given back now.
+    Skip,
+    /// DONTNEED: drop the pages and truncate the file (PURGED).
+    Purge {
+        /// The object is bound and must be unbound first.
+        unbind: bool,
+    },
+    /// WILLNEED: drop our references; the pages stay in shmem, where
+    /// reclaim can write them back.
+    Release {
+        /// The object is bound and must be unbound first.
+        unbind: bool,
+    },
+}
+
+impl ShrinkAction {
+    /// The pass of a scan that takes this action: purges first, then
+    /// unbound objects, then bound ones (as i915 orders its shrinker).
+    pub fn pass(self) -> Option<u8> {
+        match self {
+            ShrinkAction::Skip => None,
+            ShrinkAction::Purge { .. } => Some(0),
+            ShrinkAction::Release { unbind: false } => Some(1),
+            ShrinkAction::Release { unbind: true } => Some(2),
+        }
+    }
+}
+
+/// Decide, with `struct_mutex` held, what the shrinker may do with an
+/// object.  `may_block` and `may_fs` come from the reclaim gfp mask:
+/// dropping a cached vmap (`vunmap()`) sleeps, and truncating takes
+/// folio locks, which only fs-capable reclaim may wait for.
+pub fn shrink_action(
+    state: &ObjectState,
+    device_awake: bool,
+    may_block: bool,
+    may_fs: bool,
+) -> ShrinkAction {
+    if !state.has_pages
+        || state.active
+        || state.pinned_vmas > 0
+        || state.pages_pin_count > state.bind_count
+    {
+        return ShrinkAction::Skip;
+    }
+    if state.vmap_cached && !may_block {
+        return ShrinkAction::Skip;
+    }
+    let unbind = state.bind_count > 0;
+    if unbind && !device_awake {
+        return ShrinkAction::Skip;
+    }
+    if state.purgeable {
+        if may_fs {
+            ShrinkAction::Purge { unbind }
+        } else {
+            ShrinkAction::Skip
+        }
+    } else {
+        ShrinkAction::Release { unbind }
+    }
+}
+
 /// How long the hook may wait for `struct_mutex`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LockWait {
@@ -320,6 +386,66 @@ mod tests {
         assert_eq!(
             decide(&s, false, false),
             Decision::Refuse(Refusal::DeviceSuspended)
+        );
+    }
+
+    #[test]
+    fn shrinker_purges_idle_dontneed_objects() {
+        let s = ObjectState {
+            purgeable: true,
+            ..bound_idle()
+        };
+        assert_eq!(
+            shrink_action(&s, true, true, true),
+            ShrinkAction::Purge { unbind: true }
+        );
+        assert_eq!(shrink_action(&s, true, true, false), ShrinkAction::Skip);
+        assert_eq!(shrink_action(&s, false, true, true), ShrinkAction::Skip);
+    }
+
+    #[test]
+    fn shrinker_releases_idle_willneed_objects_in_order() {
+        let unbound = ObjectState {
+            has_pages: true,
+            ..ObjectState::default()
+        };
+        let a = shrink_action(&unbound, false, true, true);
+        let b = shrink_action(&bound_idle(), true, true, true);
+        assert_eq!(a, ShrinkAction::Release { unbind: false });
+        assert_eq!(b, ShrinkAction::Release { unbind: true });
+        let purge = ShrinkAction::Purge { unbind: true };
+        assert!(purge.pass() < a.pass() && a.pass() < b.pass());
+        assert_eq!(ShrinkAction::Skip.pass(), None);
+    }
+
+    #[test]
+    fn shrinker_skips_busy_pinned_and_pageless_objects() {
+        let active = ObjectState {
+            active: true,
+            ..bound_idle()
+        };
+        let pinned = ObjectState {
+            pages_pin_count: 2,
+            ..bound_idle()
+        };
+        let scanout = ObjectState {
+            pinned_vmas: 1,
+            ..bound_idle()
+        };
+        let vmapped = ObjectState {
+            vmap_cached: true,
+            ..bound_idle()
+        };
+        for s in [active, pinned, scanout, ObjectState::default()] {
+            assert_eq!(shrink_action(&s, true, true, true), ShrinkAction::Skip);
+        }
+        assert_eq!(
+            shrink_action(&vmapped, true, false, true),
+            ShrinkAction::Skip
+        );
+        assert_eq!(
+            shrink_action(&vmapped, true, true, true),
+            ShrinkAction::Release { unbind: true }
         );
     }
 

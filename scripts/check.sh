@@ -31,7 +31,7 @@ pass "$p"
 fail "$f"
 
 set +e
-rustfmt --check --edition 2021 "$MOVGEM_TOP"/rust/*.rs "$MOVGEM_TOP"/tools/*/src/*.rs "$MOVGEM_TOP"/tools/*/tests/*.rs
+rustfmt --check --edition 2021 "$MOVGEM_TOP"/rust/*.rs "$MOVGEM_TOP"/tools/*/src/*.rs "$MOVGEM_TOP"/tools/*/tests/*.rs "$MOVGEM_TOP"/tools/*/src/bin/*/*.rs
 result rustfmt $?
 set -e
 

@@ -39,3 +39,12 @@ unsigned int movgem_param_hang_timeout_ms(void)
 {
 	return READ_ONCE(hang_timeout_ms);
 }
+
+static bool shrinker = true;
+module_param(shrinker, bool, 0644);
+MODULE_PARM_DESC(shrinker, "Give object memory back under memory pressure (default: on)");
+
+bool movgem_param_shrinker_enabled(void)
+{
+	return READ_ONCE(shrinker);
+}

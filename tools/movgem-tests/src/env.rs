@@ -242,3 +242,9 @@ pub fn wait_runtime_status(want: &str, ms: u64) -> Result<(), String> {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
+
+/// `echo 2 > /proc/sys/vm/drop_caches`: every shrinker, until they give
+/// back little more.
+pub fn drop_caches() -> Result<(), String> {
+    fs::write("/proc/sys/vm/drop_caches", "2").map_err(|e| format!("drop_caches: {e}"))
+}

@@ -282,6 +282,14 @@ const TESTS: &[(&str, fn() -> TestResult)] = &[
         uapi_tests::lock_contention,
     ),
     (
+        "shrinker_purges_then_releases",
+        uapi_tests::shrinker_purges_then_releases,
+    ),
+    (
+        "shrinker_makes_room_for_a_hog",
+        uapi_tests::shrinker_makes_room_for_a_hog,
+    ),
+    (
         "close_while_active_cleans_up",
         uapi_tests::close_while_active_cleans_up,
     ),

@@ -794,3 +794,108 @@ pub fn close_while_active_cleans_up() -> TestResult {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// A bound, idle object of `size` bytes filled with `value` by the GPU.
+fn filled_object(dev: &Device, size: u64, value: u32) -> Result<u32, String> {
+    let h = ok(dev.create(size), "create")?;
+    ok(
+        dev.execbuf(&[(h, true)], uapi::OP_FILL, value, 0, 0),
+        "execbuf",
+    )?;
+    ok(dev.wait(h, -1), "wait")?;
+    Ok(h)
+}
+
+pub fn shrinker_purges_then_releases() -> TestResult {
+    let _awake = GpuAwake::new()?;
+    let dev = ok(Device::open(), "open")?;
+    let size = 8 << 20;
+    let junk = filled_object(&dev, size, 1)?;
+    ensure!(
+        ok(dev.madvise(junk, uapi::MADV_DONTNEED), "madvise")?,
+        "pages lost early"
+    );
+    let keep = filled_object(&dev, size, 0x5eed)?;
+    let scanout = filled_object(&dev, 1 << 20, 0x5ca9)?;
+    ok(dev.pin(scanout), "pin")?;
+    let before = Counters::read()?;
+    env::drop_caches()?;
+    let d = Counters::read()?.since(&before);
+    ensure!(
+        d.get("shrink_purged_objects") == 1,
+        "DONTNEED object not purged: {d}"
+    );
+    ensure!(
+        d.get("shrink_released_objects") == 1,
+        "idle WILLNEED object not released: {d}"
+    );
+    ensure!(
+        d.get("shrink_freed_pages") == 2 * size / PAGE,
+        "freed {}: {d}",
+        d.get("shrink_freed_pages")
+    );
+    ensure!(
+        !ok(dev.madvise(junk, uapi::MADV_WILLNEED), "madvise")?,
+        "purged object came back"
+    );
+    let mut buf = [0u8; 16];
+    expect_err(dev.pread(junk, 0, &mut buf), libc::EFAULT, "pread purged")?;
+    // The released object's data is still in shmem, and the pinned one
+    // was never touched.
+    check_fill_sized(&dev, keep, 0x5eed, size)?;
+    check_fill_sized(&dev, scanout, 0x5ca9, 1 << 20)?;
+    ok(dev.unpin(scanout), "unpin")?;
+    Ok(())
+}
+
+pub fn shrinker_makes_room_for_a_hog() -> TestResult {
+    let _awake = GpuAwake::new()?;
+    let dev = ok(Device::open(), "open")?;
+    let avail = env::meminfo_kib("MemAvailable")? << 10;
+    let obj = 16 << 20;
+    let count = (avail / 2 / obj) as usize;
+    let mut handles = Vec::new();
+    for i in 0..count {
+        let h = filled_object(&dev, obj, i as u32)?;
+        ensure!(
+            ok(dev.madvise(h, uapi::MADV_DONTNEED), "madvise")?,
+            "pages lost early"
+        );
+        handles.push(h);
+    }
+    let before = Counters::read()?;
+    // The hog runs in a child: if memory could not be found, the OOM
+    // killer would take the child, not the test.
+    let hog = avail * 3 / 4;
+    // SAFETY: the child only allocates, touches and exits.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        let mut v = vec![0u8; hog as usize];
+        for b in v.iter_mut().step_by(PAGE as usize) {
+            *b = 1;
+        }
+        std::hint::black_box(&v);
+        // SAFETY: leave the child at once.
+        unsafe { libc::_exit(0) };
+    }
+    let mut status = 0;
+    // SAFETY: our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    let d = Counters::read()?.since(&before);
+    ensure!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "the {} MiB hog did not complete (status {status}): {d}",
+        hog >> 20
+    );
+    ensure!(
+        d.get("shrink_purged_objects") > 0,
+        "the shrinker purged nothing: {d}"
+    );
+    println!(
+        "  {} MiB hog ran next to {} MiB of DONTNEED objects; shrinker purged {} of {count}",
+        hog >> 20,
+        (count as u64 * obj) >> 20,
+        d.get("shrink_purged_objects")
+    );
+    Ok(())
+}

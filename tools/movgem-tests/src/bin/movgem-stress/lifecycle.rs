@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! Load, use from several processes, unload, in a loop; and unload right
-//! after a process died with objects busy on the GPU while compaction
-//! runs.
+//! after a process died with objects busy on the GPU, while compaction
+//! and the shrinkers run.
 
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -48,6 +48,7 @@ pub fn run(loops: u64) -> TestResult {
     let compactor = thread::spawn(move || {
         while !s.load(Ordering::Relaxed) {
             let _ = compact();
+            let _ = movgem_tests::env::drop_caches();
             thread::sleep(Duration::from_millis(10));
         }
     });

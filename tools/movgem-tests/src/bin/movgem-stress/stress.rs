@@ -2,8 +2,8 @@
 
 //! A bounded concurrent workload: workers create, write, bind, execute
 //! (sometimes hanging), madvise, pin, vmap, mmap and close objects while
-//! other threads compact memory, allocate hugepages, hog memory, purge
-//! vmaps, reset the GPU and flip runtime PM.  Every read is checked
+//! other threads compact memory, allocate hugepages, hog memory, drop
+//! caches (our shrinker), purge vmaps, reset the GPU and flip runtime PM.  Every read is checked
 //! against what was last written.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -383,13 +383,19 @@ pub fn run(seconds: u64) -> TestResult {
         }
         let _ = std::fs::write("/proc/sys/vm/nr_hugepages", "0");
     }));
-    let avail = env::meminfo_kib("MemAvailable").unwrap_or(0) * 1024;
     threads.push(background(&stop, 50, move || {
-        let mut hog = vec![0u8; (avail / 6) as usize];
+        // Half of what is available now: enough to push reclaim, and
+        // with it our shrinker, without running the guest out of memory.
+        let avail = env::meminfo_kib("MemAvailable").unwrap_or(0) * 1024;
+        let mut hog = vec![0u8; (avail / 2) as usize];
         for b in hog.iter_mut().step_by(PAGE as usize) {
             *b = 1;
         }
         std::hint::black_box(&hog);
+    }));
+    // What igt's reclaim subtest does: hammer the shrinkers directly.
+    threads.push(background(&stop, 200, || {
+        let _ = env::drop_caches();
     }));
     let ctl = Arc::new(Control::open()?);
     let c = ctl.clone();
@@ -438,6 +444,8 @@ pub fn run(seconds: u64) -> TestResult {
     metric("stress_migrated", d.get("migrated"));
     metric("stress_released_objects", d.get("released_objects"));
     metric("stress_vmap_purged_pages", d.get("vmap_purged_pages"));
+    metric("stress_shrink_scans", d.get("shrink_scans"));
+    metric("stress_shrink_freed_pages", d.get("shrink_freed_pages"));
     metric(
         "stress_hugepages_obtained",
         hugepages.load(Ordering::Relaxed),
