@@ -97,8 +97,11 @@ void movgem_debugfs_remove(struct dentry *dir);
 
 /*
  * Called by the migrate_folio callback with @src locked.  Returns 0 when
- * the folio may be handed to migrate_folio(), or -EBUSY.
+ * the folio may be handed to migrate_folio(), -EBUSY, or
+ * MOVGEM_HOOK_BYPASS when the hook is switched off (hook=0): then the
+ * callback must behave exactly like plain migrate_folio().
  */
+#define MOVGEM_HOOK_BYPASS 1
 int movgem_rs_migrate_prepare(struct shmem_dev_info *dev_info,
 			      struct folio *src, bool may_block);
 /* Reports what migrate_folio() made of a folio that was let through. */

@@ -804,6 +804,7 @@ impl Gtt<'_> {
 
 /// Returned to C when the hook is switched off: call `migrate_folio()`
 /// and return its result unchanged, exactly as an unpatched kernel would.
+/// `MOVGEM_HOOK_BYPASS` in `include/movgem_shim.h`.
 const HOOK_BYPASS: c_int = 1;
 
 /// A zeroed page-sized buffer.

@@ -104,6 +104,9 @@ static int movgem_shmem_migrate_folio(struct address_space *mapping,
 		return migrate_folio(mapping, dst, src, mode);
 
 	ret = movgem_rs_migrate_prepare(dev_info, src, mode != MIGRATE_ASYNC);
+	/* hook=0: exactly what shmem without the hook would do. */
+	if (ret == MOVGEM_HOOK_BYPASS)
+		return migrate_folio(mapping, dst, src, mode);
 	if (ret)
 		return ret;
 

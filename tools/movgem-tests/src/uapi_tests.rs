@@ -670,10 +670,14 @@ pub fn unload_refused_while_open() -> TestResult {
 /// `MPOL_MF_MOVE_ALL` from <linux/mempolicy.h> (not in the libc crate).
 const MPOL_MF_MOVE_ALL: libc::c_int = 1 << 2;
 
-/// `move_pages(2)` of the caller's mapping of the object: returns the
-/// node (or negative errno) of every page after the call.
-fn move_pages(addrs: &[*mut libc::c_void], nodes: Option<&[i32]>) -> Result<Vec<i32>, String> {
-    let mut status = vec![0i32; addrs.len()];
+/// `move_pages(2)`: with `nodes`, asks to move every page and returns how
+/// many the kernel could not move; without, asks where the pages are and
+/// returns 0.  `status` gets the per-page answer.
+fn move_pages_raw(
+    addrs: &[*mut libc::c_void],
+    nodes: Option<&[i32]>,
+    status: &mut [i32],
+) -> Result<i64, String> {
     let nodes_ptr = nodes.map_or(std::ptr::null(), |n| n.as_ptr());
     // SAFETY: every array has `addrs.len()` entries; `status` is writable.
     let r = unsafe {
@@ -690,7 +694,30 @@ fn move_pages(addrs: &[*mut libc::c_void], nodes: Option<&[i32]>) -> Result<Vec<
     if r < 0 {
         return Err(format!("move_pages: {}", std::io::Error::last_os_error()));
     }
+    Ok(r)
+}
+
+/// The node every page is on now.
+fn where_are(addrs: &[*mut libc::c_void]) -> Result<Vec<i32>, String> {
+    let mut status = vec![i32::MIN; addrs.len()];
+    move_pages_raw(addrs, None, &mut status)?;
+    ensure!(
+        status.iter().all(|&s| s == 0 || s == 1),
+        "pages not on node 0 or 1: {:?}",
+        &status[..8.min(status.len())]
+    );
     Ok(status)
+}
+
+/// Asks to move every page to `target`; returns how many are there now.
+fn move_to(addrs: &[*mut libc::c_void], target: &[i32]) -> Result<usize, String> {
+    let mut status = vec![i32::MIN; addrs.len()];
+    move_pages_raw(addrs, Some(target), &mut status)?;
+    Ok(where_are(addrs)?
+        .iter()
+        .zip(target)
+        .filter(|(a, b)| a == b)
+        .count())
 }
 
 pub fn move_pages_migrates_bound_object() -> TestResult {
@@ -715,21 +742,15 @@ pub fn move_pages_migrates_bound_object() -> TestResult {
         let _ = unsafe { std::ptr::read_volatile(*a as *const u8) };
     }
     let out = (|| {
-        let here = move_pages(&addrs, None)?;
-        ensure!(
-            here.iter().all(|&s| s == 0 || s == 1),
-            "pages not on node 0 or 1: {:?}",
-            &here[..8]
-        );
+        let here = where_are(&addrs)?;
         let there: Vec<i32> = here.iter().map(|&s| 1 - s).collect();
 
         env::set_param("hook", "0")?;
         let before = Counters::read()?;
-        let after_off = move_pages(&addrs, Some(&there));
+        let moved_off = move_to(&addrs, &there);
         env::set_param("hook", "1")?;
-        let after_off = after_off?;
+        let moved_off = moved_off?;
         let d = Counters::read()?.since(&before);
-        let moved_off = after_off.iter().zip(&there).filter(|(a, b)| a == b).count();
         ensure!(
             moved_off == 0,
             "{moved_off} pinned pages moved with the hook off: {d}"
@@ -737,9 +758,8 @@ pub fn move_pages_migrates_bound_object() -> TestResult {
         ensure!(d.get("hook_bypassed") > 0, "hook not consulted: {d}");
 
         let before = Counters::read()?;
-        let after_on = move_pages(&addrs, Some(&there))?;
+        let moved_on = move_to(&addrs, &there)?;
         let d = Counters::read()?.since(&before);
-        let moved_on = after_on.iter().zip(&there).filter(|(a, b)| a == b).count();
         ensure!(
             moved_on == n,
             "only {moved_on} of {n} pages reached the other node: {d}"
@@ -748,7 +768,22 @@ pub fn move_pages_migrates_bound_object() -> TestResult {
             d.get("unbinds") == 1 && d.get("migrated") as usize >= n,
             "hook did not release: {d}"
         );
-        println!("  move_pages: hook off moved 0 of {n} pinned pages; hook on moved {moved_on}");
+
+        // The object now holds no pages: with the hook off, shmem must
+        // behave exactly as without it, and move every page back.
+        env::set_param("hook", "0")?;
+        let moved_back = move_to(&addrs, &here);
+        env::set_param("hook", "1")?;
+        let moved_back = moved_back?;
+        ensure!(
+            moved_back == n,
+            "hook off refused {} unpinned pages",
+            n - moved_back
+        );
+        println!(
+            "  move_pages: hook off moved 0 of {n} pinned pages; hook on moved {moved_on}; \
+             hook off moved {moved_back} unpinned pages back"
+        );
         Ok(())
     })();
     // SAFETY: unmapping what the kernel mapped for us.

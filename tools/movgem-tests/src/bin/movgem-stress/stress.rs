@@ -384,10 +384,11 @@ pub fn run(seconds: u64) -> TestResult {
         let _ = std::fs::write("/proc/sys/vm/nr_hugepages", "0");
     }));
     threads.push(background(&stop, 50, move || {
-        // Half of what is available now: enough to push reclaim, and
-        // with it our shrinker, without running the guest out of memory.
+        // A quarter of what is available now: pushes reclaim (and our
+        // shrinker) without running the guest out of memory, even with
+        // two stress processes at once (the lifecycle test runs two).
         let avail = env::meminfo_kib("MemAvailable").unwrap_or(0) * 1024;
-        let mut hog = vec![0u8; (avail / 2) as usize];
+        let mut hog = vec![0u8; (avail / 4) as usize];
         for b in hog.iter_mut().step_by(PAGE as usize) {
             *b = 1;
         }
