@@ -142,6 +142,7 @@ impl Device {
             gtt_size: GTT_SIZE,
             gtt_used: gem.gtt_used,
             runtime_suspended: u32::from(self.pm.suspended()),
+            requests: self.gpu.lock().inflight,
             ..uapi::Info::default()
         };
         let objs: KVec<Arc<Object>> = match collect(&gem.objects) {

@@ -123,7 +123,7 @@ uapi_struct!(Info {
     gtt_used: u64,
     cached_vmaps: u64,
     runtime_suspended: u32,
-    pad: u32,
+    requests: u32,
 });
 
 pub(crate) const IOCTL_CREATE: u32 = _IOWR::<Create>(IOCTL_BASE, 0x00);

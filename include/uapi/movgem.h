@@ -137,7 +137,7 @@ struct movgem_info {
 	__u64 gtt_used;
 	__u64 cached_vmaps;
 	__u32 runtime_suspended;
-	__u32 pad;
+	__u32 requests;		/* batches submitted and not yet retired */
 };
 
 #define MOVGEM_IOCTL_CREATE	_IOWR(MOVGEM_IOCTL_BASE, 0x00, struct movgem_create)

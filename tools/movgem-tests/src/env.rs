@@ -126,6 +126,13 @@ pub fn compact() -> Result<(), String> {
     fs::write("/proc/sys/vm/compact_memory", "1").map_err(|e| format!("compact_memory: {e}"))
 }
 
+/// Full compaction, and how much every counter moved during it.
+pub fn compact_counted() -> Result<Counters, String> {
+    let before = Counters::read()?;
+    compact()?;
+    Ok(Counters::read()?.since(&before))
+}
+
 /// A `/proc/meminfo` value in KiB.
 pub fn meminfo_kib(key: &str) -> Result<u64, String> {
     let s = fs::read_to_string("/proc/meminfo").map_err(|e| e.to_string())?;

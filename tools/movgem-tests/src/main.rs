@@ -124,9 +124,7 @@ fn compaction_moves_bound_idle_object() -> TestResult {
 fn hook_off_keeps_pinned_pages_in_place() -> TestResult {
     env::set_param("hook", "0")?;
     let out = with_object(12, |ctl| {
-        let before = Counters::read()?;
-        compact()?;
-        let d = Counters::read()?.since(&before);
+        let d = env::compact_counted()?;
         ensure!(d.get("hook_bypassed") > 0, "hook was not consulted: {d}");
         ensure!(
             d.get("migrated") == 0 && d.get("released_pages") == 0,
@@ -153,9 +151,7 @@ fn hook_off_keeps_pinned_pages_in_place() -> TestResult {
 fn refused_while(setup: &str, undo: &str, counter_name: &str, seed: u64) -> TestResult {
     with_object(seed, |ctl| {
         ctl.cmd(setup)?;
-        let before = Counters::read()?;
-        compact()?;
-        let d = Counters::read()?.since(&before);
+        let d = env::compact_counted()?;
         ctl.cmd(undo)?;
         ensure!(d.get(counter_name) > 0, "no {counter_name}: {d}");
         ensure!(

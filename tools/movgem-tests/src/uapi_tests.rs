@@ -391,9 +391,7 @@ pub fn bound_idle_object_migrates() -> TestResult {
     let _awake = GpuAwake::new()?;
     let dev = ok(Device::open(), "open")?;
     let h = scattered_gpu_object(&dev, 0x1234_5678)?;
-    let before = Counters::read()?;
-    compact()?;
-    let d = Counters::read()?.since(&before);
+    let d = env::compact_counted()?;
     let out = (|| {
         ensure!(d.get("migrated") > 0, "nothing migrated: {d}");
         ensure!(
@@ -433,9 +431,7 @@ fn active_object_is_refused_inner() -> TestResult {
         "execbuf hang",
     )?;
     drop(filler);
-    let before = Counters::read()?;
-    compact()?;
-    let d = Counters::read()?.since(&before);
+    let d = env::compact_counted()?;
     let ctl = Control::open()?;
     ctl.cmd("reset")?;
     ok(dev.wait(h, 5_000_000_000), "wait after reset")?;
@@ -488,9 +484,7 @@ pub fn pinned_vma_is_refused() -> TestResult {
     let dev = ok(Device::open(), "open")?;
     let h = scattered_gpu_object(&dev, 9)?;
     ok(dev.pin(h), "pin")?;
-    let before = Counters::read()?;
-    compact()?;
-    let d = Counters::read()?.since(&before);
+    let d = env::compact_counted()?;
     ok(dev.unpin(h), "unpin")?;
     ensure!(
         d.get("refused_pinned_vma") > 0,
@@ -605,9 +599,7 @@ pub fn madvise() -> TestResult {
         ok(dev.madvise(h, uapi::MADV_DONTNEED), "madvise")?,
         "bound object lost its pages"
     );
-    let before = Counters::read()?;
-    compact()?;
-    let d = Counters::read()?.since(&before);
+    let d = env::compact_counted()?;
     ensure!(
         d.get("refused_purgeable") > 0 && d.get("migrated") == 0,
         "purgeable not refused: {d}"

@@ -136,7 +136,8 @@ pub struct Info {
     pub gtt_used: u64,
     pub cached_vmaps: u64,
     pub runtime_suspended: u32,
-    pub pad: u32,
+    /// Batches submitted and not yet retired.
+    pub requests: u32,
 }
 
 const fn ioc(dir: u32, nr: u32, size: usize) -> u32 {

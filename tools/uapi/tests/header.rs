@@ -43,7 +43,7 @@ fn c_header_matches_rust_mirror() {
         "movgem_wait" => Wait { handle, flags, timeout_ns },
         "movgem_pin" => Pin { handle, pad, offset },
         "movgem_vmap" => Vmap { handle, pad },
-        "movgem_info" => Info { objects, object_bytes, bound_objects, active_objects, gtt_size, gtt_used, cached_vmaps, runtime_suspended, pad },
+        "movgem_info" => Info { objects, object_bytes, bound_objects, active_objects, gtt_size, gtt_used, cached_vmaps, runtime_suspended, requests },
     );
     let consts: &[(&str, u64)] = &[
         ("MOVGEM_IOCTL_CREATE", IOCTL_CREATE.into()),

@@ -204,9 +204,10 @@ impl Fuzzer {
         };
         let on_other = self.rng.chance(5);
         let dev = if on_other { &self.other } else { &self.dev };
-        // SAFETY: every pointer the kernel may write through is invalid
-        // (it must fault cleanly), inside `arg`, or inside the scratch
-        // buffer, past whose end lies only the PROT_NONE guard.
+        // Every pointer the kernel may write through is invalid (it must
+        // fault cleanly), inside `arg`, or inside the scratch buffer, past
+        // whose end lies only the PROT_NONE guard.
+        // SAFETY: as just said, no write can reach this program's data.
         let r = unsafe { dev.raw(cmd, argp) };
         match r {
             Ok(_) => {

@@ -45,14 +45,19 @@ pub fn metric(name: &str, value: impl std::fmt::Display) {
 }
 
 /// Device numbers once objects closed by earlier runs have finished
-/// retiring: nothing active, and two readings 50 ms apart agree.
+/// retiring: no batch in flight (a closed object's GTT space goes when
+/// its last batch retires), and two readings 50 ms apart agree.
 pub fn settled_info(dev: &movgem_uapi::Device) -> Result<movgem_uapi::Info, String> {
     let read = || dev.info().map_err(|e| format!("info: errno {e}"));
     let mut last = read()?;
     for _ in 0..200 {
         std::thread::sleep(std::time::Duration::from_millis(50));
         let now = read()?;
-        if now.active_objects == 0 && now.gtt_used == last.gtt_used && now.objects == last.objects {
+        if now.requests == 0
+            && now.active_objects == 0
+            && now.gtt_used == last.gtt_used
+            && now.objects == last.objects
+        {
             return Ok(now);
         }
         last = now;
