@@ -23,7 +23,7 @@ check:
 	@scripts/check.sh
 
 # The same suite with long stress, fuzz, fault-injection and lifecycle
-# runs (about 30 minutes).
+# runs (891 s here).
 soak:
 	@QEMU_TIMEOUT=3600 QEMU_APPEND="movgem_stress=600 movgem_fuzz=500000 movgem_seed=$$RANDOM movgem_faults=5000 movgem_lifecycle=20" scripts/check.sh
 
