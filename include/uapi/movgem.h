@@ -140,6 +140,32 @@ struct movgem_info {
 	__u32 requests;		/* batches submitted and not yet retired */
 };
 
+/* USERPTR: an object whose pages are @user_size bytes of the caller's
+ * own memory at @user_ptr (both page aligned, at most
+ * MOVGEM_MAX_OBJECT_SIZE).  The object takes page references only while
+ * GPU work uses it or a SET_DOMAIN faults the range in; an
+ * mmu_interval_notifier drops its binding when the range is unmapped,
+ * migrated or otherwise invalidated.  Such objects support EXECBUF,
+ * SET_DOMAIN, BUSY, WAIT, MADVISE and CLOSE (PREAD, PWRITE, MMAP, PIN
+ * and VMAP: -EINVAL).  No flags are defined yet. */
+struct movgem_userptr {
+	__u64 user_ptr;
+	__u64 user_size;
+	__u32 flags;
+	__u32 handle;		/* out */
+};
+
+/*
+ * debugfs, not ABI: bits written (in decimal or 0x hex) to
+ * /sys/kernel/debug/movgem/drop_caches, in the manner of i915_drop_caches.
+ */
+#define MOVGEM_DROP_UNBOUND	(1 << 0)	/* release idle unbound objects */
+#define MOVGEM_DROP_BOUND	(1 << 1)	/* and unbind idle bound ones */
+#define MOVGEM_DROP_ACTIVE	(1 << 2)	/* wait for the GPU to idle first */
+#define MOVGEM_DROP_PURGE	(1 << 3)	/* purge DONTNEED objects */
+#define MOVGEM_DROP_WRITEBACK	(1 << 4)	/* push released pages to swap */
+#define MOVGEM_DROP_ALL		0x1f
+
 #define MOVGEM_IOCTL_CREATE	_IOWR(MOVGEM_IOCTL_BASE, 0x00, struct movgem_create)
 #define MOVGEM_IOCTL_CLOSE	_IOW(MOVGEM_IOCTL_BASE, 0x01, struct movgem_close)
 #define MOVGEM_IOCTL_PWRITE	_IOW(MOVGEM_IOCTL_BASE, 0x02, struct movgem_rw)
@@ -155,5 +181,6 @@ struct movgem_info {
 #define MOVGEM_IOCTL_VMAP	_IOW(MOVGEM_IOCTL_BASE, 0x0c, struct movgem_vmap)
 #define MOVGEM_IOCTL_VUNMAP	_IOW(MOVGEM_IOCTL_BASE, 0x0d, struct movgem_vmap)
 #define MOVGEM_IOCTL_GET_INFO	_IOR(MOVGEM_IOCTL_BASE, 0x0e, struct movgem_info)
+#define MOVGEM_IOCTL_USERPTR	_IOWR(MOVGEM_IOCTL_BASE, 0x0f, struct movgem_userptr)
 
 #endif /* _UAPI_MOVGEM_H */

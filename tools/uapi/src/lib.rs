@@ -22,6 +22,14 @@ pub const OP_NOP: u32 = 0;
 pub const OP_FILL: u32 = 1;
 pub const OP_CHECK: u32 = 2;
 pub const EXEC_HANG: u32 = 1 << 0;
+pub const DROP_UNBOUND: u32 = 1 << 0;
+pub const DROP_BOUND: u32 = 1 << 1;
+pub const DROP_ACTIVE: u32 = 1 << 2;
+pub const DROP_PURGE: u32 = 1 << 3;
+pub const DROP_WRITEBACK: u32 = 1 << 4;
+pub const DROP_ALL: u32 = 0x1f;
+/// The debugfs file the `DROP_*` bits are written to.
+pub const DROP_CACHES_PATH: &str = "/sys/kernel/debug/movgem/drop_caches";
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -153,6 +161,15 @@ const fn iowr<T>(nr: u32) -> u32 {
     ioc(3, nr, size_of::<T>())
 }
 
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Userptr {
+    pub user_ptr: u64,
+    pub user_size: u64,
+    pub flags: u32,
+    pub handle: u32,
+}
+
 pub const IOCTL_CREATE: u32 = iowr::<Create>(0x00);
 pub const IOCTL_CLOSE: u32 = iow::<Close>(0x01);
 pub const IOCTL_PWRITE: u32 = iow::<Rw>(0x02);
@@ -168,6 +185,7 @@ pub const IOCTL_UNPIN: u32 = iow::<Pin>(0x0b);
 pub const IOCTL_VMAP: u32 = iow::<Vmap>(0x0c);
 pub const IOCTL_VUNMAP: u32 = iow::<Vmap>(0x0d);
 pub const IOCTL_GET_INFO: u32 = ior::<Info>(0x0e);
+pub const IOCTL_USERPTR: u32 = iowr::<Userptr>(0x0f);
 
 /// An open `/dev/movgem`.
 pub struct Device {
@@ -350,6 +368,16 @@ impl Device {
 
     pub fn vunmap(&self, handle: u32) -> Res<()> {
         self.call(IOCTL_VUNMAP, &mut Vmap { handle, pad: 0 })
+    }
+
+    /// Wraps `size` bytes of this process's memory at `ptr`; returns the handle.
+    pub fn userptr(&self, ptr: u64, size: u64) -> Res<u32> {
+        let mut a = Userptr {
+            user_ptr: ptr,
+            user_size: size,
+            ..Default::default()
+        };
+        self.call(IOCTL_USERPTR, &mut a).map(|()| a.handle)
     }
 
     pub fn info(&self) -> Res<Info> {

@@ -43,9 +43,17 @@ fn c_header_matches_rust_mirror() {
         "movgem_wait" => Wait { handle, flags, timeout_ns },
         "movgem_pin" => Pin { handle, pad, offset },
         "movgem_vmap" => Vmap { handle, pad },
+        "movgem_userptr" => Userptr { user_ptr, user_size, flags, handle },
         "movgem_info" => Info { objects, object_bytes, bound_objects, active_objects, gtt_size, gtt_used, cached_vmaps, runtime_suspended, requests },
     );
     let consts: &[(&str, u64)] = &[
+        ("MOVGEM_IOCTL_USERPTR", IOCTL_USERPTR.into()),
+        ("MOVGEM_DROP_UNBOUND", DROP_UNBOUND.into()),
+        ("MOVGEM_DROP_BOUND", DROP_BOUND.into()),
+        ("MOVGEM_DROP_ACTIVE", DROP_ACTIVE.into()),
+        ("MOVGEM_DROP_PURGE", DROP_PURGE.into()),
+        ("MOVGEM_DROP_WRITEBACK", DROP_WRITEBACK.into()),
+        ("MOVGEM_DROP_ALL", DROP_ALL.into()),
         ("MOVGEM_IOCTL_CREATE", IOCTL_CREATE.into()),
         ("MOVGEM_IOCTL_CLOSE", IOCTL_CLOSE.into()),
         ("MOVGEM_IOCTL_PWRITE", IOCTL_PWRITE.into()),
