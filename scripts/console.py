@@ -18,12 +18,16 @@ BAD = re.compile(
     r"|inconsistent lock state|suspicious RCU usage|DEBUG_LOCKS_WARN_ON"
     r"|KASAN|UBSAN|kmemleak: .*new suspected|INFO: task .* blocked"
     r"|usage count underflow|refcount_t: |list_(add|del) corruption"
+    r"|invoked oom-killer|Out of memory"
 )
 KUNIT = re.compile(r"^\s*(not ok|ok) \d+ (movgem_\w+)")
 METRIC = re.compile(r"movgem-metric: (\w+)=(\S+)")
 # Inside the fault-injection window, failed allocations print stack
 # dumps on purpose; only those dumps are tolerated there.
 WINDOW_OK = re.compile(r"Call Trace:")
+# Inside the OOM window (gem-shrink's -oom subtests with the shrinker
+# off), the OOM killer's reports are the expected outcome.
+OOM_WINDOW_OK = re.compile(r"Call Trace:|invoked oom-killer|Out of memory")
 GUEST = re.compile(r"movgem-test: (PASS|FAIL) (\S+?):?(?: (.*))?$")
 DONE = re.compile(r"movgem-guest: done rc=(\d+)")
 
@@ -35,11 +39,16 @@ def results(path):
     done = None
     bad = []
     in_window = False
+    in_oom_window = False
     for line in text.splitlines():
         if "movgem-faults: window begin" in line:
             in_window = True
         elif "movgem-faults: window end" in line:
             in_window = False
+        elif "movgem-oom: window begin" in line:
+            in_oom_window = True
+        elif "movgem-oom: window end" in line:
+            in_oom_window = False
         m = KUNIT.search(line)
         if m:
             # The suite runs at every load: count each case once, failed
@@ -53,7 +62,8 @@ def results(path):
         m = DONE.search(line)
         if m:
             done = int(m.group(1))
-        if BAD.search(line) and not (in_window and WINDOW_OK.search(line)):
+        if BAD.search(line) and not (in_window and WINDOW_OK.search(line)) \
+                and not (in_oom_window and OOM_WINDOW_OK.search(line)):
             bad.append(line.strip())
     out = [("kunit." + k, ok, "") for k, ok in kunit.items()] + out
     out.append(("guest_completed", done == 0,

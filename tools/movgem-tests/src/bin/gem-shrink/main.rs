@@ -1,0 +1,456 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! gem-shrink: igt's `gem_shrink` (i915) on movgem's uAPI.
+//!
+//! Many processes each make objects through one uAPI path until, all
+//! together, they have asked for many times the guest's RAM; every
+//! object is marked DONTNEED and kept open, so the run survives only if
+//! the shrinker purges them.  Background workers add user memory
+//! (USERPTR objects, leaked anonymous memory) in the -userptr and -oom
+//! modes.  `reclaim` keeps GPU work in flight while other processes
+//! drive the driver's drop_caches file.
+//!
+//! ```text
+//! gem-shrink [--duration SECONDS] [--run-subtest PATTERN]... [--list-subtests] [--expect-fail]
+//! ```
+//!
+//! Output follows igt (`Starting subtest: ...`, `Subtest ...: SUCCESS
+//! (1.234s)`) and ends with `N passed, N failed`.  Any child that
+//! fails a call or is killed (by the OOM killer, say) fails its subtest.
+
+mod funcs;
+mod plan;
+
+use std::fs;
+use std::io::Write;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use movgem_uapi::{Device, DROP_BOUND, DROP_CACHES_PATH, DROP_UNBOUND, OP_NOP};
+use plan::{Group, Kind, Sizing, Subtest, FUNCS};
+
+struct Options {
+    duration: f64,
+    patterns: Vec<String>,
+    list: bool,
+    expect_fail: bool,
+}
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: gem-shrink [--duration SECONDS] [--run-subtest PATTERN]... \
+         [--list-subtests] [--expect-fail]"
+    );
+    std::process::exit(2);
+}
+
+fn options() -> Options {
+    let mut o = Options {
+        duration: 20.0,
+        patterns: Vec::new(),
+        list: false,
+        expect_fail: false,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--duration" => {
+                o.duration = match args.next().and_then(|s| s.parse().ok()) {
+                    Some(d) if d > 0.0 => d,
+                    _ => usage(),
+                }
+            }
+            "--run-subtest" => o.patterns.push(args.next().unwrap_or_else(|| usage())),
+            "--list-subtests" => o.list = true,
+            "--expect-fail" => o.expect_fail = true,
+            _ => usage(),
+        }
+    }
+    o
+}
+
+/// Page-sized memory shared with the children: a stop flag and counters.
+struct Shared {
+    ptr: *mut u8,
+}
+
+impl Shared {
+    fn new() -> Result<Self, String> {
+        // SAFETY: a new anonymous shared page, zero-filled.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(format!("mmap(shared): {}", std::io::Error::last_os_error()));
+        }
+        Ok(Self { ptr: p.cast() })
+    }
+
+    fn stop(&self) -> &AtomicU32 {
+        // SAFETY: the page is mapped for our lifetime, aligned, and only
+        // ever accessed atomically, here and in the children.
+        unsafe { &*self.ptr.cast::<AtomicU32>() }
+    }
+
+    /// Counter `i` (0..8): iterations, passes, drop_caches writes.
+    fn counter(&self, i: usize) -> &AtomicU64 {
+        assert!(i < 8);
+        // SAFETY: as for `stop`, at offset 64 + 8 * i inside the page.
+        unsafe { &*self.ptr.add(64 + 8 * i).cast::<AtomicU64>() }
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // SAFETY: our mapping; the children using it have been reaped.
+        unsafe { libc::munmap(self.ptr.cast(), 4096) };
+    }
+}
+
+const ITERATIONS: usize = 0;
+const PASSES: usize = 1;
+const DROPS: usize = 2;
+
+/// The OOM killer should take a worker, never the runner.
+fn oom_score_adj(v: i32) {
+    let _ = fs::write("/proc/self/oom_score_adj", v.to_string());
+}
+
+/// Forks a child that runs `f` and exits 0 on `Ok`, 1 after printing the error.
+fn spawn(
+    what: &str,
+    f: impl FnOnce() -> Result<(), String>,
+) -> Result<(libc::pid_t, String), String> {
+    let _ = std::io::stdout().flush();
+    // SAFETY: the runner is single-threaded, so the child may do anything.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(format!("fork: {}", std::io::Error::last_os_error()));
+    }
+    if pid == 0 {
+        oom_score_adj(1000);
+        let code = match f() {
+            Ok(()) => 0,
+            Err(e) => {
+                // SAFETY: getpid has no preconditions.
+                let me = unsafe { libc::getpid() };
+                eprintln!("gem-shrink: {what} (pid {me}): {e}");
+                1
+            }
+        };
+        let _ = std::io::stdout().flush();
+        // SAFETY: leaves without running the parent's exit handlers twice.
+        unsafe { libc::_exit(code) };
+    }
+    Ok((pid, what.to_string()))
+}
+
+/// Describes how a child ended, or `None` if it exited 0.
+fn verdict(pid: libc::pid_t, what: &str, status: i32) -> Option<String> {
+    if libc::WIFSIGNALED(status) {
+        let sig = libc::WTERMSIG(status);
+        // SAFETY: strsignal returns a valid string for any number.
+        let name = unsafe { std::ffi::CStr::from_ptr(libc::strsignal(sig)) };
+        Some(format!(
+            "{what} (pid {pid}) killed by signal {sig} ({})",
+            name.to_string_lossy()
+        ))
+    } else if libc::WEXITSTATUS(status) != 0 {
+        Some(format!(
+            "{what} (pid {pid}) exited with {}",
+            libc::WEXITSTATUS(status)
+        ))
+    } else {
+        None
+    }
+}
+
+/// Reaps every child; returns a description of each that failed.  While
+/// waiting, prints `progress()` every 30 s so a slow guest shows life.
+fn reap(mut children: Vec<(libc::pid_t, String)>, progress: impl Fn() -> String) -> Vec<String> {
+    let mut bad = Vec::new();
+    let mut last = Instant::now();
+    while !children.is_empty() {
+        let mut status = 0;
+        // SAFETY: `status` is a valid out pointer; we only reap our children.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if pid < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            bad.push(format!("waitpid: {e}"));
+            break;
+        }
+        if pid == 0 {
+            std::thread::sleep(Duration::from_millis(50));
+            if last.elapsed() >= Duration::from_secs(30) {
+                println!(
+                    "gem-shrink: ... {}; {} workers still running",
+                    progress(),
+                    children.len()
+                );
+                last = Instant::now();
+            }
+            continue;
+        }
+        if let Some(i) = children.iter().position(|c| c.0 == pid) {
+            let (pid, what) = children.swap_remove(i);
+            bad.extend(verdict(pid, &what, status));
+        }
+    }
+    bad
+}
+
+fn kind_name(k: Kind) -> String {
+    match k {
+        Kind::Leak => "leak".into(),
+        Kind::Userptr => "userptr".into(),
+        Kind::UserptrDirty => "userptr-dirty".into(),
+        Kind::Func(f) => FUNCS[f].into(),
+    }
+}
+
+/// One worker: until the timeout (checked before each iteration, at
+/// least one), open the device, make `passes` passes, close it and let
+/// go of the user memory.
+fn worker(g: Group, alloc: u64, timeout: f64, shared: &Shared) -> Result<(), String> {
+    let start = Instant::now();
+    loop {
+        let dev = Device::open().map_err(|e| funcs::failed("open /dev/movgem", e))?;
+        let mut held = funcs::Held::default();
+        for _ in 0..g.passes {
+            funcs::pass(g.kind, &dev, alloc, &mut held)?;
+            shared.counter(PASSES).fetch_add(1, Ordering::Relaxed);
+        }
+        drop(dev);
+        drop(held);
+        shared.counter(ITERATIONS).fetch_add(1, Ordering::Relaxed);
+        if start.elapsed().as_secs_f64() >= timeout {
+            return Ok(());
+        }
+    }
+}
+
+/// A function subtest: fork every group, wait for all of them.
+fn run_func(f: usize, mode: plan::Mode, s: &Sizing, timeout: f64) -> Result<String, String> {
+    let shared = Shared::new()?;
+    let mut children = Vec::new();
+    let mut err = None;
+    'fork: for g in plan::groups(f, mode, s.num_processes) {
+        for i in 0..g.workers {
+            let what = format!("{} worker {i}", kind_name(g.kind));
+            match spawn(&what, || worker(g, s.alloc_bytes(), timeout, &shared)) {
+                Ok(c) => children.push(c),
+                Err(e) => {
+                    err = Some(e);
+                    break 'fork;
+                }
+            }
+        }
+    }
+    let summary = || {
+        format!(
+            "{} iterations, {} passes of {} MiB",
+            shared.counter(ITERATIONS).load(Ordering::Relaxed),
+            shared.counter(PASSES).load(Ordering::Relaxed),
+            s.alloc_mib
+        )
+    };
+    let bad = reap(children, summary);
+    let summary = summary();
+    if let Some(e) = err {
+        return Err(e);
+    }
+    if bad.is_empty() {
+        Ok(summary)
+    } else {
+        Err(format!("{summary}; {}", bad.join("; ")))
+    }
+}
+
+/// reclaim: one process per CPU writes DROP_BOUND|DROP_UNBOUND to the
+/// driver's drop_caches file without pause, while this one keeps a
+/// 100 ms batch on the GPU at all times: the next is queued before the
+/// previous is waited for.
+fn run_reclaim(ncpus: u64, timeout: f64) -> Result<String, String> {
+    let shared = Shared::new()?;
+    let mut children = Vec::new();
+    let mut err = None;
+    for i in 0..ncpus {
+        let sh = &shared;
+        let r = spawn(&format!("drop_caches writer {i}"), || {
+            let bits = (DROP_BOUND | DROP_UNBOUND).to_string();
+            loop {
+                fs::write(DROP_CACHES_PATH, &bits)
+                    .map_err(|e| format!("write {DROP_CACHES_PATH}: {e}"))?;
+                sh.counter(DROPS).fetch_add(1, Ordering::Relaxed);
+                if sh.stop().load(Ordering::Relaxed) != 0 {
+                    return Ok(());
+                }
+            }
+        });
+        match r {
+            Ok(c) => children.push(c),
+            Err(e) => {
+                err = Some(e);
+                break;
+            }
+        }
+    }
+    let gpu = if err.is_none() { spin(timeout) } else { Ok(0) };
+    shared.stop().store(1, Ordering::Relaxed);
+    let bad = reap(children, || "drop_caches writers".to_string());
+    let batches = gpu.as_ref().copied().unwrap_or(0);
+    let summary = format!(
+        "{batches} batches of 100 ms, {} drop_caches writes",
+        shared.counter(DROPS).load(Ordering::Relaxed)
+    );
+    let mut problems: Vec<String> = err.into_iter().collect();
+    if let Err(e) = gpu {
+        problems.push(e);
+    }
+    problems.extend(bad);
+    if problems.is_empty() {
+        Ok(summary)
+    } else {
+        Err(format!("{summary}; {}", problems.join("; ")))
+    }
+}
+
+/// The GPU half of reclaim; returns how many batches ran.
+fn spin(timeout: f64) -> Result<u64, String> {
+    const BATCH_NS: u64 = 100_000_000;
+    let dev = Device::open().map_err(|e| funcs::failed("open /dev/movgem", e))?;
+    let submit = || -> Result<u32, String> {
+        let h = dev.create(4096).map_err(|e| funcs::failed("CREATE", e))?;
+        dev.execbuf(&[(h, false)], OP_NOP, 0, BATCH_NS, 0)
+            .map_err(|e| funcs::failed("EXECBUF", e))?;
+        Ok(h)
+    };
+    let start = Instant::now();
+    let mut running = submit()?;
+    let mut batches = 1;
+    loop {
+        let next = submit()?;
+        batches += 1;
+        dev.wait(running, -1)
+            .map_err(|e| funcs::failed("WAIT", e))?;
+        dev.close(running).map_err(|e| funcs::failed("CLOSE", e))?;
+        running = next;
+        if start.elapsed().as_secs_f64() >= timeout {
+            break;
+        }
+    }
+    dev.wait(running, -1)
+        .map_err(|e| funcs::failed("WAIT", e))?;
+    Ok(batches)
+}
+
+/// igt's memory requirement: all processes' first pass must fit in
+/// what RAM and swap have free, or the subtests are skipped.
+fn memory_check(s: &Sizing) -> Result<(), String> {
+    let free = movgem_tests::env::meminfo_kib("MemAvailable")? / 1024
+        + movgem_tests::env::meminfo_kib("SwapFree")? / 1024;
+    let need = s.num_processes * s.alloc_mib;
+    if need > free {
+        return Err(format!(
+            "{need} MiB needed, {free} MiB of RAM and swap available"
+        ));
+    }
+    Ok(())
+}
+
+fn main() {
+    let o = options();
+    let all = plan::subtests();
+    if o.list {
+        for (name, _) in &all {
+            println!("{name}");
+        }
+        return;
+    }
+    let selected: Vec<&(String, Subtest)> = all
+        .iter()
+        .filter(|(n, _)| o.patterns.is_empty() || o.patterns.iter().any(|p| plan::wildcard(p, n)))
+        .collect();
+    if selected.is_empty() {
+        eprintln!("gem-shrink: no subtest matches");
+        std::process::exit(2);
+    }
+
+    oom_score_adj(-1000);
+    let mem_mib = movgem_tests::env::meminfo_kib("MemTotal").unwrap_or(0) / 1024;
+    // SAFETY: sysconf has no preconditions.
+    let ncpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as u64;
+    let sizing = Sizing::new(mem_mib, ncpus);
+    println!(
+        "Using {} processes and {} MiB per process",
+        sizing.num_processes, sizing.alloc_mib
+    );
+    let skip_reason = memory_check(&sizing).err();
+
+    let (mut passed, mut failed, mut skipped) = (0, 0, 0);
+    let total = Instant::now();
+    for (name, t) in selected.iter().map(|(n, t)| (n, *t)) {
+        println!("Starting subtest: {name}");
+        let start = Instant::now();
+        let timeout = plan::timeout_s(t, o.duration);
+        let r = match (t, &skip_reason) {
+            (Subtest::Func(..), Some(why)) => {
+                println!("Subtest {name}: SKIP ({why})");
+                skipped += 1;
+                continue;
+            }
+            (Subtest::Reclaim, _) => run_reclaim(ncpus, timeout),
+            (Subtest::Func(f, mode), None) => run_func(f, mode, &sizing, timeout),
+        };
+        let secs = start.elapsed().as_secs_f64();
+        match r {
+            Ok(summary) => {
+                println!("gem-shrink: {name}: {summary}");
+                println!("Subtest {name}: SUCCESS ({secs:.3}s)");
+                passed += 1;
+            }
+            Err(e) => {
+                println!("gem-shrink: {name}: {e}");
+                println!("Subtest {name}: FAIL ({secs:.3}s)");
+                failed += 1;
+            }
+        }
+        // Let objects closed by the last workers retire before the next
+        // subtest measures its own.
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!(
+        "gem-shrink: {} subtests in {:.1}s",
+        selected.len(),
+        total.elapsed().as_secs_f64()
+    );
+    if skipped > 0 {
+        println!("{skipped} skipped");
+    }
+    println!("{passed} passed, {failed} failed");
+    let ok = if o.expect_fail {
+        let all_failed = failed == selected.len();
+        println!(
+            "gem-shrink: expected every selected subtest to fail: {}",
+            if all_failed {
+                "they did"
+            } else {
+                "some did not"
+            }
+        );
+        all_failed
+    } else {
+        failed == 0
+    };
+    std::process::exit(i32::from(!ok));
+}

@@ -1,0 +1,347 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The pure part of gem-shrink: the subtest list, the sizing formula,
+//! who runs how many workers, and the `--run-subtest` wildcard.  No
+//! system calls here, so `cargo test` checks all of it on the host.
+
+/// The ten ways a worker makes an object own its memory.
+pub const FUNCS: [&str; 10] = [
+    "get-pages",
+    "get-pages-dirty",
+    "pwrite",
+    "pread",
+    "mmap-gtt",
+    "mmap-cpu",
+    "execbuf1",
+    "execbufN",
+    "execbufX",
+    "hang",
+];
+
+/// The background load a subtest runs next to its function workers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Only function workers.
+    Plain,
+    /// One worker, one pass per iteration, one second.
+    SanityCheck,
+    /// Plus workers wrapping their own memory in USERPTR objects.
+    Userptr,
+    /// Plus workers of both userptr kinds (read-only and dirtied).
+    UserptrDirty,
+    /// Plus userptr workers and workers leaking populated anonymous memory.
+    Oom,
+}
+
+/// The modes with their subtest name suffixes, in igt's order.
+pub const MODES: [(&str, Mode); 5] = [
+    ("", Mode::Plain),
+    ("-sanitycheck", Mode::SanityCheck),
+    ("-userptr", Mode::Userptr),
+    ("-userptr-dirty", Mode::UserptrDirty),
+    ("-oom", Mode::Oom),
+];
+
+/// What one subtest runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Subtest {
+    Reclaim,
+    Func(usize, Mode),
+}
+
+/// Every subtest with its name: `reclaim`, then each function in each mode.
+pub fn subtests() -> Vec<(String, Subtest)> {
+    let mut all = vec![("reclaim".to_string(), Subtest::Reclaim)];
+    for (f, name) in FUNCS.iter().enumerate() {
+        for (suffix, mode) in MODES {
+            all.push((format!("{name}{suffix}"), Subtest::Func(f, mode)));
+        }
+    }
+    all
+}
+
+/// How much memory each worker pass takes and how many workers there are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sizing {
+    pub mem_mib: u64,
+    pub ncpus: u64,
+    /// The size of one pass's object (or mapping), in MiB.
+    pub alloc_mib: u64,
+    /// `num_processes`: workers of a plain subtest, and passes per iteration.
+    pub num_processes: u64,
+}
+
+impl Sizing {
+    /// As current igt: a pass is an eighth of one CPU's share of RAM, and
+    /// there is one process per CPU plus as many as it takes for one
+    /// pass each to fill RAM.  Every worker makes `num_processes` passes
+    /// per iteration, so unpurged objects add up to many times RAM.
+    pub fn new(mem_mib: u64, ncpus: u64) -> Self {
+        let ncpus = ncpus.max(1);
+        let alloc_mib = (mem_mib.div_ceil(ncpus) / 8).max(1);
+        Self {
+            mem_mib,
+            ncpus,
+            alloc_mib,
+            num_processes: ncpus + mem_mib / alloc_mib,
+        }
+    }
+
+    pub fn alloc_bytes(&self) -> u64 {
+        self.alloc_mib << 20
+    }
+}
+
+/// The kind of a background or function worker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Populated private anonymous memory, held for the iteration.
+    Leak,
+    /// USERPTR objects over shared anonymous memory, SET_DOMAIN read-only.
+    Userptr,
+    /// The same, SET_DOMAIN with the GTT as write domain.
+    UserptrDirty,
+    /// The subtest's function (index into [`FUNCS`]).
+    Func(usize),
+}
+
+/// One group of identical workers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Group {
+    pub kind: Kind,
+    pub workers: u64,
+    /// Passes per iteration.
+    pub passes: u64,
+}
+
+/// The worker groups of function `f` in `mode` with `n` = num_processes,
+/// following igt's `run_test()`: each userptr kind takes half of what is
+/// left (rounded up) as its worker count, and the groups forked after it
+/// use that half as their count and pass count.
+pub fn groups(f: usize, mode: Mode, n: u64) -> Vec<Group> {
+    let mut n = if mode == Mode::SanityCheck { 1 } else { n };
+    let mut out = Vec::new();
+    if mode == Mode::Oom {
+        out.push(Group {
+            kind: Kind::Leak,
+            workers: n,
+            passes: n,
+        });
+    }
+    if matches!(mode, Mode::Userptr | Mode::UserptrDirty | Mode::Oom) {
+        out.push(Group {
+            kind: Kind::Userptr,
+            workers: n.div_ceil(2),
+            passes: n,
+        });
+        n = n.div_ceil(2);
+    }
+    if mode == Mode::UserptrDirty {
+        out.push(Group {
+            kind: Kind::UserptrDirty,
+            workers: n.div_ceil(2),
+            passes: n,
+        });
+        n = n.div_ceil(2);
+    }
+    out.push(Group {
+        kind: Kind::Func(f),
+        workers: n,
+        passes: n,
+    });
+    out
+}
+
+/// Shell-style match where `*` stands for any run of characters (also
+/// none); every other character matches itself.
+pub fn wildcard(pattern: &str, name: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let s: Vec<char> = name.chars().collect();
+    // Greedy with backtracking to the last star: linear enough for names.
+    let (mut i, mut j) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while j < s.len() {
+        if i < p.len() && p[i] == '*' {
+            star = Some((i, j));
+            i += 1;
+        } else if i < p.len() && p[i] == s[j] {
+            i += 1;
+            j += 1;
+        } else if let Some((si, sj)) = star {
+            i = si + 1;
+            j = sj + 1;
+            star = Some((si, sj + 1));
+        } else {
+            return false;
+        }
+    }
+    p[i..].iter().all(|&c| c == '*')
+}
+
+/// The per-subtest timeout in seconds: sanitycheck always 1 s, reclaim
+/// at most 2 s (igt's), everything else `duration`.
+pub fn timeout_s(t: Subtest, duration: f64) -> f64 {
+    match t {
+        Subtest::Reclaim => duration.min(2.0),
+        Subtest::Func(_, Mode::SanityCheck) => 1.0,
+        Subtest::Func(..) => duration,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fifty_one_unique_subtests() {
+        let all = subtests();
+        assert_eq!(all.len(), 51);
+        let mut names: Vec<&str> = all.iter().map(|(n, _)| n.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), 51);
+        assert_eq!(all[0].0, "reclaim");
+        for want in [
+            "get-pages",
+            "hang-oom",
+            "mmap-gtt-userptr-dirty",
+            "execbufN-sanitycheck",
+        ] {
+            assert!(names.contains(&want), "{want} missing");
+        }
+    }
+
+    #[test]
+    fn sizing_follows_igt() {
+        // 1 GiB guest, 2 CPUs: ceil(977 / 2) = 489, / 8 = 61 MiB.
+        let s = Sizing::new(977, 2);
+        assert_eq!(s.alloc_mib, 61);
+        assert_eq!(s.num_processes, 2 + 977 / 61);
+        // 16 GiB, 8 CPUs.
+        let s = Sizing::new(16_384, 8);
+        assert_eq!(s.alloc_mib, 256);
+        assert_eq!(s.num_processes, 8 + 64);
+        assert_eq!(s.alloc_bytes(), 256 << 20);
+        // Never a zero-sized pass.
+        assert_eq!(Sizing::new(5, 4).alloc_mib, 1);
+        assert_eq!(Sizing::new(100, 0).ncpus, 1);
+    }
+
+    #[test]
+    fn worker_groups() {
+        let g = groups(3, Mode::Plain, 18);
+        assert_eq!(
+            g,
+            [Group {
+                kind: Kind::Func(3),
+                workers: 18,
+                passes: 18
+            }]
+        );
+        let g = groups(0, Mode::SanityCheck, 18);
+        assert_eq!(
+            g,
+            [Group {
+                kind: Kind::Func(0),
+                workers: 1,
+                passes: 1
+            }]
+        );
+        let g = groups(1, Mode::Userptr, 17);
+        assert_eq!(
+            g[0],
+            Group {
+                kind: Kind::Userptr,
+                workers: 9,
+                passes: 17
+            }
+        );
+        assert_eq!(
+            g[1],
+            Group {
+                kind: Kind::Func(1),
+                workers: 9,
+                passes: 9
+            }
+        );
+        let g = groups(2, Mode::UserptrDirty, 18);
+        assert_eq!(
+            g[0],
+            Group {
+                kind: Kind::Userptr,
+                workers: 9,
+                passes: 18
+            }
+        );
+        assert_eq!(
+            g[1],
+            Group {
+                kind: Kind::UserptrDirty,
+                workers: 5,
+                passes: 9
+            }
+        );
+        assert_eq!(
+            g[2],
+            Group {
+                kind: Kind::Func(2),
+                workers: 5,
+                passes: 5
+            }
+        );
+        let g = groups(9, Mode::Oom, 18);
+        assert_eq!(
+            g[0],
+            Group {
+                kind: Kind::Leak,
+                workers: 18,
+                passes: 18
+            }
+        );
+        assert_eq!(
+            g[1],
+            Group {
+                kind: Kind::Userptr,
+                workers: 9,
+                passes: 18
+            }
+        );
+        assert_eq!(
+            g[2],
+            Group {
+                kind: Kind::Func(9),
+                workers: 9,
+                passes: 9
+            }
+        );
+    }
+
+    #[test]
+    fn wildcards() {
+        assert!(wildcard("*-oom", "hang-oom"));
+        assert!(wildcard("*-oom", "-oom"));
+        assert!(!wildcard("*-oom", "hang-oom-x"));
+        assert!(wildcard("*", ""));
+        assert!(wildcard("reclaim", "reclaim"));
+        assert!(!wildcard("reclaim", "reclaimx"));
+        assert!(wildcard("get-*-dirty", "get-pages-dirty"));
+        assert!(wildcard("*pages*", "get-pages-userptr"));
+        assert!(wildcard("a*b*c", "aXbYbZc"));
+        assert!(!wildcard("a*b*c", "aXbYbZ"));
+        assert!(wildcard("**x", "x"));
+        let oom: Vec<String> = subtests()
+            .into_iter()
+            .map(|(n, _)| n)
+            .filter(|n| wildcard("*-oom", n))
+            .collect();
+        assert_eq!(oom.len(), 10);
+    }
+
+    #[test]
+    fn timeouts() {
+        assert_eq!(timeout_s(Subtest::Reclaim, 20.0), 2.0);
+        assert_eq!(timeout_s(Subtest::Reclaim, 0.5), 0.5);
+        assert_eq!(timeout_s(Subtest::Func(0, Mode::SanityCheck), 20.0), 1.0);
+        assert_eq!(timeout_s(Subtest::Func(0, Mode::Oom), 3.0), 3.0);
+    }
+}
