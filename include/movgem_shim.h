@@ -14,6 +14,7 @@
 
 struct file;
 struct folio;
+struct page;
 struct dentry;
 struct shmem_dev_info;
 
@@ -27,16 +28,15 @@ struct shmem_dev_info;
 
 /* A kernel-internal shmem file whose folios are allocated movable. */
 struct file *movgem_shmem_create(const char *name, size_t size);
-/* Locks nothing on return; the folio carries a reference for the caller. */
-struct folio *movgem_shmem_get_folio(struct file *filp, unsigned long index);
-void movgem_folio_get(struct folio *folio);
-void movgem_folio_put(struct folio *folio);
-unsigned long movgem_folio_pfn(struct folio *folio);
-/* Copy @len bytes at @offset out of or into @folio (bounds checked). */
-int movgem_folio_read(struct folio *folio, size_t offset, void *buf,
+/* Locks nothing on return; the page carries a reference for the caller. */
+struct page *movgem_shmem_get_page(struct file *filp, unsigned long index);
+void movgem_page_get(struct page *page);
+void movgem_page_put(struct page *page);
+unsigned long movgem_page_pfn(struct page *page);
+/* Copy @len bytes at @offset out of or into @page (bounds checked). */
+int movgem_page_read(struct page *page, size_t offset, void *buf, size_t len);
+int movgem_page_write(struct page *page, size_t offset, const void *buf,
 		      size_t len);
-int movgem_folio_write(struct folio *folio, size_t offset, const void *buf,
-		       size_t len);
 /* vm_mmap() of @size bytes of @filp from @offset; an address or -errno. */
 unsigned long movgem_vm_mmap(struct file *filp, u64 offset, u64 size);
 unsigned long movgem_shmem_gfp_mask(struct file *filp);
@@ -49,7 +49,7 @@ void movgem_fput(struct file *filp);
 
 /* --- rust/helpers/vmap.c ------------------------------------------- */
 
-void *movgem_vmap_folios(struct folio *const *folios, unsigned int n);
+void *movgem_vmap_pages(struct page **pages, unsigned int n);
 void movgem_vunmap(void *vaddr);
 int movgem_vmap_notifier_register(void);
 void movgem_vmap_notifier_unregister(void);
@@ -84,6 +84,7 @@ unsigned int movgem_param_lock_timeout_ms(void);
 unsigned int movgem_param_autosuspend_ms(void);
 unsigned int movgem_param_hang_timeout_ms(void);
 bool movgem_param_shrinker_enabled(void);
+bool movgem_param_oom_notifier_enabled(void);
 
 /* --- rust/helpers/debugfs.c ---------------------------------------- */
 
@@ -92,6 +93,31 @@ void movgem_debugfs_add_counter(struct dentry *dir, const char *name,
 				unsigned long id);
 void movgem_debugfs_add_control(struct dentry *dir);
 void movgem_debugfs_remove(struct dentry *dir);
+
+/* --- rust/helpers/userptr.c ---------------------------------------- */
+
+struct movgem_userptr;
+struct mutex;
+
+struct movgem_userptr *movgem_userptr_create(void *owner, unsigned long start,
+					     unsigned long len);
+void movgem_userptr_destroy(struct movgem_userptr *up);
+unsigned long movgem_userptr_read_begin(struct movgem_userptr *up);
+bool movgem_userptr_read_retry(struct movgem_userptr *up, unsigned long seq);
+void movgem_userptr_set_seq(struct movgem_userptr *up, unsigned long seq);
+long movgem_userptr_get_pages(struct movgem_userptr *up, unsigned long start,
+			      unsigned int npages, bool write,
+			      struct page **pages);
+
+/* --- rust/helpers/reclaim.c ---------------------------------------- */
+
+unsigned long movgem_shmem_writeback(struct file *filp);
+bool movgem_current_is_kswapd(void);
+int movgem_oom_notifier_register(void);
+void movgem_oom_notifier_unregister(void);
+unsigned int movgem_nofs_save(void);
+void movgem_nofs_restore(unsigned int flags);
+void movgem_lockdep_prime_reclaim(struct mutex *lock);
 
 /* --- implemented in Rust ------------------------------------------- */
 
@@ -132,5 +158,16 @@ void movgem_rs_runtime_resume(void);
  * lock) or from debugfs.
  */
 unsigned long movgem_rs_vmap_purge(bool may_wait);
+/* The OOM notifier: releases what it can, returns the pages freed. */
+unsigned long movgem_rs_oom_notify(void);
+/* A command written to debugfs drop_caches (MOVGEM_DROP_* bits). */
+int movgem_rs_drop_caches(u64 flags);
+/*
+ * The user range of userptr object @owner is being invalidated: record
+ * @cur_seq with movgem_userptr_set_seq() and wait until the GPU is done
+ * with the range.  false: would have to sleep but may not.
+ */
+bool movgem_rs_userptr_invalidate(void *owner, struct movgem_userptr *up,
+				  unsigned long cur_seq, bool blockable);
 
 #endif /* MOVGEM_SHIM_H */

@@ -211,7 +211,7 @@ impl Control {
             Err(_) => writeln!(out, "object none")?,
             Ok(obj) => {
                 let registered = obj.hook_registered();
-                let movable = obj.file().is_movable();
+                let movable = obj.file().is_some_and(|f| f.is_movable());
                 let st = obj.state(&mut guard);
                 let s = obj.snapshot(st);
                 writeln!(out, "object present")?;

@@ -52,15 +52,31 @@ pub(crate) enum Counter {
     ShrinkScans,
     /// Scans that gave up on a contended `struct_mutex`.
     ShrinkContended,
-    /// Pages the shrinker gave back.
+    /// Pages given back by the shrinker, the OOM notifier and drop_caches.
     ShrinkFreedPages,
     /// DONTNEED objects the shrinker purged.
     ShrinkPurged,
     /// WILLNEED objects whose pages the shrinker released.
     ShrinkReleased,
+    /// Scans refused because the caller may not enter the filesystem.
+    ShrinkNoFs,
+    /// Released pages submitted for swap writeback.
+    WritebackPages,
+    /// Calls of the OOM notifier.
+    OomNotifications,
+    /// Pages the OOM notifier reported freed.
+    OomFreedPages,
+    /// Commands written to debugfs drop_caches.
+    DropCaches,
+    /// Userptr ranges invalidated (munmap, migration, reclaim, ...).
+    UserptrInvalidations,
+    /// Stale userptr bindings dropped at the next use.
+    UserptrStaleUnbinds,
+    /// Userptr pages faulted in for requests and domain changes.
+    UserptrFaultedPages,
 }
 
-const FIRST_REFUSAL: usize = Counter::ShrinkReleased as usize + 1;
+const FIRST_REFUSAL: usize = Counter::UserptrFaultedPages as usize + 1;
 
 /// Number of counters, refusals included.
 pub(crate) const COUNT: usize = FIRST_REFUSAL + Refusal::ALL.len();
@@ -91,6 +107,14 @@ pub(crate) const NAMES: [&kernel::str::CStr; COUNT] = [
     kernel::c_str!("shrink_freed_pages"),
     kernel::c_str!("shrink_purged_objects"),
     kernel::c_str!("shrink_released_objects"),
+    kernel::c_str!("shrink_nofs"),
+    kernel::c_str!("writeback_pages"),
+    kernel::c_str!("oom_notifications"),
+    kernel::c_str!("oom_freed_pages"),
+    kernel::c_str!("drop_caches"),
+    kernel::c_str!("userptr_invalidations"),
+    kernel::c_str!("userptr_stale_unbinds"),
+    kernel::c_str!("userptr_faulted_pages"),
     kernel::c_str!("refused_hook_disabled"),
     kernel::c_str!("refused_lock_contended"),
     kernel::c_str!("refused_active"),

@@ -97,7 +97,7 @@ impl FileState {
                 if obj.purged() {
                     return Err(EFAULT);
                 }
-                a.addr_ptr = obj.file().vm_mmap(a.offset, a.size)?;
+                a.addr_ptr = obj.shmem()?.vm_mmap(a.offset, a.size)?;
                 write(arg, &a)?;
                 Ok(0)
             }
@@ -114,6 +114,7 @@ impl FileState {
                 }
                 let obj = self.lookup(a.handle)?;
                 gpu::wait_idle(&self.device, &obj, -1)?;
+                obj.prepare_access(a.write_domain != 0)?;
                 Ok(0)
             }
             uapi::IOCTL_MADVISE => {
@@ -178,6 +179,7 @@ impl FileState {
                 }
                 Ok(0)
             }
+            uapi::IOCTL_USERPTR => self.userptr(arg),
             uapi::IOCTL_GET_INFO => {
                 write(arg, &self.device.info())?;
                 Ok(0)
@@ -196,13 +198,7 @@ impl FileState {
                 EINVAL
             })?;
         let obj = self.device.create_object(pages as usize)?;
-        let handle = match self.insert(obj.clone()) {
-            Ok(h) => h,
-            Err(e) => {
-                self.device.close_object(&obj);
-                return Err(e);
-            }
-        };
+        let handle = self.insert_or_close(obj)?;
         a.handle = handle;
         if let Err(e) = write(arg, &a) {
             if let Ok(obj) = self.remove(handle) {
@@ -211,6 +207,35 @@ impl FileState {
             return Err(e);
         }
         Ok(0)
+    }
+
+    fn userptr(&self, arg: UserPtr) -> Result<c_long> {
+        let mut a: uapi::Userptr = read(arg)?;
+        if a.flags != 0 || a.handle != 0 || a.user_ptr % PAGE_SIZE != 0 {
+            return Err(EINVAL);
+        }
+        let pages =
+            policy::pages_for_size(a.user_size, PAGE_SIZE, uapi::MAX_OBJECT_SIZE / PAGE_SIZE)
+                .ok_or(if a.user_size > uapi::MAX_OBJECT_SIZE {
+                    E2BIG
+                } else {
+                    EINVAL
+                })?;
+        let obj = self.device.create_userptr(a.user_ptr, pages as usize)?;
+        a.handle = self.insert_or_close(obj)?;
+        if let Err(e) = write(arg, &a) {
+            if let Ok(obj) = self.remove(a.handle) {
+                self.device.close_object(&obj);
+            }
+            return Err(e);
+        }
+        Ok(0)
+    }
+
+    /// Gives `obj` a handle, or closes it again.
+    fn insert_or_close(&self, obj: Arc<Object>) -> Result<u32> {
+        self.insert(obj.clone())
+            .inspect_err(|_| self.device.close_object(&obj))
     }
 
     fn execbuf(&self, arg: UserPtr) -> Result<c_long> {
@@ -248,7 +273,15 @@ impl FileState {
             hang: a.flags & uapi::EXEC_HANG != 0,
         };
         let queue = crate::queue().ok_or(ENODEV)?;
-        let offsets = gpu::submit(&self.device, queue, batch)?;
+        // A userptr range invalidated while it was being faulted in asks
+        // for another try; a range that keeps changing gets EAGAIN.
+        let mut tries = 0;
+        let offsets = loop {
+            match gpu::submit(&self.device, queue, &batch) {
+                Err(e) if e == EAGAIN && tries < 8 => tries += 1,
+                res => break res?,
+            }
+        };
         let mut writer = UserSlice::new(ptr, a.count as usize * entry).writer();
         let mut reader = UserSlice::new(ptr, a.count as usize * entry).reader();
         for offset in offsets.iter() {

@@ -24,16 +24,17 @@ use kernel::workqueue::{Queue, Work, WorkItem};
 use crate::counters::{self, Counter};
 use crate::object::{page_buffer, Device, Object};
 use crate::params;
-use crate::shmem::FolioRef;
+use crate::shmem::PageRef;
 use crate::sync::now_ns;
 use crate::uapi;
+use crate::userptr::Seq;
 
 /// Longest batch a user may ask for: 60 s.
 pub(crate) const MAX_DURATION_NS: u64 = 60_000_000_000;
 
 /// One page the batch touches.
 struct GpuPage {
-    folio: FolioRef,
+    page: PageRef,
     write: bool,
 }
 
@@ -80,23 +81,52 @@ pub(crate) struct Batch {
 
 /// Submits `batch`: binds every object, marks it active and queues the
 /// request on `queue`.  Returns the GTT offsets, in order.
-pub(crate) fn submit(device: &Arc<Device>, queue: &Queue, batch: Batch) -> Result<KVec<u64>> {
+/// `EAGAIN` if a userptr range was invalidated meanwhile: try again.
+pub(crate) fn submit(device: &Arc<Device>, queue: &Queue, batch: &Batch) -> Result<KVec<u64>> {
     // Wake the device before taking struct_mutex: resuming may sleep.
     let wakeref = device.pm.get()?;
     let mut offsets = KVec::with_capacity(batch.objects.len(), GFP_KERNEL)?;
     let mut objects = KVec::with_capacity(batch.objects.len(), GFP_KERNEL)?;
     let mut pages = KVec::new();
+    // Userptr ranges are faulted in before struct_mutex: that sleeps,
+    // allocates and takes mmap_lock.
+    let mut user: KVec<Option<(Seq, KVec<PageRef>)>> =
+        KVec::with_capacity(batch.objects.len(), GFP_KERNEL)?;
+    for (obj, write) in batch.objects.iter() {
+        let fetched = match obj.user_range() {
+            Some(range) => {
+                let seq = range.read_begin()?;
+                let got = range.fault_in(*write)?;
+                counters::add(Counter::UserptrFaultedPages, got.len() as u64);
+                Some((seq, got))
+            }
+            None => None,
+        };
+        user.push(fetched, GFP_KERNEL)?;
+    }
     let req = {
         let mut gem = device.struct_mutex.lock();
-        for (obj, write) in batch.objects.iter() {
+        for ((obj, write), fetched) in batch.objects.iter().zip(user.iter_mut()) {
             offsets.push(obj.bind(&mut gem)?, GFP_KERNEL)?;
-            let st = obj.state(&mut gem);
-            for folio in st.pages() {
-                let page = GpuPage {
-                    folio: folio.clone(),
-                    write: *write,
-                };
-                pages.push(page, GFP_KERNEL)?;
+            if let Some((_, got)) = fetched {
+                for page in core::mem::take(got) {
+                    pages.push(
+                        GpuPage {
+                            page,
+                            write: *write,
+                        },
+                        GFP_KERNEL,
+                    )?;
+                }
+            } else {
+                let st = obj.state(&mut gem);
+                for page in st.pages() {
+                    let page = GpuPage {
+                        page: page.clone(),
+                        write: *write,
+                    };
+                    pages.push(page, GFP_KERNEL)?;
+                }
             }
             objects.push(obj.clone(), GFP_KERNEL)?;
         }
@@ -115,11 +145,29 @@ pub(crate) fn submit(device: &Arc<Device>, queue: &Queue, batch: Batch) -> Resul
             }),
             GFP_KERNEL,
         )?;
-        // Nothing below fails: mark the objects busy while the hook is
-        // still locked out, so it never sees them bound, idle and about
-        // to be used.
-        for obj in req.objects.iter() {
-            obj.activate();
+        // Mark the objects busy while the hook is still locked out, so it
+        // never sees them bound, idle and about to be used; and under
+        // notifier_lock, so that an invalidation either came before (and
+        // we retry) or will find them busy.
+        let stale = {
+            let _guard = device.notifier_lock.lock();
+            let stale = batch
+                .objects
+                .iter()
+                .zip(user.iter())
+                .any(|((obj, _), fetched)| match (obj.user_range(), fetched) {
+                    (Some(range), Some((seq, _))) => range.read_retry(*seq),
+                    _ => false,
+                });
+            if !stale {
+                for obj in req.objects.iter() {
+                    obj.activate();
+                }
+            }
+            stale
+        };
+        if stale {
+            return Err(EAGAIN);
         }
         device.gpu.lock().inflight += 1;
         req
@@ -148,13 +196,13 @@ impl Request {
                         chunk.copy_from_slice(&self.value.to_le_bytes());
                     }
                     for p in pages.iter().filter(|p| p.write) {
-                        let _ = p.folio.write(0, &buf);
+                        let _ = p.page.write(0, &buf);
                     }
                 }
                 uapi::OP_CHECK => {
                     let mut bad = 0u64;
                     for p in pages.iter() {
-                        if p.folio.read(0, &mut buf).is_ok() {
+                        if p.page.read(0, &mut buf).is_ok() {
                             bad += buf
                                 .chunks_exact(4)
                                 .filter(|c| c != &self.value.to_le_bytes())

@@ -28,6 +28,7 @@ mod selftests;
 mod shmem;
 mod sync;
 mod uapi;
+mod userptr;
 
 use control::Control;
 use object::Device;
@@ -52,6 +53,8 @@ extern "C" {
     fn movgem_vmap_notifier_unregister();
     fn movgem_shrinker_register() -> *mut c_void;
     fn movgem_shrinker_unregister(shrinker: *mut c_void);
+    fn movgem_oom_notifier_register() -> kernel::ffi::c_int;
+    fn movgem_oom_notifier_unregister();
 }
 
 /// The control state reached from the debugfs shim; set while the module
@@ -71,7 +74,8 @@ fn queue() -> Option<&'static kernel::workqueue::Queue> {
     control().map(Control::queue)
 }
 
-/// A registration undone on drop (misc device, vmap purge notifier).
+/// A registration undone on drop (misc device, vmap purge and OOM
+/// notifiers).
 struct Registration {
     undo: unsafe extern "C" fn(),
 }
@@ -166,6 +170,7 @@ struct Movgem {
     misc: Option<Registration>,
     shrinker: Option<Shrinker>,
     vmap_notifier: Option<Registration>,
+    oom_notifier: Option<Registration>,
     debugfs: Option<Debugfs>,
     control: Pin<KBox<Control>>,
     device: Arc<Device>,
@@ -190,6 +195,7 @@ impl kernel::Module for Movgem {
             misc: None,
             shrinker: None,
             vmap_notifier: None,
+            oom_notifier: None,
             debugfs: None,
             control,
             device,
@@ -206,6 +212,10 @@ impl kernel::Module for Movgem {
                 movgem_vmap_notifier_register,
                 movgem_vmap_notifier_unregister,
             )?
+        });
+        // SAFETY: as above.
+        this.oom_notifier = Some(unsafe {
+            Registration::new(movgem_oom_notifier_register, movgem_oom_notifier_unregister)?
         });
         this.shrinker = Some(Shrinker::new()?);
         // SAFETY: as above; the device goes last, once all else is ready.
@@ -226,6 +236,7 @@ impl Drop for Movgem {
         // Waits for scans in flight; none start afterwards.
         self.shrinker.take();
         self.vmap_notifier.take();
+        self.oom_notifier.take();
         // Files next: after this no shim can call into `control`.
         self.debugfs.take();
         CONTROL.store(null_mut(), Ordering::Release);
@@ -267,5 +278,21 @@ pub(crate) extern "C" fn movgem_rs_shrink_scan(
         Some(Some(freed)) => freed as kernel::ffi::c_long,
         Some(None) => -1,
         None => 0,
+    }
+}
+
+/// C entry point, see `include/movgem_shim.h`.
+#[no_mangle]
+pub(crate) extern "C" fn movgem_rs_oom_notify() -> kernel::ffi::c_ulong {
+    control().map_or(0, |c| c.device().oom_notify() as kernel::ffi::c_ulong)
+}
+
+/// C entry point, see `include/movgem_shim.h`.
+#[no_mangle]
+pub(crate) extern "C" fn movgem_rs_drop_caches(flags: u64) -> kernel::ffi::c_int {
+    match control().map(|c| c.device().drop_caches(flags)) {
+        Some(Ok(())) => 0,
+        Some(Err(e)) => e.to_errno(),
+        None => ENODEV.to_errno(),
     }
 }

@@ -12,7 +12,15 @@
 //! 2. `Device::struct_mutex` (a [`TryMutex`]): every object's mutable
 //!    state, the GTT and the object list.
 //! 3. folio locks (taken inside shmem while fetching pages), vmalloc's
-//!    locks (`vmap()`), `Device::gpu`.
+//!    locks (`vmap()`), `Device::gpu`, `Device::notifier_lock` (a spin
+//!    lock, leaf).
+//!
+//! Everything under `struct_mutex` runs in a NOFS allocation scope and
+//! the shrinker refuses to work without `__GFP_FS`, so an allocation
+//! under the lock never recurses into our shrinker; lockdep is primed
+//! with fs_reclaim -> `struct_mutex` to hold us to that.  The userptr
+//! invalidate callback can run inside reclaim too: it takes only
+//! `notifier_lock` and never sleeps.
 //!
 //! Migration calls the hook with the source folio already locked, i.e.
 //! against this order, so the hook only try-locks `struct_mutex`
@@ -23,10 +31,10 @@
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
-use kernel::ffi::c_int;
+use kernel::ffi::{c_int, c_ulong, c_void};
 use kernel::prelude::*;
 use kernel::rbtree::RBTree;
-use kernel::sync::{Arc, CondVar, Mutex};
+use kernel::sync::{Arc, CondVar, Mutex, SpinLock};
 use kernel::types::Opaque;
 
 use crate::counters::{self, Counter};
@@ -34,9 +42,10 @@ use crate::gtt;
 use crate::params;
 use crate::pm::RuntimePm;
 use crate::policy::{self, Decision, ObjectState, ShrinkAction};
-use crate::shmem::{FolioRef, RawFolio, ShmemDevInfo, ShmemFile, Vmap};
+use crate::shmem::{PageRef, RawFolio, ShmemDevInfo, ShmemFile, Vmap};
 use crate::sync::{LockKey, TryMutex};
 use crate::uapi;
+use crate::userptr::{RawUserptr, UserRange};
 
 const PAGE_SIZE: usize = kernel::page::PAGE_SIZE;
 
@@ -77,6 +86,40 @@ pub(crate) struct Device {
     pub(crate) gpu_idle: CondVar,
     /// Runtime PM of the device.
     pub(crate) pm: RuntimePm,
+    /// Orders userptr invalidations against request submission: the
+    /// callback records the new sequence under it, submission checks the
+    /// sequence and marks the objects busy under it.
+    #[pin]
+    pub(crate) notifier_lock: SpinLock<()>,
+}
+
+/// What one shrink may do (the passes it runs, and how it may wait).
+#[derive(Clone, Copy)]
+pub(crate) struct ShrinkScope {
+    /// Truncate idle DONTNEED objects.
+    pub(crate) purge: bool,
+    /// Release the pages of idle unbound objects.
+    pub(crate) unbound: bool,
+    /// Unbind idle bound objects and release their pages.
+    pub(crate) bound: bool,
+    /// Push released pages to swap.
+    pub(crate) writeback: bool,
+    /// The caller may sleep (and so wait for `struct_mutex` a bit).
+    pub(crate) may_block: bool,
+    /// Take `struct_mutex` without a time limit (debugfs only).
+    pub(crate) lock: bool,
+}
+
+impl ShrinkScope {
+    /// Every pass, from a context that may sleep: OOM and drop_caches.
+    pub(crate) const ALL: Self = Self {
+        purge: true,
+        unbound: true,
+        bound: true,
+        writeback: true,
+        may_block: true,
+        lock: false,
+    };
 }
 
 static STRUCT_MUTEX_KEY: LockKey = LockKey::new();
@@ -85,7 +128,7 @@ impl Device {
     /// Allocates the device and registers its runtime PM.
     pub(crate) fn new() -> Result<Arc<Self>> {
         let pm = RuntimePm::new(params::autosuspend_ms())?;
-        Arc::pin_init(
+        let dev = Arc::pin_init(
             pin_init!(Self {
                 struct_mutex <- TryMutex::new(
                     Gem {
@@ -101,14 +144,30 @@ impl Device {
                 gpu <- kernel::new_mutex!(GpuState { inflight: 0, resets: 0 }, "movgem_gpu"),
                 gpu_idle <- kernel::new_condvar!("movgem_gpu_idle"),
                 pm,
+                notifier_lock <- kernel::new_spinlock!((), "movgem_notifier_lock"),
             }),
             GFP_KERNEL,
-        )
+        )?;
+        dev.struct_mutex.prime_reclaim();
+        Ok(dev)
     }
 
     /// Creates an object of `npages` pages and lists it on the device.
     pub(crate) fn create_object(self: &Arc<Self>, npages: usize) -> Result<Arc<Object>> {
-        let obj = Object::new(self, npages)?;
+        self.list_object(Object::new(self, npages)?)
+    }
+
+    /// Creates a userptr object over `npages` pages of the current
+    /// process at `start` and lists it on the device.
+    pub(crate) fn create_userptr(
+        self: &Arc<Self>,
+        start: u64,
+        npages: usize,
+    ) -> Result<Arc<Object>> {
+        self.list_object(Object::new_userptr(self, start, npages)?)
+    }
+
+    fn list_object(&self, obj: Arc<Object>) -> Result<Arc<Object>> {
         let mut gem = self.struct_mutex.lock();
         let id = gem.next_id;
         gem.next_id += 1;
@@ -145,11 +204,8 @@ impl Device {
             requests: self.gpu.lock().inflight,
             ..uapi::Info::default()
         };
-        let objs: KVec<Arc<Object>> = match collect(&gem.objects) {
-            Ok(v) => v,
-            Err(_) => return info,
-        };
-        for obj in objs.iter() {
+        let mut next = Some(0);
+        while let Some(obj) = next_object(&mut gem, &mut next) {
             let st = obj.state(&mut gem);
             info.objects += 1;
             info.object_bytes += (obj.npages * PAGE_SIZE) as u64;
@@ -173,12 +229,10 @@ impl Device {
             counters::inc(Counter::VmapPurgeContended);
             return 0;
         };
-        let Ok(objs) = collect(&gem.objects) else {
-            return 0;
-        };
-        let selftest = gem.selftest.clone();
         let mut freed = 0;
-        for obj in Iterator::chain(objs.iter(), selftest.iter()) {
+        let mut next = Some(0);
+        let mut selftest = gem.selftest.clone();
+        while let Some(obj) = next_object(&mut gem, &mut next).or_else(|| selftest.take()) {
             let st = obj.state(&mut gem);
             if st.vmap_pins == 0 {
                 if let Some(map) = st.vmap.take() {
@@ -204,11 +258,8 @@ impl Device {
         };
         let awake = !self.pm.suspended();
         let mut count = 0u64;
-        let objs = match collect_nowait(&gem.objects) {
-            Ok(v) => v,
-            Err(_) => return LAST.load(Ordering::Relaxed),
-        };
-        for obj in objs.iter() {
+        let mut next = Some(0);
+        while let Some(obj) = next_object(&mut gem, &mut next) {
             let st = obj.state(&mut gem);
             let snap = obj.snapshot(st);
             if policy::shrink_action(&snap, awake, true, true) != ShrinkAction::Skip {
@@ -227,22 +278,55 @@ impl Device {
         if !params::shrinker_enabled() {
             return Some(0);
         }
-        counters::inc(Counter::ShrinkScans);
-        let wait = policy::lock_wait(may_block, params::lock_timeout_ms());
-        let Some(mut gem) = self.struct_mutex.try_lock_for(wait) else {
-            counters::inc(Counter::ShrinkContended);
+        // Allocations under `struct_mutex` are NOFS: refusing NOFS reclaim
+        // is what keeps them from recursing into us.
+        if !may_fs {
+            counters::inc(Counter::ShrinkNoFs);
             return None;
+        }
+        counters::inc(Counter::ShrinkScans);
+        // As i915 does, only kswapd writes back: direct reclaim should not
+        // stall on swap I/O for us.
+        let scope = ShrinkScope {
+            writeback: may_block && current_is_kswapd(),
+            may_block,
+            lock: false,
+            ..ShrinkScope::ALL
         };
-        let objs = collect_nowait(&gem.objects).ok()?;
+        self.shrink(nr, scope)
+    }
+
+    /// Runs the passes `scope` allows until `nr` pages are given back;
+    /// returns how many were.  `None` if `struct_mutex` could not be had.
+    pub(crate) fn shrink(&self, nr: u64, scope: ShrinkScope) -> Option<u64> {
+        let mut gem = if scope.lock {
+            self.struct_mutex.lock()
+        } else {
+            let wait = policy::lock_wait(scope.may_block, params::lock_timeout_ms());
+            let Some(gem) = self.struct_mutex.try_lock_for(wait) else {
+                counters::inc(Counter::ShrinkContended);
+                return None;
+            };
+            gem
+        };
         let wakeref = self.pm.get_if_active();
         let mut freed = 0u64;
         for pass in 0..3u8 {
-            for obj in objs.iter() {
+            let allowed = match pass {
+                0 => scope.purge,
+                1 => scope.unbound,
+                _ => scope.bound,
+            };
+            if !allowed {
+                continue;
+            }
+            let mut next = Some(0);
+            while let Some(obj) = next_object(&mut gem, &mut next) {
                 if freed >= nr {
                     break;
                 }
                 let snap = obj.snapshot(obj.state(&mut gem));
-                let action = policy::shrink_action(&snap, wakeref.is_some(), may_block, may_fs);
+                let action = policy::shrink_action(&snap, wakeref.is_some(), scope.may_block, true);
                 if action.pass() != Some(pass) {
                     continue;
                 }
@@ -250,7 +334,9 @@ impl Device {
                 match action {
                     ShrinkAction::Purge { unbind } => {
                         freed += Object::release_pages(st, &mut gtt, unbind) as u64;
-                        obj.file.truncate();
+                        if let Some(file) = obj.file() {
+                            file.truncate();
+                        }
                         obj.purged.store(true, Ordering::Release);
                         counters::inc(Counter::Purged);
                         counters::inc(Counter::ShrinkPurged);
@@ -258,6 +344,11 @@ impl Device {
                     ShrinkAction::Release { unbind } => {
                         freed += Object::release_pages(st, &mut gtt, unbind) as u64;
                         counters::inc(Counter::ShrinkReleased);
+                        // Still under the lock, so nothing fetches the
+                        // pages again while they go to swap.
+                        if let (true, Some(file)) = (scope.writeback, obj.file()) {
+                            counters::add(Counter::WritebackPages, file.writeback() as u64);
+                        }
                     }
                     ShrinkAction::Skip => {}
                 }
@@ -266,27 +357,53 @@ impl Device {
         counters::add(Counter::ShrinkFreedPages, freed);
         Some(freed)
     }
+
+    /// The OOM killer is about to run: give back everything idle.
+    pub(crate) fn oom_notify(&self) -> u64 {
+        if !params::oom_notifier_enabled() {
+            return 0;
+        }
+        counters::inc(Counter::OomNotifications);
+        let freed = self.shrink(u64::MAX, ShrinkScope::ALL).unwrap_or(0);
+        counters::add(Counter::OomFreedPages, freed);
+        if freed > 0 {
+            pr_info!("OOM notifier released {} pages of object memory\n", freed);
+        }
+        freed
+    }
+
+    /// A command written to debugfs `drop_caches`: `MOVGEM_DROP_*` bits.
+    pub(crate) fn drop_caches(&self, flags: u64) -> Result {
+        if flags & !u64::from(uapi::DROP_ALL) != 0 {
+            return Err(EINVAL);
+        }
+        counters::inc(Counter::DropCaches);
+        let has = |bit: u32| flags & u64::from(bit) != 0;
+        if has(uapi::DROP_ACTIVE) {
+            crate::gpu::wait_all_idle(self);
+        }
+        let scope = ShrinkScope {
+            purge: has(uapi::DROP_PURGE),
+            unbound: has(uapi::DROP_UNBOUND),
+            bound: has(uapi::DROP_BOUND),
+            writeback: has(uapi::DROP_WRITEBACK),
+            may_block: true,
+            lock: true,
+        };
+        self.shrink(u64::MAX, scope).ok_or(EBUSY)?;
+        Ok(())
+    }
 }
 
-/// Like [`collect`], but never sleeps or enters reclaim: for the
-/// shrinker, which runs inside reclaim.
-fn collect_nowait(tree: &RBTree<u64, Arc<Object>>) -> Result<KVec<Arc<Object>>> {
-    let n = tree.iter().count();
-    let mut v = KVec::with_capacity(n, GFP_NOWAIT)?;
-    for (_, obj) in tree.iter() {
-        v.push(obj.clone(), GFP_NOWAIT)?;
-    }
-    Ok(v)
-}
-
-/// The values of `tree`, cloned, so that the caller can borrow `Gem`
-/// mutably while walking them.
-fn collect(tree: &RBTree<u64, Arc<Object>>) -> Result<KVec<Arc<Object>>> {
-    let mut v = KVec::new();
-    for (_, obj) in tree.iter() {
-        v.push(obj.clone(), GFP_KERNEL)?;
-    }
-    Ok(v)
+/// The listed object with the lowest id at or after `*next`, advancing
+/// `*next` past it.  Allocates nothing: the shrinker and the OOM
+/// notifier walk the list with it when memory is gone.
+fn next_object(gem: &mut Gem, next: &mut Option<u64>) -> Option<Arc<Object>> {
+    let from = (*next)?;
+    let cursor = gem.objects.cursor_lower_bound(&from)?;
+    let (&id, obj) = cursor.current();
+    *next = id.checked_add(1);
+    Some(obj.clone())
 }
 
 /// Mutable state of an object; only reachable under `struct_mutex`.
@@ -294,7 +411,7 @@ fn collect(tree: &RBTree<u64, Arc<Object>>) -> Result<KVec<Arc<Object>>> {
 pub(crate) struct ObjState {
     /// References on the object's folios, index order; empty when the
     /// object has no pages.
-    pages: KVec<FolioRef>,
+    pages: KVec<PageRef>,
     /// Page frame numbers recorded when the pages were last fetched.
     pfns: KVec<usize>,
     /// Pins on the pages: the binding, vmap pins, self-test pins.
@@ -327,7 +444,7 @@ impl ObjState {
     }
 
     /// The object's folios while it holds them.
-    pub(crate) fn pages(&self) -> &[FolioRef] {
+    pub(crate) fn pages(&self) -> &[PageRef] {
         &self.pages
     }
 
@@ -355,7 +472,12 @@ pub(crate) struct Object {
     #[pin]
     dev_info: Opaque<ShmemDevInfo>,
     id: core::sync::atomic::AtomicU64,
-    file: ShmemFile,
+    /// The shmem backing; `None` for a userptr object.
+    file: Option<ShmemFile>,
+    /// The user range of a userptr object.
+    user: Option<UserRange>,
+    /// The user range was invalidated since the object was last bound.
+    user_stale: AtomicBool,
     npages: usize,
     device: Arc<Device>,
     state: UnsafeCell<ObjState>,
@@ -384,11 +506,52 @@ impl Object {
         }
         let size = npages.checked_mul(PAGE_SIZE).ok_or(EINVAL)?;
         let file = ShmemFile::new(kernel::c_str!("movgem"), size)?;
-        let obj = Arc::pin_init(
+        let obj = Self::alloc(device, npages, Some(file), None)?;
+        let Some(file) = obj.file() else {
+            return Err(EINVAL);
+        };
+        // `teardown` (from `destroy` or drop) unregisters and truncates
+        // before the storage goes away.
+        // SAFETY: `obj` is pinned in an `Arc`; see `teardown` above.
+        unsafe { file.register(obj.dev_info.get())? };
+        obj.registered.store(true, Ordering::Release);
+        Ok(obj)
+    }
+
+    /// Creates a userptr object over `npages` pages of the current
+    /// process at `start` (page aligned), watching the range.
+    pub(crate) fn new_userptr(
+        device: &Arc<Device>,
+        start: u64,
+        npages: usize,
+    ) -> Result<Arc<Self>> {
+        if npages == 0 || start % PAGE_SIZE as u64 != 0 {
+            return Err(EINVAL);
+        }
+        let obj = Self::alloc(device, npages, None, Some(UserRange::new(start, npages)))?;
+        let Some(user) = obj.user.as_ref() else {
+            return Err(EINVAL);
+        };
+        let owner: *const Self = &*obj;
+        // SAFETY: `obj` is pinned in an `Arc`, and its drop removes the
+        // notifier before any field goes away.
+        unsafe { user.watch(owner.cast::<c_void>())? };
+        Ok(obj)
+    }
+
+    fn alloc(
+        device: &Arc<Device>,
+        npages: usize,
+        file: Option<ShmemFile>,
+        user: Option<UserRange>,
+    ) -> Result<Arc<Self>> {
+        Arc::pin_init(
             pin_init!(Self {
                 dev_info <- Opaque::ffi_init(|_slot: *mut ShmemDevInfo| {}),
                 id: core::sync::atomic::AtomicU64::new(0),
                 file,
+                user,
+                user_stale: AtomicBool::new(false),
                 npages,
                 device: device.clone(),
                 state: UnsafeCell::new(ObjState::default()),
@@ -398,13 +561,7 @@ impl Object {
                 registered: AtomicBool::new(false),
             }),
             GFP_KERNEL,
-        )?;
-        // `teardown` (from `destroy` or drop) unregisters and truncates
-        // before the storage goes away.
-        // SAFETY: `obj` is pinned in an `Arc`; see `teardown` above.
-        unsafe { obj.file.register(obj.dev_info.get())? };
-        obj.registered.store(true, Ordering::Release);
-        Ok(obj)
+        )
     }
 
     /// Size in pages.
@@ -412,9 +569,19 @@ impl Object {
         self.npages
     }
 
-    /// The backing file.
-    pub(crate) fn file(&self) -> &ShmemFile {
-        &self.file
+    /// The shmem backing, if the object has one (not userptr).
+    pub(crate) fn file(&self) -> Option<&ShmemFile> {
+        self.file.as_ref()
+    }
+
+    /// The shmem backing; `EINVAL` for a userptr object.
+    pub(crate) fn shmem(&self) -> Result<&ShmemFile> {
+        self.file.as_ref().ok_or(EINVAL)
+    }
+
+    /// The user range of a userptr object.
+    pub(crate) fn user_range(&self) -> Option<&UserRange> {
+        self.user.as_ref()
     }
 
     /// Outstanding GPU work.
@@ -429,7 +596,9 @@ impl Object {
 
     /// Whether shmem has our `dev_info` registered on this object.
     pub(crate) fn hook_registered(&self) -> bool {
-        core::ptr::eq(self.file.registered(), self.dev_info.get())
+        self.file
+            .as_ref()
+            .is_some_and(|f| core::ptr::eq(f.registered(), self.dev_info.get()))
     }
 
     /// The object's mutable state.  `gem` can only be reached through a
@@ -476,10 +645,11 @@ impl Object {
         if !st.pages.is_empty() {
             return Ok(());
         }
+        let file = self.shmem()?;
         let mut pages = KVec::with_capacity(self.npages, GFP_KERNEL)?;
         let mut pfns = KVec::with_capacity(self.npages, GFP_KERNEL)?;
         for page in 0..self.npages {
-            let folio = self.file.folio(page)?;
+            let folio = file.page(page)?;
             pfns.push(folio.pfn(), GFP_KERNEL)?;
             pages.push(folio, GFP_KERNEL)?;
         }
@@ -496,13 +666,28 @@ impl Object {
     /// it is not bound; returns its GTT offset.
     pub(crate) fn bind(&self, gem: &mut Gem) -> Result<u64> {
         let (st, mut gtt) = self.state_and_gtt(gem);
+        if self.user_stale.swap(false, Ordering::AcqRel) {
+            // The user range changed under the binding: drop it before the
+            // object is used again.
+            if let Some(offset) = st.gtt_offset.take() {
+                gtt.remove(offset);
+                st.pages_pin_count -= 1;
+                counters::inc(Counter::UserptrStaleUnbinds);
+            }
+        }
         if let Some(offset) = st.gtt_offset {
             return Ok(offset);
         }
         if st.madv != uapi::MADV_WILLNEED {
             return Err(EFAULT);
         }
-        self.get_pages(st)?;
+        if st.dead {
+            return Err(ENOENT);
+        }
+        // A userptr object's pages come with each request instead.
+        if self.user.is_none() {
+            self.get_pages(st)?;
+        }
         let offset = gtt.insert((self.npages * PAGE_SIZE) as u64)?;
         st.gtt_offset = Some(offset);
         st.pages_pin_count += 1;
@@ -525,6 +710,7 @@ impl Object {
 
     /// Takes a display-style pin, binding first if needed.
     pub(crate) fn pin(&self, gem: &mut Gem) -> Result<u64> {
+        self.shmem()?;
         let offset = self.bind(gem)?;
         self.state(gem).pinned_vmas += 1;
         Ok(offset)
@@ -576,8 +762,12 @@ impl Object {
         if !self.purged() {
             st.madv = madv;
         }
+        // A userptr object's memory is the user's: never purged.
+        let Some(file) = self.file.as_ref() else {
+            return Ok(true);
+        };
         if st.madv == uapi::MADV_DONTNEED && st.pages.is_empty() && !self.purged() {
-            self.file.truncate();
+            file.truncate();
             self.purged.store(true, Ordering::Release);
             counters::inc(Counter::Purged);
         }
@@ -605,10 +795,11 @@ impl Object {
 
     /// Writes the self-test pattern for `seed` into every page.
     pub(crate) fn fill(&self, seed: u64) -> Result {
+        let file = self.shmem()?;
         let mut buf = page_buffer()?;
         for page in 0..self.npages {
             fill_page(&mut buf, seed, page);
-            self.file.folio(page)?.write(0, &buf)?;
+            file.page(page)?.write(0, &buf)?;
         }
         Ok(())
     }
@@ -617,11 +808,12 @@ impl Object {
     /// number of mismatching pages and of pages whose frame differs from
     /// the one recorded when the pages were last fetched.
     pub(crate) fn verify(&self, gem: &mut Gem, seed: u64) -> Result<(usize, usize)> {
+        let file = self.shmem()?;
         let mut buf = page_buffer()?;
         let mut want = page_buffer()?;
         let (mut bad, mut moved) = (0, 0);
         for page in 0..self.npages {
-            let folio = self.file.folio(page)?;
+            let folio = file.page(page)?;
             folio.read(0, &mut buf)?;
             fill_page(&mut want, seed, page);
             if buf[..] != want[..] {
@@ -648,6 +840,7 @@ impl Object {
         if end > (self.npages * PAGE_SIZE) as u64 {
             return Err(EINVAL);
         }
+        let file = self.shmem()?;
         if self.purged() {
             return Err(EFAULT);
         }
@@ -658,7 +851,7 @@ impl Object {
         while pos < end {
             let in_page = (pos as usize) % PAGE_SIZE;
             let n = (PAGE_SIZE - in_page).min((end - pos) as usize);
-            let folio = self.file.folio(pos as usize / PAGE_SIZE)?;
+            let folio = file.page(pos as usize / PAGE_SIZE)?;
             if write {
                 reader.read_slice(&mut buf[..n])?;
                 folio.write(in_page, &buf[..n])?;
@@ -711,9 +904,42 @@ impl Object {
     /// no callback is running or can start on this object.
     fn teardown(&self) {
         if self.registered.swap(false, Ordering::AcqRel) {
-            self.file.unregister();
-            self.file.truncate();
+            if let Some(file) = self.file.as_ref() {
+                file.unregister();
+                file.truncate();
+            }
         }
+    }
+
+    /// `SET_DOMAIN`, once the GPU is idle: the object's pages are made
+    /// present, as i915 does.  A userptr range is faulted in and checked,
+    /// and its references dropped again.
+    pub(crate) fn prepare_access(&self, write: bool) -> Result {
+        if let Some(user) = self.user.as_ref() {
+            let pages = user.fault_in(write)?;
+            counters::add(Counter::UserptrFaultedPages, pages.len() as u64);
+            return Ok(());
+        }
+        let mut gem = self.device.struct_mutex.lock();
+        let st = self.state(&mut gem);
+        if st.madv != uapi::MADV_WILLNEED {
+            return Err(EFAULT);
+        }
+        self.get_pages(st)
+    }
+
+    /// The invalidate callback: note the new sequence, so that requests
+    /// fault the range in again, and drop the binding at the next use.
+    /// Requests in flight keep their own page references until they
+    /// retire, so nothing has to wait here.
+    fn userptr_invalidate(&self, up: *mut RawUserptr, cur_seq: c_ulong) {
+        {
+            let _guard = self.device.notifier_lock.lock();
+            // SAFETY: `up` is the notifier this callback runs for.
+            unsafe { UserRange::set_seq(up, cur_seq) };
+        }
+        self.user_stale.store(true, Ordering::Release);
+        counters::inc(Counter::UserptrInvalidations);
     }
 
     /// The migrate hook proper: decide, and release the pages if allowed.
@@ -771,6 +997,11 @@ impl PinnedDrop for Object {
         // Without `destroy()` first, the pages are dropped with `state`
         // after this; `teardown()` guarantees the hook is gone by then.
         self.teardown();
+        // The notifier callback dereferences the object: remove it while
+        // every field is still alive.
+        if let Some(user) = self.user.as_ref() {
+            user.remove();
+        }
     }
 }
 
@@ -859,4 +1090,29 @@ pub(crate) extern "C" fn movgem_rs_migrate_done(_dev_info: *mut ShmemDevInfo, re
     } else {
         counters::inc(Counter::MigrateFailed);
     }
+}
+
+extern "C" {
+    fn movgem_current_is_kswapd() -> bool;
+}
+
+fn current_is_kswapd() -> bool {
+    // SAFETY: reads a flag of the current task; no preconditions.
+    unsafe { movgem_current_is_kswapd() }
+}
+
+/// C entry point, see `include/movgem_shim.h`.
+#[no_mangle]
+pub(crate) extern "C" fn movgem_rs_userptr_invalidate(
+    owner: *mut c_void,
+    up: *mut RawUserptr,
+    cur_seq: c_ulong,
+    _blockable: bool,
+) -> bool {
+    // SAFETY: `owner` is the object that inserted the notifier, and the
+    // object removes the notifier (waiting for this callback) before it
+    // goes away.
+    let obj = unsafe { &*owner.cast::<Object>() };
+    obj.userptr_invalidate(up, cur_seq);
+    true
 }

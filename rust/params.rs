@@ -38,6 +38,14 @@ pub(crate) fn hang_timeout_ms() -> u32 {
 
 extern "C" {
     fn movgem_param_shrinker_enabled() -> bool;
+    fn movgem_param_oom_notifier_enabled() -> bool;
+}
+
+/// `oom_notifier`: whether the OOM notifier gives memory back (by
+/// default, whenever `shrinker` is on).
+pub(crate) fn oom_notifier_enabled() -> bool {
+    // SAFETY: reads a module parameter; no preconditions.
+    unsafe { movgem_param_oom_notifier_enabled() }
 }
 
 /// `shrinker`: whether the shrinker gives memory back.

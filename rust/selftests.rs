@@ -63,7 +63,7 @@ fn object_roundtrip() -> Result {
     const PAGES: usize = 16;
     let device = crate::control().ok_or(ENODEV)?.device().clone();
     let obj = Object::new(&device, PAGES)?;
-    check!(obj.file().is_movable());
+    check!(obj.file().is_some_and(|f| f.is_movable()));
     check!(obj.hook_registered());
     obj.fill(42)?;
     {

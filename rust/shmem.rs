@@ -28,6 +28,13 @@ pub(crate) struct RawFolio {
     _marker: PhantomData<(*mut u8, PhantomPinned)>,
 }
 
+/// C `struct page`, only ever behind a pointer.
+#[repr(C)]
+pub(crate) struct RawPage {
+    _opaque: [u8; 0],
+    _marker: PhantomData<(*mut u8, PhantomPinned)>,
+}
+
 /// Opaque storage for the C `struct shmem_dev_info`.
 #[repr(C, align(8))]
 pub(crate) struct ShmemDevInfo {
@@ -36,21 +43,16 @@ pub(crate) struct ShmemDevInfo {
 
 extern "C" {
     fn movgem_shmem_create(name: *const c_char, size: usize) -> *mut RawFile;
-    fn movgem_shmem_get_folio(filp: *mut RawFile, index: c_ulong) -> *mut RawFolio;
-    fn movgem_folio_get(folio: *mut RawFolio);
-    fn movgem_folio_put(folio: *mut RawFolio);
+    fn movgem_shmem_get_page(filp: *mut RawFile, index: c_ulong) -> *mut RawPage;
+    fn movgem_page_get(page: *mut RawPage);
+    fn movgem_page_put(page: *mut RawPage);
     fn movgem_vm_mmap(filp: *mut RawFile, offset: u64, size: u64) -> c_ulong;
-    fn movgem_vmap_folios(folios: *const *mut RawFolio, n: c_uint) -> *mut c_void;
+    fn movgem_vmap_pages(pages: *const *mut RawPage, n: c_uint) -> *mut c_void;
     fn movgem_vunmap(vaddr: *mut c_void);
-    fn movgem_folio_pfn(folio: *mut RawFolio) -> c_ulong;
-    fn movgem_folio_read(
-        folio: *mut RawFolio,
-        offset: usize,
-        buf: *mut c_void,
-        len: usize,
-    ) -> c_int;
-    fn movgem_folio_write(
-        folio: *mut RawFolio,
+    fn movgem_page_pfn(page: *mut RawPage) -> c_ulong;
+    fn movgem_page_read(page: *mut RawPage, offset: usize, buf: *mut c_void, len: usize) -> c_int;
+    fn movgem_page_write(
+        page: *mut RawPage,
         offset: usize,
         buf: *const c_void,
         len: usize,
@@ -61,6 +63,7 @@ extern "C" {
     fn movgem_shmem_registered(filp: *mut RawFile) -> *mut ShmemDevInfo;
     fn movgem_shmem_truncate(filp: *mut RawFile);
     fn movgem_fput(filp: *mut RawFile);
+    fn movgem_shmem_writeback(filp: *mut RawFile) -> c_ulong;
 }
 
 /// A kernel-internal shmem file with movable folios.
@@ -88,14 +91,14 @@ impl ShmemFile {
         NonNull::new(filp).map(|filp| Self { filp }).ok_or(ENOMEM)
     }
 
-    /// A reference on the folio at `index`, allocated if needed.
-    pub(crate) fn folio(&self, index: usize) -> Result<FolioRef> {
+    /// A reference on the page at `index`, allocated if needed.
+    pub(crate) fn page(&self, index: usize) -> Result<PageRef> {
         // SAFETY: `self.filp` is valid by the type invariant.
-        let folio =
-            from_err_ptr(unsafe { movgem_shmem_get_folio(self.filp.as_ptr(), index as c_ulong) })?;
-        // INVARIANT: shmem returned the folio with a reference for us.
-        NonNull::new(folio)
-            .map(|folio| FolioRef { folio })
+        let page =
+            from_err_ptr(unsafe { movgem_shmem_get_page(self.filp.as_ptr(), index as c_ulong) })?;
+        // INVARIANT: shmem returned the page with a reference for us.
+        NonNull::new(page)
+            .map(|page| PageRef { page })
             .ok_or(ENOMEM)
     }
 
@@ -141,6 +144,13 @@ impl ShmemFile {
         Ok(addr as u64)
     }
 
+    /// Starts swap writeback of the file's dirty, unmapped pages, the way
+    /// reclaim would (nothing without swap); returns the pages submitted.
+    pub(crate) fn writeback(&self) -> usize {
+        // SAFETY: `self.filp` is valid by the type invariant.
+        unsafe { movgem_shmem_writeback(self.filp.as_ptr()) as usize }
+    }
+
     /// Frees every page of the file.  Takes each folio lock, so no
     /// migrate callback on this file is running once this returns.
     pub(crate) fn truncate(&self) {
@@ -156,7 +166,7 @@ impl Drop for ShmemFile {
     }
 }
 
-/// A kernel mapping (vmap) of a run of folios.
+/// A kernel mapping (vmap) of a run of pages.
 ///
 /// # Invariants
 ///
@@ -170,20 +180,21 @@ pub(crate) struct Vmap {
 unsafe impl Send for Vmap {}
 
 impl Vmap {
-    /// Maps `folios` (order 0) contiguously.  The caller must keep the
-    /// folio references for as long as the mapping exists.
-    pub(crate) fn new(folios: &[FolioRef]) -> Result<Self> {
-        let n = c_uint::try_from(folios.len()).map_err(|_| E2BIG)?;
-        // `FolioRef` is `repr(transparent)` over a folio pointer, so the
-        // slice is an array of `struct folio *`.
-        let ptr = folios.as_ptr().cast::<*mut RawFolio>();
-        // SAFETY: `ptr` points to `n` valid folio pointers.
-        let vaddr = unsafe { movgem_vmap_folios(ptr, n) };
+    /// Maps `pages` contiguously.  The caller must keep the page
+    /// references for as long as the mapping exists.
+    pub(crate) fn new(pages: &[PageRef]) -> Result<Self> {
+        let n = c_uint::try_from(pages.len()).map_err(|_| E2BIG)?;
+        // `PageRef` is `repr(transparent)` over a page pointer, so the
+        // slice is an array of `struct page *`.
+        let ptr = pages.as_ptr().cast::<*mut RawPage>();
+        // SAFETY: `ptr` points to `n` valid page pointers, which `vmap()`
+        // only reads.
+        let vaddr = unsafe { movgem_vmap_pages(ptr, n) };
         // INVARIANT: a non-NULL `vaddr` maps the `n` pages.
         NonNull::new(vaddr)
             .map(|vaddr| Self {
                 vaddr,
-                npages: folios.len(),
+                npages: pages.len(),
             })
             .ok_or(ENOMEM)
     }
@@ -201,34 +212,45 @@ impl Drop for Vmap {
     }
 }
 
-/// One reference on a shmem folio (order 0: kernel shmem files never get
-/// huge folios unless the administrator forces `shmem_enabled`).
+/// One reference on a page: a shmem page of an object, or a page of a
+/// userptr range faulted in for one request.
 ///
 /// # Invariants
 ///
-/// `folio` is valid and we own one reference to it.
+/// `page` is valid and we own one reference to it.
 #[repr(transparent)]
-pub(crate) struct FolioRef {
-    folio: NonNull<RawFolio>,
+pub(crate) struct PageRef {
+    page: NonNull<RawPage>,
 }
 
-// SAFETY: a folio reference may be dropped from any task.
-unsafe impl Send for FolioRef {}
+// SAFETY: a page reference may be dropped from any task.
+unsafe impl Send for PageRef {}
 
-impl FolioRef {
-    /// Physical frame number of the folio.
-    pub(crate) fn pfn(&self) -> usize {
-        // SAFETY: the folio is valid by the type invariant.
-        unsafe { movgem_folio_pfn(self.folio.as_ptr()) as usize }
+impl PageRef {
+    /// Adopts a reference the caller owns on `page`.
+    ///
+    /// # Safety
+    ///
+    /// `page` must be valid and the caller must own one reference to it,
+    /// which passes to the new value.
+    pub(crate) unsafe fn from_raw(page: NonNull<RawPage>) -> Self {
+        // INVARIANT: guaranteed by the caller.
+        Self { page }
     }
 
-    /// Copies `buf.len()` bytes at `offset` of the folio into `buf`.
+    /// Physical frame number of the page.
+    pub(crate) fn pfn(&self) -> usize {
+        // SAFETY: the page is valid by the type invariant.
+        unsafe { movgem_page_pfn(self.page.as_ptr()) as usize }
+    }
+
+    /// Copies `buf.len()` bytes at `offset` of the page into `buf`.
     pub(crate) fn read(&self, offset: usize, buf: &mut [u8]) -> Result {
-        // SAFETY: the folio is valid and `buf` is writable for its length;
-        // the shim checks the range against the folio.
+        // SAFETY: the page is valid and `buf` is writable for its length;
+        // the shim checks the range against the page.
         kernel::error::to_result(unsafe {
-            movgem_folio_read(
-                self.folio.as_ptr(),
+            movgem_page_read(
+                self.page.as_ptr(),
                 offset,
                 buf.as_mut_ptr().cast(),
                 buf.len(),
@@ -236,29 +258,29 @@ impl FolioRef {
         })
     }
 
-    /// Copies `buf` to `offset` of the folio and marks it dirty.
+    /// Copies `buf` to `offset` of the page and marks it dirty.
     pub(crate) fn write(&self, offset: usize, buf: &[u8]) -> Result {
-        // SAFETY: the folio is valid and `buf` is readable for its length;
-        // the shim checks the range against the folio.
+        // SAFETY: the page is valid and `buf` is readable for its length;
+        // the shim checks the range against the page.
         kernel::error::to_result(unsafe {
-            movgem_folio_write(self.folio.as_ptr(), offset, buf.as_ptr().cast(), buf.len())
+            movgem_page_write(self.page.as_ptr(), offset, buf.as_ptr().cast(), buf.len())
         })
     }
 }
 
-impl Clone for FolioRef {
+impl Clone for PageRef {
     fn clone(&self) -> Self {
-        // SAFETY: the folio is valid and we hold a reference, so taking
+        // SAFETY: the page is valid and we hold a reference, so taking
         // another is allowed.
-        unsafe { movgem_folio_get(self.folio.as_ptr()) };
+        unsafe { movgem_page_get(self.page.as_ptr()) };
         // INVARIANT: the reference just taken belongs to the new value.
-        Self { folio: self.folio }
+        Self { page: self.page }
     }
 }
 
-impl Drop for FolioRef {
+impl Drop for PageRef {
     fn drop(&mut self) {
         // SAFETY: we own one reference by the type invariant.
-        unsafe { movgem_folio_put(self.folio.as_ptr()) }
+        unsafe { movgem_page_put(self.page.as_ptr()) }
     }
 }

@@ -7,6 +7,13 @@
 //! take `struct_mutex` first and then folio locks (through shmem), so the
 //! hook may never block on `struct_mutex`: it try-locks, and in
 //! sleepable migration modes retries for at most a bounded time.
+//!
+//! Everything that runs under the mutex runs in a NOFS allocation scope
+//! (`memalloc_nofs_save()`): an allocation made while holding it can
+//! reclaim, but never reaches a shrinker that only works with
+//! `__GFP_FS`, which is what ours does.  [`TryMutex::prime_reclaim`]
+//! teaches lockdep that the mutex may be taken inside fs reclaim, so a
+//! `GFP_FS` allocation under it would be reported at once.
 
 use core::cell::UnsafeCell;
 use core::marker::PhantomPinned;
@@ -18,6 +25,12 @@ use kernel::str::CStr;
 use kernel::types::Opaque;
 
 use crate::policy::LockWait;
+
+extern "C" {
+    fn movgem_nofs_save() -> kernel::ffi::c_uint;
+    fn movgem_nofs_restore(flags: kernel::ffi::c_uint);
+    fn movgem_lockdep_prime_reclaim(lock: *mut bindings::mutex);
+}
 
 /// Storage for a lockdep class, to be placed in a `static`.
 #[repr(transparent)]
@@ -75,7 +88,15 @@ impl<T> TryMutex<T> {
         // SAFETY: by the type invariant the mutex is initialised.
         unsafe { bindings::mutex_lock(self.mutex.get()) };
         // INVARIANT: the mutex was just acquired.
-        TryMutexGuard { lock: self }
+        TryMutexGuard::new(self)
+    }
+
+    /// Records for lockdep that the mutex may be taken inside fs reclaim
+    /// (i915's "taints mutex").  Call once, after initialisation.
+    pub(crate) fn prime_reclaim(&self) {
+        // SAFETY: by the type invariant the mutex is initialised; the shim
+        // only hands it to lockdep, acquiring and releasing nothing real.
+        unsafe { movgem_lockdep_prime_reclaim(self.mutex.get()) }
     }
 
     /// One attempt, never sleeps.
@@ -83,7 +104,7 @@ impl<T> TryMutex<T> {
         // SAFETY: by the type invariant the mutex is initialised.
         if unsafe { bindings::mutex_trylock(self.mutex.get()) } != 0 {
             // INVARIANT: `mutex_trylock` returned 1, so the mutex is held.
-            Some(TryMutexGuard { lock: self })
+            Some(TryMutexGuard::new(self))
         } else {
             None
         }
@@ -115,9 +136,28 @@ impl<T> TryMutex<T> {
 ///
 /// # Invariants
 ///
-/// `lock.mutex` is held by the current task for the guard's lifetime.
+/// `lock.mutex` is held by the current task for the guard's lifetime,
+/// and the task is in the NOFS scope that `nofs` restores.
 pub(crate) struct TryMutexGuard<'a, T> {
     lock: &'a TryMutex<T>,
+    nofs: kernel::ffi::c_uint,
+    /// A mutex is released by the task that took it: not `Send`.
+    _not_send: core::marker::PhantomData<*mut ()>,
+}
+
+impl<'a, T> TryMutexGuard<'a, T> {
+    /// Wraps a mutex the current task just acquired, entering the NOFS
+    /// scope.
+    fn new(lock: &'a TryMutex<T>) -> Self {
+        // SAFETY: no preconditions; `drop` restores it on the same task,
+        // since the guard is not `Send`.
+        let nofs = unsafe { movgem_nofs_save() };
+        Self {
+            lock,
+            nofs,
+            _not_send: core::marker::PhantomData,
+        }
+    }
 }
 
 impl<T> TryMutex<T> {
@@ -149,6 +189,9 @@ impl<T> DerefMut for TryMutexGuard<'_, T> {
 
 impl<T> Drop for TryMutexGuard<'_, T> {
     fn drop(&mut self) {
+        // SAFETY: `nofs` came from `movgem_nofs_save` on this task; scopes
+        // nest, and a guard is dropped before any guard taken after it.
+        unsafe { movgem_nofs_restore(self.nofs) };
         // SAFETY: by the type invariant the current task holds the mutex.
         unsafe { bindings::mutex_unlock(self.lock.mutex.get()) };
     }

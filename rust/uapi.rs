@@ -29,6 +29,12 @@ pub(crate) const OP_NOP: u32 = 0;
 pub(crate) const OP_FILL: u32 = 1;
 pub(crate) const OP_CHECK: u32 = 2;
 pub(crate) const EXEC_HANG: u32 = 1 << 0;
+pub(crate) const DROP_UNBOUND: u32 = 1 << 0;
+pub(crate) const DROP_BOUND: u32 = 1 << 1;
+pub(crate) const DROP_ACTIVE: u32 = 1 << 2;
+pub(crate) const DROP_PURGE: u32 = 1 << 3;
+pub(crate) const DROP_WRITEBACK: u32 = 1 << 4;
+pub(crate) const DROP_ALL: u32 = 0x1f;
 
 macro_rules! uapi_struct {
     ($(#[$m:meta])* $name:ident { $($field:ident: $ty:ty),* $(,)? }) => {
@@ -114,6 +120,12 @@ uapi_struct!(Vmap {
     handle: u32,
     pad: u32
 });
+uapi_struct!(Userptr {
+    user_ptr: u64,
+    user_size: u64,
+    flags: u32,
+    handle: u32,
+});
 uapi_struct!(Info {
     objects: u64,
     object_bytes: u64,
@@ -141,8 +153,10 @@ pub(crate) const IOCTL_UNPIN: u32 = _IOW::<Pin>(IOCTL_BASE, 0x0b);
 pub(crate) const IOCTL_VMAP: u32 = _IOW::<Vmap>(IOCTL_BASE, 0x0c);
 pub(crate) const IOCTL_VUNMAP: u32 = _IOW::<Vmap>(IOCTL_BASE, 0x0d);
 pub(crate) const IOCTL_GET_INFO: u32 = _IOR::<Info>(IOCTL_BASE, 0x0e);
+pub(crate) const IOCTL_USERPTR: u32 = _IOWR::<Userptr>(IOCTL_BASE, 0x0f);
 
 const _: () =
     assert!(size_of::<Create>() == 16 && size_of::<Rw>() == 32 && size_of::<Execbuf>() == 32);
 const _: () =
     assert!(size_of::<Info>() == 64 && size_of::<Wait>() == 16 && size_of::<Mmap>() == 32);
+const _: () = assert!(size_of::<Userptr>() == 24);

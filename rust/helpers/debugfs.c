@@ -57,6 +57,26 @@ static const struct file_operations movgem_control_fops = {
 	.llseek = default_llseek,
 };
 
+static ssize_t movgem_drop_caches_write(struct file *filp,
+					const char __user *ubuf, size_t len,
+					loff_t *ppos)
+{
+	u64 flags;
+	int ret;
+
+	ret = kstrtou64_from_user(ubuf, len, 0, &flags);
+	if (ret)
+		return ret;
+	ret = movgem_rs_drop_caches(flags);
+	return ret < 0 ? ret : len;
+}
+
+static const struct file_operations movgem_drop_caches_fops = {
+	.owner = THIS_MODULE,
+	.write = movgem_drop_caches_write,
+	.llseek = noop_llseek,
+};
+
 struct dentry *movgem_debugfs_init(void)
 {
 	return debugfs_create_dir("movgem", NULL);
@@ -72,6 +92,8 @@ void movgem_debugfs_add_counter(struct dentry *dir, const char *name,
 void movgem_debugfs_add_control(struct dentry *dir)
 {
 	debugfs_create_file("control", 0600, dir, NULL, &movgem_control_fops);
+	debugfs_create_file("drop_caches", 0200, dir, NULL,
+			    &movgem_drop_caches_fops);
 }
 
 void movgem_debugfs_remove(struct dentry *dir)

@@ -42,9 +42,20 @@ unsigned int movgem_param_hang_timeout_ms(void)
 
 static bool shrinker = true;
 module_param(shrinker, bool, 0644);
-MODULE_PARM_DESC(shrinker, "Give object memory back under memory pressure (default: on)");
+MODULE_PARM_DESC(shrinker, "Give object memory back under memory pressure: shrinker and OOM notifier (default: on)");
 
 bool movgem_param_shrinker_enabled(void)
 {
 	return READ_ONCE(shrinker);
+}
+
+static int oom_notifier = -1;
+module_param(oom_notifier, int, 0644);
+MODULE_PARM_DESC(oom_notifier, "Release object memory before the OOM killer runs: 1 on, 0 off, -1 as 'shrinker' (default: -1)");
+
+bool movgem_param_oom_notifier_enabled(void)
+{
+	int on = READ_ONCE(oom_notifier);
+
+	return on < 0 ? READ_ONCE(shrinker) : on > 0;
 }

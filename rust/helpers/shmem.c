@@ -31,44 +31,48 @@ struct file *movgem_shmem_create(const char *name, size_t size)
 	return filp;
 }
 
-struct folio *movgem_shmem_get_folio(struct file *filp, unsigned long index)
+struct page *movgem_shmem_get_page(struct file *filp, unsigned long index)
 {
 	struct address_space *mapping = filp->f_mapping;
+	struct folio *folio;
 
-	return shmem_read_folio_gfp(mapping, index, mapping_gfp_mask(mapping));
+	folio = shmem_read_folio_gfp(mapping, index, mapping_gfp_mask(mapping));
+	if (IS_ERR(folio))
+		return ERR_CAST(folio);
+	/* The folio reference is the page's reference. */
+	return folio_file_page(folio, index);
 }
 
-void movgem_folio_get(struct folio *folio)
+void movgem_page_get(struct page *page)
 {
-	folio_get(folio);
+	get_page(page);
 }
 
-void movgem_folio_put(struct folio *folio)
+void movgem_page_put(struct page *page)
 {
-	folio_put(folio);
+	put_page(page);
 }
 
-unsigned long movgem_folio_pfn(struct folio *folio)
+unsigned long movgem_page_pfn(struct page *page)
 {
-	return folio_pfn(folio);
+	return page_to_pfn(page);
 }
 
-int movgem_folio_read(struct folio *folio, size_t offset, void *buf,
-		      size_t len)
+int movgem_page_read(struct page *page, size_t offset, void *buf, size_t len)
 {
-	if (offset > folio_size(folio) || len > folio_size(folio) - offset)
+	if (offset > PAGE_SIZE || len > PAGE_SIZE - offset)
 		return -EINVAL;
-	memcpy_from_folio(buf, folio, offset, len);
+	memcpy_from_page(buf, page, offset, len);
 	return 0;
 }
 
-int movgem_folio_write(struct folio *folio, size_t offset, const void *buf,
-		       size_t len)
+int movgem_page_write(struct page *page, size_t offset, const void *buf,
+		      size_t len)
 {
-	if (offset > folio_size(folio) || len > folio_size(folio) - offset)
+	if (offset > PAGE_SIZE || len > PAGE_SIZE - offset)
 		return -EINVAL;
-	memcpy_to_folio(folio, offset, buf, len);
-	folio_mark_dirty(folio);
+	memcpy_to_page(page, offset, buf, len);
+	set_page_dirty(page);
 	return 0;
 }
 

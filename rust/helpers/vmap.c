@@ -10,20 +10,9 @@
 
 #include "movgem_shim.h"
 
-void *movgem_vmap_folios(struct folio *const *folios, unsigned int n)
+void *movgem_vmap_pages(struct page **pages, unsigned int n)
 {
-	struct page **pages;
-	unsigned int i;
-	void *vaddr;
-
-	pages = kvmalloc_array(n, sizeof(*pages), GFP_KERNEL);
-	if (!pages)
-		return NULL;
-	for (i = 0; i < n; i++)
-		pages[i] = folio_page(folios[i], 0);
-	vaddr = vmap(pages, n, VM_MAP, PAGE_KERNEL);
-	kvfree(pages);
-	return vaddr;
+	return vmap(pages, n, VM_MAP, PAGE_KERNEL);
 }
 
 void movgem_vunmap(void *vaddr)

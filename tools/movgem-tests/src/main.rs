@@ -10,6 +10,7 @@
 use movgem_tests::{ensure, env};
 
 mod demo;
+mod reclaim_tests;
 mod uapi_tests;
 
 use env::{compact, counter, fragment, Control, Counters, GpuAwake};
@@ -284,6 +285,31 @@ const TESTS: &[(&str, fn() -> TestResult)] = &[
     (
         "shrinker_makes_room_for_a_hog",
         uapi_tests::shrinker_makes_room_for_a_hog,
+    ),
+    ("drop_caches_bits", reclaim_tests::drop_caches_bits),
+    (
+        "meminfo_agrees_with_debugfs_on_purge",
+        reclaim_tests::meminfo_agrees_on_purge,
+    ),
+    (
+        "writeback_swapin_and_migration_keep_data",
+        reclaim_tests::writeback_swapin_and_migration_keep_data,
+    ),
+    (
+        "oom_notifier_saves_a_hog",
+        reclaim_tests::oom_notifier_saves_a_hog,
+    ),
+    (
+        "userptr_gpu_uses_user_memory",
+        reclaim_tests::userptr_gpu_uses_user_memory,
+    ),
+    (
+        "userptr_bad_arguments",
+        reclaim_tests::userptr_bad_arguments,
+    ),
+    (
+        "userptr_follows_invalidation",
+        reclaim_tests::userptr_follows_invalidation,
     ),
     (
         "close_while_active_cleans_up",

@@ -14,15 +14,15 @@ const PAGE: u64 = 4096;
 /// Object size of the migration tests: 32 MiB.
 const BIG: u64 = 32 << 20;
 
-fn errno_name(e: i32) -> String {
+pub(crate) fn errno_name(e: i32) -> String {
     std::io::Error::from_raw_os_error(e).to_string()
 }
 
-fn ok<T>(r: uapi::Res<T>, what: &str) -> Result<T, String> {
+pub(crate) fn ok<T>(r: uapi::Res<T>, what: &str) -> Result<T, String> {
     r.map_err(|e| format!("{what}: {}", errno_name(e)))
 }
 
-fn expect_err<T: std::fmt::Debug>(r: uapi::Res<T>, want: i32, what: &str) -> TestResult {
+pub(crate) fn expect_err<T: std::fmt::Debug>(r: uapi::Res<T>, want: i32, what: &str) -> TestResult {
     match r {
         Err(e) if e == want => Ok(()),
         other => Err(format!(
@@ -32,7 +32,7 @@ fn expect_err<T: std::fmt::Debug>(r: uapi::Res<T>, want: i32, what: &str) -> Tes
     }
 }
 
-fn pattern(seed: u32, len: usize) -> Vec<u8> {
+pub(crate) fn pattern(seed: u32, len: usize) -> Vec<u8> {
     (0..len / 4)
         .flat_map(|i| {
             (i as u32)
@@ -366,7 +366,7 @@ fn check_fill(dev: &Device, h: u32, value: u32) -> TestResult {
 
 /// The GPU (a checking batch) and the CPU (pread) both read `value` in
 /// every dword of the first `size` bytes of object `h`.
-fn check_fill_sized(dev: &Device, h: u32, value: u32, size: u64) -> TestResult {
+pub(crate) fn check_fill_sized(dev: &Device, h: u32, value: u32, size: u64) -> TestResult {
     let before = Counters::read()?;
     ok(
         dev.execbuf(&[(h, false)], uapi::OP_CHECK, value, 0, 0),
@@ -690,7 +690,7 @@ fn move_pages_raw(
 }
 
 /// The node every page is on now.
-fn where_are(addrs: &[*mut libc::c_void]) -> Result<Vec<i32>, String> {
+pub(crate) fn where_are(addrs: &[*mut libc::c_void]) -> Result<Vec<i32>, String> {
     let mut status = vec![i32::MIN; addrs.len()];
     move_pages_raw(addrs, None, &mut status)?;
     ensure!(
@@ -702,7 +702,7 @@ fn where_are(addrs: &[*mut libc::c_void]) -> Result<Vec<i32>, String> {
 }
 
 /// Asks to move every page to `target`; returns how many are there now.
-fn move_to(addrs: &[*mut libc::c_void], target: &[i32]) -> Result<usize, String> {
+pub(crate) fn move_to(addrs: &[*mut libc::c_void], target: &[i32]) -> Result<usize, String> {
     let mut status = vec![i32::MIN; addrs.len()];
     move_pages_raw(addrs, Some(target), &mut status)?;
     Ok(where_are(addrs)?

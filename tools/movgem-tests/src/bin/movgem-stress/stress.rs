@@ -328,7 +328,7 @@ impl Worker {
                 self.check(
                     "set_domain",
                     self.dev.set_domain(h, uapi::DOMAIN_CPU, uapi::DOMAIN_CPU),
-                    &[],
+                    efault,
                 );
             }
         }

@@ -1,0 +1,552 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Reclaim and userptr: drop_caches, swap writeback and swap-in with the
+//! data checked byte for byte, /proc/meminfo against debugfs, the OOM
+//! notifier, and userptr objects with their mmu_interval_notifier.
+
+use std::fs;
+
+use movgem_uapi::{self as uapi, Device};
+
+use movgem_tests::env::{self, Counters, GpuAwake};
+use movgem_tests::{ensure, TestResult};
+
+use crate::uapi_tests::{expect_err, move_to, ok, pattern, where_are};
+
+const PAGE: u64 = 4096;
+
+/// Writes `text` to debugfs drop_caches (opened without O_TRUNC).
+fn write_drop_caches(text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    fs::OpenOptions::new()
+        .write(true)
+        .open(uapi::DROP_CACHES_PATH)?
+        .write_all(text.as_bytes())
+}
+
+/// Writes `MOVGEM_DROP_*` bits to debugfs drop_caches.
+fn drop_objects(flags: u32) -> Result<(), String> {
+    write_drop_caches(&flags.to_string()).map_err(|e| format!("drop_caches {flags:#x}: {e}"))
+}
+
+/// A `/proc/vmstat` value.
+fn vmstat(key: &str) -> Result<u64, String> {
+    let s = fs::read_to_string("/proc/vmstat").map_err(|e| e.to_string())?;
+    s.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.parse().ok())
+        .ok_or(format!("no {key} in /proc/vmstat"))
+}
+
+/// Anonymous private memory, unmapped on drop (unless already unmapped).
+struct Anon {
+    addr: *mut libc::c_void,
+    len: usize,
+}
+
+impl Anon {
+    fn new(len: usize, extra_flags: libc::c_int) -> Result<Self, String> {
+        // SAFETY: a fresh anonymous mapping; no existing memory is touched.
+        let addr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | extra_flags,
+                -1,
+                0,
+            )
+        };
+        ensure!(
+            addr != libc::MAP_FAILED,
+            "mmap {len}: {}",
+            std::io::Error::last_os_error()
+        );
+        Ok(Self { addr, len })
+    }
+
+    fn ptr(&self) -> u64 {
+        self.addr as u64
+    }
+
+    fn words(&mut self) -> &mut [u32] {
+        // SAFETY: the mapping is ours, readable, writable and
+        // `len` bytes long, and `&mut self` makes this view unique.
+        unsafe { std::slice::from_raw_parts_mut(self.addr.cast::<u32>(), self.len / 4) }
+    }
+
+    fn page_addrs(&self) -> Vec<*mut libc::c_void> {
+        (0..self.len as u64 / PAGE)
+            .map(|i| (self.ptr() + i * PAGE) as *mut libc::c_void)
+            .collect()
+    }
+
+    fn unmap(&mut self) {
+        if self.len != 0 {
+            // SAFETY: unmapping our own mapping once.
+            unsafe { libc::munmap(self.addr, self.len) };
+            self.len = 0;
+        }
+    }
+}
+
+impl Drop for Anon {
+    fn drop(&mut self) {
+        self.unmap();
+    }
+}
+
+/// Makes sure the guest has swap: the runner sets up zram; a standalone
+/// run sets it up here.
+fn ensure_swap() -> TestResult {
+    if env::meminfo_kib("SwapTotal")? > 0 {
+        return Ok(());
+    }
+    let size = env::meminfo_kib("MemTotal")? << 10;
+    fs::write("/sys/block/zram0/disksize", size.to_string())
+        .map_err(|e| format!("zram0 disksize: {e}"))?;
+    for cmd in [["mkswap", "/dev/zram0"], ["swapon", "/dev/zram0"]] {
+        let st = std::process::Command::new(cmd[0])
+            .arg(cmd[1])
+            .stdout(std::process::Stdio::null())
+            .status()
+            .map_err(|e| format!("{}: {e}", cmd[0]))?;
+        ensure!(st.success(), "{} failed: {st}", cmd[0]);
+    }
+    ensure!(env::meminfo_kib("SwapTotal")? > 0, "swapon gave no swap");
+    Ok(())
+}
+
+/// Runs `body` in a child process and returns its wait status: if memory
+/// cannot be found, the OOM killer takes the child, not the test.
+fn in_child(body: impl FnOnce() -> bool) -> i32 {
+    // SAFETY: the child only runs `body` and exits.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // Be the OOM killer's first choice.
+        let _ = fs::write("/proc/self/oom_score_adj", "1000");
+        let code = i32::from(!body());
+        // SAFETY: leave the child at once, without running our atexit.
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    // SAFETY: waiting for our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    status
+}
+
+fn exited_ok(status: i32) -> bool {
+    libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0
+}
+
+/// Touches `len` bytes of fresh anonymous memory in a child and exits.
+fn hog(len: u64, locked: bool) -> i32 {
+    in_child(|| {
+        let flags = if locked {
+            libc::MAP_LOCKED | libc::MAP_POPULATE
+        } else {
+            0
+        };
+        let Ok(mut m) = Anon::new(len as usize, flags) else {
+            return false;
+        };
+        for w in m.words().iter_mut().step_by(PAGE as usize / 4) {
+            *w = 1;
+        }
+        true
+    })
+}
+
+pub fn drop_caches_bits() -> TestResult {
+    let dev = ok(Device::open(), "open")?;
+    let e = write_drop_caches("0x40").err();
+    ensure!(
+        e.as_ref().and_then(|e| e.raw_os_error()) == Some(libc::EINVAL),
+        "unknown bit accepted: {e:?}"
+    );
+    let e = write_drop_caches("lots").err();
+    ensure!(
+        e.as_ref().and_then(|e| e.raw_os_error()) == Some(libc::EINVAL),
+        "garbage accepted: {e:?}"
+    );
+    let size = 4 << 20;
+    let h = ok(dev.create(size), "create")?;
+    ok(dev.pwrite(h, 0, &pattern(3, size as usize)), "pwrite")?;
+    ok(dev.set_domain(h, uapi::DOMAIN_GTT, 0), "set_domain")?;
+    ensure!(
+        ok(dev.madvise(h, uapi::MADV_DONTNEED), "madvise")?,
+        "pages gone before any shrink"
+    );
+    let before = Counters::read()?;
+    drop_objects(uapi::DROP_UNBOUND | uapi::DROP_BOUND)?;
+    let d = Counters::read()?.since(&before);
+    ensure!(
+        d.get("purged_objects") == 0 && d.get("drop_caches") == 1,
+        "purged without DROP_PURGE: {d}"
+    );
+    drop_objects(uapi::DROP_PURGE)?;
+    let d = Counters::read()?.since(&before);
+    ensure!(
+        d.get("shrink_purged_objects") == 1 && d.get("shrink_freed_pages") == size / PAGE,
+        "DROP_PURGE did not purge: {d}"
+    );
+    ensure!(
+        !ok(dev.madvise(h, uapi::MADV_WILLNEED), "madvise")?,
+        "purged object reports its pages"
+    );
+    let mut buf = [0u8; 8];
+    expect_err(dev.pread(h, 0, &mut buf), libc::EFAULT, "pread purged")?;
+    ok(dev.close(h), "close")
+}
+
+pub fn meminfo_agrees_on_purge() -> TestResult {
+    let dev = ok(Device::open(), "open")?;
+    let (count, size) = (8u64, 4u64 << 20);
+    let mut handles = Vec::new();
+    for i in 0..count {
+        let h = ok(dev.create(size), "create")?;
+        ok(
+            dev.pwrite(h, 0, &pattern(i as u32, size as usize)),
+            "pwrite",
+        )?;
+        ok(dev.set_domain(h, uapi::DOMAIN_GTT, 0), "set_domain")?;
+        ok(dev.madvise(h, uapi::MADV_DONTNEED), "madvise")?;
+        handles.push(h);
+    }
+    let shmem_before = env::meminfo_kib("Shmem")?;
+    let before = Counters::read()?;
+    drop_objects(uapi::DROP_PURGE)?;
+    let d = Counters::read()?.since(&before);
+    let shmem_after = env::meminfo_kib("Shmem")?;
+    let freed_kib = d.get("shrink_freed_pages") * PAGE / 1024;
+    let dropped_kib = shmem_before.saturating_sub(shmem_after);
+    println!("  debugfs: {freed_kib} KiB freed; /proc/meminfo Shmem: {dropped_kib} KiB less");
+    ensure!(
+        freed_kib == count * size / 1024,
+        "debugfs says {freed_kib} KiB: {d}"
+    );
+    ensure!(
+        dropped_kib * 10 >= freed_kib * 9 && dropped_kib * 10 <= freed_kib * 11,
+        "Shmem fell by {dropped_kib} KiB, debugfs says {freed_kib} KiB"
+    );
+    Ok(())
+}
+
+pub fn writeback_swapin_and_migration_keep_data() -> TestResult {
+    ensure_swap()?;
+    let _awake = GpuAwake::new()?;
+    let dev = ok(Device::open(), "open")?;
+    let size = 16u64 << 20;
+    let npages = size / PAGE;
+    let data = pattern(0x5eed_f00d, size as usize);
+    let h = ok(dev.create(size), "create")?;
+    ok(dev.pwrite(h, 0, &data), "pwrite")?;
+    // Bound and idle: the shrinker's last pass has to unbind it.
+    ok(dev.execbuf(&[(h, false)], uapi::OP_NOP, 0, 0, 0), "execbuf")?;
+    ok(dev.wait(h, -1), "wait")?;
+
+    let shmem_before = env::meminfo_kib("Shmem")?;
+    let swap_before = env::meminfo_kib("SwapFree")?;
+    let before = Counters::read()?;
+    drop_objects(uapi::DROP_BOUND | uapi::DROP_UNBOUND | uapi::DROP_WRITEBACK)?;
+    let d = Counters::read()?.since(&before);
+    let shmem_after = env::meminfo_kib("Shmem")?;
+    let swap_after = env::meminfo_kib("SwapFree")?;
+    println!(
+        "  writeback: debugfs {} pages; Shmem -{} KiB; SwapFree -{} KiB",
+        d.get("writeback_pages"),
+        shmem_before.saturating_sub(shmem_after),
+        swap_before.saturating_sub(swap_after)
+    );
+    ensure!(
+        d.get("unbinds") == 1 && d.get("writeback_pages") == npages,
+        "object not unbound and written back: {d}"
+    );
+    let kib = npages * PAGE / 1024;
+    ensure!(
+        shmem_before.saturating_sub(shmem_after) * 10 >= kib * 9,
+        "pages stayed in shmem's page cache: Shmem {shmem_before} -> {shmem_after} KiB"
+    );
+    ensure!(
+        swap_before.saturating_sub(swap_after) * 10 >= kib * 9,
+        "swap not used: SwapFree {swap_before} -> {swap_after} KiB"
+    );
+
+    // Push the swap cache out, so that reading means swapping in.
+    let avail = env::meminfo_kib("MemAvailable")? << 10;
+    let st = hog(avail * 3 / 4, false);
+    ensure!(exited_ok(st), "hog failed: status {st}");
+    let pswpin = vmstat("pswpin")?;
+    let mut got = vec![0u8; size as usize];
+    ok(dev.pread(h, 0, &mut got), "pread")?;
+    let swapped_in = vmstat("pswpin")? - pswpin;
+    println!("  read back after a hog: {swapped_in} pages swapped in");
+    ensure!(swapped_in > 0, "nothing was read back from swap");
+    let bad = got
+        .chunks(4)
+        .zip(data.chunks(4))
+        .filter(|(a, b)| a != b)
+        .count();
+    ensure!(bad == 0, "{bad} dwords differ after swap-in");
+
+    // Bind again, then have migration release and move the pages.
+    ok(dev.execbuf(&[(h, false)], uapi::OP_NOP, 0, 0, 0), "execbuf")?;
+    ok(dev.wait(h, -1), "wait")?;
+    let addr = ok(dev.mmap(h, 0, size), "mmap")?;
+    let addrs: Vec<*mut libc::c_void> = (0..npages)
+        .map(|i| (addr + i * PAGE) as *mut libc::c_void)
+        .collect();
+    let out = (|| {
+        for a in &addrs {
+            // SAFETY: inside the mapping the kernel gave us.
+            let _ = unsafe { std::ptr::read_volatile(*a as *const u8) };
+        }
+        let there: Vec<i32> = where_are(&addrs)?.iter().map(|&n| 1 - n).collect();
+        let moved = move_to(&addrs, &there)?;
+        ensure!(
+            moved as u64 == npages,
+            "only {moved} of {npages} pages migrated"
+        );
+        Ok(())
+    })();
+    // SAFETY: unmapping what the kernel mapped for us.
+    unsafe { libc::munmap(addr as *mut libc::c_void, size as usize) };
+    out?;
+    ok(dev.pread(h, 0, &mut got), "pread")?;
+    let bad = got
+        .chunks(4)
+        .zip(data.chunks(4))
+        .filter(|(a, b)| a != b)
+        .count();
+    ensure!(bad == 0, "{bad} dwords differ after migration");
+    ok(dev.close(h), "close")
+}
+
+/// Restores the reclaim parameters on drop.
+struct ReclaimParams;
+
+impl Drop for ReclaimParams {
+    fn drop(&mut self) {
+        let _ = env::set_param("shrinker", "1");
+        let _ = env::set_param("oom_notifier", "-1");
+    }
+}
+
+pub fn oom_notifier_saves_a_hog() -> TestResult {
+    let _awake = GpuAwake::new()?;
+    let dev = ok(Device::open(), "open")?;
+    let avail = env::meminfo_kib("MemAvailable")? << 10;
+    let obj = 16u64 << 20;
+    let count = avail / 2 / obj;
+    let mut handles = Vec::new();
+    for i in 0..count {
+        let h = ok(dev.create(obj), "create")?;
+        ok(
+            dev.execbuf(&[(h, true)], uapi::OP_FILL, i as u32, 0, 0),
+            "execbuf",
+        )?;
+        ok(dev.wait(h, -1), "wait")?;
+        ok(dev.madvise(h, uapi::MADV_DONTNEED), "madvise")?;
+        handles.push(h);
+    }
+    let _restore = ReclaimParams;
+    // Only the OOM notifier may give the objects back.
+    env::set_param("shrinker", "0")?;
+    env::set_param("oom_notifier", "1")?;
+    let before = Counters::read()?;
+    // Locked memory cannot go to swap: this hog needs the objects' pages.
+    let hog_len = avail * 3 / 4;
+    let st = hog(hog_len, true);
+    let d = Counters::read()?.since(&before);
+    println!(
+        "  {} MiB locked hog next to {} MiB of DONTNEED objects: OOM notifier ran {} times, freed {} pages",
+        hog_len >> 20,
+        (count * obj) >> 20,
+        d.get("oom_notifications"),
+        d.get("oom_freed_pages")
+    );
+    ensure!(exited_ok(st), "the hog did not survive (status {st}): {d}");
+    ensure!(
+        d.get("oom_notifications") > 0 && d.get("oom_freed_pages") > 0,
+        "the OOM notifier freed nothing: {d}"
+    );
+    ensure!(
+        d.get("shrink_scans") == 0,
+        "the shrinker ran while disabled: {d}"
+    );
+    Ok(())
+}
+
+pub fn userptr_gpu_uses_user_memory() -> TestResult {
+    let dev = ok(Device::open(), "open")?;
+    let size = 1usize << 20;
+    let mut mem = Anon::new(size, 0)?;
+    mem.words().fill(0x1234_5678);
+    let h = ok(dev.userptr(mem.ptr(), size as u64), "userptr")?;
+    let before = Counters::read()?;
+    ok(
+        dev.execbuf(&[(h, false)], uapi::OP_CHECK, 0x1234_5678, 0, 0),
+        "execbuf check",
+    )?;
+    ok(dev.wait(h, -1), "wait")?;
+    ok(
+        dev.execbuf(&[(h, false)], uapi::OP_CHECK, 0x0bad_0bad, 0, 0),
+        "execbuf check",
+    )?;
+    ok(dev.wait(h, -1), "wait")?;
+    let d = Counters::read()?.since(&before);
+    ensure!(
+        d.get("gpu_check_errors") == size as u64 / 4,
+        "the GPU did not read the user's memory: {d}"
+    );
+    ok(
+        dev.execbuf(&[(h, true)], uapi::OP_FILL, 0xfeed_beef, 0, 0),
+        "execbuf fill",
+    )?;
+    ok(dev.wait(h, -1), "wait")?;
+    let wrong = mem.words().iter().filter(|&&w| w != 0xfeed_beef).count();
+    ensure!(
+        wrong == 0,
+        "{wrong} dwords of user memory not written by the GPU"
+    );
+    let d = Counters::read()?.since(&before);
+    ensure!(
+        d.get("userptr_faulted_pages") >= 3 * size as u64 / PAGE,
+        "pages not faulted per request: {d}"
+    );
+    // Idle: no page references held, so nothing shows as active.
+    let info = ok(dev.info(), "info")?;
+    ensure!(info.active_objects == 0, "still active: {info:?}");
+    ok(dev.close(h), "close")
+}
+
+pub fn userptr_bad_arguments() -> TestResult {
+    let dev = ok(Device::open(), "open")?;
+    let mem = Anon::new(1 << 20, 0)?;
+    expect_err(dev.userptr(mem.ptr() + 8, PAGE), libc::EINVAL, "unaligned")?;
+    expect_err(dev.userptr(mem.ptr(), 0), libc::EINVAL, "empty")?;
+    expect_err(dev.userptr(mem.ptr(), 100), libc::EINVAL, "partial page")?;
+    expect_err(
+        dev.userptr(mem.ptr(), uapi::MAX_OBJECT_SIZE + PAGE),
+        libc::E2BIG,
+        "too big",
+    )?;
+    expect_err(
+        dev.userptr(0xffff_8880_0000_0000, PAGE),
+        libc::EFAULT,
+        "kernel address",
+    )?;
+    let mut a = uapi::Userptr {
+        user_ptr: mem.ptr(),
+        user_size: PAGE,
+        flags: 1,
+        handle: 0,
+    };
+    expect_err(dev.call(uapi::IOCTL_USERPTR, &mut a), libc::EINVAL, "flags")?;
+    let h = ok(dev.userptr(mem.ptr(), 1 << 20), "userptr")?;
+    let mut buf = [0u8; 8];
+    expect_err(dev.pread(h, 0, &mut buf), libc::EINVAL, "pread userptr")?;
+    expect_err(dev.pwrite(h, 0, &buf), libc::EINVAL, "pwrite userptr")?;
+    expect_err(dev.mmap(h, 0, PAGE), libc::EINVAL, "mmap userptr")?;
+    expect_err(dev.pin(h), libc::EINVAL, "pin userptr")?;
+    expect_err(dev.vmap(h), libc::EINVAL, "vmap userptr")?;
+    ok(dev.close(h), "close")?;
+    // A range that is not mapped: the object exists, using it faults.
+    let mut gone = Anon::new(1 << 20, 0)?;
+    let ptr = gone.ptr();
+    gone.unmap();
+    let h = ok(dev.userptr(ptr, 1 << 20), "userptr of a hole")?;
+    expect_err(
+        dev.set_domain(h, uapi::DOMAIN_GTT, 0),
+        libc::EFAULT,
+        "set_domain of a hole",
+    )?;
+    expect_err(
+        dev.execbuf(&[(h, false)], uapi::OP_NOP, 0, 0, 0),
+        libc::EFAULT,
+        "execbuf of a hole",
+    )?;
+    ok(dev.close(h), "close")
+}
+
+pub fn userptr_follows_invalidation() -> TestResult {
+    let dev = ok(Device::open(), "open")?;
+    let size = 2usize << 20;
+    let npages = size / PAGE as usize;
+    let mut mem = Anon::new(size, 0)?;
+    mem.words().fill(7);
+    let h = ok(dev.userptr(mem.ptr(), size as u64), "userptr")?;
+    ok(dev.execbuf(&[(h, true)], uapi::OP_FILL, 1, 0, 0), "execbuf")?;
+    ok(dev.wait(h, -1), "wait")?;
+    let addrs = mem.page_addrs();
+    let here = where_are(&addrs)?;
+    let there: Vec<i32> = here.iter().map(|&n| 1 - n).collect();
+
+    // While a request uses the pages, it holds references: no migration.
+    ok(
+        dev.execbuf(&[(h, false)], uapi::OP_NOP, 0, 2_000_000_000, 0),
+        "execbuf busy",
+    )?;
+    let moved_busy = move_to(&addrs, &there)?;
+    ok(dev.wait(h, -1), "wait")?;
+    ensure!(moved_busy == 0, "{moved_busy} pages moved under the GPU");
+
+    // Idle, it holds none: migration moves them and invalidates the range.
+    let before = Counters::read()?;
+    let moved = move_to(&addrs, &there)?;
+    let d = Counters::read()?.since(&before);
+    ensure!(
+        moved == npages,
+        "only {moved} of {npages} idle pages moved: {d}"
+    );
+    ensure!(
+        d.get("userptr_invalidations") > 0,
+        "migration did not invalidate the range: {d}"
+    );
+    // The next request drops the stale binding and uses the new pages.
+    ok(dev.execbuf(&[(h, true)], uapi::OP_FILL, 2, 0, 0), "execbuf")?;
+    ok(dev.wait(h, -1), "wait")?;
+    let d = Counters::read()?.since(&before);
+    ensure!(
+        d.get("userptr_stale_unbinds") > 0,
+        "stale binding kept: {d}"
+    );
+    let wrong = mem.words().iter().filter(|&&w| w != 2).count();
+    ensure!(wrong == 0, "{wrong} dwords missed after migration");
+
+    // Unmapped: the range is gone, so using it faults...
+    let ptr = mem.ptr();
+    let before = Counters::read()?;
+    mem.unmap();
+    let d = Counters::read()?.since(&before);
+    ensure!(
+        d.get("userptr_invalidations") > 0,
+        "munmap did not invalidate: {d}"
+    );
+    expect_err(
+        dev.execbuf(&[(h, false)], uapi::OP_NOP, 0, 0, 0),
+        libc::EFAULT,
+        "execbuf after munmap",
+    )?;
+    // ...until memory is mapped there again.
+    // SAFETY: MAP_FIXED over the range we just unmapped ourselves.
+    let again = unsafe {
+        libc::mmap(
+            ptr as *mut libc::c_void,
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
+            -1,
+            0,
+        )
+    };
+    ensure!(again as u64 == ptr, "remap failed");
+    let mut mem = Anon {
+        addr: again,
+        len: size,
+    };
+    ok(dev.execbuf(&[(h, true)], uapi::OP_FILL, 3, 0, 0), "execbuf")?;
+    ok(dev.wait(h, -1), "wait")?;
+    let wrong = mem.words().iter().filter(|&&w| w != 3).count();
+    ensure!(wrong == 0, "{wrong} dwords of the new mapping not written");
+    ok(dev.close(h), "close")
+}
