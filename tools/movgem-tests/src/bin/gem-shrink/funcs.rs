@@ -236,7 +236,9 @@ fn userptr(dev: &Device, alloc: u64, held: &mut Held, write: u32) -> Result<(), 
 /// swap can take away, held until the end of the iteration.
 fn leak(alloc: u64, held: &mut Held) -> Result<(), String> {
     let ptr = held.map(alloc, libc::MAP_PRIVATE | libc::MAP_POPULATE)?;
+    // Zero, as igt writes: the pages stay same-filled, which zram keeps
+    // without compressing them.
     // SAFETY: `held.map` returned a writable mapping of `alloc` bytes.
-    unsafe { touch(ptr, alloc, 1) };
+    unsafe { touch(ptr, alloc, 0) };
     Ok(())
 }

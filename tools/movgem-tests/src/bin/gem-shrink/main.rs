@@ -11,8 +11,13 @@
 //! drive the driver's drop_caches file.
 //!
 //! ```text
-//! gem-shrink [--duration SECONDS] [--run-subtest PATTERN]... [--list-subtests] [--expect-fail]
+//! gem-shrink [--duration SECONDS] [--passes N] [--run-subtest PATTERN]...
+//!            [--list-subtests] [--expect-fail]
 //! ```
+//!
+//! `--passes N` caps the passes a worker makes per iteration (igt:
+//! `num_processes`); `make check` uses it to bound the run time, see
+//! Documentation/design.md.
 //!
 //! Output follows igt (`Starting subtest: ...`, `Subtest ...: SUCCESS
 //! (1.234s)`) and ends with `N passed, N failed`.  Any child that
@@ -31,6 +36,7 @@ use plan::{Group, Kind, Sizing, Subtest, FUNCS};
 
 struct Options {
     duration: f64,
+    max_passes: Option<u64>,
     patterns: Vec<String>,
     list: bool,
     expect_fail: bool,
@@ -38,7 +44,7 @@ struct Options {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: gem-shrink [--duration SECONDS] [--run-subtest PATTERN]... \
+        "usage: gem-shrink [--duration SECONDS] [--passes N] [--run-subtest PATTERN]... \
          [--list-subtests] [--expect-fail]"
     );
     std::process::exit(2);
@@ -47,6 +53,7 @@ fn usage() -> ! {
 fn options() -> Options {
     let mut o = Options {
         duration: 20.0,
+        max_passes: None,
         patterns: Vec::new(),
         list: false,
         expect_fail: false,
@@ -57,6 +64,12 @@ fn options() -> Options {
             "--duration" => {
                 o.duration = match args.next().and_then(|s| s.parse().ok()) {
                     Some(d) if d > 0.0 => d,
+                    _ => usage(),
+                }
+            }
+            "--passes" => {
+                o.max_passes = match args.next().and_then(|s| s.parse().ok()) {
+                    Some(n) if n > 0 => Some(n),
                     _ => usage(),
                 }
             }
@@ -172,6 +185,16 @@ fn verdict(pid: libc::pid_t, what: &str, status: i32) -> Option<String> {
     }
 }
 
+/// The first few failures in full, then how many more there were.
+fn summarize(bad: &[String]) -> String {
+    const SHOWN: usize = 3;
+    let mut s = bad[..bad.len().min(SHOWN)].join("; ");
+    if bad.len() > SHOWN {
+        s += &format!("; and {} more children failed", bad.len() - SHOWN);
+    }
+    s
+}
+
 /// Reaps every child; returns a description of each that failed.  While
 /// waiting, prints `progress()` every 30 s so a slow guest shows life.
 fn reap(mut children: Vec<(libc::pid_t, String)>, progress: impl Fn() -> String) -> Vec<String> {
@@ -240,11 +263,17 @@ fn worker(g: Group, alloc: u64, timeout: f64, shared: &Shared) -> Result<(), Str
 }
 
 /// A function subtest: fork every group, wait for all of them.
-fn run_func(f: usize, mode: plan::Mode, s: &Sizing, timeout: f64) -> Result<String, String> {
+fn run_func(
+    f: usize,
+    mode: plan::Mode,
+    s: &Sizing,
+    max_passes: Option<u64>,
+    timeout: f64,
+) -> Result<String, String> {
     let shared = Shared::new()?;
     let mut children = Vec::new();
     let mut err = None;
-    'fork: for g in plan::groups(f, mode, s.num_processes) {
+    'fork: for g in plan::groups(f, mode, s.num_processes, max_passes) {
         for i in 0..g.workers {
             let what = format!("{} worker {i}", kind_name(g.kind));
             match spawn(&what, || worker(g, s.alloc_bytes(), timeout, &shared)) {
@@ -272,7 +301,7 @@ fn run_func(f: usize, mode: plan::Mode, s: &Sizing, timeout: f64) -> Result<Stri
     if bad.is_empty() {
         Ok(summary)
     } else {
-        Err(format!("{summary}; {}", bad.join("; ")))
+        Err(format!("{summary}; {}", summarize(&bad)))
     }
 }
 
@@ -321,7 +350,7 @@ fn run_reclaim(ncpus: u64, timeout: f64) -> Result<String, String> {
     if problems.is_empty() {
         Ok(summary)
     } else {
-        Err(format!("{summary}; {}", problems.join("; ")))
+        Err(format!("{summary}; {}", summarize(&problems)))
     }
 }
 
@@ -395,6 +424,9 @@ fn main() {
         "Using {} processes and {} MiB per process",
         sizing.num_processes, sizing.alloc_mib
     );
+    if let Some(n) = o.max_passes {
+        println!("gem-shrink: at most {n} passes per worker iteration");
+    }
     let skip_reason = memory_check(&sizing).err();
 
     let (mut passed, mut failed, mut skipped) = (0, 0, 0);
@@ -410,7 +442,7 @@ fn main() {
                 continue;
             }
             (Subtest::Reclaim, _) => run_reclaim(ncpus, timeout),
-            (Subtest::Func(f, mode), None) => run_func(f, mode, &sizing, timeout),
+            (Subtest::Func(f, mode), None) => run_func(f, mode, &sizing, o.max_passes, timeout),
         };
         let secs = start.elapsed().as_secs_f64();
         match r {

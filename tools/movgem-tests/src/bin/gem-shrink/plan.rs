@@ -35,8 +35,8 @@ pub enum Mode {
 
 /// The modes with their subtest name suffixes, in igt's order.
 pub const MODES: [(&str, Mode); 5] = [
-    ("", Mode::Plain),
     ("-sanitycheck", Mode::SanityCheck),
+    ("", Mode::Plain),
     ("-userptr", Mode::Userptr),
     ("-userptr-dirty", Mode::UserptrDirty),
     ("-oom", Mode::Oom),
@@ -117,8 +117,19 @@ pub struct Group {
 /// The worker groups of function `f` in `mode` with `n` = num_processes,
 /// following igt's `run_test()`: each userptr kind takes half of what is
 /// left (rounded up) as its worker count, and the groups forked after it
-/// use that half as their count and pass count.
-pub fn groups(f: usize, mode: Mode, n: u64) -> Vec<Group> {
+/// use that half as their count and pass count.  `max_passes`, if given,
+/// caps every group's passes per iteration (igt has no such cap).
+pub fn groups(f: usize, mode: Mode, n: u64, max_passes: Option<u64>) -> Vec<Group> {
+    let mut out = igt_groups(f, mode, n);
+    if let Some(cap) = max_passes {
+        for g in &mut out {
+            g.passes = g.passes.min(cap.max(1));
+        }
+    }
+    out
+}
+
+fn igt_groups(f: usize, mode: Mode, n: u64) -> Vec<Group> {
     let mut n = if mode == Mode::SanityCheck { 1 } else { n };
     let mut out = Vec::new();
     if mode == Mode::Oom {
@@ -201,6 +212,8 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), 51);
         assert_eq!(all[0].0, "reclaim");
+        assert_eq!(all[1].0, "get-pages-sanitycheck");
+        assert_eq!(all[2].0, "get-pages");
         for want in [
             "get-pages",
             "hang-oom",
@@ -229,7 +242,7 @@ mod tests {
 
     #[test]
     fn worker_groups() {
-        let g = groups(3, Mode::Plain, 18);
+        let g = groups(3, Mode::Plain, 18, None);
         assert_eq!(
             g,
             [Group {
@@ -238,7 +251,7 @@ mod tests {
                 passes: 18
             }]
         );
-        let g = groups(0, Mode::SanityCheck, 18);
+        let g = groups(0, Mode::SanityCheck, 18, Some(2));
         assert_eq!(
             g,
             [Group {
@@ -247,7 +260,7 @@ mod tests {
                 passes: 1
             }]
         );
-        let g = groups(1, Mode::Userptr, 17);
+        let g = groups(1, Mode::Userptr, 17, None);
         assert_eq!(
             g[0],
             Group {
@@ -264,7 +277,7 @@ mod tests {
                 passes: 9
             }
         );
-        let g = groups(2, Mode::UserptrDirty, 18);
+        let g = groups(2, Mode::UserptrDirty, 18, None);
         assert_eq!(
             g[0],
             Group {
@@ -289,7 +302,7 @@ mod tests {
                 passes: 5
             }
         );
-        let g = groups(9, Mode::Oom, 18);
+        let g = groups(9, Mode::Oom, 18, None);
         assert_eq!(
             g[0],
             Group {
