@@ -111,7 +111,7 @@ pub(crate) const NAMES: [&kernel::str::CStr; COUNT] = [
     kernel::c_str!("writeback_pages"),
     kernel::c_str!("oom_notifications"),
     kernel::c_str!("oom_freed_pages"),
-    kernel::c_str!("drop_caches"),
+    kernel::c_str!("drop_caches_calls"),
     kernel::c_str!("userptr_invalidations"),
     kernel::c_str!("userptr_stale_unbinds"),
     kernel::c_str!("userptr_faulted_pages"),

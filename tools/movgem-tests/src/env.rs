@@ -84,7 +84,8 @@ impl Counters {
                 .file_name()
                 .to_string_lossy()
                 .into_owned();
-            if name != "control" {
+            // Every file but the two command files is a counter.
+            if name != "control" && name != "drop_caches" {
                 let v = counter(&name)?;
                 map.insert(name, v);
             }

@@ -26,7 +26,10 @@ fn write_drop_caches(text: &str) -> std::io::Result<()> {
 
 /// Writes `MOVGEM_DROP_*` bits to debugfs drop_caches.
 fn drop_objects(flags: u32) -> Result<(), String> {
-    write_drop_caches(&flags.to_string()).map_err(|e| format!("drop_caches {flags:#x}: {e}"))
+    write_drop_caches(&flags.to_string()).map_err(|e| {
+        let meta = fs::metadata(uapi::DROP_CACHES_PATH);
+        format!("drop_caches {flags:#x}: {e} ({meta:?})")
+    })
 }
 
 /// A `/proc/vmstat` value.
@@ -180,7 +183,7 @@ pub fn drop_caches_bits() -> TestResult {
     drop_objects(uapi::DROP_UNBOUND | uapi::DROP_BOUND)?;
     let d = Counters::read()?.since(&before);
     ensure!(
-        d.get("purged_objects") == 0 && d.get("drop_caches") == 1,
+        d.get("purged_objects") == 0 && d.get("drop_caches_calls") == 1,
         "purged without DROP_PURGE: {d}"
     );
     drop_objects(uapi::DROP_PURGE)?;

@@ -39,6 +39,7 @@ const CMDS: &[u32] = &[
     uapi::IOCTL_VMAP,
     uapi::IOCTL_VUNMAP,
     uapi::IOCTL_GET_INFO,
+    uapi::IOCTL_USERPTR,
 ];
 
 /// What the uAPI documents (Documentation/design.md).
@@ -53,6 +54,7 @@ const ALLOWED: &[i32] = &[
     libc::EBUSY,
     libc::ETIME,
     libc::EINTR,
+    libc::EAGAIN,
 ];
 
 const SCRATCH: usize = 64 << 10;
@@ -241,6 +243,8 @@ impl Fuzzer {
                         let _ = self.dev.close(h);
                         self.stale.push(h);
                     }
+                } else if cmd == uapi::IOCTL_USERPTR {
+                    self.live.push((arg[2] >> 32) as u32);
                 } else if cmd == uapi::IOCTL_CLOSE {
                     let h = (arg[0] & 0xffff_ffff) as u32;
                     self.live.retain(|&x| x != h);
