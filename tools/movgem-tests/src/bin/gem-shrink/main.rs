@@ -154,7 +154,10 @@ fn spawn(
             Err(e) => {
                 // SAFETY: getpid has no preconditions.
                 let me = unsafe { libc::getpid() };
-                eprintln!("gem-shrink: {what} (pid {me}): {e}");
+                // One write, so that children failing together do not
+                // interleave their lines on the console.
+                let line = format!("gem-shrink: {what} (pid {me}): {e}\n");
+                let _ = std::io::stderr().write_all(line.as_bytes());
                 1
             }
         };
