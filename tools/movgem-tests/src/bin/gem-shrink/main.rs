@@ -11,9 +11,12 @@
 //! drive the driver's drop_caches file.
 //!
 //! ```text
-//! gem-shrink [--duration SECONDS] [--passes N] [--run-subtest PATTERN]...
-//!            [--list-subtests] [--expect-fail]
+//! gem-shrink [--duration SECONDS] [--passes N] [--subtest-timeout SECONDS]
+//!            [--run-subtest PATTERN]... [--list-subtests] [--expect-fail]
 //! ```
+//!
+//! `--subtest-timeout` kills a subtest's children (SIGKILL) once it has
+//! run that long and fails it, as igt_runner's per-test timeout does.
 //!
 //! `--passes N` caps the passes a worker makes per iteration (igt:
 //! `num_processes`); `make check` uses it to bound the run time, see
@@ -37,6 +40,9 @@ use plan::{Group, Kind, Sizing, Subtest, FUNCS};
 struct Options {
     duration: f64,
     max_passes: Option<u64>,
+    /// Kill a subtest's children after this many seconds (igt_runner's
+    /// per-test timeout); `None`: wait for ever.
+    watchdog: Option<f64>,
     patterns: Vec<String>,
     list: bool,
     expect_fail: bool,
@@ -44,8 +50,8 @@ struct Options {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: gem-shrink [--duration SECONDS] [--passes N] [--run-subtest PATTERN]... \
-         [--list-subtests] [--expect-fail]"
+        "usage: gem-shrink [--duration SECONDS] [--passes N] [--subtest-timeout SECONDS] \
+         [--run-subtest PATTERN]... [--list-subtests] [--expect-fail]"
     );
     std::process::exit(2);
 }
@@ -54,6 +60,7 @@ fn options() -> Options {
     let mut o = Options {
         duration: 20.0,
         max_passes: None,
+        watchdog: None,
         patterns: Vec::new(),
         list: false,
         expect_fail: false,
@@ -70,6 +77,12 @@ fn options() -> Options {
             "--passes" => {
                 o.max_passes = match args.next().and_then(|s| s.parse().ok()) {
                     Some(n) if n > 0 => Some(n),
+                    _ => usage(),
+                }
+            }
+            "--subtest-timeout" => {
+                o.watchdog = match args.next().and_then(|s| s.parse().ok()) {
+                    Some(t) if t > 0.0 => Some(t),
                     _ => usage(),
                 }
             }
@@ -200,9 +213,15 @@ fn summarize(bad: &[String]) -> String {
 
 /// Reaps every child; returns a description of each that failed.  While
 /// waiting, prints `progress()` every 30 s so a slow guest shows life.
-fn reap(mut children: Vec<(libc::pid_t, String)>, progress: impl Fn() -> String) -> Vec<String> {
+fn reap(
+    mut children: Vec<(libc::pid_t, String)>,
+    watchdog: Option<f64>,
+    progress: impl Fn() -> String,
+) -> Vec<String> {
     let mut bad = Vec::new();
+    let start = Instant::now();
     let mut last = Instant::now();
+    let mut fired = false;
     while !children.is_empty() {
         let mut status = 0;
         // SAFETY: `status` is a valid out pointer; we only reap our children.
@@ -216,6 +235,19 @@ fn reap(mut children: Vec<(libc::pid_t, String)>, progress: impl Fn() -> String)
             break;
         }
         if pid == 0 {
+            if !fired && watchdog.is_some_and(|w| start.elapsed().as_secs_f64() >= w) {
+                fired = true;
+                bad.push(format!(
+                    "subtest timed out after {:.0}s: {}; killing {} workers",
+                    start.elapsed().as_secs_f64(),
+                    progress(),
+                    children.len()
+                ));
+                for &(pid, _) in &children {
+                    // SAFETY: `pid` is our child, not yet reaped.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
             std::thread::sleep(Duration::from_millis(50));
             if last.elapsed() >= Duration::from_secs(30) {
                 println!(
@@ -272,6 +304,7 @@ fn run_func(
     s: &Sizing,
     max_passes: Option<u64>,
     timeout: f64,
+    watchdog: Option<f64>,
 ) -> Result<String, String> {
     let shared = Shared::new()?;
     let mut children = Vec::new();
@@ -296,7 +329,7 @@ fn run_func(
             s.alloc_mib
         )
     };
-    let bad = reap(children, summary);
+    let bad = reap(children, watchdog, summary);
     let summary = summary();
     if let Some(e) = err {
         return Err(e);
@@ -312,7 +345,7 @@ fn run_func(
 /// driver's drop_caches file without pause, while this one keeps a
 /// 100 ms batch on the GPU at all times: the next is queued before the
 /// previous is waited for.
-fn run_reclaim(ncpus: u64, timeout: f64) -> Result<String, String> {
+fn run_reclaim(ncpus: u64, timeout: f64, watchdog: Option<f64>) -> Result<String, String> {
     let shared = Shared::new()?;
     let mut children = Vec::new();
     let mut err = None;
@@ -339,7 +372,7 @@ fn run_reclaim(ncpus: u64, timeout: f64) -> Result<String, String> {
     }
     let gpu = if err.is_none() { spin(timeout) } else { Ok(0) };
     shared.stop().store(1, Ordering::Relaxed);
-    let bad = reap(children, || "drop_caches writers".to_string());
+    let bad = reap(children, watchdog, || "drop_caches writers".to_string());
     let batches = gpu.as_ref().copied().unwrap_or(0);
     let summary = format!(
         "{batches} batches of 100 ms, {} drop_caches writes",
@@ -444,8 +477,10 @@ fn main() {
                 skipped += 1;
                 continue;
             }
-            (Subtest::Reclaim, _) => run_reclaim(ncpus, timeout),
-            (Subtest::Func(f, mode), None) => run_func(f, mode, &sizing, o.max_passes, timeout),
+            (Subtest::Reclaim, _) => run_reclaim(ncpus, timeout, o.watchdog),
+            (Subtest::Func(f, mode), None) => {
+                run_func(f, mode, &sizing, o.max_passes, timeout, o.watchdog)
+            }
         };
         let secs = start.elapsed().as_secs_f64();
         match r {
