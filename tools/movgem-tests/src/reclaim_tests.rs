@@ -274,9 +274,11 @@ pub fn writeback_swapin_and_migration_keep_data() -> TestResult {
         "swap not used: SwapFree {swap_before} -> {swap_after} KiB"
     );
 
-    // Push the swap cache out, so that reading means swapping in.
+    // Push the swap cache out, so that reading means swapping in: the
+    // written-back pages are clean and at the tail of the LRU, so a hog
+    // a little larger than what is available takes them first.
     let avail = env::meminfo_kib("MemAvailable")? << 10;
-    let st = hog(avail * 3 / 4, false);
+    let st = hog(avail + (64 << 20), false);
     ensure!(exited_ok(st), "hog failed: status {st}");
     let pswpin = vmstat("pswpin")?;
     let mut got = vec![0u8; size as usize];

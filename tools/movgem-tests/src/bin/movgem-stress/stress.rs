@@ -152,7 +152,7 @@ impl Worker {
     }
 
     fn wait(&self, h: u32) -> bool {
-        self.check("wait", self.dev.wait(h, 5_000_000_000).map(|_| ()), &[])
+        self.check("wait", self.dev.wait(h, 20_000_000_000).map(|_| ()), &[])
     }
 
     fn step(&mut self) {
