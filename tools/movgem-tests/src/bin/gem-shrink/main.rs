@@ -225,8 +225,17 @@ fn summarize(bad: &[String]) -> String {
     s
 }
 
+/// How long SIGKILLed workers get to die before the run is abandoned.
+const KILL_GRACE_S: f64 = 30.0;
+
+/// Set once workers survived SIGKILL: they are stuck in the kernel, and
+/// nothing after this subtest would measure anything but that.
+static ABANDONED: AtomicU32 = AtomicU32::new(0);
+
 /// Reaps every child; returns a description of each that failed.  While
 /// waiting, prints `progress()` every 30 s so a slow guest shows life.
+/// Past the watchdog, kills the children; if they are still there
+/// `KILL_GRACE_S` later, gives up on them and marks the run abandoned.
 fn reap(
     mut children: Vec<(libc::pid_t, String)>,
     watchdog: Option<f64>,
@@ -249,14 +258,27 @@ fn reap(
             break;
         }
         if pid == 0 {
-            if !fired && watchdog.is_some_and(|w| start.elapsed().as_secs_f64() >= w) {
+            let t = start.elapsed().as_secs_f64();
+            if fired && watchdog.is_some_and(|w| t >= w + KILL_GRACE_S) {
+                let msg = format!(
+                    "{} workers still alive {KILL_GRACE_S:.0}s after SIGKILL (stuck in the kernel); \
+                     abandoning the run",
+                    children.len()
+                );
+                println!("gem-shrink: {msg}");
+                bad.push(msg);
+                ABANDONED.store(1, Ordering::Relaxed);
+                break;
+            }
+            if !fired && watchdog.is_some_and(|w| t >= w) {
                 fired = true;
-                bad.push(format!(
-                    "subtest timed out after {:.0}s: {}; killing {} workers",
-                    start.elapsed().as_secs_f64(),
+                let msg = format!(
+                    "subtest timed out after {t:.0}s: {}; killing {} workers",
                     progress(),
                     children.len()
-                ));
+                );
+                println!("gem-shrink: {msg}");
+                bad.push(msg);
                 for &(pid, _) in &children {
                     // SAFETY: `pid` is our child, not yet reaped.
                     unsafe { libc::kill(pid, libc::SIGKILL) };
@@ -490,6 +512,11 @@ fn main() {
     let (mut passed, mut failed, mut skipped) = (0, 0, 0);
     let total = Instant::now();
     for (name, t) in selected.iter().map(|(n, t)| (n, *t)) {
+        if ABANDONED.load(Ordering::Relaxed) != 0 {
+            println!("Subtest {name}: FAIL (not run: the run was abandoned)");
+            failed += 1;
+            continue;
+        }
         println!("Starting subtest: {name}");
         let start = Instant::now();
         let timeout = plan::timeout_s(t, o.duration);
@@ -536,7 +563,13 @@ fn main() {
             eprintln!("gem-shrink: {path}: {e}");
         }
     }
-    let ok = if o.expect_fail {
+    let abandoned = ABANDONED.load(Ordering::Relaxed) != 0;
+    if abandoned {
+        println!("gem-shrink: abandoned: workers could not be killed, the verdict is FAIL");
+    }
+    let ok = if abandoned {
+        false
+    } else if o.expect_fail {
         let all_failed = failed == selected.len();
         println!(
             "gem-shrink: expected every selected subtest to fail: {}",
