@@ -160,6 +160,7 @@ impl FileState {
                     obj.unpin(&mut self.device.struct_mutex.lock())?;
                     return Ok(0);
                 }
+                obj.populate()?;
                 a.offset = obj.pin(&mut self.device.struct_mutex.lock())?;
                 if let Err(e) = write(arg, &a) {
                     let _ = obj.unpin(&mut self.device.struct_mutex.lock());
@@ -171,6 +172,9 @@ impl FileState {
                 let a: uapi::Vmap = read(arg)?;
                 pad_zero(a.pad)?;
                 let obj = self.lookup(a.handle)?;
+                if cmd == uapi::IOCTL_VMAP {
+                    obj.populate()?;
+                }
                 let mut gem = self.device.struct_mutex.lock();
                 if cmd == uapi::IOCTL_VMAP {
                     obj.vmap(&mut gem)?;

@@ -88,8 +88,9 @@ pub(crate) fn submit(device: &Arc<Device>, queue: &Queue, batch: &Batch) -> Resu
     let mut offsets = KVec::with_capacity(batch.objects.len(), GFP_KERNEL)?;
     let mut objects = KVec::with_capacity(batch.objects.len(), GFP_KERNEL)?;
     let mut pages = KVec::new();
-    // Userptr ranges are faulted in before struct_mutex: that sleeps,
-    // allocates and takes mmap_lock.
+    // Pages are made present before struct_mutex: userptr ranges are
+    // faulted in (that sleeps, allocates and takes mmap_lock), shmem pages
+    // allocated where our shrinker can make room for them.
     let mut user: KVec<Option<(Seq, KVec<PageRef>)>> =
         KVec::with_capacity(batch.objects.len(), GFP_KERNEL)?;
     for (obj, write) in batch.objects.iter() {
@@ -100,7 +101,12 @@ pub(crate) fn submit(device: &Arc<Device>, queue: &Queue, batch: &Batch) -> Resu
                 counters::add(Counter::UserptrFaultedPages, got.len() as u64);
                 Some((seq, got))
             }
-            None => None,
+            None => {
+                // Bound objects hold their pages already; others get them
+                // here, without struct_mutex (see `Object::populate`).
+                obj.populate()?;
+                None
+            }
         };
         user.push(fetched, GFP_KERNEL)?;
     }

@@ -634,7 +634,9 @@ impl Object {
         }
     }
 
-    /// Fetches the object's pages if it does not hold them.
+    /// Fetches the object's pages if it does not hold them.  Under
+    /// `struct_mutex` this allocates in its NOFS scope, where our own
+    /// shrinker cannot help: callers that can, [`Object::populate`] first.
     pub(crate) fn get_pages(&self, st: &mut ObjState) -> Result {
         if st.dead {
             return Err(ENOENT);
@@ -645,6 +647,12 @@ impl Object {
         if !st.pages.is_empty() {
             return Ok(());
         }
+        let fetched = self.fetch_pages()?;
+        self.install_pages(st, fetched)
+    }
+
+    /// References on every page, and their frame numbers.
+    fn fetch_pages(&self) -> Result<(KVec<PageRef>, KVec<usize>)> {
         let file = self.shmem()?;
         let mut pages = KVec::with_capacity(self.npages, GFP_KERNEL)?;
         let mut pfns = KVec::with_capacity(self.npages, GFP_KERNEL)?;
@@ -653,13 +661,55 @@ impl Object {
             pfns.push(folio.pfn(), GFP_KERNEL)?;
             pages.push(folio, GFP_KERNEL)?;
         }
+        Ok((pages, pfns))
+    }
+
+    /// Makes `fetched` the object's pages, unless it got pages meanwhile
+    /// or can no longer have any (purged: the fetched pages were
+    /// truncated away; dead).
+    fn install_pages(&self, st: &mut ObjState, fetched: (KVec<PageRef>, KVec<usize>)) -> Result {
+        if st.dead {
+            return Err(ENOENT);
+        }
+        if self.purged() {
+            return Err(EFAULT);
+        }
+        if !st.pages.is_empty() {
+            return Ok(());
+        }
         if st.released {
             counters::inc(Counter::Rebinds);
             st.released = false;
         }
-        st.pages = pages;
-        st.pfns = pfns;
+        (st.pages, st.pfns) = fetched;
         Ok(())
+    }
+
+    /// Makes the pages of a WILLNEED shmem object present, allocating
+    /// them without `struct_mutex` held: under memory pressure that
+    /// allocation may need our shrinker to purge other objects, which it
+    /// cannot do while we hold the lock.  Call before taking the lock for
+    /// a bind, pin, vmap or domain change.
+    pub(crate) fn populate(&self) -> Result {
+        if self.user.is_some() {
+            return Ok(());
+        }
+        {
+            let mut gem = self.device.struct_mutex.lock();
+            let st = self.state(&mut gem);
+            if st.dead {
+                return Err(ENOENT);
+            }
+            if st.madv != uapi::MADV_WILLNEED || self.purged() {
+                return Err(EFAULT);
+            }
+            if !st.pages.is_empty() {
+                return Ok(());
+            }
+        }
+        let fetched = self.fetch_pages()?;
+        let mut gem = self.device.struct_mutex.lock();
+        self.install_pages(self.state(&mut gem), fetched)
     }
 
     /// Binds the object into the GTT (fetching and pinning its pages) if
@@ -920,12 +970,7 @@ impl Object {
             counters::add(Counter::UserptrFaultedPages, pages.len() as u64);
             return Ok(());
         }
-        let mut gem = self.device.struct_mutex.lock();
-        let st = self.state(&mut gem);
-        if st.madv != uapi::MADV_WILLNEED {
-            return Err(EFAULT);
-        }
-        self.get_pages(st)
+        self.populate()
     }
 
     /// The invalidate callback: note the new sequence, so that requests
