@@ -280,7 +280,16 @@ def markdown(res, plots):
                      get(u, "hook_on.after_compaction"), get(u, "hook_off.after_compaction")])
     md.append(table(["guest", "ceiling", "hook on", "hook off", "physical limit", "on/ceiling", "off/ceiling",
                      "THP ceiling", "THP on", "THP off", "unusable idx on", "unusable idx off"], rows))
-    md.append("\nhugetlb pages obtained after `compact_memory` with objects (2/5 of available memory, 4 MiB "
+    md.append("")
+    rows = []
+    for s in sizes_of(res):
+        runs = get(res, f"fragmentation.{s}.hugepages_runs", {})
+        rows.append([s] + [", ".join(fmt(int(x)) for x in runs.get(k, []))
+                           for k in ("ceiling", "hook_on", "hook_off", "physical_limit")])
+    md.append(table(["guest", "ceiling, every round", "hook on, every round", "hook off, every round",
+                     "physical limit, every hook-on round"], rows))
+    md.append("\nMedians of the rounds (the second table lists every round). "
+              "hugetlb pages obtained after `compact_memory` with objects (2/5 of available memory, 4 MiB "
               "each) scattered over memory; THP: 2 MiB pages an `MADV_HUGEPAGE` region got; unusable index: "
               "order 9, mean over zones, after compaction (0 = all free memory usable for 2 MiB).")
     md.append(f"\n![fragmentation]({plots['fragmentation']})\n")
@@ -322,12 +331,13 @@ def markdown(res, plots):
             for run, label in (("hog_shrinker_off", "hog, shrinker off"), ("hog_shrinker_on", "hog, shrinker on"),
                                ("drop_caches", "drop_caches=3, shrinker on")):
                 r = k.get(run, {})
-                rows.append([kind, label, r.get("seconds"), r.get("completed"), r.get("shrink_freed_mib"),
+                runs = ", ".join(fmt(x) for x in r.get("seconds_runs", []))
+                rows.append([kind, label, r.get("seconds"), runs or "-", r.get("completed"), r.get("shrink_freed_mib"),
                              r.get("freed_mib_per_s"), r.get("objects_swap_used_mib")])
         md.append(f"Objects: {fmt(rc.get('objects_mib'))} MiB; hog: {fmt(rc.get('hog_mib'))} MiB; "
                   f"swap: {rc.get('swap')}.\n")
-        md.append(table(["objects", "driver", "seconds", "completed", "shrinker freed MiB", "freed MiB/s",
-                         "swap used MiB (after)"], rows))
+        md.append(table(["objects", "driver", "seconds (median run)", "every run", "completed",
+                         "shrinker freed MiB", "freed MiB/s", "object swap used MiB"], rows))
         md.append("")
         md.append(table(["objects", "hog wait, shrinker on / off"],
                         [[k, get(rc, f"{k}.hog_wait_ratio_on_vs_off")] for k in ("purgeable", "swappable")]))
@@ -342,11 +352,12 @@ def markdown(res, plots):
         md.append(table(["objects (4 KiB)", "hook µs/object", "shrinker µs/object", "create s", "vmap s",
                          "close s", "pages moved", "shrinker freed pages"], rows))
         md.append("")
-        rows = [[r.get("object_kib"), r.get("objects"), r.get("hook_us_per_object"), r.get("hook_us_per_page"),
+        rows = [[r.get("object_kib"), r.get("objects"), r.get("hook_us_per_object"),
+                 r.get("plain_us_per_page_moved"), r.get("hook_net_us_per_object"), r.get("hook_net_us_per_page"),
                  r.get("shrink_us_per_object"), r.get("shrink_us_per_page"), r.get("bind_us_per_page")]
                 for r in sc.get("by_size", [])]
-        md.append(table(["object KiB", "objects", "hook µs/object", "hook µs/page", "shrinker µs/object",
-                         "shrinker µs/page", "bind µs/page"], rows))
+        md.append(table(["object KiB", "objects", "hook µs/object", "plain µs/page moved", "hook net µs/object",
+                         "hook net µs/page", "shrinker µs/object", "shrinker µs/page", "bind µs/page"], rows))
         md.append("")
         sl = sc.get("loglog_slopes", {})
         md.append(table(["log-log slope (1 = linear)", "value"], [[k, v] for k, v in sl.items()]))
@@ -363,6 +374,7 @@ def markdown(res, plots):
 
 
 LAT_CASES = [
+    ("same_node_floor", "page already on the target node (call floor)"),
     ("plain_migration", "plain shmem page, migrates"),
     ("active", "active object, hook on (-EBUSY)"),
     ("active_hook_off", "active object, hook off (-EAGAIN, retried)"),
@@ -408,7 +420,7 @@ def plots(res, out):
                  "objects", "seconds")
     bs = sc.get("by_size", [])
     loglog_chart(os.path.join(out, names["scale_size"]), "cost per object vs object size",
-                 [("hook µs/object", [(r.get("pages_per_object"), r.get("hook_us_per_object")) for r in bs]),
+                 [("hook net µs/object", [(r.get("pages_per_object"), r.get("hook_net_us_per_object")) for r in bs]),
                   ("shrinker µs/object", [(r.get("pages_per_object"), r.get("shrink_us_per_object")) for r in bs])],
                  "pages per object", "µs")
     return names

@@ -3,7 +3,8 @@
 //! Fragmentation recovery: how many 2 MiB pages the kernel can assemble
 //! after compaction when objects are spread over memory.
 //!
-//! Each round starts from the same layout: a tmpfs filler of 4/5 of the
+//! Each round (three of each configuration, interleaved; the medians
+//! are the results) starts from the same layout: a tmpfs filler of 4/5 of the
 //! available memory with every other page punched out (shuffled), then
 //! objects of 4 MiB filling 2/5 of it (so they land in the holes, all
 //! over the zone), then the filler goes.  Three rounds:
@@ -25,6 +26,7 @@ use movgem_tests::env::{self, Counters, GpuAwake};
 use movgem_uapi::{self as uapi, Device};
 
 use crate::json::Json;
+use crate::stats;
 use crate::sys::{self, io, Objects, MIB};
 
 const OBJ_SIZE: u64 = 4 * MIB;
@@ -58,7 +60,7 @@ fn round(cfg: &str) -> Result<Json, String> {
     // THP: an anonymous region of 70% of what is free now (no swap, the
     // objects cannot be reclaimed: leave room).
     let thp_len = sys::meminfo("MemFree") * 1024 * 7 / 10 / (2 * MIB) * (2 * MIB);
-    let (thp, thp_s) = sys::thp_pages(thp_len)?;
+    let thp = sys::thp_pages(thp_len)?;
     let d = Counters::read()?.since(&before);
     env::set_param("hook", "1")?;
     drop(objs);
@@ -72,8 +74,12 @@ fn round(cfg: &str) -> Result<Json, String> {
         .with("free_mib_before_alloc", free_kib / 1024)
         .with("physical_limit", physical_limit)
         .with("hugepages", hugepages)
-        .with("thp_pages", thp)
+        .with("thp_pages", thp.pages)
         .with("thp_region_mib", thp_len / MIB)
+        .with("thp_fault_alloc", thp.fault_alloc)
+        .with("thp_fault_fallback", thp.fault_fallback)
+        .with("thp_eligible", thp.eligible)
+        .with("thp_madvised", thp.advised)
         .with(
             "unusable_index_order9_before",
             sys::unusable_json(&unusable_before),
@@ -85,14 +91,18 @@ fn round(cfg: &str) -> Result<Json, String> {
         .with("setup_s", setup_s)
         .with("compact_s", compact_s)
         .with("hugetlb_alloc_s", huge_s)
-        .with("thp_touch_s", thp_s)
+        .with("thp_touch_s", thp.secs)
         .with("hook_calls", d.get("hook_calls"))
         .with("hook_bypassed", d.get("hook_bypassed"))
         .with("migrated", d.get("migrated"))
         .with("released_objects", d.get("released_objects"));
     println!(
         "movgem-bench: fragmentation {cfg}: {hugepages} hugepages (physical limit {physical_limit}), \
-         THP {thp}, unusable index {:.3} -> {:.3}",
+         THP {} (eligible {}, faults: {} huge, {} fell back), unusable index {:.3} -> {:.3}",
+        thp.pages,
+        thp.eligible,
+        thp.fault_alloc,
+        thp.fault_fallback,
         mean(&unusable_before),
         mean(&unusable_after)
     );
@@ -103,67 +113,114 @@ fn mean(z: &[(String, f64)]) -> f64 {
     z.iter().map(|x| x.1).sum::<f64>() / z.len().max(1) as f64
 }
 
+/// Rounds of each configuration, interleaved (ceiling, off, on, ceiling,
+/// ...): the page allocator varies from round to round; the medians are
+/// the results.
+pub const REPS: usize = 3;
+const CONFIGS: [&str; 3] = ["ceiling", "hook_off", "hook_on"];
+
+fn num(j: Option<&Json>) -> f64 {
+    match j {
+        Some(Json::Int(i)) => *i as f64,
+        Some(Json::Num(x)) => *x,
+        _ => f64::NAN,
+    }
+}
+
 pub fn run() -> Result<Json, String> {
     let _awake = GpuAwake::new()?;
-    let _ = sys::write("/sys/kernel/mm/transparent_hugepage/enabled", "madvise");
-    let _ = sys::write("/sys/kernel/mm/transparent_hugepage/defrag", "madvise");
+    // `always`: the tiny kernel has no madvise(2), so MADV_HUGEPAGE
+    // alone cannot make the THP region eligible; and direct compaction
+    // on every THP fault.
+    sys::write("/sys/kernel/mm/transparent_hugepage/enabled", "always")?;
+    sys::write("/sys/kernel/mm/transparent_hugepage/defrag", "always")?;
     env::set_param("shrinker", "0")?;
-    let mut rounds = Json::obj();
+    let mut rounds: Vec<(&str, Json)> = Vec::new();
     let mut result = Ok(());
-    for cfg in ["ceiling", "hook_off", "hook_on"] {
-        match round(cfg) {
-            Ok(r) => {
-                rounds.set(cfg, r);
-            }
-            Err(e) => {
-                result = Err(format!("{cfg}: {e}"));
-                break;
+    'reps: for rep in 0..REPS {
+        for cfg in CONFIGS {
+            match round(cfg) {
+                Ok(r) => rounds.push((cfg, r)),
+                Err(e) => {
+                    result = Err(format!("{cfg} (round {}): {e}", rep + 1));
+                    break 'reps;
+                }
             }
         }
     }
     env::set_param("shrinker", "1")?;
     env::set_param("hook", "1")?;
+    sys::write("/sys/kernel/mm/transparent_hugepage/defrag", "madvise")?;
     result?;
-    let pick = |cfg: &str, key: &str| rounds.get(cfg).and_then(|r| r.get(key)).cloned();
-    let num = |j: Option<Json>| match j {
-        Some(Json::Int(i)) => i as f64,
-        Some(Json::Num(x)) => x,
-        _ => f64::NAN,
+    // Every value of `key` over the rounds of `cfg`, and their median.
+    let values = |cfg: &str, key: &str| -> Vec<f64> {
+        rounds
+            .iter()
+            .filter(|(c, _)| *c == cfg)
+            .map(|(_, r)| match key.split_once('.') {
+                Some((a, b)) => num(r.get(a).and_then(|j| j.get(b))),
+                None => num(r.get(key)),
+            })
+            .collect()
     };
-    let ceiling = num(pick("ceiling", "hugepages"));
-    let on = num(pick("hook_on", "hugepages"));
-    let off = num(pick("hook_off", "hugepages"));
+    let med = |cfg: &str, key: &str| stats::median(&values(cfg, key));
     let mut huge = Json::obj();
-    for cfg in ["ceiling", "hook_on", "hook_off"] {
-        huge.set(cfg, pick(cfg, "hugepages").unwrap_or(Json::Null));
-    }
-    // The physical limit of the hook-on round: every round frees the
-    // same amount, this is the one the headline compares against.
-    huge.set(
-        "physical_limit",
-        pick("hook_on", "physical_limit").unwrap_or(Json::Null),
-    );
+    let mut huge_runs = Json::obj();
     let mut thp = Json::obj();
     let mut unusable = Json::obj();
-    for cfg in ["ceiling", "hook_on", "hook_off"] {
-        thp.set(cfg, pick(cfg, "thp_pages").unwrap_or(Json::Null));
-        let u = |k: &str| {
-            pick(cfg, k)
-                .and_then(|j| j.get("mean").cloned())
-                .unwrap_or(Json::Null)
-        };
+    let mut per_cfg = Json::obj();
+    for cfg in CONFIGS {
+        huge.set(cfg, med(cfg, "hugepages").map(|x| x as u64));
+        huge_runs.set(cfg, values(cfg, "hugepages"));
+        thp.set(cfg, med(cfg, "thp_pages").map(|x| x as u64));
         unusable.set(
             cfg,
             Json::obj()
-                .with("before_compaction", u("unusable_index_order9_before"))
-                .with("after_compaction", u("unusable_index_order9_after")),
+                .with(
+                    "before_compaction",
+                    med(cfg, "unusable_index_order9_before.mean"),
+                )
+                .with(
+                    "after_compaction",
+                    med(cfg, "unusable_index_order9_after.mean"),
+                ),
+        );
+        per_cfg.set(
+            cfg,
+            Json::Arr(
+                rounds
+                    .iter()
+                    .filter(|(c, _)| *c == cfg)
+                    .map(|(_, r)| r.clone())
+                    .collect(),
+            ),
         );
     }
+    // Every round frees about the same; the headline compares against
+    // the median physical limit of the hook-on rounds.
+    huge.set(
+        "physical_limit",
+        med("hook_on", "physical_limit").map(|x| x as u64),
+    );
+    huge_runs.set("physical_limit", values("hook_on", "physical_limit"));
+    let ratio = |cfg: &str| {
+        let c = med("ceiling", "hugepages").unwrap_or(f64::NAN);
+        med(cfg, "hugepages").unwrap_or(f64::NAN) / c
+    };
+    println!(
+        "movgem-bench: fragmentation medians of {REPS}: ceiling {}, hook on {}, hook off {}, physical limit {}",
+        huge.get("ceiling").cloned().unwrap_or(Json::Null),
+        huge.get("hook_on").cloned().unwrap_or(Json::Null),
+        huge.get("hook_off").cloned().unwrap_or(Json::Null),
+        huge.get("physical_limit").cloned().unwrap_or(Json::Null)
+    );
     Ok(Json::obj()
         .with("hugepages", huge)
-        .with("hook_on_vs_ceiling", on / ceiling)
-        .with("hook_off_vs_ceiling", off / ceiling)
+        .with("hugepages_runs", huge_runs)
+        .with("hook_on_vs_ceiling", ratio("hook_on"))
+        .with("hook_off_vs_ceiling", ratio("hook_off"))
         .with("thp_pages", thp)
         .with("unusable_index_order9", unusable)
-        .with("rounds", rounds))
+        .with("rounds_per_config", REPS)
+        .with("rounds", per_cfg))
 }

@@ -20,7 +20,7 @@ use crate::sys::{self, io, Objects, MIB};
 const TOTAL: u64 = 64 * MIB;
 /// Object size for the bound case.
 const OBJ_SIZE: u64 = 4 * MIB;
-const REPS: usize = 3;
+const REPS: usize = 5;
 
 fn rate(m: &sys::Moved) -> f64 {
     m.moved as f64 / m.secs

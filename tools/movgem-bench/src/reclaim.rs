@@ -16,7 +16,8 @@
 //!
 //! Drivers: a memory hog (a child touching 3/4 of the memory that was
 //! available before the objects, page by page) with the shrinker on and
-//! off (what the hog waits), and `echo 3 > drop_caches`.  MiB/s are the
+//! off (what the hog waits; three runs of each, interleaved, the median
+//! reported), and `echo 3 > drop_caches`.  MiB/s are the
 //! pages the shrinker reports freed (`shrink_freed_pages`) over the
 //! driver's wall time; `swap_used_mib` says how much really went to swap.
 
@@ -30,6 +31,26 @@ use crate::json::Json;
 use crate::sys::{self, io, Objects, MIB, PAGE};
 
 const OBJ_SIZE: u64 = 4 * MIB;
+/// Hog runs with the shrinker off and on, interleaved; the run with the
+/// median time is reported, with every time.
+const REPS: usize = 3;
+
+fn seconds(j: &Json) -> f64 {
+    match j.get("seconds") {
+        Some(Json::Num(x)) => *x,
+        _ => f64::NAN,
+    }
+}
+
+/// The run of median `seconds`, with `seconds_runs` listing them all.
+fn median_run(mut runs: Vec<Json>) -> Json {
+    runs.sort_by(|a, b| seconds(a).total_cmp(&seconds(b)));
+    let all: Vec<f64> = runs.iter().map(seconds).collect();
+    match runs.into_iter().nth(all.len() / 2) {
+        Some(r) => r.with("seconds_runs", all),
+        None => Json::Null,
+    }
+}
 
 fn sh(cmd: &str, args: &[&str]) -> Result<(), String> {
     let st = Command::new(cmd)
@@ -129,26 +150,23 @@ pub fn run() -> Result<Json, String> {
     let mut result = Ok(());
     for kind in ["purgeable", "swappable"] {
         let mut k = Json::obj();
-        for shrinker in ["0", "1"] {
-            if let Err(e) = env::set_param("shrinker", shrinker) {
-                result = Err(e);
-                break;
-            }
-            let name = if shrinker == "1" {
-                "hog_shrinker_on"
-            } else {
-                "hog_shrinker_off"
-            };
-            match measure(&dev, kind, bytes, &hog) {
-                Ok(j) => {
-                    k.set(name, j);
-                }
-                Err(e) => {
-                    result = Err(format!("{kind} {name}: {e}"));
-                    break;
+        let mut runs: [Vec<Json>; 2] = [Vec::new(), Vec::new()];
+        'reps: for _ in 0..REPS {
+            for (i, shrinker) in ["0", "1"].into_iter().enumerate() {
+                let r = env::set_param("shrinker", shrinker)
+                    .and_then(|()| measure(&dev, kind, bytes, &hog));
+                match r {
+                    Ok(j) => runs[i].push(j),
+                    Err(e) => {
+                        result = Err(format!("{kind} shrinker={shrinker}: {e}"));
+                        break 'reps;
+                    }
                 }
             }
         }
+        let [off_runs, on_runs] = runs;
+        k.set("hog_shrinker_off", median_run(off_runs));
+        k.set("hog_shrinker_on", median_run(on_runs));
         let _ = env::set_param("shrinker", "1");
         result.clone()?;
         k.set("drop_caches", measure(&dev, kind, bytes, &drop3)?);

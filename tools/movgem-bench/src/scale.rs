@@ -10,11 +10,13 @@
 //!   object's page to the other node (the hook releases each object).
 //!   Shrinker: the pages are taken again (VMAP + VUNMAP), then
 //!   `echo 2 > drop_caches` (slab shrinkers only).
-//! - By size (4 KiB .. 64 MiB, 12 objects of each size): bound idle
-//!   objects (EXECBUF).  Hook: one single-page move_pages call per
-//!   object (the hook releases the whole object, then one page moves),
-//!   median per object.  Shrinker: rebind, then `echo 2 > drop_caches`.
-//!   The same count for every size, so that only the size varies.
+//! - By size (4 KiB .. 64 MiB; 256 MiB of each size, 8 to 256
+//!   objects): bound idle objects (EXECBUF).  Hook: move_pages of the
+//!   first page of every object (the hook releases the whole object,
+//!   then one page moves), per object; the same number of memfd pages
+//!   moved the same way is the baseline (`hook_net_*` = the difference:
+//!   what releasing costs).  Shrinker: rebind, then
+//!   `echo 2 > drop_caches`.
 //!
 //! The slope of log(cost) over log(count or pages) is printed: 1 is
 //! linear growth, more is worse.  Nothing is asserted.
@@ -30,8 +32,6 @@ use crate::sys::{self, io, Objects, MIB, PAGE};
 
 pub const COUNTS: [usize; 3] = [1_000, 10_000, 100_000];
 pub const SIZES: [u64; 5] = [4 << 10, 64 << 10, MIB, 16 * MIB, 64 * MIB];
-/// Objects per size in the size sweep.
-const PER_SIZE: usize = 12;
 
 fn by_count(dev: &Device, n: usize) -> Result<Json, String> {
     let t = Instant::now();
@@ -75,29 +75,33 @@ fn by_count(dev: &Device, n: usize) -> Result<Json, String> {
         .with("shrink_scans", shrink.get("shrink_scans")))
 }
 
+/// Objects of `size` in the size sweep: 256 MiB worth, at least 8 and
+/// at most 256.
+fn per_size(size: u64) -> usize {
+    ((256 * MIB / size) as usize).clamp(8, 256)
+}
+
 fn by_size(dev: &Device, size: u64) -> Result<Json, String> {
-    let n = PER_SIZE;
+    let n = per_size(size);
     let pages = size / PAGE;
     let objs = Objects::create(dev, n, size)?;
     let t = Instant::now();
     objs.execbuf(uapi::OP_NOP, 0)?;
     let bind_s = sys::secs(t);
     let maps = objs.map_first(PAGE)?;
-    let addrs = maps.addrs();
-    let here = sys::nodes_of(&addrs)?;
     let before = Counters::read()?;
-    let mut per_obj = Vec::with_capacity(n);
-    let mut moved = 0;
-    for (k, a) in addrs.iter().enumerate() {
-        let to = 1 - here[k].clamp(0, 1);
-        let mut status = [i32::MIN];
-        let t = Instant::now();
-        sys::move_pages(std::slice::from_ref(a), Some(to), &mut status)?;
-        per_obj.push(sys::micros(t));
-        moved += usize::from(status[0] == to);
-    }
+    let m = sys::move_all_across(&maps.addrs())?;
     let hook = Counters::read()?.since(&before);
-    let hook_us = stats::median(&per_obj).unwrap_or(f64::NAN);
+    // The same number of plain shmem pages moved the same way: what the
+    // calls and the page copies cost without the hook.
+    let (fd, addr) = sys::memfd(n as u64 * PAGE)?;
+    let base = sys::move_all_across(&sys::page_addrs(addr, n as u64 * PAGE));
+    sys::unmap(addr, n as u64 * PAGE);
+    // SAFETY: our memfd, closed once.
+    unsafe { libc::close(fd) };
+    let base = base?;
+    let hook_us = m.secs * 1e6 / n as f64;
+    let net_us = (m.secs - base.secs) * 1e6 / n as f64;
     objs.execbuf(uapi::OP_NOP, 0)?;
     let before = Counters::read()?;
     let t = Instant::now();
@@ -108,7 +112,8 @@ fn by_size(dev: &Device, size: u64) -> Result<Json, String> {
     drop(objs);
     let shrink_us = shrink_s * 1e6 / n as f64;
     println!(
-        "movgem-bench: scale {} KiB objects: hook {hook_us:.1} us/object, shrinker {shrink_us:.1} us/object",
+        "movgem-bench: scale {} KiB objects: hook {hook_us:.1} us/object ({net_us:.1} over plain), \
+         shrinker {shrink_us:.1} us/object",
         size >> 10
     );
     Ok(Json::obj()
@@ -117,8 +122,10 @@ fn by_size(dev: &Device, size: u64) -> Result<Json, String> {
         .with("pages_per_object", pages)
         .with("bind_us_per_page", bind_s * 1e6 / (n as f64 * pages as f64))
         .with("hook_us_per_object", hook_us)
-        .with("hook_us_per_page", hook_us / pages as f64)
-        .with("hook_pages_moved", moved)
+        .with("plain_us_per_page_moved", base.secs * 1e6 / n as f64)
+        .with("hook_net_us_per_object", net_us)
+        .with("hook_net_us_per_page", net_us / pages as f64)
+        .with("hook_pages_moved", m.moved)
         .with("hook_released_pages", hook.get("released_pages"))
         .with("shrink_s", shrink_s)
         .with("shrink_us_per_object", shrink_us)
@@ -162,7 +169,7 @@ pub fn run(counts: &[usize]) -> Result<Json, String> {
         )
         .with(
             "hook_per_object_vs_pages",
-            slope(&size_rows, "pages_per_object", "hook_us_per_object"),
+            slope(&size_rows, "pages_per_object", "hook_net_us_per_object"),
         )
         .with(
             "shrinker_per_object_vs_pages",

@@ -235,11 +235,49 @@ pub fn hugetlb_pages() -> Result<(u64, f64), String> {
     Ok((got, took))
 }
 
-/// Transparent hugepages: maps `len` bytes of anonymous memory with
-/// MADV_HUGEPAGE, touches every page, and counts the 2 MiB pages the
-/// region got (AnonHugePages grows).  Returns (pages, seconds).
-pub fn thp_pages(len: u64) -> Result<(u64, f64), String> {
+/// A `/proc/vmstat` counter (0 when missing).
+pub fn vmstat(key: &str) -> u64 {
+    read("/proc/vmstat")
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// What a THP attempt got.
+pub struct Thp {
+    pub pages: u64,
+    pub secs: f64,
+    pub fault_alloc: u64,
+    pub fault_fallback: u64,
+    /// `THPeligible` of the region in /proc/self/smaps.
+    pub eligible: bool,
+    /// Whether madvise(MADV_HUGEPAGE) worked.
+    pub advised: bool,
+}
+
+/// A field of the /proc/self/smaps entry of the mapping at `start`.
+pub fn smaps_field(start: u64, field: &str) -> String {
+    let text = read("/proc/self/smaps");
+    let head = format!("{start:x}-");
+    let mut inside = false;
+    for l in text.lines() {
+        if l.contains('-') && l.split_whitespace().count() >= 5 {
+            inside = l.starts_with(&head);
+        } else if inside {
+            if let Some(v) = l.strip_prefix(field) {
+                return v.trim().to_string();
+            }
+        }
+    }
+    String::new()
+}
+
+/// Transparent hugepages: maps `len` bytes of anonymous memory, asks
+/// for MADV_HUGEPAGE (if the kernel has madvise), touches every page, and counts the 2 MiB pages the
+/// region got (AnonHugePages grows).
+pub fn thp_pages(len: u64) -> Result<Thp, String> {
     let before = meminfo("AnonHugePages");
+    let (alloc0, fallback0) = (vmstat("thp_fault_alloc"), vmstat("thp_fault_fallback"));
     // SAFETY: a fresh private anonymous mapping.
     let p = unsafe {
         libc::mmap(
@@ -254,17 +292,28 @@ pub fn thp_pages(len: u64) -> Result<(u64, f64), String> {
     if p == libc::MAP_FAILED {
         return Err(format!("mmap: {}", std::io::Error::last_os_error()));
     }
+    // The tiny kernel has no madvise(2) (CONFIG_ADVISE_SYSCALLS is off):
+    // then THP `enabled` must be `always` for the region to qualify.
     // SAFETY: advice on our own mapping.
-    unsafe { libc::madvise(p, len as usize, libc::MADV_HUGEPAGE) };
+    let advised = unsafe { libc::madvise(p, len as usize, libc::MADV_HUGEPAGE) } == 0;
     let t = Instant::now();
     for a in page_addrs(p as u64, len) {
         // SAFETY: inside the mapping just made.
         unsafe { std::ptr::write_volatile(a as *mut u8, 1) };
     }
-    let took = secs(t);
-    let got = meminfo("AnonHugePages").saturating_sub(before) / 2048;
+    let secs = secs(t);
+    let pages = meminfo("AnonHugePages").saturating_sub(before) / 2048;
+    let eligible = smaps_field(p as u64, "THPeligible:") == "1";
+    let thp = Thp {
+        pages,
+        secs,
+        fault_alloc: vmstat("thp_fault_alloc").saturating_sub(alloc0),
+        fault_fallback: vmstat("thp_fault_fallback").saturating_sub(fallback0),
+        eligible,
+        advised,
+    };
     unmap(p as u64, len);
-    Ok((got, took))
+    Ok(thp)
 }
 
 /// Runs a memory hog in a child: `bytes` of anonymous memory touched page
