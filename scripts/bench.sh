@@ -5,8 +5,8 @@
 # latest.md and the SVG plots (scripts/bench-report.py).
 #
 # Boots (TCG, QEMU_CPUS vCPUs, default 2):
-#   1 GiB: fragmentation, migration, latency, reclaim
-#   2 GiB: fragmentation, scale
+#   1 GiB: migration, latency, reclaim, fragmentation
+#   2 GiB: scale, fragmentation
 # Knobs: BENCH_1G / BENCH_2G (the benchmark lists of each boot; empty
 # skips the boot), BENCH_COUNTS (object counts of the scale benchmark,
 # default 1000,10000,100000), BENCH_OUT (default bench/results),
@@ -22,8 +22,8 @@ timeout=${QEMU_TIMEOUT:-900}
 counts=${BENCH_COUNTS:-1000,10000,100000}
 # size label, QEMU -m, benchmarks
 boots=(
-	"1GiB 1G ${BENCH_1G-fragmentation,migration,latency,reclaim}"
-	"2GiB 2G ${BENCH_2G-fragmentation,scale}"
+	"1GiB 1G ${BENCH_1G-migration,latency,reclaim,fragmentation}"
+	"2GiB 2G ${BENCH_2G-scale,fragmentation}"
 )
 
 "$MOVGEM_TOP/scripts/setup.sh"

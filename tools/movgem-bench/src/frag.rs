@@ -4,9 +4,9 @@
 //! after compaction when objects are spread over memory.
 //!
 //! Each round (three of each configuration, interleaved; the medians
-//! are the results) starts from the same layout: a tmpfs filler of 4/5 of the
+//! are the results) starts from the same layout: a tmpfs filler of 3/4 of the
 //! available memory with every other page punched out (shuffled), then
-//! objects of 4 MiB filling 2/5 of it (so they land in the holes, all
+//! objects of 4 MiB filling 3/8 of it (so they land in the holes, all
 //! over the zone), then the filler goes.  Three rounds:
 //!
 //! - `ceiling`: the objects' pages are written with PWRITE but never
@@ -43,9 +43,9 @@ fn round(cfg: &str) -> Result<Json, String> {
         sys::meminfo("AnonPages") >> 10,
         sys::meminfo("HugePages_Total")
     );
-    let count = (avail * 2 / 5 / OBJ_SIZE) as usize;
+    let count = (avail * 3 / 8 / OBJ_SIZE) as usize;
     let t0 = Instant::now();
-    let filler = env::fragment_fraction(4, 5)?;
+    let filler = env::fragment_fraction(3, 4)?;
     let objs = Objects::create(&dev, count, OBJ_SIZE)?;
     if cfg == "ceiling" {
         objs.pwrite_all(&sys::sample_page(7))?;
@@ -66,9 +66,9 @@ fn round(cfg: &str) -> Result<Json, String> {
     let free_kib = sys::meminfo("MemFree");
     let physical_limit = free_kib / 2048;
     let (hugepages, huge_s) = sys::hugetlb_pages()?;
-    // THP: an anonymous region of 60% of what is free now (no swap, the
-    // objects cannot be reclaimed: leave room).
-    let thp_len = sys::meminfo("MemFree") * 1024 * 6 / 10 / (2 * MIB) * (2 * MIB);
+    // THP: an anonymous region of half of what is free now (no swap,
+    // the objects cannot be reclaimed: leave room).
+    let thp_len = sys::meminfo("MemFree") * 1024 / 2 / (2 * MIB) * (2 * MIB);
     let thp = sys::thp_pages(thp_len)?;
     let d = Counters::read()?.since(&before);
     env::set_param("hook", "1")?;
