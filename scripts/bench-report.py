@@ -289,8 +289,9 @@ def markdown(res, plots):
     md.append(table(["guest", "ceiling, every round", "hook on, every round", "hook off, every round",
                      "physical limit, every hook-on round"], rows))
     md.append("\nMedians of the rounds (the second table lists every round). "
-              "hugetlb pages obtained after `compact_memory` with objects (2/5 of available memory, 4 MiB "
-              "each) scattered over memory; THP: 2 MiB pages an `MADV_HUGEPAGE` region got; unusable index: "
+              "hugetlb pages obtained after `compact_memory` with objects (3/8 of available memory, 4 MiB "
+              "each) scattered over memory; THP: 2 MiB pages an anonymous region of half the free memory "
+              "got (THP enabled=always, defrag=madvise); unusable index: "
               "order 9, mean over zones, after compaction (0 = all free memory usable for 2 MiB).")
     md.append(f"\n![fragmentation]({plots['fragmentation']})\n")
 
