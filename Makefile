@@ -6,7 +6,7 @@
 SHELL := /bin/bash
 KFLAVOUR ?= debug
 
-.PHONY: all demo check soak setup kernel module tools test-host fmt clean help
+.PHONY: all demo check soak bench setup kernel module tools test-host fmt clean help
 
 all: help
 
@@ -14,6 +14,7 @@ help:
 	@echo "make demo    set up what is missing, boot the patched kernel in QEMU, show the hook at work"
 	@echo "make check   the whole test suite; ends with 'N passed, N failed'"
 	@echo "make soak    the same with long stress/fuzz/fault-injection runs"
+	@echo "make bench   benchmarks in QEMU (1 GiB and 2 GiB guests); writes bench/results/"
 	@echo "make setup | kernel | module | tools | test-host | fmt | clean"
 
 demo:
@@ -26,6 +27,11 @@ check:
 # runs (891 s here), and gem-shrink with igt's 20 s per subtest.
 soak:
 	@QEMU_TIMEOUT=3600 GEM_SHRINK_TIMEOUT=7200 QEMU_APPEND="movgem_stress=600 movgem_fuzz=500000 movgem_seed=$$RANDOM movgem_faults=5000 movgem_lifecycle=20 movgem_gem_shrink_duration=20 movgem_gem_shrink_passes=2" scripts/check.sh
+
+# Benchmarks on the plain kernel: bench/results/latest.{json,md} and
+# SVG plots (see Documentation/benchmarks.md).
+bench:
+	@scripts/bench.sh
 
 setup:
 	@scripts/setup.sh

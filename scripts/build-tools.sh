@@ -6,4 +6,4 @@ source "$(dirname "$0")/lib.sh"
 say "tools: building static guest binaries"
 cd "$MOVGEM_TOP/tools"
 RUSTFLAGS="-C target-feature=+crt-static" \
-	cargo build --quiet --release --target x86_64-unknown-linux-gnu -p movgem-tests
+	cargo build --quiet --release --target x86_64-unknown-linux-gnu -p movgem-tests -p movgem-bench

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Pack busybox, movgem.ko, the test binaries and the guest runner into a
-# gzip'd cpio.  Usage: scripts/make-initramfs.sh OUTPUT
+# Pack busybox, movgem.ko, the test and benchmark binaries and the guest
+# runner into a gzip'd cpio.  Usage: scripts/make-initramfs.sh OUTPUT
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -14,6 +14,6 @@ cp /bin/busybox "$root/bin/busybox"
 cp "$MOVGEM_TOP/scripts/guest/init" "$root/init"
 chmod +x "$root/init"
 cp "$MOVGEM_TOP/movgem.ko" "$root/lib/modules/"
-cp "$bin/movgem-tests" "$bin/movgem-stress" "$bin/gem-shrink" "$root/bin/"
+cp "$bin/movgem-tests" "$bin/movgem-stress" "$bin/movgem-bench" "$bin/gem-shrink" "$root/bin/"
 (cd "$root" && find . | cpio -o -H newc --quiet) | gzip -1 >"$out"
 say "initramfs: $out ($(du -h "$out" | cut -f1))"

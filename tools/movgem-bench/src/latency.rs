@@ -1,0 +1,227 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Busy-path latency: how long one single-page move_pages(2) call takes
+//! when the hook refuses, in microseconds.
+//!
+//! - `active`: the object is kept busy by a long EXECBUF (duration_ns);
+//!   the hook answers -EBUSY at once (`refused_active`).
+//! - `active_hook_off`: the same with `hook=0`: plain `migrate_folio()`
+//!   sees the GPU's extra references and answers -EAGAIN, which
+//!   `migrate_pages()` retries (up to ten passes) before giving up.
+//!   The two are sampled in turn (on, off, on, ...) on the same object.
+//! - `lock_contended_<N>ms`: the object is idle but `struct_mutex` is
+//!   held (debugfs `control`: `hold_lock`); move_pages migrates
+//!   synchronously, so the hook retries its trylock for
+//!   `lock_timeout_ms` = N, then answers -EBUSY.
+//! - `plain_migration`: for reference, one plain shmem page actually
+//!   migrating;
+//! - `same_node_floor`: a page asked to move to the node it is on: what
+//!   every call pays (`lru_cache_disable()`: an expedited RCU grace
+//!   period and an LRU drain on every CPU) without any migration.
+
+use std::time::{Duration, Instant};
+
+use movgem_tests::env::{self, Control, Counters, GpuAwake};
+use movgem_uapi::{self as uapi, Device};
+
+use crate::json::Json;
+use crate::stats;
+use crate::sys::{self, io, Addr, Objects, MIB};
+
+const SAMPLES: usize = 400;
+/// How long the GPU keeps the object busy, at most (EXECBUF limit 60 s).
+const BUSY_NS: u64 = 40_000_000_000;
+/// How long `hold_lock` holds struct_mutex.
+const HOLD_MS: u64 = 3000;
+const LOCK_TIMEOUTS_MS: [u32; 2] = [10, 2];
+
+/// Times single-page move_pages calls on `addrs` (round robin, each to
+/// the node it is not on) until `n` samples or `deadline`; returns the
+/// latencies (µs) and how many pages actually moved.
+fn sample(addrs: &[Addr], n: usize, deadline: Instant) -> Result<(Vec<f64>, usize), String> {
+    let here = sys::nodes_of(addrs)?;
+    let mut lat = Vec::with_capacity(n.min(1 << 16));
+    let mut moved = 0;
+    for i in 0..n {
+        if Instant::now() >= deadline {
+            break;
+        }
+        let k = i % addrs.len();
+        let to = 1 - here[k].clamp(0, 1);
+        let mut status = [i32::MIN];
+        let t = Instant::now();
+        sys::move_pages(&addrs[k..=k], Some(to), &mut status)?;
+        lat.push(sys::micros(t));
+        if status[0] == to {
+            moved += 1;
+        }
+    }
+    Ok((lat, moved))
+}
+
+fn summary(lat: &[f64], moved: usize, extra: Json) -> Json {
+    let mut j = stats::distribution(lat);
+    j.set("pages_moved", moved);
+    if let Json::Obj(fields) = extra {
+        for (k, v) in fields {
+            j.set(&k, v);
+        }
+    }
+    j
+}
+
+/// Single-page calls that ask to move a page to the node it is already
+/// on: no migration at all, only what every call pays (the floor).
+fn same_node() -> Result<Json, String> {
+    let len = MIB;
+    let (fd, addr) = sys::memfd(len)?;
+    let addrs = sys::page_addrs(addr, len);
+    let here = sys::nodes_of(&addrs)?;
+    let mut lat = Vec::with_capacity(SAMPLES);
+    for i in 0..SAMPLES {
+        let k = i % addrs.len();
+        let mut status = [i32::MIN];
+        let t = Instant::now();
+        sys::move_pages(&addrs[k..=k], Some(here[k].clamp(0, 1)), &mut status)?;
+        lat.push(sys::micros(t));
+    }
+    sys::unmap(addr, len);
+    // SAFETY: our memfd, closed once.
+    unsafe { libc::close(fd) };
+    Ok(summary(&lat, 0, Json::obj()))
+}
+
+fn plain() -> Result<Json, String> {
+    let len = 4 * MIB;
+    let (fd, addr) = sys::memfd(len)?;
+    let addrs = sys::page_addrs(addr, len);
+    // Every sample moves a different page, each once.
+    let (lat, moved) = sample(&addrs, SAMPLES.min(addrs.len()), far())?;
+    sys::unmap(addr, len);
+    // SAFETY: our memfd, closed once.
+    unsafe { libc::close(fd) };
+    Ok(summary(&lat, moved, Json::obj()))
+}
+
+fn far() -> Instant {
+    Instant::now() + Duration::from_secs(3600)
+}
+
+/// The active-object cases, hook on and off, sample by sample in turn,
+/// so that both see the same host noise.
+fn active(dev: &Device) -> Result<(Json, Json), String> {
+    let objs = Objects::create(dev, 1, 4 * MIB)?;
+    objs.execbuf(uapi::OP_FILL, 1)?;
+    let maps = objs.map_first(4 * MIB)?;
+    let addrs = maps.addrs();
+    io(
+        dev.execbuf(&[(objs.handles[0], false)], uapi::OP_NOP, 0, BUSY_NS, 0),
+        "execbuf busy",
+    )?;
+    let mut lat = [Vec::new(), Vec::new()];
+    let mut moved = [0, 0];
+    let mut counted = [(0, 0, 0), (0, 0, 0)];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut out = Ok(());
+    for i in 0..2 * SAMPLES {
+        let on = i % 2 == 0;
+        let slot = usize::from(!on);
+        if let Err(e) = env::set_param("hook", if on { "1" } else { "0" }) {
+            out = Err(e);
+            break;
+        }
+        let before = Counters::read()?;
+        let k = (i / 2) % addrs.len();
+        match sample(&addrs[k..=k], 1, deadline) {
+            Ok((l, m)) if !l.is_empty() => {
+                lat[slot].extend(l);
+                moved[slot] += m;
+            }
+            Ok(_) => break,
+            Err(e) => {
+                out = Err(e);
+                break;
+            }
+        }
+        let d = Counters::read()?.since(&before);
+        counted[slot].0 += d.get("hook_calls");
+        counted[slot].1 += d.get("refused_active");
+        counted[slot].2 += d.get("hook_bypassed");
+    }
+    env::set_param("hook", "1")?;
+    let busy_after = io(dev.busy(objs.handles[0]), "busy")?;
+    // End the long request instead of waiting for it.
+    Control::open()?.cmd("reset")?;
+    objs.wait()?;
+    out?;
+    let row = |slot: usize| {
+        summary(
+            &lat[slot],
+            moved[slot],
+            Json::obj()
+                .with("hook", if slot == 0 { "1" } else { "0" })
+                .with("still_busy_after", busy_after)
+                .with("hook_calls", counted[slot].0)
+                .with("refused_active", counted[slot].1)
+                .with("hook_bypassed", counted[slot].2),
+        )
+    };
+    Ok((row(0), row(1)))
+}
+
+fn contended(dev: &Device, timeout_ms: u32) -> Result<Json, String> {
+    let objs = Objects::create(dev, 1, 4 * MIB)?;
+    objs.execbuf(uapi::OP_FILL, 2)?;
+    let maps = objs.map_first(4 * MIB)?;
+    let addrs = maps.addrs();
+    env::set_param("lock_timeout_ms", &timeout_ms.to_string())?;
+    let holder =
+        std::thread::spawn(|| Control::open().and_then(|c| c.cmd(&format!("hold_lock {HOLD_MS}"))));
+    std::thread::sleep(Duration::from_millis(100));
+    let before = Counters::read()?;
+    // Stop well before the lock is dropped, so that no sample races it.
+    let deadline = Instant::now() + Duration::from_millis(HOLD_MS - 600);
+    let out = sample(&addrs, usize::MAX, deadline);
+    let d = Counters::read()?.since(&before);
+    let joined = holder.join();
+    env::set_param("lock_timeout_ms", "10")?;
+    joined.map_err(|_| "holder thread panicked".to_string())??;
+    let (lat, moved) = out?;
+    Ok(summary(
+        &lat,
+        moved,
+        Json::obj()
+            .with("lock_timeout_ms", timeout_ms)
+            .with("hold_ms", HOLD_MS)
+            .with("hook_calls", d.get("hook_calls"))
+            .with("refused_lock_contended", d.get("refused_lock_contended")),
+    ))
+}
+
+pub fn run() -> Result<Json, String> {
+    let _awake = GpuAwake::new()?;
+    let dev = io(Device::open(), "open")?;
+    let mut out = Json::obj().with("unit", "us");
+    out.set("same_node_floor", same_node()?);
+    out.set("plain_migration", plain()?);
+    let (on, off) = active(&dev)?;
+    out.set("active", on);
+    out.set("active_hook_off", off);
+    for ms in LOCK_TIMEOUTS_MS {
+        out.set(&format!("lock_contended_{ms}ms"), contended(&dev, ms)?);
+    }
+    let p = |k: &str, q: &str| match out.get(k).and_then(|j| j.get(q)) {
+        Some(Json::Num(x)) => *x,
+        _ => f64::NAN,
+    };
+    println!(
+        "movgem-bench: latency: active refusal p50 {:.0} us p99 {:.0} us; hook off {:.0} us; \
+         contended lock (10 ms budget) p50 {:.0} us max {:.0} us",
+        p("active", "p50"),
+        p("active", "p99"),
+        p("active_hook_off", "p50"),
+        p("lock_contended_10ms", "p50"),
+        p("lock_contended_10ms", "max")
+    );
+    Ok(out)
+}

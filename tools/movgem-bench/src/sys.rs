@@ -1,0 +1,527 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Guest plumbing for the benchmarks: move_pages(2), mappings, memory
+//! numbers, sysctls, the extfrag index, a memory hog, and batches of
+//! objects on `/dev/movgem`.
+
+use std::fs;
+use std::time::Instant;
+
+use movgem_tests::env;
+use movgem_uapi::{self as uapi, Device};
+
+pub const PAGE: u64 = 4096;
+pub const MIB: u64 = 1 << 20;
+
+/// A user address, as move_pages(2) wants it.
+pub type Addr = *mut libc::c_void;
+
+/// `MPOL_MF_MOVE_ALL` from <linux/mempolicy.h> (not in the libc crate).
+const MPOL_MF_MOVE_ALL: libc::c_int = 1 << 2;
+
+/// Seconds since `t`.
+pub fn secs(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64()
+}
+
+/// Microseconds since `t`.
+pub fn micros(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1e6
+}
+
+/// Maps an ioctl errno to a message.
+pub fn io<T>(r: uapi::Res<T>, what: &str) -> Result<T, String> {
+    r.map_err(|e| format!("{what}: {}", std::io::Error::from_raw_os_error(e)))
+}
+
+/// move_pages(2) on our own process.  With `node`, asks to move every
+/// page there; without, only asks where each page is.  `status` gets the
+/// per-page answer (a node, or a negative errno).
+pub fn move_pages(addrs: &[Addr], node: Option<i32>, status: &mut [i32]) -> Result<(), String> {
+    let nodes: Vec<i32> = node.map(|n| vec![n; addrs.len()]).unwrap_or_default();
+    let nodes_ptr = if node.is_some() {
+        nodes.as_ptr()
+    } else {
+        std::ptr::null()
+    };
+    // SAFETY: `addrs`, `nodes` (when passed) and `status` all have
+    // `addrs.len()` entries; `status` is writable.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_move_pages,
+            0,
+            addrs.len() as libc::c_ulong,
+            addrs.as_ptr(),
+            nodes_ptr,
+            status.as_mut_ptr(),
+            MPOL_MF_MOVE_ALL,
+        )
+    };
+    if r < 0 {
+        return Err(format!("move_pages: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// The node of every page (negative errno for pages not present).
+pub fn nodes_of(addrs: &[Addr]) -> Result<Vec<i32>, String> {
+    let mut status = vec![i32::MIN; addrs.len()];
+    move_pages(addrs, None, &mut status)?;
+    Ok(status)
+}
+
+/// Outcome of moving pages to the other node.
+pub struct Moved {
+    pub asked: usize,
+    pub moved: usize,
+    pub secs: f64,
+}
+
+/// Moves every page to the node it is not on (node-0 pages to 1, node-1
+/// pages to 0: two move_pages calls, each with one target so the kernel
+/// migrates them in large batches), timing only the moves.
+pub fn move_all_across(addrs: &[Addr]) -> Result<Moved, String> {
+    let here = nodes_of(addrs)?;
+    let mut asked = 0;
+    let mut moved = 0;
+    let mut total = 0.0;
+    for (from, to) in [(0, 1), (1, 0)] {
+        let group: Vec<Addr> = addrs
+            .iter()
+            .zip(&here)
+            .filter(|(_, n)| **n == from)
+            .map(|(a, _)| *a)
+            .collect();
+        if group.is_empty() {
+            continue;
+        }
+        let mut status = vec![i32::MIN; group.len()];
+        let t = Instant::now();
+        move_pages(&group, Some(to), &mut status)?;
+        total += secs(t);
+        asked += group.len();
+        moved += nodes_of(&group)?.iter().filter(|&&n| n == to).count();
+    }
+    Ok(Moved {
+        asked,
+        moved,
+        secs: total,
+    })
+}
+
+/// Maps `len` bytes of the shared memory `fd` at offset 0.
+pub fn map_shared(fd: libc::c_int, len: u64) -> Result<u64, String> {
+    // SAFETY: a fresh shared mapping of an fd we own; no address hint.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len as usize,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(format!("mmap: {}", std::io::Error::last_os_error()));
+    }
+    Ok(p as u64)
+}
+
+/// Unmaps what [`map_shared`] or the MMAP ioctl mapped.
+pub fn unmap(addr: u64, len: u64) {
+    // SAFETY: the caller owns this mapping and no longer uses it.
+    unsafe { libc::munmap(addr as Addr, len as usize) };
+}
+
+/// Page addresses of `[addr, addr + len)`.
+pub fn page_addrs(addr: u64, len: u64) -> Vec<Addr> {
+    (0..len / PAGE).map(|i| (addr + i * PAGE) as Addr).collect()
+}
+
+/// Reads one byte of every page, faulting it in.
+pub fn touch(addrs: &[Addr]) {
+    for a in addrs {
+        // SAFETY: every address lies inside a live mapping of ours.
+        let _ = unsafe { std::ptr::read_volatile(*a as *const u8) };
+    }
+}
+
+/// A memfd of `len` bytes (plain shmem, no movgem hook), written page by
+/// page through a shared mapping.  Returns the fd and the mapping.
+pub fn memfd(len: u64) -> Result<(libc::c_int, u64), String> {
+    // SAFETY: a NUL-terminated name, no flags.
+    let fd = unsafe { libc::memfd_create(c"movgem-bench".as_ptr(), 0) };
+    if fd < 0 {
+        return Err(format!("memfd_create: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: our fresh memfd.
+    if unsafe { libc::ftruncate(fd, len as libc::off_t) } != 0 {
+        return Err(format!("ftruncate: {}", std::io::Error::last_os_error()));
+    }
+    let addr = map_shared(fd, len)?;
+    for a in page_addrs(addr, len) {
+        // SAFETY: inside the mapping just made.
+        unsafe { std::ptr::write_volatile(a as *mut u8, 0x5a) };
+    }
+    Ok((fd, addr))
+}
+
+/// A `/proc/meminfo` value in KiB (0 when missing).
+pub fn meminfo(key: &str) -> u64 {
+    env::meminfo_kib(key).unwrap_or(0)
+}
+
+/// Writes a sysctl or sysfs file.
+pub fn write(path: &str, value: &str) -> Result<(), String> {
+    fs::write(path, value).map_err(|e| format!("{path}: {e}"))
+}
+
+/// Reads a sysctl or sysfs file, trimmed ("" when unreadable).
+pub fn read(path: &str) -> String {
+    fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// `echo N > /proc/sys/vm/drop_caches`.
+pub fn drop_caches(n: u32) -> Result<(), String> {
+    write("/proc/sys/vm/drop_caches", &n.to_string())
+}
+
+/// The order-9 (2 MiB) unusable free space index of every zone, from
+/// `/sys/kernel/debug/extfrag/unusable_index`: ("node N zone", value).
+pub fn unusable_index_order9() -> Vec<(String, f64)> {
+    parse_unusable(&read("/sys/kernel/debug/extfrag/unusable_index"), 9)
+}
+
+/// Parses `Node 0, zone   DMA32 0.000 0.001 ...` lines.
+pub fn parse_unusable(text: &str, order: usize) -> Vec<(String, f64)> {
+    text.lines()
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            // "Node", "0,", "zone", "DMA32", values...
+            if w.len() < 4 + order + 1 || w[0] != "Node" {
+                return None;
+            }
+            let v = w[4 + order].parse().ok()?;
+            Some((format!("node{}_{}", w[1].trim_end_matches(','), w[3]), v))
+        })
+        .collect()
+}
+
+/// The zone indices as JSON, plus their mean over zones.
+pub fn unusable_json(zones: &[(String, f64)]) -> crate::json::Json {
+    let mut j = crate::json::Json::obj();
+    for (k, v) in zones {
+        j.set(k, *v);
+    }
+    let mean = if zones.is_empty() {
+        None
+    } else {
+        Some(zones.iter().map(|z| z.1).sum::<f64>() / zones.len() as f64)
+    };
+    j.with("mean", mean)
+}
+
+/// Asks for as many 2 MiB hugepages as the kernel gives; returns the
+/// number and the seconds it took, and gives them back.
+pub fn hugetlb_pages() -> Result<(u64, f64), String> {
+    let t = Instant::now();
+    write("/proc/sys/vm/nr_hugepages", "100000")?;
+    let took = secs(t);
+    let got = meminfo("HugePages_Total");
+    write("/proc/sys/vm/nr_hugepages", "0")?;
+    Ok((got, took))
+}
+
+/// A `/proc/vmstat` counter (0 when missing).
+pub fn vmstat(key: &str) -> u64 {
+    read("/proc/vmstat")
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// What a THP attempt got.
+pub struct Thp {
+    pub pages: u64,
+    pub secs: f64,
+    pub fault_alloc: u64,
+    pub fault_fallback: u64,
+    /// `THPeligible` of the region in /proc/self/smaps.
+    pub eligible: bool,
+    /// Whether madvise(MADV_HUGEPAGE) worked.
+    pub advised: bool,
+}
+
+/// A field of the /proc/self/smaps entry of the mapping at `start`.
+pub fn smaps_field(start: u64, field: &str) -> String {
+    let text = read("/proc/self/smaps");
+    let head = format!("{start:x}-");
+    let mut inside = false;
+    for l in text.lines() {
+        if l.contains('-') && l.split_whitespace().count() >= 5 {
+            inside = l.starts_with(&head);
+        } else if inside {
+            if let Some(v) = l.strip_prefix(field) {
+                return v.trim().to_string();
+            }
+        }
+    }
+    String::new()
+}
+
+/// Transparent hugepages: maps `len` bytes of anonymous memory, asks
+/// for MADV_HUGEPAGE (if the kernel has madvise), touches every page, and counts the 2 MiB pages the
+/// region got (AnonHugePages grows).
+pub fn thp_pages(len: u64) -> Result<Thp, String> {
+    let before = meminfo("AnonHugePages");
+    let (alloc0, fallback0) = (vmstat("thp_fault_alloc"), vmstat("thp_fault_fallback"));
+    // SAFETY: a fresh private anonymous mapping.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len as usize,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(format!("mmap: {}", std::io::Error::last_os_error()));
+    }
+    // The tiny kernel has no madvise(2) (CONFIG_ADVISE_SYSCALLS is off):
+    // then THP `enabled` must be `always` for the region to qualify.
+    // SAFETY: advice on our own mapping.
+    let advised = unsafe { libc::madvise(p, len as usize, libc::MADV_HUGEPAGE) } == 0;
+    let t = Instant::now();
+    for a in page_addrs(p as u64, len) {
+        // SAFETY: inside the mapping just made.
+        unsafe { std::ptr::write_volatile(a as *mut u8, 1) };
+    }
+    let secs = secs(t);
+    let pages = meminfo("AnonHugePages").saturating_sub(before) / 2048;
+    let eligible = smaps_field(p as u64, "THPeligible:") == "1";
+    let thp = Thp {
+        pages,
+        secs,
+        fault_alloc: vmstat("thp_fault_alloc").saturating_sub(alloc0),
+        fault_fallback: vmstat("thp_fault_fallback").saturating_sub(fallback0),
+        eligible,
+        advised,
+    };
+    unmap(p as u64, len);
+    Ok(thp)
+}
+
+/// Runs a memory hog in a child: `bytes` of anonymous memory touched page
+/// by page.  Returns (seconds until the child exited, whether it
+/// completed).  A child, so that the OOM killer would take it, not us.
+pub fn hog(bytes: u64) -> (f64, bool) {
+    let t = Instant::now();
+    // SAFETY: the child only maps, touches and exits.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: a fresh private anonymous mapping, touched inside.
+        unsafe {
+            let p = libc::mmap(
+                std::ptr::null_mut(),
+                bytes as usize,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            if p == libc::MAP_FAILED {
+                libc::_exit(2);
+            }
+            let mut off = 0;
+            while off < bytes {
+                std::ptr::write_volatile((p as *mut u8).add(off as usize), 1);
+                off += PAGE;
+            }
+            libc::_exit(0);
+        }
+    }
+    let mut status = 0;
+    // SAFETY: our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    (
+        secs(t),
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+    )
+}
+
+/// Objects on one open device, closed on drop.
+pub struct Objects<'a> {
+    pub dev: &'a Device,
+    pub handles: Vec<u32>,
+    pub size: u64,
+}
+
+impl<'a> Objects<'a> {
+    /// Creates `count` objects of `size` bytes (no pages yet).
+    pub fn create(dev: &'a Device, count: usize, size: u64) -> Result<Self, String> {
+        let mut objs = Self {
+            dev,
+            handles: Vec::with_capacity(count),
+            size,
+        };
+        for _ in 0..count {
+            objs.handles.push(io(dev.create(size), "create")?);
+        }
+        Ok(objs)
+    }
+
+    /// One EXECBUF per 256 objects with `op`, then waits for all:
+    /// binds every object (fetching and pinning its pages).
+    pub fn execbuf(&self, op: u32, value: u32) -> Result<(), String> {
+        let write = op == uapi::OP_FILL;
+        let list: Vec<(u32, bool)> = self.handles.iter().map(|&h| (h, write)).collect();
+        for chunk in list.chunks(uapi::MAX_EXEC_OBJECTS as usize) {
+            io(self.dev.execbuf(chunk, op, value, 0, 0), "execbuf")?;
+        }
+        self.wait()
+    }
+
+    /// Waits until every object is idle.
+    pub fn wait(&self) -> Result<(), String> {
+        for &h in &self.handles {
+            io(self.dev.wait(h, -1), "wait")?;
+        }
+        Ok(())
+    }
+
+    /// Writes `data` (one page, repeated) into every page with PWRITE:
+    /// the pages exist in shmem, the objects hold no reference on them.
+    pub fn pwrite_all(&self, page: &[u8]) -> Result<(), String> {
+        let chunk: Vec<u8> = page
+            .iter()
+            .copied()
+            .cycle()
+            .take(self.size.min(MIB) as usize)
+            .collect();
+        for &h in &self.handles {
+            let mut off = 0;
+            while off < self.size {
+                let n = (self.size - off).min(chunk.len() as u64) as usize;
+                io(self.dev.pwrite(h, off, &chunk[..n]), "pwrite")?;
+                off += n as u64;
+            }
+        }
+        Ok(())
+    }
+
+    /// VMAP then VUNMAP every object: it holds its pages through a
+    /// cached kernel mapping, unbound and unpinned.
+    pub fn vmap_cached(&self) -> Result<(), String> {
+        for &h in &self.handles {
+            io(self.dev.vmap(h), "vmap")?;
+            io(self.dev.vunmap(h), "vunmap")?;
+        }
+        Ok(())
+    }
+
+    /// Marks every object DONTNEED.
+    pub fn dontneed(&self) -> Result<(), String> {
+        for &h in &self.handles {
+            io(self.dev.madvise(h, uapi::MADV_DONTNEED), "madvise")?;
+        }
+        Ok(())
+    }
+
+    /// Maps the first `len` bytes of every object (MMAP ioctl) and
+    /// faults them in; returns the mappings' page addresses, object by
+    /// object, and the mapping bases.
+    pub fn map_first(&self, len: u64) -> Result<Mappings, String> {
+        let mut m = Mappings {
+            bases: Vec::with_capacity(self.handles.len()),
+            len,
+        };
+        for &h in &self.handles {
+            m.bases.push(io(self.dev.mmap(h, 0, len), "mmap")?);
+        }
+        touch(&m.addrs());
+        Ok(m)
+    }
+
+    /// Total size in bytes.
+    pub fn bytes(&self) -> u64 {
+        self.size * self.handles.len() as u64
+    }
+}
+
+impl Drop for Objects<'_> {
+    fn drop(&mut self) {
+        for &h in &self.handles {
+            let _ = self.dev.close(h);
+        }
+    }
+}
+
+/// User mappings of objects, unmapped on drop.
+pub struct Mappings {
+    pub bases: Vec<u64>,
+    pub len: u64,
+}
+
+impl Mappings {
+    /// Every page address, object by object.
+    pub fn addrs(&self) -> Vec<Addr> {
+        self.bases
+            .iter()
+            .flat_map(|&b| page_addrs(b, self.len))
+            .collect()
+    }
+}
+
+impl Drop for Mappings {
+    fn drop(&mut self) {
+        for &b in &self.bases {
+            unmap(b, self.len);
+        }
+    }
+}
+
+/// A page of moderately compressible data: a 64-byte varying header,
+/// then zeros (zram stores it in about a hundred bytes; it is not one
+/// repeated word, which zram would store for free).
+pub fn sample_page(seed: u64) -> Vec<u8> {
+    let mut p = vec![0u8; PAGE as usize];
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    for b in p.iter_mut().take(64) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unusable_index_lines() {
+        let t = "Node 0, zone    DMA32 0.000 0.001 0.002 0.003 0.004 0.005 0.006 0.007 0.008 0.900 1.000\n\
+                 Node 1, zone   Normal 0.000 0.000 0.000 0.000 0.000 0.000 0.000 0.000 0.000 0.250 0.500\n\
+                 garbage\n";
+        let z = parse_unusable(t, 9);
+        assert_eq!(
+            z,
+            vec![
+                ("node0_DMA32".to_string(), 0.9),
+                ("node1_Normal".to_string(), 0.25)
+            ]
+        );
+    }
+
+    #[test]
+    fn sample_pages_differ() {
+        assert_ne!(sample_page(1), sample_page(2));
+        assert!(sample_page(1)[64..].iter().all(|&b| b == 0));
+    }
+}
