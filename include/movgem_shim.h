@@ -115,6 +115,7 @@ unsigned long movgem_shmem_writeback(struct file *filp);
 bool movgem_current_is_kswapd(void);
 int movgem_oom_notifier_register(void);
 void movgem_oom_notifier_unregister(void);
+int movgem_mutex_lock_killable(struct mutex *lock);
 unsigned int movgem_nofs_save(void);
 void movgem_nofs_restore(unsigned int flags);
 void movgem_lockdep_prime_reclaim(struct mutex *lock);

@@ -124,7 +124,8 @@ impl FileState {
                     return Err(EINVAL);
                 }
                 let obj = self.lookup(a.handle)?;
-                let retained = obj.madvise(&mut self.device.struct_mutex.lock(), a.madv)?;
+                let retained =
+                    obj.madvise(&mut *self.device.struct_mutex.lock_killable()?, a.madv)?;
                 a.retained = u32::from(retained);
                 write(arg, &a)?;
                 Ok(0)

@@ -22,7 +22,7 @@ use kernel::sync::{Arc, SpinLock};
 use kernel::workqueue::{Queue, Work, WorkItem};
 
 use crate::counters::{self, Counter};
-use crate::object::{page_buffer, Device, Object};
+use crate::object::{page_buffer, Device, GttNode, Object};
 use crate::params;
 use crate::shmem::PageRef;
 use crate::sync::now_ns;
@@ -87,7 +87,7 @@ pub(crate) fn submit(device: &Arc<Device>, queue: &Queue, batch: &Batch) -> Resu
     let wakeref = device.pm.get()?;
     let mut offsets = KVec::with_capacity(batch.objects.len(), GFP_KERNEL)?;
     let mut objects = KVec::with_capacity(batch.objects.len(), GFP_KERNEL)?;
-    let mut pages = KVec::new();
+    let mut pages: KVec<GpuPage> = KVec::new();
     // Pages are made present before struct_mutex: userptr ranges are
     // faulted in (that sleeps, allocates and takes mmap_lock), shmem pages
     // allocated where our shrinker can make room for them.
@@ -110,10 +110,42 @@ pub(crate) fn submit(device: &Arc<Device>, queue: &Queue, batch: &Batch) -> Resu
         };
         user.push(fetched, GFP_KERNEL)?;
     }
-    let req = {
-        let mut gem = device.struct_mutex.lock();
-        for ((obj, write), fetched) in batch.objects.iter().zip(user.iter_mut()) {
-            offsets.push(obj.bind(&mut gem)?, GFP_KERNEL)?;
+    // Everything the critical section needs is allocated before it (see
+    // `GttNode`): page slots for every object, a GTT node each, and the
+    // request itself.
+    let total: usize = batch.objects.iter().map(|(obj, _)| obj.npages()).sum();
+    pages.reserve(total, GFP_KERNEL)?;
+    let mut nodes = KVec::with_capacity(batch.objects.len(), GFP_KERNEL)?;
+    for _ in batch.objects.iter() {
+        nodes.push(Some(GttNode::new(GFP_KERNEL)?), GFP_KERNEL)?;
+    }
+    for (obj, _) in batch.objects.iter() {
+        objects.push(obj.clone(), GFP_KERNEL)?;
+    }
+    let resets = device.gpu.lock().resets;
+    let req = Arc::pin_init(
+        pin_init!(Request {
+            work <- kernel::new_work!("movgem_request"),
+            device: device.clone(),
+            objects,
+            pages <- kernel::new_spinlock!(KVec::new(), "movgem_request_pages"),
+            op: batch.op,
+            value: batch.value,
+            duration_ns: batch.duration_ns,
+            hang: batch.hang,
+            resets,
+        }),
+        GFP_KERNEL,
+    )?;
+    {
+        let mut gem = device.struct_mutex.lock_killable()?;
+        for (((obj, write), fetched), node) in batch
+            .objects
+            .iter()
+            .zip(user.iter_mut())
+            .zip(nodes.iter_mut())
+        {
+            offsets.push(obj.bind_with(&mut gem, node.take())?, GFP_KERNEL)?;
             if let Some((_, got)) = fetched {
                 for page in core::mem::take(got) {
                     pages.push(
@@ -134,23 +166,8 @@ pub(crate) fn submit(device: &Arc<Device>, queue: &Queue, batch: &Batch) -> Resu
                     pages.push(page, GFP_KERNEL)?;
                 }
             }
-            objects.push(obj.clone(), GFP_KERNEL)?;
         }
-        let resets = device.gpu.lock().resets;
-        let req = Arc::pin_init(
-            pin_init!(Request {
-                work <- kernel::new_work!("movgem_request"),
-                device: device.clone(),
-                objects,
-                pages <- kernel::new_spinlock!(pages, "movgem_request_pages"),
-                op: batch.op,
-                value: batch.value,
-                duration_ns: batch.duration_ns,
-                hang: batch.hang,
-                resets,
-            }),
-            GFP_KERNEL,
-        )?;
+        *req.pages.lock() = pages;
         // Mark the objects busy while the hook is still locked out, so it
         // never sees them bound, idle and about to be used; and under
         // notifier_lock, so that an invalidation either came before (and
@@ -176,8 +193,7 @@ pub(crate) fn submit(device: &Arc<Device>, queue: &Queue, batch: &Batch) -> Resu
             return Err(EAGAIN);
         }
         device.gpu.lock().inflight += 1;
-        req
-    };
+    }
     // The request owns the wakeref from here; it drops it on retiring.
     core::mem::forget(wakeref);
     counters::inc(Counter::Requests);

@@ -33,7 +33,7 @@ use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use kernel::ffi::{c_int, c_ulong, c_void};
 use kernel::prelude::*;
-use kernel::rbtree::RBTree;
+use kernel::rbtree::{RBTree, RBTreeNodeReservation};
 use kernel::sync::{Arc, CondVar, Mutex, SpinLock};
 use kernel::types::Opaque;
 
@@ -91,6 +91,15 @@ pub(crate) struct Device {
     /// sequence and marks the objects busy under it.
     #[pin]
     pub(crate) notifier_lock: SpinLock<()>,
+}
+
+/// What one shrink did.
+pub(crate) struct Shrunk {
+    /// Pages whose references were dropped (what a shrinker reports).
+    pub(crate) released: u64,
+    /// Of those, pages that left memory or are on their way to swap:
+    /// purged, or submitted for writeback.
+    pub(crate) gone: u64,
 }
 
 /// What one shrink may do (the passes it runs, and how it may wait).
@@ -168,18 +177,19 @@ impl Device {
     }
 
     fn list_object(&self, obj: Arc<Object>) -> Result<Arc<Object>> {
+        // The list node is allocated before the lock: see `GttNode`.
+        let node = match RBTreeNodeReservation::new(GFP_KERNEL) {
+            Ok(node) => node,
+            Err(e) => {
+                obj.destroy();
+                return Err(e);
+            }
+        };
         let mut gem = self.struct_mutex.lock();
         let id = gem.next_id;
         gem.next_id += 1;
         obj.id.store(id, Ordering::Relaxed);
-        if let Err(e) = gem
-            .objects
-            .try_create_and_insert(id, obj.clone(), GFP_KERNEL)
-        {
-            drop(gem);
-            obj.destroy();
-            return Err(e);
-        }
+        gem.objects.insert(node.into_node(id, obj.clone()));
         Ok(obj)
     }
 
@@ -293,12 +303,12 @@ impl Device {
             lock: false,
             ..ShrinkScope::ALL
         };
-        self.shrink(nr, scope)
+        self.shrink(nr, scope).map(|done| done.released)
     }
 
     /// Runs the passes `scope` allows until `nr` pages are given back;
     /// returns how many were.  `None` if `struct_mutex` could not be had.
-    pub(crate) fn shrink(&self, nr: u64, scope: ShrinkScope) -> Option<u64> {
+    pub(crate) fn shrink(&self, nr: u64, scope: ShrinkScope) -> Option<Shrunk> {
         let mut gem = if scope.lock {
             self.struct_mutex.lock()
         } else {
@@ -311,6 +321,7 @@ impl Device {
         };
         let wakeref = self.pm.get_if_active();
         let mut freed = 0u64;
+        let mut gone = 0u64;
         for pass in 0..3u8 {
             let allowed = match pass {
                 0 => scope.purge,
@@ -333,7 +344,9 @@ impl Device {
                 let (st, mut gtt) = obj.state_and_gtt(&mut gem);
                 match action {
                     ShrinkAction::Purge { unbind } => {
-                        freed += Object::release_pages(st, &mut gtt, unbind) as u64;
+                        let n = Object::release_pages(st, &mut gtt, unbind) as u64;
+                        freed += n;
+                        gone += n;
                         if let Some(file) = obj.file() {
                             file.truncate();
                         }
@@ -347,7 +360,9 @@ impl Device {
                         // Still under the lock, so nothing fetches the
                         // pages again while they go to swap.
                         if let (true, Some(file)) = (scope.writeback, obj.file()) {
-                            counters::add(Counter::WritebackPages, file.writeback() as u64);
+                            let n = file.writeback() as u64;
+                            gone += n;
+                            counters::add(Counter::WritebackPages, n);
                         }
                     }
                     ShrinkAction::Skip => {}
@@ -355,7 +370,10 @@ impl Device {
             }
         }
         counters::add(Counter::ShrinkFreedPages, freed);
-        Some(freed)
+        Some(Shrunk {
+            released: freed,
+            gone,
+        })
     }
 
     /// The OOM killer is about to run: give back everything idle.
@@ -364,7 +382,12 @@ impl Device {
             return 0;
         }
         counters::inc(Counter::OomNotifications);
-        let freed = self.shrink(u64::MAX, ShrinkScope::ALL).unwrap_or(0);
+        // Only what really left memory counts: releasing an object whose
+        // pages stay in the page cache frees nothing, and claiming it would
+        // keep the OOM killer from ever acting.
+        let freed = self
+            .shrink(u64::MAX, ShrinkScope::ALL)
+            .map_or(0, |done| done.gone);
         counters::add(Counter::OomFreedPages, freed);
         if freed > 0 {
             pr_info!("OOM notifier released {} pages of object memory\n", freed);
@@ -695,7 +718,7 @@ impl Object {
             return Ok(());
         }
         {
-            let mut gem = self.device.struct_mutex.lock();
+            let mut gem = self.device.struct_mutex.lock_killable()?;
             let st = self.state(&mut gem);
             if st.dead {
                 return Err(ENOENT);
@@ -708,13 +731,18 @@ impl Object {
             }
         }
         let fetched = self.fetch_pages()?;
-        let mut gem = self.device.struct_mutex.lock();
+        let mut gem = self.device.struct_mutex.lock_killable()?;
         self.install_pages(self.state(&mut gem), fetched)
     }
 
     /// Binds the object into the GTT (fetching and pinning its pages) if
     /// it is not bound; returns its GTT offset.
     pub(crate) fn bind(&self, gem: &mut Gem) -> Result<u64> {
+        self.bind_with(gem, None)
+    }
+
+    /// [`Object::bind`] with a GTT node allocated before the lock.
+    pub(crate) fn bind_with(&self, gem: &mut Gem, node: Option<GttNode>) -> Result<u64> {
         let (st, mut gtt) = self.state_and_gtt(gem);
         if self.user_stale.swap(false, Ordering::AcqRel) {
             // The user range changed under the binding: drop it before the
@@ -738,7 +766,7 @@ impl Object {
         if self.user.is_none() {
             self.get_pages(st)?;
         }
-        let offset = gtt.insert((self.npages * PAGE_SIZE) as u64)?;
+        let offset = gtt.insert((self.npages * PAGE_SIZE) as u64, node)?;
         st.gtt_offset = Some(offset);
         st.pages_pin_count += 1;
         Ok(offset)
@@ -1056,9 +1084,16 @@ pub(crate) struct Gtt<'a> {
     used: &'a mut u64,
 }
 
+/// A GTT range node allocated before `struct_mutex` is taken.  An
+/// allocation under the lock that has to wait for reclaim would wait for
+/// memory only our shrinker can free, and our shrinker needs the lock:
+/// the hot paths (create, execbuf) allocate everything first.
+pub(crate) type GttNode = RBTreeNodeReservation<u64, u64>;
+
 impl Gtt<'_> {
-    /// Reserves `size` bytes, page aligned; returns the start.
-    fn insert(&mut self, size: u64) -> Result<u64> {
+    /// Reserves `size` bytes, page aligned; returns the start.  Without a
+    /// preallocated `node`, allocates one without waiting for reclaim.
+    fn insert(&mut self, size: u64, node: Option<GttNode>) -> Result<u64> {
         let start = gtt::find_hole(
             self.ranges.iter().map(|(&s, &l)| (s, l)),
             size,
@@ -1066,7 +1101,11 @@ impl Gtt<'_> {
             GTT_SIZE,
         )
         .ok_or(ENOSPC)?;
-        self.ranges.try_create_and_insert(start, size, GFP_KERNEL)?;
+        let node = match node {
+            Some(node) => node,
+            None => GttNode::new(GFP_NOWAIT)?,
+        };
+        self.ranges.insert(node.into_node(start, size));
         *self.used += size;
         Ok(start)
     }

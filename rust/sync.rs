@@ -30,6 +30,7 @@ extern "C" {
     fn movgem_nofs_save() -> kernel::ffi::c_uint;
     fn movgem_nofs_restore(flags: kernel::ffi::c_uint);
     fn movgem_lockdep_prime_reclaim(lock: *mut bindings::mutex);
+    fn movgem_mutex_lock_killable(lock: *mut bindings::mutex) -> kernel::ffi::c_int;
 }
 
 /// Storage for a lockdep class, to be placed in a `static`.
@@ -89,6 +90,19 @@ impl<T> TryMutex<T> {
         unsafe { bindings::mutex_lock(self.mutex.get()) };
         // INVARIANT: the mutex was just acquired.
         TryMutexGuard::new(self)
+    }
+
+    /// Like [`TryMutex::lock`], but a fatal signal ends the wait
+    /// (`EINTR`): for ioctl paths, so that a task killed by the OOM
+    /// killer does not sit on the lock queue.
+    pub(crate) fn lock_killable(&self) -> Result<TryMutexGuard<'_, T>> {
+        // SAFETY: by the type invariant the mutex is initialised.
+        let ret = unsafe { movgem_mutex_lock_killable(self.mutex.get()) };
+        if ret != 0 {
+            return Err(EINTR);
+        }
+        // INVARIANT: `mutex_lock_killable` returned 0: the mutex is held.
+        Ok(TryMutexGuard::new(self))
     }
 
     /// Records for lockdep that the mutex may be taken inside fs reclaim

@@ -86,6 +86,12 @@ void movgem_oom_notifier_unregister(void)
 	unregister_oom_notifier(&movgem_oom_nb);
 }
 
+/* mutex_lock_killable() is a macro when lockdep is on. */
+int movgem_mutex_lock_killable(struct mutex *lock)
+{
+	return mutex_lock_killable(lock);
+}
+
 unsigned int movgem_nofs_save(void)
 {
 	return memalloc_nofs_save();
