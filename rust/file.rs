@@ -278,12 +278,13 @@ impl FileState {
             hang: a.flags & uapi::EXEC_HANG != 0,
         };
         let queue = crate::queue().ok_or(ENODEV)?;
-        // A userptr range invalidated while it was being faulted in asks
-        // for another try; a range that keeps changing gets EAGAIN.
+        // A userptr range invalidated while it was being faulted in, or
+        // pages the shrinker took back before the lock, ask for another
+        // try; what keeps changing gets EAGAIN.
         let mut tries = 0;
         let offsets = loop {
             match gpu::submit(&self.device, queue, &batch) {
-                Err(e) if e == EAGAIN && tries < 8 => tries += 1,
+                Err(e) if e == EAGAIN && tries < 64 => tries += 1,
                 res => break res?,
             }
         };

@@ -145,7 +145,7 @@ pub(crate) fn submit(device: &Arc<Device>, queue: &Queue, batch: &Batch) -> Resu
             .zip(user.iter_mut())
             .zip(nodes.iter_mut())
         {
-            offsets.push(obj.bind_with(&mut gem, node.take())?, GFP_KERNEL)?;
+            offsets.push(obj.bind_with(&mut gem, node.take(), false)?, GFP_KERNEL)?;
             if let Some((_, got)) = fetched {
                 for page in core::mem::take(got) {
                     pages.push(

@@ -93,6 +93,9 @@ pub(crate) struct Device {
     pub(crate) notifier_lock: SpinLock<()>,
 }
 
+/// Most objects one shrink writes back.
+const WRITEBACK_BATCH: usize = 16;
+
 /// What one shrink did.
 pub(crate) struct Shrunk {
     /// Pages whose references were dropped (what a shrinker reports).
@@ -322,6 +325,10 @@ impl Device {
         let wakeref = self.pm.get_if_active();
         let mut freed = 0u64;
         let mut gone = 0u64;
+        // Objects to write back once the lock is dropped (a fixed array:
+        // nothing here may allocate).
+        let mut to_write: [Option<Arc<Object>>; WRITEBACK_BATCH] = Default::default();
+        let mut queued = 0;
         for pass in 0..3u8 {
             let allowed = match pass {
                 0 => scope.purge,
@@ -357,12 +364,9 @@ impl Device {
                     ShrinkAction::Release { unbind } => {
                         freed += Object::release_pages(st, &mut gtt, unbind) as u64;
                         counters::inc(Counter::ShrinkReleased);
-                        // Still under the lock, so nothing fetches the
-                        // pages again while they go to swap.
-                        if let (true, Some(file)) = (scope.writeback, obj.file()) {
-                            let n = file.writeback() as u64;
-                            gone += n;
-                            counters::add(Counter::WritebackPages, n);
+                        if scope.writeback && obj.file().is_some() && queued < WRITEBACK_BATCH {
+                            to_write[queued] = Some(obj.clone());
+                            queued += 1;
                         }
                     }
                     ShrinkAction::Skip => {}
@@ -370,6 +374,18 @@ impl Device {
             }
         }
         counters::add(Counter::ShrinkFreedPages, freed);
+        drop(gem);
+        // Swap I/O allocates (zram, swap slots) and may wait for reclaim:
+        // never under struct_mutex, which reclaim needs to purge.  A page
+        // fetched again meanwhile is the same folio, now in the swap
+        // cache, so nothing is lost.
+        for obj in to_write.iter().flatten() {
+            if let Some(file) = obj.file() {
+                let n = file.writeback() as u64;
+                gone += n;
+                counters::add(Counter::WritebackPages, n);
+            }
+        }
         Some(Shrunk {
             released: freed,
             gone,
@@ -738,11 +754,19 @@ impl Object {
     /// Binds the object into the GTT (fetching and pinning its pages) if
     /// it is not bound; returns its GTT offset.
     pub(crate) fn bind(&self, gem: &mut Gem) -> Result<u64> {
-        self.bind_with(gem, None)
+        self.bind_with(gem, None, true)
     }
 
-    /// [`Object::bind`] with a GTT node allocated before the lock.
-    pub(crate) fn bind_with(&self, gem: &mut Gem, node: Option<GttNode>) -> Result<u64> {
+    /// [`Object::bind`] with a GTT node allocated before the lock.  With
+    /// `fetch` false, an object whose pages were released since
+    /// [`Object::populate`] gets `EAGAIN` instead of fetching them under
+    /// the lock.
+    pub(crate) fn bind_with(
+        &self,
+        gem: &mut Gem,
+        node: Option<GttNode>,
+        fetch: bool,
+    ) -> Result<u64> {
         let (st, mut gtt) = self.state_and_gtt(gem);
         if self.user_stale.swap(false, Ordering::AcqRel) {
             // The user range changed under the binding: drop it before the
@@ -764,6 +788,9 @@ impl Object {
         }
         // A userptr object's pages come with each request instead.
         if self.user.is_none() {
+            if !fetch && st.pages.is_empty() {
+                return Err(EAGAIN);
+            }
             self.get_pages(st)?;
         }
         let offset = gtt.insert((self.npages * PAGE_SIZE) as u64, node)?;
