@@ -5,7 +5,6 @@
 #   3. patched kernel (debug flavour: lockdep, DEBUG_VM, ...), cached
 #   4. movgem.ko, static guest tools, initramfs
 #   5. QEMU: KUnit suite at module load, in-guest tests, clean console
-#   6. QEMU again, smaller: gem-shrink (igt's gem_shrink), see below
 # Ends with "N passed, N failed" counting every test above.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -63,27 +62,7 @@ read -r p f < <(python3 "$MOVGEM_TOP/scripts/console.py" count "$log")
 pass "$p"
 fail "$f"
 
-# gem-shrink sizes itself from the guest's RAM (igt's formula) and must
-# push many times RAM through the driver before the shrinker has been
-# shown to work; on the KASAN kernel under TCG that costs time in
-# proportion to RAM, so it gets its own boot with little of it
-# (Documentation/design.md, "gem_shrink port").  The boot counts its own
-# module load, KUnit run, swap, both gem-shrink runs and clean console.
-gslog="$MOVGEM_CACHE/logs/qemu-gem-shrink.log"
-set +e
-QEMU_MEM=${GEM_SHRINK_MEM:-192M} QEMU_TIMEOUT=${GEM_SHRINK_TIMEOUT:-900} \
-	"$MOVGEM_TOP/scripts/run-qemu.sh" "$kdir" "$initrd" "$gslog" gem_shrink
-set -e
-read -r p f < <(python3 "$MOVGEM_TOP/scripts/console.py" count "$gslog")
-pass "$p"
-fail "$f"
-# A boot cut short by its timeout prints neither gem-shrink result: count
-# each missing one as a failure.
-for t in gem_shrink gem_shrink_oom_fails_without_shrinker; do
-	grep -aqE "movgem-test: (PASS|FAIL) $t\b" "$gslog" || result "$t (never reported)" 1
-done
-
-say "console logs: $log $gslog"
+say "console log: $log"
 say "took $(($(date +%s) - start)) s"
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -266,6 +266,14 @@ fn reap(
                     children.len()
                 );
                 println!("gem-shrink: {msg}");
+                // Where they are stuck: the kernel stack of each.
+                for &(pid, _) in children.iter().take(4) {
+                    let stack = std::fs::read_to_string(format!("/proc/{pid}/stack"))
+                        .unwrap_or_else(|e| format!("(no stack: {e})"));
+                    let state =
+                        std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+                    println!("gem-shrink: stuck worker {pid} wchan {state}:\n{stack}");
+                }
                 bad.push(msg);
                 ABANDONED.store(1, Ordering::Relaxed);
                 break;
