@@ -677,17 +677,23 @@ impl Object {
     /// `struct_mutex` this allocates in its NOFS scope, where our own
     /// shrinker cannot help: callers that can, [`Object::populate`] first.
     pub(crate) fn get_pages(&self, st: &mut ObjState) -> Result {
+        if self.holds_pages(st)? {
+            return Ok(());
+        }
+        let fetched = self.fetch_pages()?;
+        self.install_pages(st, fetched)
+    }
+
+    /// Whether the object holds its pages; `ENOENT` once it is being
+    /// destroyed, `EFAULT` once purged (it can never have them again).
+    fn holds_pages(&self, st: &ObjState) -> Result<bool> {
         if st.dead {
             return Err(ENOENT);
         }
         if self.purged() {
             return Err(EFAULT);
         }
-        if !st.pages.is_empty() {
-            return Ok(());
-        }
-        let fetched = self.fetch_pages()?;
-        self.install_pages(st, fetched)
+        Ok(!st.pages.is_empty())
     }
 
     /// References on every page, and their frame numbers.
@@ -707,13 +713,7 @@ impl Object {
     /// or can no longer have any (purged: the fetched pages were
     /// truncated away; dead).
     fn install_pages(&self, st: &mut ObjState, fetched: (KVec<PageRef>, KVec<usize>)) -> Result {
-        if st.dead {
-            return Err(ENOENT);
-        }
-        if self.purged() {
-            return Err(EFAULT);
-        }
-        if !st.pages.is_empty() {
+        if self.holds_pages(st)? {
             return Ok(());
         }
         if st.released {
@@ -736,13 +736,11 @@ impl Object {
         {
             let mut gem = self.device.struct_mutex.lock_killable()?;
             let st = self.state(&mut gem);
-            if st.dead {
-                return Err(ENOENT);
-            }
-            if st.madv != uapi::MADV_WILLNEED || self.purged() {
+            let held = self.holds_pages(st)?;
+            if st.madv != uapi::MADV_WILLNEED {
                 return Err(EFAULT);
             }
-            if !st.pages.is_empty() {
+            if held {
                 return Ok(());
             }
         }
@@ -1220,9 +1218,8 @@ pub(crate) extern "C" fn movgem_rs_userptr_invalidate(
     cur_seq: c_ulong,
     _blockable: bool,
 ) -> bool {
-    // SAFETY: `owner` is the object that inserted the notifier, and the
-    // object removes the notifier (waiting for this callback) before it
-    // goes away.
+    // SAFETY: `owner` inserted the notifier and removes it, waiting for
+    // this callback, before it goes away.
     let obj = unsafe { &*owner.cast::<Object>() };
     obj.userptr_invalidate(up, cur_seq);
     true
