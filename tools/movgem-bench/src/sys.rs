@@ -16,9 +16,6 @@ pub const MIB: u64 = 1 << 20;
 /// A user address, as move_pages(2) wants it.
 pub type Addr = *mut libc::c_void;
 
-/// `MPOL_MF_MOVE_ALL` from <linux/mempolicy.h> (not in the libc crate).
-const MPOL_MF_MOVE_ALL: libc::c_int = 1 << 2;
-
 /// Seconds since `t`.
 pub fn secs(t: Instant) -> f64 {
     t.elapsed().as_secs_f64()
@@ -34,33 +31,10 @@ pub fn io<T>(r: uapi::Res<T>, what: &str) -> Result<T, String> {
     r.map_err(|e| format!("{what}: {}", std::io::Error::from_raw_os_error(e)))
 }
 
-/// move_pages(2) on our own process.  With `node`, asks to move every
-/// page there; without, only asks where each page is.  `status` gets the
-/// per-page answer (a node, or a negative errno).
+/// `move_pages(2)` of every page to `node`, or (`None`) only where each is.
 pub fn move_pages(addrs: &[Addr], node: Option<i32>, status: &mut [i32]) -> Result<(), String> {
     let nodes: Vec<i32> = node.map(|n| vec![n; addrs.len()]).unwrap_or_default();
-    let nodes_ptr = if node.is_some() {
-        nodes.as_ptr()
-    } else {
-        std::ptr::null()
-    };
-    // SAFETY: `addrs`, `nodes` (when passed) and `status` all have
-    // `addrs.len()` entries; `status` is writable.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_move_pages,
-            0,
-            addrs.len() as libc::c_ulong,
-            addrs.as_ptr(),
-            nodes_ptr,
-            status.as_mut_ptr(),
-            MPOL_MF_MOVE_ALL,
-        )
-    };
-    if r < 0 {
-        return Err(format!("move_pages: {}", std::io::Error::last_os_error()));
-    }
-    Ok(())
+    movgem_tests::env::move_pages(addrs, node.map(|_| nodes.as_slice()), status).map(|_| ())
 }
 
 /// The node of every page (negative errno for pages not present).

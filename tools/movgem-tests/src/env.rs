@@ -256,3 +256,33 @@ pub fn wait_runtime_status(want: &str, ms: u64) -> Result<(), String> {
 pub fn drop_caches() -> Result<(), String> {
     fs::write("/proc/sys/vm/drop_caches", "2").map_err(|e| format!("drop_caches: {e}"))
 }
+
+/// `MPOL_MF_MOVE_ALL` from <linux/mempolicy.h> (not in the libc crate).
+const MPOL_MF_MOVE_ALL: libc::c_int = 1 << 2;
+
+/// `move_pages(2)`: with `nodes`, asks to move every page and returns how
+/// many the kernel could not move; without, asks where the pages are and
+/// returns 0.  `status` gets the per-page answer.
+pub fn move_pages(
+    addrs: &[*mut libc::c_void],
+    nodes: Option<&[i32]>,
+    status: &mut [i32],
+) -> Result<i64, String> {
+    let nodes_ptr = nodes.map_or(std::ptr::null(), |n| n.as_ptr());
+    // SAFETY: every array has `addrs.len()` entries; `status` is writable.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_move_pages,
+            0,
+            addrs.len() as libc::c_ulong,
+            addrs.as_ptr(),
+            nodes_ptr,
+            status.as_mut_ptr(),
+            MPOL_MF_MOVE_ALL,
+        )
+    };
+    if r < 0 {
+        return Err(format!("move_pages: {}", std::io::Error::last_os_error()));
+    }
+    Ok(r)
+}

@@ -11,7 +11,7 @@ use movgem_uapi::{self as uapi, Device};
 use movgem_tests::env::{self, Counters, GpuAwake};
 use movgem_tests::{ensure, TestResult};
 
-use crate::uapi_tests::{expect_err, move_to, ok, pattern, where_are};
+use crate::uapi_tests::{expect_err, filled_object, move_to, ok, pattern, where_are};
 
 const PAGE: u64 = 4096;
 
@@ -344,12 +344,7 @@ pub fn oom_notifier_saves_a_hog() -> TestResult {
     let count = avail / 2 / obj;
     let mut handles = Vec::new();
     for i in 0..count {
-        let h = ok(dev.create(obj), "create")?;
-        ok(
-            dev.execbuf(&[(h, true)], uapi::OP_FILL, i as u32, 0, 0),
-            "execbuf",
-        )?;
-        ok(dev.wait(h, -1), "wait")?;
+        let h = filled_object(&dev, obj, i as u32)?;
         ok(dev.madvise(h, uapi::MADV_DONTNEED), "madvise")?;
         handles.push(h);
     }

@@ -350,12 +350,7 @@ fn uapi_etime() -> i32 {
 /// its pinned pages are spread over the zone; returns when it is idle.
 fn scattered_gpu_object(dev: &Device, value: u32) -> Result<u32, String> {
     let filler = fragment()?;
-    let h = ok(dev.create(BIG), "create")?;
-    ok(
-        dev.execbuf(&[(h, true)], uapi::OP_FILL, value, 0, 0),
-        "execbuf",
-    )?;
-    ok(dev.wait(h, -1), "wait")?;
+    let h = filled_object(dev, BIG, value)?;
     drop(filler);
     Ok(h)
 }
@@ -659,40 +654,10 @@ pub fn unload_refused_while_open() -> TestResult {
     ok(dev.close(h), "close")
 }
 
-/// `MPOL_MF_MOVE_ALL` from <linux/mempolicy.h> (not in the libc crate).
-const MPOL_MF_MOVE_ALL: libc::c_int = 1 << 2;
-
-/// `move_pages(2)`: with `nodes`, asks to move every page and returns how
-/// many the kernel could not move; without, asks where the pages are and
-/// returns 0.  `status` gets the per-page answer.
-fn move_pages_raw(
-    addrs: &[*mut libc::c_void],
-    nodes: Option<&[i32]>,
-    status: &mut [i32],
-) -> Result<i64, String> {
-    let nodes_ptr = nodes.map_or(std::ptr::null(), |n| n.as_ptr());
-    // SAFETY: every array has `addrs.len()` entries; `status` is writable.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_move_pages,
-            0,
-            addrs.len() as libc::c_ulong,
-            addrs.as_ptr(),
-            nodes_ptr,
-            status.as_mut_ptr(),
-            MPOL_MF_MOVE_ALL,
-        )
-    };
-    if r < 0 {
-        return Err(format!("move_pages: {}", std::io::Error::last_os_error()));
-    }
-    Ok(r)
-}
-
 /// The node every page is on now.
 pub(crate) fn where_are(addrs: &[*mut libc::c_void]) -> Result<Vec<i32>, String> {
     let mut status = vec![i32::MIN; addrs.len()];
-    move_pages_raw(addrs, None, &mut status)?;
+    env::move_pages(addrs, None, &mut status)?;
     ensure!(
         status.iter().all(|&s| s == 0 || s == 1),
         "pages not on node 0 or 1: {:?}",
@@ -704,7 +669,7 @@ pub(crate) fn where_are(addrs: &[*mut libc::c_void]) -> Result<Vec<i32>, String>
 /// Asks to move every page to `target`; returns how many are there now.
 pub(crate) fn move_to(addrs: &[*mut libc::c_void], target: &[i32]) -> Result<usize, String> {
     let mut status = vec![i32::MIN; addrs.len()];
-    move_pages_raw(addrs, Some(target), &mut status)?;
+    env::move_pages(addrs, Some(target), &mut status)?;
     Ok(where_are(addrs)?
         .iter()
         .zip(target)
@@ -823,7 +788,7 @@ pub fn close_while_active_cleans_up() -> TestResult {
 }
 
 /// A bound, idle object of `size` bytes filled with `value` by the GPU.
-fn filled_object(dev: &Device, size: u64, value: u32) -> Result<u32, String> {
+pub(crate) fn filled_object(dev: &Device, size: u64, value: u32) -> Result<u32, String> {
     let h = ok(dev.create(size), "create")?;
     ok(
         dev.execbuf(&[(h, true)], uapi::OP_FILL, value, 0, 0),
