@@ -29,7 +29,12 @@ struct shmem_dev_info;
 /* A kernel-internal shmem file whose folios are allocated movable. */
 struct file *movgem_shmem_create(const char *name, size_t size);
 /* Locks nothing on return; the page carries a reference for the caller. */
-struct page *movgem_shmem_get_page(struct file *filp, unsigned long index);
+/* How movgem_shmem_get_page() allocates a missing page: PageAlloc in Rust. */
+#define MOVGEM_PAGE_DEFAULT 0
+#define MOVGEM_PAGE_LIGHT 1
+#define MOVGEM_PAGE_MAYFAIL 2
+struct page *movgem_shmem_get_page(struct file *filp, unsigned long index, int how);
+bool movgem_fatal_signal_pending(void);
 void movgem_page_get(struct page *page);
 void movgem_page_put(struct page *page);
 unsigned long movgem_page_pfn(struct page *page);

@@ -60,6 +60,9 @@ pub(crate) enum Counter {
     ShrinkReleased,
     /// Scans refused because the caller may not enter the filesystem.
     ShrinkNoFs,
+    /// Our own page allocations that failed a light attempt and shrank
+    /// our objects before the last one.
+    ShrinkSelf,
     /// Released pages submitted for swap writeback.
     WritebackPages,
     /// Calls of the OOM notifier.
@@ -108,6 +111,7 @@ pub(crate) const NAMES: [&kernel::str::CStr; COUNT] = [
     kernel::c_str!("shrink_purged_objects"),
     kernel::c_str!("shrink_released_objects"),
     kernel::c_str!("shrink_nofs"),
+    kernel::c_str!("shrink_self"),
     kernel::c_str!("writeback_pages"),
     kernel::c_str!("oom_notifications"),
     kernel::c_str!("oom_freed_pages"),

@@ -24,7 +24,7 @@ use kernel::workqueue::{Queue, Work, WorkItem};
 use crate::counters::{self, Counter};
 use crate::object::{page_buffer, Device, GttNode, Object};
 use crate::params;
-use crate::shmem::PageRef;
+use crate::shmem::{PageArray, PageRef};
 use crate::sync::now_ns;
 use crate::uapi;
 use crate::userptr::Seq;
@@ -38,6 +38,16 @@ struct GpuPage {
     write: bool,
 }
 
+/// What a request works on, allocated at submission: running and
+/// retiring a request allocate nothing, since retiring is what makes its
+/// objects' pages reclaimable again.
+#[derive(Default)]
+struct Payload {
+    pages: PageArray<GpuPage>,
+    /// A page-sized buffer for ops that read or write (`FILL`, `CHECK`).
+    buf: KVec<u8>,
+}
+
 /// A batch in flight.
 #[pin_data]
 pub(crate) struct Request {
@@ -47,7 +57,7 @@ pub(crate) struct Request {
     objects: KVec<Arc<Object>>,
     /// Taken (and so dropped) before the objects become idle.
     #[pin]
-    pages: SpinLock<KVec<GpuPage>>,
+    pages: SpinLock<Payload>,
     op: u32,
     value: u32,
     duration_ns: u64,
@@ -87,11 +97,11 @@ pub(crate) fn submit(device: &Arc<Device>, queue: &Queue, batch: &Batch) -> Resu
     let wakeref = device.pm.get()?;
     let mut offsets = KVec::with_capacity(batch.objects.len(), GFP_KERNEL)?;
     let mut objects = KVec::with_capacity(batch.objects.len(), GFP_KERNEL)?;
-    let mut pages: KVec<GpuPage> = KVec::new();
+    let mut pages: PageArray<GpuPage> = PageArray::default();
     // Pages are made present before struct_mutex: userptr ranges are
     // faulted in (that sleeps, allocates and takes mmap_lock), shmem pages
     // allocated where our shrinker can make room for them.
-    let mut user: KVec<Option<(Seq, KVec<PageRef>)>> =
+    let mut user: KVec<Option<(Seq, PageArray<PageRef>)>> =
         KVec::with_capacity(batch.objects.len(), GFP_KERNEL)?;
     for (obj, write) in batch.objects.iter() {
         let fetched = match obj.user_range() {
@@ -115,6 +125,10 @@ pub(crate) fn submit(device: &Arc<Device>, queue: &Queue, batch: &Batch) -> Resu
     // request itself.
     let total: usize = batch.objects.iter().map(|(obj, _)| obj.npages()).sum();
     pages.reserve(total, GFP_KERNEL)?;
+    let buf = match batch.op {
+        uapi::OP_FILL | uapi::OP_CHECK => page_buffer()?,
+        _ => KVec::new(),
+    };
     let mut nodes = KVec::with_capacity(batch.objects.len(), GFP_KERNEL)?;
     for _ in batch.objects.iter() {
         nodes.push(Some(GttNode::new(GFP_KERNEL)?), GFP_KERNEL)?;
@@ -128,7 +142,7 @@ pub(crate) fn submit(device: &Arc<Device>, queue: &Queue, batch: &Batch) -> Resu
             work <- kernel::new_work!("movgem_request"),
             device: device.clone(),
             objects,
-            pages <- kernel::new_spinlock!(KVec::new(), "movgem_request_pages"),
+            pages <- kernel::new_spinlock!(Payload::default(), "movgem_request_pages"),
             op: batch.op,
             value: batch.value,
             duration_ns: batch.duration_ns,
@@ -167,7 +181,7 @@ pub(crate) fn submit(device: &Arc<Device>, queue: &Queue, batch: &Batch) -> Resu
                 }
             }
         }
-        *req.pages.lock() = pages;
+        *req.pages.lock() = Payload { pages, buf };
         // Mark the objects busy while the hook is still locked out, so it
         // never sees them bound, idle and about to be used; and under
         // notifier_lock, so that an invalidation either came before (and
@@ -210,21 +224,22 @@ impl Request {
     /// Runs the batch over the pages, then keeps the objects busy.
     fn execute(&self) {
         let start = now_ns();
-        if let Ok(mut buf) = page_buffer() {
-            let pages = self.pages.lock();
+        {
+            let mut payload = self.pages.lock();
+            let Payload { pages, buf } = &mut *payload;
             match self.op {
                 uapi::OP_FILL => {
                     for chunk in buf.chunks_exact_mut(4) {
                         chunk.copy_from_slice(&self.value.to_le_bytes());
                     }
                     for p in pages.iter().filter(|p| p.write) {
-                        let _ = p.page.write(0, &buf);
+                        let _ = p.page.write(0, buf);
                     }
                 }
                 uapi::OP_CHECK => {
                     let mut bad = 0u64;
                     for p in pages.iter() {
-                        if p.page.read(0, &mut buf).is_ok() {
+                        if p.page.read(0, buf).is_ok() {
                             bad += buf
                                 .chunks_exact(4)
                                 .filter(|c| c != &self.value.to_le_bytes())
@@ -262,7 +277,9 @@ impl Request {
     /// Drops the page references, then makes the objects idle, releases
     /// the wakeref and wakes waiters.
     fn retire(&self) {
-        drop(core::mem::take(&mut *self.pages.lock()));
+        // Out of the lock first: freeing a kvmalloc'ed array may sleep.
+        let payload = core::mem::take(&mut *self.pages.lock());
+        drop(payload);
         for obj in self.objects.iter() {
             obj.retire();
         }

@@ -42,7 +42,7 @@ use crate::gtt;
 use crate::params;
 use crate::pm::RuntimePm;
 use crate::policy::{self, Decision, ObjectState, ShrinkAction};
-use crate::shmem::{PageRef, RawFolio, ShmemDevInfo, ShmemFile, Vmap};
+use crate::shmem::{PageAlloc, PageArray, PageRef, RawFolio, ShmemDevInfo, ShmemFile, Vmap};
 use crate::sync::{LockKey, TryMutex};
 use crate::uapi;
 use crate::userptr::{RawUserptr, UserRange};
@@ -392,6 +392,15 @@ impl Device {
         })
     }
 
+    /// Our own allocation of object pages failed: shrink as the shrinker
+    /// would, unless `shrinker=0` (which turns off every way the driver
+    /// gives memory back).
+    pub(crate) fn shrink_self(&self, nr: u64, scope: ShrinkScope) {
+        if params::shrinker_enabled() {
+            let _ = self.shrink(nr, scope);
+        }
+    }
+
     /// The OOM killer is about to run: give back everything idle.
     pub(crate) fn oom_notify(&self) -> u64 {
         if !params::oom_notifier_enabled() {
@@ -449,10 +458,12 @@ fn next_object(gem: &mut Gem, next: &mut Option<u64>) -> Option<Arc<Object>> {
 #[derive(Default)]
 pub(crate) struct ObjState {
     /// References on the object's folios, index order; empty when the
-    /// object has no pages.
-    pages: KVec<PageRef>,
+    /// object has no pages.  kvmalloc'ed, as is every per-page array: a
+    /// 64 MiB object needs 128 KiB of them, an order-5 allocation that
+    /// fails under fragmentation, exactly when the shrinker is busy.
+    pages: PageArray<PageRef>,
     /// Page frame numbers recorded when the pages were last fetched.
-    pfns: KVec<usize>,
+    pfns: PageArray<usize>,
     /// Pins on the pages: the binding, vmap pins, self-test pins.
     pub(crate) pages_pin_count: u32,
     /// Where the object is bound in the GTT, if it is.
@@ -492,7 +503,7 @@ impl ObjState {
     fn put_pages(&mut self) -> usize {
         self.vmap = None;
         let n = self.pages.len();
-        self.pages = KVec::new();
+        self.pages = PageArray::default();
         n
     }
 }
@@ -680,7 +691,9 @@ impl Object {
         if self.holds_pages(st)? {
             return Ok(());
         }
-        let fetched = self.fetch_pages()?;
+        // Under `struct_mutex`: our own shrinker cannot run, so no purge
+        // between the attempts.
+        let fetched = self.fetch_pages(false)?;
         self.install_pages(st, fetched)
     }
 
@@ -696,13 +709,37 @@ impl Object {
         Ok(!st.pages.is_empty())
     }
 
-    /// References on every page, and their frame numbers.
-    fn fetch_pages(&self) -> Result<(KVec<PageRef>, KVec<usize>)> {
+    /// References on every page, and their frame numbers.  As i915's
+    /// `shmem_sg_alloc_table()`: a page is first allocated without
+    /// retrying; if that fails and `may_shrink` (the caller does not hold
+    /// `struct_mutex`), our own idle objects are shrunk by twice the
+    /// object's size and the page is allocated with
+    /// `__GFP_RETRY_MAYFAIL`: `ENOMEM`, never the OOM killer, on behalf
+    /// of a GPU object.  `EINTR` once the task is being killed: a 64 MiB
+    /// object is 16,384 allocations, each slow under pressure.
+    fn fetch_pages(&self, may_shrink: bool) -> Result<(PageArray<PageRef>, PageArray<usize>)> {
         let file = self.shmem()?;
-        let mut pages = KVec::with_capacity(self.npages, GFP_KERNEL)?;
-        let mut pfns = KVec::with_capacity(self.npages, GFP_KERNEL)?;
+        let mut pages = PageArray::with_capacity(self.npages)?;
+        let mut pfns = PageArray::with_capacity(self.npages)?;
         for page in 0..self.npages {
-            let folio = file.page(page)?;
+            if fatal_signal_pending() {
+                return Err(EINTR);
+            }
+            let folio = match file.page_with(page, PageAlloc::Light) {
+                Ok(folio) => folio,
+                Err(e) if e == ENOMEM => {
+                    if may_shrink {
+                        counters::inc(Counter::ShrinkSelf);
+                        let scope = ShrinkScope {
+                            writeback: false,
+                            ..ShrinkScope::ALL
+                        };
+                        self.device.shrink_self(2 * self.npages as u64, scope);
+                    }
+                    file.page_with(page, PageAlloc::MayFail)?
+                }
+                Err(e) => return Err(e),
+            };
             pfns.push(folio.pfn(), GFP_KERNEL)?;
             pages.push(folio, GFP_KERNEL)?;
         }
@@ -712,7 +749,11 @@ impl Object {
     /// Makes `fetched` the object's pages, unless it got pages meanwhile
     /// or can no longer have any (purged: the fetched pages were
     /// truncated away; dead).
-    fn install_pages(&self, st: &mut ObjState, fetched: (KVec<PageRef>, KVec<usize>)) -> Result {
+    fn install_pages(
+        &self,
+        st: &mut ObjState,
+        fetched: (PageArray<PageRef>, PageArray<usize>),
+    ) -> Result {
         if self.holds_pages(st)? {
             return Ok(());
         }
@@ -744,7 +785,7 @@ impl Object {
                 return Ok(());
             }
         }
-        let fetched = self.fetch_pages()?;
+        let fetched = self.fetch_pages(true)?;
         let mut gem = self.device.struct_mutex.lock_killable()?;
         self.install_pages(self.state(&mut gem), fetched)
     }
@@ -947,22 +988,26 @@ impl Object {
         if self.purged() {
             return Err(EFAULT);
         }
-        let mut buf = page_buffer()?;
+        let mut buf = [0u8; RW_CHUNK];
         let slice = kernel::uaccess::UserSlice::new(user, len as usize);
         let (mut reader, mut writer) = slice.reader_writer();
         let mut pos = offset;
         while pos < end {
-            let in_page = (pos as usize) % PAGE_SIZE;
-            let n = (PAGE_SIZE - in_page).min((end - pos) as usize);
+            let mut in_page = (pos as usize) % PAGE_SIZE;
+            let page_end = (PAGE_SIZE - in_page).min((end - pos) as usize) + in_page;
             let folio = file.page(pos as usize / PAGE_SIZE)?;
-            if write {
-                reader.read_slice(&mut buf[..n])?;
-                folio.write(in_page, &buf[..n])?;
-            } else {
-                folio.read(in_page, &mut buf[..n])?;
-                writer.write_slice(&buf[..n])?;
+            while in_page < page_end {
+                let n = (page_end - in_page).min(RW_CHUNK);
+                if write {
+                    reader.read_slice(&mut buf[..n])?;
+                    folio.write(in_page, &buf[..n])?;
+                } else {
+                    folio.read(in_page, &mut buf[..n])?;
+                    writer.write_slice(&buf[..n])?;
+                }
+                in_page += n;
+                pos += n as u64;
             }
-            pos += n as u64;
         }
         Ok(())
     }
@@ -1150,12 +1195,12 @@ const HOOK_BYPASS: c_int = 1;
 
 /// A zeroed page-sized buffer.
 pub(crate) fn page_buffer() -> Result<KVec<u8>> {
-    let mut buf = KVec::with_capacity(PAGE_SIZE, GFP_KERNEL)?;
-    for _ in 0..PAGE_SIZE {
-        buf.push(0u8, GFP_KERNEL)?;
-    }
-    Ok(buf)
+    Ok(KVec::from_elem(0u8, PAGE_SIZE, GFP_KERNEL)?)
 }
+
+/// Bytes `Object::rw` copies per step, through the stack: no allocation
+/// for PREAD/PWRITE, which gem_shrink calls for 4 bytes of every page.
+const RW_CHUNK: usize = 256;
 
 fn fill_page(buf: &mut [u8], seed: u64, page: usize) {
     for (word, chunk) in buf.chunks_exact_mut(8).enumerate() {
@@ -1203,11 +1248,17 @@ pub(crate) extern "C" fn movgem_rs_migrate_done(_dev_info: *mut ShmemDevInfo, re
 
 extern "C" {
     fn movgem_current_is_kswapd() -> bool;
+    fn movgem_fatal_signal_pending() -> bool;
 }
 
 fn current_is_kswapd() -> bool {
     // SAFETY: reads a flag of the current task; no preconditions.
     unsafe { movgem_current_is_kswapd() }
+}
+
+fn fatal_signal_pending() -> bool {
+    // SAFETY: reads the current task's pending signals; no preconditions.
+    unsafe { movgem_fatal_signal_pending() }
 }
 
 /// C entry point, see `include/movgem_shim.h`.

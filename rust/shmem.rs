@@ -43,7 +43,7 @@ pub(crate) struct ShmemDevInfo {
 
 extern "C" {
     fn movgem_shmem_create(name: *const c_char, size: usize) -> *mut RawFile;
-    fn movgem_shmem_get_page(filp: *mut RawFile, index: c_ulong) -> *mut RawPage;
+    fn movgem_shmem_get_page(filp: *mut RawFile, index: c_ulong, how: c_int) -> *mut RawPage;
     fn movgem_page_get(page: *mut RawPage);
     fn movgem_page_put(page: *mut RawPage);
     fn movgem_vm_mmap(filp: *mut RawFile, offset: u64, size: u64) -> c_ulong;
@@ -93,9 +93,15 @@ impl ShmemFile {
 
     /// A reference on the page at `index`, allocated if needed.
     pub(crate) fn page(&self, index: usize) -> Result<PageRef> {
+        self.page_with(index, PageAlloc::Default)
+    }
+
+    /// [`ShmemFile::page`] with the allocation behaviour `how`.
+    pub(crate) fn page_with(&self, index: usize, how: PageAlloc) -> Result<PageRef> {
         // SAFETY: `self.filp` is valid by the type invariant.
-        let page =
-            from_err_ptr(unsafe { movgem_shmem_get_page(self.filp.as_ptr(), index as c_ulong) })?;
+        let page = from_err_ptr(unsafe {
+            movgem_shmem_get_page(self.filp.as_ptr(), index as c_ulong, how as c_int)
+        })?;
         // INVARIANT: shmem returned the page with a reference for us.
         NonNull::new(page)
             .map(|page| PageRef { page })
@@ -283,4 +289,60 @@ impl Drop for PageRef {
         // SAFETY: we own one reference by the type invariant.
         unsafe { movgem_page_put(self.page.as_ptr()) }
     }
+}
+
+/// A per-page array: kvmalloc'ed, since it grows with the object (see
+/// `ObjState::pages`).  Dropping it may sleep (`kvfree` of a vmalloc'ed
+/// array): never drop one under a spinlock.
+pub(crate) struct PageArray<T>(KVVec<T>);
+
+impl<T> Default for PageArray<T> {
+    fn default() -> Self {
+        Self(KVVec::new())
+    }
+}
+
+impl<T> PageArray<T> {
+    /// An empty array with room for `n` entries.
+    pub(crate) fn with_capacity(n: usize) -> Result<Self> {
+        Ok(Self(KVVec::with_capacity(n, GFP_KERNEL)?))
+    }
+}
+
+impl<T> core::ops::Deref for PageArray<T> {
+    type Target = KVVec<T>;
+
+    fn deref(&self) -> &KVVec<T> {
+        &self.0
+    }
+}
+
+impl<T> core::ops::DerefMut for PageArray<T> {
+    fn deref_mut(&mut self) -> &mut KVVec<T> {
+        &mut self.0
+    }
+}
+
+impl<T> IntoIterator for PageArray<T> {
+    type Item = T;
+    type IntoIter = <KVVec<T> as IntoIterator>::IntoIter;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+/// How [`ShmemFile::page_with`] may allocate a missing page; the values
+/// are the shim's `MOVGEM_PAGE_*`.
+#[derive(Clone, Copy)]
+#[repr(i32)]
+pub(crate) enum PageAlloc {
+    /// The mapping's flags: reclaim, and in the end the OOM killer.
+    Default = 0,
+    /// Give up early (`__GFP_NORETRY`): the caller purges its own
+    /// objects and tries again.
+    Light = 1,
+    /// Reclaim hard, but fail (`ENOMEM`) instead of invoking the OOM
+    /// killer (`__GFP_RETRY_MAYFAIL`).
+    MayFail = 2,
 }

@@ -14,10 +14,20 @@
 //! `__GFP_FS`, which is what ours does.  [`TryMutex::prime_reclaim`]
 //! teaches lockdep that the mutex may be taken inside fs reclaim, so a
 //! `GFP_FS` allocation under it would be reported at once.
+//!
+//! Reclaim goes first.  A timed try-lock that polls loses to tasks that
+//! queue on the mutex: each unlock wakes a queued waiter, and with a
+//! dozen ioctl callers queued the poller rarely finds the mutex free, so
+//! a shrinker would give up while the memory it could purge stays
+//! pinned.  While a [`TryMutex::try_lock_for`] caller waits, blocking
+//! lockers therefore hold back (for at most [`RECLAIM_YIELD_NS`]) before
+//! they queue, and the next unlock leaves the mutex to the poller.  The
+//! back-off happens before the mutex is taken, so it adds no lock order.
 
 use core::cell::UnsafeCell;
 use core::marker::PhantomPinned;
 use core::ops::{Deref, DerefMut};
+use core::sync::atomic::{AtomicU32, Ordering};
 
 use kernel::bindings;
 use kernel::prelude::*;
@@ -59,9 +69,16 @@ pub(crate) struct TryMutex<T> {
     #[pin]
     mutex: Opaque<bindings::mutex>,
     data: UnsafeCell<T>,
+    /// Callers of [`TryMutex::try_lock_for`] waiting now (reclaim, the
+    /// migrate hook); blocking lockers hold back while it is non-zero.
+    pollers: AtomicU32,
     #[pin]
     _pin: PhantomPinned,
 }
+
+/// Longest a blocking locker holds back for a polling one: the default
+/// budget of the migrate hook and the shrinker (`lock_timeout_ms`).
+pub(crate) const RECLAIM_YIELD_NS: u64 = 10_000_000;
 
 // SAFETY: the mutex serialises all access to `data`, so sharing a
 // `TryMutex` between threads is sound whenever `T` may be sent between them.
@@ -79,13 +96,31 @@ impl<T> TryMutex<T> {
                 bindings::__mutex_init(slot, name.as_char_ptr(), key.0.get())
             }),
             data: UnsafeCell::new(data),
+            pollers: AtomicU32::new(0),
             _pin: PhantomPinned,
         })
+    }
+
+    /// Before queueing on the mutex: lets a waiting poller have it first,
+    /// for at most [`RECLAIM_YIELD_NS`].
+    fn yield_to_pollers(&self) {
+        if self.pollers.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let start = now_ns();
+        while self.pollers.load(Ordering::Relaxed) != 0
+            && now_ns().saturating_sub(start) < RECLAIM_YIELD_NS
+        {
+            // SAFETY: blocking lockers may sleep; a plain uninterruptible
+            // sleep has no other precondition.
+            unsafe { bindings::usleep_range_state(40, 60, bindings::TASK_UNINTERRUPTIBLE) };
+        }
     }
 
     /// Sleeps until the mutex is ours.  Never call this from reclaim or
     /// from the migrate hook.
     pub(crate) fn lock(&self) -> TryMutexGuard<'_, T> {
+        self.yield_to_pollers();
         // SAFETY: by the type invariant the mutex is initialised.
         unsafe { bindings::mutex_lock(self.mutex.get()) };
         // INVARIANT: the mutex was just acquired.
@@ -96,6 +131,7 @@ impl<T> TryMutex<T> {
     /// (`EINTR`): for ioctl paths, so that a task killed by the OOM
     /// killer does not sit on the lock queue.
     pub(crate) fn lock_killable(&self) -> Result<TryMutexGuard<'_, T>> {
+        self.yield_to_pollers();
         // SAFETY: by the type invariant the mutex is initialised.
         let ret = unsafe { movgem_mutex_lock_killable(self.mutex.get()) };
         if ret != 0 {
@@ -131,18 +167,24 @@ impl<T> TryMutex<T> {
             LockWait::Once => return self.try_lock(),
             LockWait::For(ns) => ns,
         };
+        if let Some(guard) = self.try_lock() {
+            return Some(guard);
+        }
         let start = now_ns();
-        loop {
+        self.pollers.fetch_add(1, Ordering::Relaxed);
+        let got = loop {
             if let Some(guard) = self.try_lock() {
-                return Some(guard);
+                break Some(guard);
             }
             if now_ns().saturating_sub(start) >= budget {
-                return None;
+                break None;
             }
             // SAFETY: the caller allowed blocking (`LockWait::For`); a plain
             // uninterruptible sleep has no other precondition.
             unsafe { bindings::usleep_range_state(40, 60, bindings::TASK_UNINTERRUPTIBLE) };
-        }
+        };
+        self.pollers.fetch_sub(1, Ordering::Relaxed);
+        got
     }
 }
 

@@ -18,7 +18,7 @@ use kernel::error::from_err_ptr;
 use kernel::ffi::{c_long, c_uint, c_ulong, c_void};
 use kernel::prelude::*;
 
-use crate::shmem::{PageRef, RawPage};
+use crate::shmem::{PageArray, PageRef, RawPage};
 
 /// C `struct movgem_userptr`, only ever behind a pointer.
 #[repr(C)]
@@ -147,9 +147,9 @@ impl UserRange {
 
     /// Takes a reference on every page of the range, faulting it in.
     /// Only the process that created the object may do this (`EFAULT`).
-    pub(crate) fn fault_in(&self, write: bool) -> Result<KVec<PageRef>> {
+    pub(crate) fn fault_in(&self, write: bool) -> Result<PageArray<PageRef>> {
         let up = self.raw()?;
-        let mut pages = KVec::with_capacity(self.npages, GFP_KERNEL)?;
+        let mut pages = PageArray::with_capacity(self.npages)?;
         let mut batch = [core::ptr::null_mut::<RawPage>(); BATCH];
         while pages.len() < self.npages {
             let want = (self.npages - pages.len()).min(BATCH);

@@ -145,10 +145,13 @@ bool movgem_pm_suspended(struct device *dev)
 /*
  * The simulated engine: one ordered queue, so batches run one at a time in
  * submission order, as a GPU ring does.  Destroying it drains it.
+ * WQ_MEM_RECLAIM: retiring a request is what makes its objects' pages
+ * reclaimable, so the queue must make progress when no new kworker can be
+ * allocated (it gets a rescuer thread).
  */
 struct workqueue_struct *movgem_wq_alloc(void)
 {
-	return alloc_ordered_workqueue("movgem", 0);
+	return alloc_ordered_workqueue("movgem", WQ_MEM_RECLAIM);
 }
 
 void movgem_wq_destroy(struct workqueue_struct *wq)

@@ -63,6 +63,11 @@ bool movgem_current_is_kswapd(void)
 	return current_is_kswapd();
 }
 
+bool movgem_fatal_signal_pending(void)
+{
+	return fatal_signal_pending(current);
+}
+
 static int movgem_oom_notify(struct notifier_block *nb, unsigned long event,
 			     void *ptr)
 {

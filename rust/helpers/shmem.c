@@ -31,12 +31,24 @@ struct file *movgem_shmem_create(const char *name, size_t size)
 	return filp;
 }
 
-struct page *movgem_shmem_get_page(struct file *filp, unsigned long index)
+/*
+ * @how: MOVGEM_PAGE_DEFAULT, the mapping's gfp flags; or, as i915's
+ * shmem_sg_alloc_table() does for an object's pages, MOVGEM_PAGE_LIGHT
+ * first (__GFP_NORETRY: the caller purges its own objects on failure) and
+ * MOVGEM_PAGE_MAYFAIL last (__GFP_RETRY_MAYFAIL: fail rather than invoke
+ * the OOM killer).
+ */
+struct page *movgem_shmem_get_page(struct file *filp, unsigned long index, int how)
 {
 	struct address_space *mapping = filp->f_mapping;
+	gfp_t gfp = mapping_gfp_mask(mapping);
 	struct folio *folio;
 
-	folio = shmem_read_folio_gfp(mapping, index, mapping_gfp_mask(mapping));
+	if (how == MOVGEM_PAGE_LIGHT)
+		gfp |= __GFP_NORETRY | __GFP_NOWARN;
+	else if (how == MOVGEM_PAGE_MAYFAIL)
+		gfp |= __GFP_RETRY_MAYFAIL | __GFP_NOWARN;
+	folio = shmem_read_folio_gfp(mapping, index, gfp);
 	if (IS_ERR(folio))
 		return ERR_CAST(folio);
 	/* The folio reference is the page's reference. */
