@@ -5,6 +5,7 @@
 #   3. patched kernel (debug flavour: lockdep, DEBUG_VM, ...), cached
 #   4. movgem.ko, static guest tools, initramfs
 #   5. QEMU: KUnit suite at module load, in-guest tests, clean console
+#   6. QEMU: igt's gem_shrink port (scripts/gem-shrink.sh), own boot
 # Ends with "N passed, N failed" counting every test above.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -63,6 +64,21 @@ pass "$p"
 fail "$f"
 
 say "console log: $log"
+
+# igt's gem_shrink port, in its own boot (plain kernel, small guest).
+say "gem-shrink: igt's gem_shrink port, then its -oom subtests with shrinker=0"
+set +e
+"$MOVGEM_TOP/scripts/gem-shrink.sh" | tee "$MOVGEM_CACHE/logs/gem-shrink.out"
+set -e
+read -r p f < <(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' \
+	"$MOVGEM_CACHE/logs/gem-shrink.out" | tail -1)
+if [ -n "${p:-}" ]; then
+	pass "$p"
+	fail "$f"
+else
+	result "gem_shrink_boot (no summary)" 1
+fi
+
 say "took $(($(date +%s) - start)) s"
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

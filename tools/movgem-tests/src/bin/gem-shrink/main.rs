@@ -13,6 +13,7 @@
 //! ```text
 //! gem-shrink [--duration SECONDS] [--passes N] [--subtest-timeout SECONDS]
 //!            [--summary FILE] [--run-subtest PATTERN]... [--list-subtests] [--expect-fail]
+//!            [--without-shrinker]
 //! ```
 //!
 //! `--summary FILE` also writes the closing line to FILE, for the guest
@@ -22,6 +23,11 @@
 //!
 //! `--subtest-timeout` kills a subtest's children (SIGKILL) once it has
 //! run that long and fails it, as igt_runner's per-test timeout does.
+//!
+//! `--without-shrinker` runs each subtest with movgem's `shrinker`
+//! parameter 0 and turns it back on once the subtest is decided, so that
+//! workers killed by the watchdog can exit; with `--expect-fail` the run
+//! passes only if every subtest failed.
 //!
 //! `--passes N` caps the passes a worker makes per iteration (igt:
 //! `num_processes`); `make check` uses it to bound the run time, see
@@ -39,7 +45,8 @@ use std::io::Write;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use movgem_uapi::{Device, DROP_BOUND, DROP_CACHES_PATH, DROP_UNBOUND, OP_NOP};
+use movgem_tests::env::Counters;
+use movgem_uapi::{Device, DROP_BOUND, DROP_CACHES_PATH, DROP_PURGE, DROP_UNBOUND, OP_NOP};
 use plan::{Group, Kind, Sizing, Subtest, FUNCS};
 
 struct Options {
@@ -53,12 +60,14 @@ struct Options {
     patterns: Vec<String>,
     list: bool,
     expect_fail: bool,
+    without_shrinker: bool,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: gem-shrink [--duration SECONDS] [--passes N] [--subtest-timeout SECONDS] \
-         [--summary FILE] [--run-subtest PATTERN]... [--list-subtests] [--expect-fail]"
+         [--summary FILE] [--run-subtest PATTERN]... [--list-subtests] [--expect-fail] \
+         [--without-shrinker]"
     );
     std::process::exit(2);
 }
@@ -72,6 +81,7 @@ fn options() -> Options {
         patterns: Vec::new(),
         list: false,
         expect_fail: false,
+        without_shrinker: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -98,6 +108,7 @@ fn options() -> Options {
             "--run-subtest" => o.patterns.push(args.next().unwrap_or_else(|| usage())),
             "--list-subtests" => o.list = true,
             "--expect-fail" => o.expect_fail = true,
+            "--without-shrinker" => o.without_shrinker = true,
             _ => usage(),
         }
     }
@@ -232,6 +243,22 @@ const KILL_GRACE_S: f64 = 30.0;
 /// nothing after this subtest would measure anything but that.
 static ABANDONED: AtomicU32 = AtomicU32::new(0);
 
+/// `--without-shrinker`: every subtest runs with the module's `shrinker`
+/// parameter 0, and it is set back to 1 once the subtest is decided
+/// (its workers finished or were killed by the watchdog).  Without a
+/// shrinker, the memory pinned by killed workers' objects cannot be
+/// reclaimed, so the workers cannot even exit; giving it back lets them,
+/// and the next subtest starts from a clean state.
+static WITHOUT_SHRINKER: AtomicU32 = AtomicU32::new(0);
+
+const SHRINKER_PARAM: &str = "/sys/module/movgem/parameters/shrinker";
+
+fn set_shrinker(on: bool) {
+    if let Err(e) = fs::write(SHRINKER_PARAM, if on { "1" } else { "0" }) {
+        println!("gem-shrink: {SHRINKER_PARAM}: {e}");
+    }
+}
+
 /// Reaps every child; returns a description of each that failed.  While
 /// waiting, prints `progress()` every 30 s so a slow guest shows life.
 /// Past the watchdog, kills the children; if they are still there
@@ -240,11 +267,16 @@ fn reap(
     mut children: Vec<(libc::pid_t, String)>,
     watchdog: Option<f64>,
     progress: impl Fn() -> String,
+    diagnose: impl Fn(),
 ) -> Vec<String> {
     let mut bad = Vec::new();
     let start = Instant::now();
     let mut last = Instant::now();
     let mut fired = false;
+    // When the watchdog killed the children: the grace period counts from
+    // there (a starved runner may fire late).
+    let mut killed_at: Option<Instant> = None;
+    let mut last_drop = Instant::now();
     while !children.is_empty() {
         let mut status = 0;
         // SAFETY: `status` is a valid out pointer; we only reap our children.
@@ -259,7 +291,7 @@ fn reap(
         }
         if pid == 0 {
             let t = start.elapsed().as_secs_f64();
-            if fired && watchdog.is_some_and(|w| t >= w + KILL_GRACE_S) {
+            if killed_at.is_some_and(|k| k.elapsed().as_secs_f64() >= KILL_GRACE_S) {
                 let msg = format!(
                     "{} workers still alive {KILL_GRACE_S:.0}s after SIGKILL (stuck in the kernel); \
                      abandoning the run",
@@ -286,11 +318,32 @@ fn reap(
                     children.len()
                 );
                 println!("gem-shrink: {msg}");
+                diagnose();
                 bad.push(msg);
                 for &(pid, _) in &children {
                     // SAFETY: `pid` is our child, not yet reaped.
                     unsafe { libc::kill(pid, libc::SIGKILL) };
                 }
+                killed_at = Some(Instant::now());
+                if WITHOUT_SHRINKER.load(Ordering::Relaxed) != 0 {
+                    println!(
+                        "gem-shrink: subtest failed; shrinker back on and drop_caches, \
+                         so that its workers can exit"
+                    );
+                    set_shrinker(true);
+                }
+            }
+            // Recovery in --without-shrinker mode: the killed workers' objects
+            // pin most of memory, and purging them is what lets them exit.
+            if killed_at.is_some()
+                && WITHOUT_SHRINKER.load(Ordering::Relaxed) != 0
+                && last_drop.elapsed() >= Duration::from_secs(1)
+            {
+                let _ = fs::write(
+                    DROP_CACHES_PATH,
+                    (DROP_BOUND | DROP_UNBOUND | DROP_PURGE).to_string(),
+                );
+                last_drop = Instant::now();
             }
             std::thread::sleep(Duration::from_millis(50));
             if last.elapsed() >= Duration::from_secs(30) {
@@ -341,6 +394,39 @@ fn worker(g: Group, alloc: u64, timeout: f64, shared: &Shared) -> Result<(), Str
     }
 }
 
+/// Why a subtest may have stalled: what the driver did since `before`
+/// (its debugfs counters) and where memory is.
+fn diagnose(before: Option<&Counters>) {
+    if let (Some(before), Ok(now)) = (before, Counters::read()) {
+        println!(
+            "gem-shrink: movgem counters since start: {}",
+            now.since(before)
+        );
+    }
+    let meminfo = fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem: Vec<&str> = meminfo
+        .lines()
+        .filter(|l| {
+            [
+                "MemFree:",
+                "Shmem:",
+                "SwapFree:",
+                "SwapCached:",
+                "Unevictable:",
+            ]
+            .iter()
+            .any(|k| l.starts_with(k))
+        })
+        .collect();
+    println!(
+        "gem-shrink: {}",
+        mem.join(", ")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+}
+
 /// A function subtest: fork every group, wait for all of them.
 fn run_func(
     f: usize,
@@ -351,6 +437,7 @@ fn run_func(
     watchdog: Option<f64>,
 ) -> Result<String, String> {
     let shared = Shared::new()?;
+    let before = Counters::read().ok();
     let mut children = Vec::new();
     let mut err = None;
     'fork: for g in plan::groups(f, mode, s.num_processes, max_passes) {
@@ -373,7 +460,7 @@ fn run_func(
             s.alloc_mib
         )
     };
-    let bad = reap(children, watchdog, summary);
+    let bad = reap(children, watchdog, summary, || diagnose(before.as_ref()));
     let summary = summary();
     if let Some(e) = err {
         return Err(e);
@@ -416,7 +503,12 @@ fn run_reclaim(ncpus: u64, timeout: f64, watchdog: Option<f64>) -> Result<String
     }
     let gpu = if err.is_none() { spin(timeout) } else { Ok(0) };
     shared.stop().store(1, Ordering::Relaxed);
-    let bad = reap(children, watchdog, || "drop_caches writers".to_string());
+    let bad = reap(
+        children,
+        watchdog,
+        || "drop_caches writers".to_string(),
+        || diagnose(None),
+    );
     let batches = gpu.as_ref().copied().unwrap_or(0);
     let summary = format!(
         "{batches} batches of 100 ms, {} drop_caches writes",
@@ -479,6 +571,9 @@ fn memory_check(s: &Sizing) -> Result<(), String> {
 
 fn main() {
     let o = options();
+    if o.without_shrinker {
+        WITHOUT_SHRINKER.store(1, Ordering::Relaxed);
+    }
     let all = plan::subtests();
     if o.list {
         for (name, _) in &all {
@@ -526,6 +621,9 @@ fn main() {
             continue;
         }
         println!("Starting subtest: {name}");
+        if o.without_shrinker {
+            set_shrinker(false);
+        }
         let start = Instant::now();
         let timeout = plan::timeout_s(t, o.duration);
         let r = match (t, &skip_reason) {
@@ -551,6 +649,9 @@ fn main() {
                 println!("Subtest {name}: FAIL ({secs:.3}s)");
                 failed += 1;
             }
+        }
+        if o.without_shrinker {
+            set_shrinker(true);
         }
         // Let objects closed by the last workers retire before the next
         // subtest measures its own.
