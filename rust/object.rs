@@ -62,6 +62,24 @@ pub(crate) struct Gem {
     gtt_used: u64,
     /// The object driven through debugfs `control`, if any.
     pub(crate) selftest: Option<Arc<Object>>,
+    /// Where the kernel shrinker's batches resume: see `Device::shrink`.
+    shrink_resume: ShrinkResume,
+}
+
+/// The kernel shrinker calls `scan` once per batch of 128 pages; walking
+/// every object from the start each time costs O(objects) per batch and
+/// O(objects^2) per reclaim.  Instead each pass resumes at the object
+/// where its last batch stopped, and passes that the last `count` found
+/// no candidate for are skipped, so that a reclaim costs one `count` walk
+/// plus one walk over the candidates.
+#[derive(Default)]
+struct ShrinkResume {
+    /// Per pass (purge, unbound, bound): the id to start at.
+    next: [u64; 3],
+    /// Per pass: candidates seen by the last `count`, less those handled
+    /// since.  Only a hint: an object that became one later waits for the
+    /// next `count`, which the kernel makes before every round of batches.
+    candidates: [u64; 3],
 }
 
 /// What waiters on the simulated GPU look at.
@@ -120,6 +138,10 @@ pub(crate) struct ShrinkScope {
     pub(crate) may_block: bool,
     /// Take `struct_mutex` without a time limit (debugfs only).
     pub(crate) lock: bool,
+    /// Resume each pass where the last resuming shrink stopped and skip
+    /// passes without candidates (`ShrinkResume`): the kernel shrinker's
+    /// batches.  Otherwise every pass walks every object.
+    pub(crate) resume: bool,
 }
 
 impl ShrinkScope {
@@ -131,10 +153,15 @@ impl ShrinkScope {
         writeback: true,
         may_block: true,
         lock: false,
+        resume: false,
     };
 }
 
 static STRUCT_MUTEX_KEY: LockKey = LockKey::new();
+
+/// The last `shrink_count` could not lock `struct_mutex`, so the candidate
+/// hints in `ShrinkResume` are older than the count the kernel acts on.
+static HINTS_STALE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(true);
 
 impl Device {
     /// Allocates the device and registers its runtime PM.
@@ -149,6 +176,7 @@ impl Device {
                         gtt: RBTree::new(),
                         gtt_used: 0,
                         selftest: None,
+                        shrink_resume: ShrinkResume::default(),
                     },
                     kernel::c_str!("movgem_struct_mutex"),
                     &STRUCT_MUTEX_KEY,
@@ -267,18 +295,25 @@ impl Device {
             return 0;
         }
         let Some(mut gem) = self.struct_mutex.try_lock() else {
+            // The candidate hints were not refreshed: scans must not trust them.
+            HINTS_STALE.store(true, Ordering::Relaxed);
             return LAST.load(Ordering::Relaxed);
         };
         let awake = !self.pm.suspended();
         let mut count = 0u64;
+        let mut candidates = [0u64; 3];
         let mut next = Some(0);
         while let Some(obj) = next_object(&mut gem, &mut next) {
             let st = obj.state(&mut gem);
             let snap = obj.snapshot(st);
-            if policy::shrink_action(&snap, awake, true, true) != ShrinkAction::Skip {
+            let action = policy::shrink_action(&snap, awake, true, true);
+            if let Some(pass) = action.pass() {
                 count += st.pages.len() as u64;
+                candidates[usize::from(pass)] += 1;
             }
         }
+        gem.shrink_resume.candidates = candidates;
+        HINTS_STALE.store(false, Ordering::Relaxed);
         LAST.store(count, Ordering::Relaxed);
         count
     }
@@ -304,6 +339,7 @@ impl Device {
             writeback: may_block && current_is_kswapd(),
             may_block,
             lock: false,
+            resume: true,
             ..ShrinkScope::ALL
         };
         self.shrink(nr, scope).map(|done| done.released)
@@ -335,12 +371,37 @@ impl Device {
                 1 => scope.unbound,
                 _ => scope.bound,
             };
-            if !allowed {
+            let p = usize::from(pass);
+            let hinted_empty = scope.resume
+                && !HINTS_STALE.load(Ordering::Relaxed)
+                && gem.shrink_resume.candidates[p] == 0;
+            if !allowed || hinted_empty {
                 continue;
             }
-            let mut next = Some(0);
-            while let Some(obj) = next_object(&mut gem, &mut next) {
+            // One lap over the ids, from `start` round to just before it.
+            let start = if scope.resume {
+                gem.shrink_resume.next[p]
+            } else {
+                0
+            };
+            let mut next = Some(start);
+            let mut wrapped = start == 0;
+            loop {
                 if freed >= nr {
+                    if scope.resume {
+                        gem.shrink_resume.next[p] = next.unwrap_or(0);
+                    }
+                    break;
+                }
+                let Some(obj) = next_object(&mut gem, &mut next) else {
+                    if wrapped {
+                        break;
+                    }
+                    wrapped = true;
+                    next = Some(0);
+                    continue;
+                };
+                if wrapped && start != 0 && obj.id.load(Ordering::Relaxed) >= start {
                     break;
                 }
                 let snap = obj.snapshot(obj.state(&mut gem));
@@ -348,6 +409,8 @@ impl Device {
                 if action.pass() != Some(pass) {
                     continue;
                 }
+                let hint = &mut gem.shrink_resume.candidates[p];
+                *hint = hint.saturating_sub(1);
                 let (st, mut gtt) = obj.state_and_gtt(&mut gem);
                 match action {
                     ShrinkAction::Purge { unbind } => {
@@ -437,6 +500,7 @@ impl Device {
             writeback: has(uapi::DROP_WRITEBACK),
             may_block: true,
             lock: true,
+            resume: false,
         };
         self.shrink(u64::MAX, scope).ok_or(EBUSY)?;
         Ok(())
