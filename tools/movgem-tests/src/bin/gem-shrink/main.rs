@@ -251,11 +251,9 @@ static ABANDONED: AtomicU32 = AtomicU32::new(0);
 /// and the next subtest starts from a clean state.
 static WITHOUT_SHRINKER: AtomicU32 = AtomicU32::new(0);
 
-const SHRINKER_PARAM: &str = "/sys/module/movgem/parameters/shrinker";
-
 fn set_shrinker(on: bool) {
-    if let Err(e) = fs::write(SHRINKER_PARAM, if on { "1" } else { "0" }) {
-        println!("gem-shrink: {SHRINKER_PARAM}: {e}");
+    if let Err(e) = movgem_tests::env::set_param("shrinker", if on { "1" } else { "0" }) {
+        println!("gem-shrink: {e}");
     }
 }
 
