@@ -125,6 +125,7 @@ impl Control {
                 // Test aid: keep struct_mutex busy, as a long ioctl would.
                 let ms = arg()?.min(10_000) as u32;
                 let _gem = self.device.struct_mutex.lock();
+                crate::counters::inc(crate::counters::Counter::LockHolds);
                 // SAFETY: process context, no spinlock held: may sleep.
                 unsafe { kernel::bindings::msleep(ms) };
                 Ok(())

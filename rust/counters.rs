@@ -77,9 +77,12 @@ pub(crate) enum Counter {
     UserptrStaleUnbinds,
     /// Userptr pages faulted in for requests and domain changes.
     UserptrFaultedPages,
+    /// debugfs `hold_lock` commands that took `struct_mutex` (a test
+    /// waits for this before it measures contention).
+    LockHolds,
 }
 
-const FIRST_REFUSAL: usize = Counter::UserptrFaultedPages as usize + 1;
+const FIRST_REFUSAL: usize = Counter::LockHolds as usize + 1;
 
 /// Number of counters, refusals included.
 pub(crate) const COUNT: usize = FIRST_REFUSAL + Refusal::ALL.len();
@@ -119,6 +122,7 @@ pub(crate) const NAMES: [&kernel::str::CStr; COUNT] = [
     kernel::c_str!("userptr_invalidations"),
     kernel::c_str!("userptr_stale_unbinds"),
     kernel::c_str!("userptr_faulted_pages"),
+    kernel::c_str!("lock_holds"),
     kernel::c_str!("refused_hook_disabled"),
     kernel::c_str!("refused_lock_contended"),
     kernel::c_str!("refused_active"),

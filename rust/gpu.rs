@@ -284,7 +284,11 @@ impl Request {
             obj.retire();
         }
         self.device.pm.put_detached();
-        self.device.gpu.lock().inflight -= 1;
+        {
+            let mut gpu = self.device.gpu.lock();
+            gpu.inflight -= 1;
+            gpu.retired += 1;
+        }
         self.device.gpu_idle.notify_all();
     }
 }
@@ -335,6 +339,37 @@ pub(crate) fn wait_idle(device: &Device, obj: &Object, timeout_ns: i64) -> Resul
                 return Err(etime())
             }
             _ => {}
+        }
+    }
+}
+
+/// Waits at most `timeout_ns` for a request in flight now to retire;
+/// returns whether one did.  `false` at once if none is in flight or the
+/// task has a signal pending.  Takes only the engine's own lock, which
+/// nothing holds across an allocation, so the OOM notifier may call it.
+pub(crate) fn wait_for_retire(device: &Device, timeout_ns: u64) -> bool {
+    let start = now_ns();
+    let mut guard = device.gpu.lock();
+    let mark = guard.retired;
+    if guard.inflight == 0 {
+        return false;
+    }
+    loop {
+        if guard.retired != mark {
+            return true;
+        }
+        let left = timeout_ns.saturating_sub(now_ns().saturating_sub(start));
+        if left == 0 {
+            return false;
+        }
+        let jiffies = kernel::time::msecs_to_jiffies(
+            left.div_ceil(1_000_000).min(u64::from(u32::MAX)) as u32,
+        );
+        if let kernel::sync::CondVarTimeoutResult::Signal { .. } = device
+            .gpu_idle
+            .wait_interruptible_timeout(&mut guard, jiffies)
+        {
+            return false;
         }
     }
 }

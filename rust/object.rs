@@ -82,10 +82,17 @@ struct ShrinkResume {
     candidates: [u64; 3],
 }
 
+/// How long the OOM notifier waits, at most, for requests in flight to
+/// retire and make their objects purgeable: a hanging batch (1 s by
+/// default) and the batches queued behind it.
+const OOM_WAIT_NS: u64 = 2_000_000_000;
+
 /// What waiters on the simulated GPU look at.
 pub(crate) struct GpuState {
     /// Requests submitted and not yet retired.
     pub(crate) inflight: u32,
+    /// Requests retired since load (a waiter's progress mark).
+    pub(crate) retired: u64,
     /// Bumped by a reset; requests that started earlier end at once.
     pub(crate) resets: u64,
 }
@@ -181,7 +188,7 @@ impl Device {
                     kernel::c_str!("movgem_struct_mutex"),
                     &STRUCT_MUTEX_KEY,
                 ),
-                gpu <- kernel::new_mutex!(GpuState { inflight: 0, resets: 0 }, "movgem_gpu"),
+                gpu <- kernel::new_mutex!(GpuState { inflight: 0, resets: 0, retired: 0 }, "movgem_gpu"),
                 gpu_idle <- kernel::new_condvar!("movgem_gpu_idle"),
                 pm,
                 notifier_lock <- kernel::new_spinlock!((), "movgem_notifier_lock"),
@@ -414,7 +421,7 @@ impl Device {
                 let (st, mut gtt) = obj.state_and_gtt(&mut gem);
                 match action {
                     ShrinkAction::Purge { unbind } => {
-                        let n = Object::release_pages(st, &mut gtt, unbind) as u64;
+                        let n = Object::release_pages(st, &mut gtt, obj.file(), unbind) as u64;
                         freed += n;
                         gone += n;
                         if let Some(file) = obj.file() {
@@ -425,7 +432,7 @@ impl Device {
                         counters::inc(Counter::ShrinkPurged);
                     }
                     ShrinkAction::Release { unbind } => {
-                        freed += Object::release_pages(st, &mut gtt, unbind) as u64;
+                        freed += Object::release_pages(st, &mut gtt, obj.file(), unbind) as u64;
                         counters::inc(Counter::ShrinkReleased);
                         if scope.writeback && obj.file().is_some() && queued < WRITEBACK_BATCH {
                             to_write[queued] = Some(obj.clone());
@@ -473,9 +480,27 @@ impl Device {
         // Only what really left memory counts: releasing an object whose
         // pages stay in the page cache frees nothing, and claiming it would
         // keep the OOM killer from ever acting.
-        let freed = self
+        let mut freed = self
             .shrink(u64::MAX, ShrinkScope::ALL)
             .map_or(0, |done| done.gone);
+        // Objects of requests in flight become purgeable once those
+        // retire: wait for the engine, one retirement at a time and for
+        // at most `OOM_WAIT_NS` in all, before letting the OOM killer act
+        // on memory the GPU is about to give back (i915's shrink-all once
+        // waited for its GPU too).  gem_shrink's `hang` and `execbufX`
+        // had workers OOM-killed while the engine worked through their
+        // queued batches, this notifier freeing nothing; 100 ms (one
+        // hang there) was not enough, a pass's batches take longer.
+        let deadline = crate::sync::now_ns() + OOM_WAIT_NS;
+        while freed == 0 {
+            let left = deadline.saturating_sub(crate::sync::now_ns());
+            if left == 0 || !crate::gpu::wait_for_retire(self, left) {
+                break;
+            }
+            freed = self
+                .shrink(u64::MAX, ShrinkScope::ALL)
+                .map_or(0, |done| done.gone);
+        }
         counters::add(Counter::OomFreedPages, freed);
         if freed > 0 {
             pr_info!("OOM notifier released {} pages of object memory\n", freed);
@@ -563,10 +588,14 @@ impl ObjState {
     }
 
     /// Drops the kernel mapping and every page reference; returns how
-    /// many pages there were.
-    fn put_pages(&mut self) -> usize {
+    /// many pages there were.  `file` (none for userptr objects) gets its
+    /// pages back on the evictable LRU lists first.
+    fn put_pages(&mut self, file: Option<&ShmemFile>) -> usize {
         self.vmap = None;
         let n = self.pages.len();
+        if let (Some(file), true) = (file, n > 0) {
+            file.clear_unevictable(&self.pages);
+        }
         self.pages = PageArray::default();
         n
     }
@@ -785,6 +814,27 @@ impl Object {
         let file = self.shmem()?;
         let mut pages = PageArray::with_capacity(self.npages)?;
         let mut pfns = PageArray::with_capacity(self.npages)?;
+        // As i915's shmem_sg_alloc_table(): unevictable before the first
+        // page, so that reclaim never scans pages it cannot free, fetched
+        // ones included (gem_shrink without a shrinker: 42 million scans
+        // in two minutes otherwise, and no OOM kill).  Only a hint to
+        // reclaim: a racing release that clears it costs scans, not data.
+        file.set_unevictable();
+        let r = self.fetch_into(file, may_shrink, &mut pages, &mut pfns);
+        if let Err(e) = r {
+            file.clear_unevictable(&pages);
+            return Err(e);
+        }
+        Ok((pages, pfns))
+    }
+
+    fn fetch_into(
+        &self,
+        file: &ShmemFile,
+        may_shrink: bool,
+        pages: &mut PageArray<PageRef>,
+        pfns: &mut PageArray<usize>,
+    ) -> Result {
         for page in 0..self.npages {
             if fatal_signal_pending() {
                 return Err(EINTR);
@@ -807,7 +857,7 @@ impl Object {
             pfns.push(folio.pfn(), GFP_KERNEL)?;
             pages.push(folio, GFP_KERNEL)?;
         }
-        Ok((pages, pfns))
+        Ok(())
     }
 
     /// Makes `fetched` the object's pages, unless it got pages meanwhile
@@ -826,6 +876,11 @@ impl Object {
             st.released = false;
         }
         (st.pages, st.pfns) = fetched;
+        // Nothing but the shrinker can free them now (set again in case a
+        // release cleared it while they were fetched).
+        if let Some(file) = self.file() {
+            file.set_unevictable();
+        }
         Ok(())
     }
 
@@ -1090,7 +1145,7 @@ impl Object {
             st.pinned_vmas = 0;
             st.vmap_pins = 0;
             st.pages_pin_count = 0;
-            st.put_pages();
+            st.put_pages(self.file());
         }
         self.teardown();
     }
@@ -1098,7 +1153,12 @@ impl Object {
     /// Drops the binding (if `unbind`), the cached vmap and every page
     /// reference; returns the pages released.  The caller decided, with
     /// `policy`, that nothing else pins them.
-    fn release_pages(st: &mut ObjState, gtt: &mut Gtt<'_>, unbind: bool) -> usize {
+    fn release_pages(
+        st: &mut ObjState,
+        gtt: &mut Gtt<'_>,
+        file: Option<&ShmemFile>,
+        unbind: bool,
+    ) -> usize {
         if unbind {
             if let Some(offset) = st.gtt_offset.take() {
                 gtt.remove(offset);
@@ -1106,7 +1166,7 @@ impl Object {
                 counters::inc(Counter::Unbinds);
             }
         }
-        let n = st.put_pages();
+        let n = st.put_pages(file);
         st.released = true;
         n
     }
@@ -1125,11 +1185,11 @@ impl Object {
 
     /// `SET_DOMAIN`, once the GPU is idle: the object's pages are made
     /// present, as i915 does.  A userptr range is faulted in and checked,
-    /// and its references dropped again.
+    /// a batch of page references at a time ([`UserRange::touch`]).
     pub(crate) fn prepare_access(&self, write: bool) -> Result {
         if let Some(user) = self.user.as_ref() {
-            let pages = user.fault_in(write)?;
-            counters::add(Counter::UserptrFaultedPages, pages.len() as u64);
+            let pages = user.touch(write)?;
+            counters::add(Counter::UserptrFaultedPages, pages as u64);
             return Ok(());
         }
         self.populate()
@@ -1189,7 +1249,7 @@ impl Object {
                 if vunmap {
                     counters::inc(Counter::HookVunmaps);
                 }
-                let n = Self::release_pages(st, &mut gtt, unbind);
+                let n = Self::release_pages(st, &mut gtt, self.file(), unbind);
                 counters::inc(Counter::Released);
                 counters::add(Counter::ReleasedPages, n as u64);
                 0
