@@ -28,7 +28,8 @@ check:
 # runs, and gem_shrink with igt's 20 s per subtest.
 soak:
 	@QEMU_TIMEOUT=3600 QEMU_APPEND="movgem_stress=600 movgem_fuzz=500000 movgem_seed=$$RANDOM movgem_faults=5000 movgem_lifecycle=20" \
-		GEM_SHRINK_DURATION=20 GEM_SHRINK_WATCHDOG=120 GEM_SHRINK_TIMEOUT=7200 scripts/check.sh
+		GEM_SHRINK_DURATION=20 GEM_SHRINK_BACKGROUND_PASSES=0 GEM_SHRINK_WATCHDOG=300 \
+		GEM_SHRINK_TIMEOUT=7200 scripts/check.sh
 
 # igt's gem_shrink, ported, alone (make check runs it too); knobs in
 # scripts/gem-shrink.sh, e.g. GEM_SHRINK_DURATION=20 for igt's durations.

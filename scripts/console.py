@@ -7,7 +7,14 @@
 Results: each KUnit case of the movgem suite, each `movgem-test:` line of
 the guest runner, whether the guest finished with rc=0, and whether the
 console is free of kernel bug, warning, lockdep and sanitizer reports.
+
+A test that never reports is a failure, not a smaller total: the guest
+runner declares every result it will print (`movgem-plan:` lines, ended
+by `movgem-plan: end`) before running any, and every KUnit case that
+rust/helpers/kunit.c declares must report `ok`.  A KUnit `# SKIP` is not
+a pass.
 """
+import os
 import re
 import sys
 
@@ -20,7 +27,21 @@ BAD = re.compile(
     r"|usage count underflow|refcount_t: |list_(add|del) corruption"
     r"|invoked oom-killer|Out of memory"
 )
-KUNIT = re.compile(r"^\s*(not ok|ok) \d+ (movgem_\w+)")
+# A KUnit result line, with or without the kernel's timestamp prefix.
+KUNIT = re.compile(r"^(?:\[[^\]]*\])?\s*(not ok|ok) \d+ (movgem_\w+)(.*)$")
+KUNIT_SKIP = re.compile(r"#\s*SKIP", re.IGNORECASE)
+PLAN = re.compile(r"movgem-plan: (\S+)$")
+KUNIT_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                            "..", "rust", "helpers", "kunit.c")
+
+
+def kunit_cases():
+    """The KUnit cases the suite declares (KUNIT_CASE(name) lines)."""
+    try:
+        src = open(KUNIT_SOURCE).read()
+    except OSError:
+        return None
+    return re.findall(r"KUNIT_CASE\((movgem_\w+)\)", src)
 METRIC = re.compile(r"movgem-metric: (\w+)=(\S+)")
 # Inside the fault-injection window, failed allocations print stack
 # dumps on purpose; only those dumps are tolerated there.
@@ -40,7 +61,16 @@ def results(path):
     bad = []
     in_window = False
     in_oom_window = False
+    planned = []
+    plan_done = False
     for line in text.splitlines():
+        m = PLAN.search(line)
+        if m:
+            if m.group(1) == "end":
+                plan_done = True
+            elif not plan_done:
+                planned.append(m.group(1))
+            continue
         if "movgem-faults: window begin" in line:
             in_window = True
         elif "movgem-faults: window end" in line:
@@ -53,7 +83,8 @@ def results(path):
         if m:
             # The suite runs at every load: count each case once, failed
             # if any run of it failed.
-            kunit[m.group(2)] = kunit.get(m.group(2), True) and m.group(1) == "ok"
+            ok = m.group(1) == "ok" and not KUNIT_SKIP.search(m.group(3))
+            kunit[m.group(2)] = kunit.get(m.group(2), True) and ok
             continue
         m = GUEST.search(line)
         if m:
@@ -66,10 +97,24 @@ def results(path):
                 and not (in_oom_window and OOM_WINDOW_OK.search(line)):
             bad.append(line.strip())
     out = [("kunit." + k, ok, "") for k, ok in kunit.items()] + out
+    # What should have reported and did not.
+    cases = kunit_cases()
+    if cases is None:
+        out.append(("kunit_inventory", False, f"cannot read {KUNIT_SOURCE}"))
+    elif "guest.module_load" in planned_names(planned):
+        out += [("kunit." + c, False, "never reported") for c in cases if c not in kunit]
+    reported = {name for name, _, _ in out}
+    if not plan_done:
+        out.append(("inventory", False, "the guest never declared its tests (no 'movgem-plan: end')"))
+    out += [(n, False, "never reported") for n in planned_names(planned) if n not in reported]
     out.append(("guest_completed", done == 0,
                 "guest never finished (timeout or crash)" if done is None else f"rc={done}"))
     out.append(("console_clean", not bad, "; ".join(bad[:5])))
     return out
+
+
+def planned_names(planned):
+    return ["guest." + n for n in planned]
 
 
 def metrics(path):

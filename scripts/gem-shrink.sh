@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
 # igt's gem_shrink ported to movgem (tools/movgem-tests/src/bin/gem-shrink)
-# in its own QEMU boot: all 51 subtests with the shrinker on, then the ten
-# -oom subtests again with `shrinker=0`, which must all fail.  `make check`
-# runs it after the main boot; `make gem-shrink` runs it alone and
-# `make soak` with igt's durations.  Ends with "N passed, N failed".
+# in its own QEMU boot: all 51 subtests with the shrinker on, then the
+# eight -oom subtests whose objects hold their pages with `shrinker=0`,
+# each of which must fail by an OOM kill or ENOMEM (a watchdog timeout
+# is not that failure).  `make check` runs it after the main boot;
+# `make gem-shrink` runs it alone and `make soak` with igt's durations.
+# Ends with "N passed, N failed".
 #
 # Knobs: GEM_SHRINK_KERNEL (plain, or debug), GEM_SHRINK_MEM (384M),
 # GEM_SHRINK_TIMEOUT (boot limit, 1800 s), GEM_SHRINK_DURATION (seconds
 # per subtest, 1; igt's is 20), GEM_SHRINK_PASSES (passes per worker
-# iteration, 4; 0 is igt's), GEM_SHRINK_WATCHDOG (60 s per subtest, the
-# same for both runs), QEMU_APPEND.
+# iteration, 4; 0 is igt's), GEM_SHRINK_BACKGROUND_PASSES (passes per
+# leak or userptr worker iteration, 1; 0: as GEM_SHRINK_PASSES),
+# GEM_SHRINK_WATCHDOG (120 s per subtest, the same for both runs),
+# GEM_SHRINK_ARGS (more gem-shrink options for the first run, e.g.
+# "--run-subtest *-oom"), GEM_SHRINK_LOG (console log), QEMU_APPEND.
 #
 # Why the plain kernel and these sizes: Documentation/design.md,
 # "gem_shrink port".
@@ -33,13 +38,15 @@ result() { # name ok?
 # worker's hang (18 workers, a hang per pass) waits for the resets of the
 # ones before it; 100 ms keeps a `hang` subtest inside its watchdog, as
 # i915's per-engine reset keeps igt's inside its timeout.
-watchdog=${GEM_SHRINK_WATCHDOG:-60}
+watchdog=${GEM_SHRINK_WATCHDOG:-120}
 append="movgem_params=\"hang_timeout_ms=100\""
 append+=" movgem_gem_shrink_duration=${GEM_SHRINK_DURATION:-1}"
 append+=" movgem_gem_shrink_passes=${GEM_SHRINK_PASSES:-4}"
+append+=" movgem_gem_shrink_background_passes=${GEM_SHRINK_BACKGROUND_PASSES:-1}"
 append+=" movgem_gem_shrink_subtest_timeout=$watchdog"
 append+=" movgem_gem_shrink_oom_timeout=$watchdog"
-gslog="$MOVGEM_CACHE/logs/qemu-gem-shrink.log"
+[ -z "${GEM_SHRINK_ARGS:-}" ] || append+=" movgem_gem_shrink_args=\"$GEM_SHRINK_ARGS\""
+gslog=${GEM_SHRINK_LOG:-$MOVGEM_CACHE/logs/qemu-gem-shrink.log}
 start=$(date +%s)
 set +e
 QEMU_MEM=${GEM_SHRINK_MEM:-384M} QEMU_TIMEOUT=${GEM_SHRINK_TIMEOUT:-1800} \

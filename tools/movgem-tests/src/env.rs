@@ -106,6 +106,28 @@ impl Counters {
     pub fn get(&self, name: &str) -> u64 {
         self.0.get(name).copied().unwrap_or(0)
     }
+
+    /// Every counter of `/proc/vmstat` (swap, reclaim, OOM kills, ...).
+    pub fn vmstat() -> Result<Self, String> {
+        let s = fs::read_to_string("/proc/vmstat").map_err(|e| format!("/proc/vmstat: {e}"))?;
+        Ok(Self(
+            s.lines()
+                .filter_map(|l| {
+                    let (k, v) = l.split_once(' ')?;
+                    Some((k.to_string(), v.trim().parse().ok()?))
+                })
+                .collect(),
+        ))
+    }
+
+    /// `name=value` for each of `names`, in that order, zeros included.
+    pub fn pick(&self, names: &[&str]) -> String {
+        names
+            .iter()
+            .map(|n| format!("{n}={}", self.get(n)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
 }
 
 impl fmt::Display for Counters {

@@ -6,6 +6,7 @@
 //! if any test failed.
 //!
 //! Usage: movgem-tests [FILTER]   (runs the tests whose name contains FILTER)
+//!        movgem-tests --list [FILTER]  (prints their names, one a line)
 
 use movgem_tests::{ensure, env};
 
@@ -333,9 +334,21 @@ fn main() {
         }
         return;
     }
+    if filter == "--list" {
+        // The names this run would report, for the runner's inventory.
+        let only = std::env::args().nth(2).unwrap_or_default();
+        for (name, _) in TESTS.iter().filter(|(n, _)| n.contains(only.as_str())) {
+            println!("{name}");
+        }
+        return;
+    }
     let (mut passed, mut failed) = (0, 0);
     for (name, test) in TESTS.iter().filter(|(n, _)| n.contains(filter.as_str())) {
-        match test() {
+        let start = std::time::Instant::now();
+        let r = test();
+        // Where the boot's time goes, for the host's log reader.
+        println!("movgem-time: {name} {:.1}", start.elapsed().as_secs_f64());
+        match r {
             Ok(()) => {
                 passed += 1;
                 println!("movgem-test: PASS {name}");

@@ -15,21 +15,44 @@ use crate::plan::Kind;
 const PAGE: u64 = 4096;
 const MIB: u64 = 1 << 20;
 
+/// Why a worker stopped: what failed, and the errno if it was a call.
+#[derive(Debug)]
+pub struct Failure {
+    /// The call's errno; 0 for a failure that was no system call.
+    pub errno: i32,
+    pub text: String,
+}
+
+impl From<String> for Failure {
+    fn from(text: String) -> Self {
+        Self { errno: 0, text }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
 /// Names a failed call and its errno.
-pub fn failed(call: &str, errno: i32) -> String {
+pub fn failed(call: &str, errno: i32) -> Failure {
     // SAFETY: strerror returns a valid string for any number; the
     // children are single-threaded, so its buffer is not shared.
     let text = unsafe { std::ffi::CStr::from_ptr(libc::strerror(errno)) };
-    format!("{call} failed: errno {errno} ({})", text.to_string_lossy())
+    Failure {
+        errno,
+        text: format!("{call} failed: errno {errno} ({})", text.to_string_lossy()),
+    }
 }
 
 /// Adds the call's name to an ioctl error.
 trait Call<T> {
-    fn call(self, what: &str) -> Result<T, String>;
+    fn call(self, what: &str) -> Result<T, Failure>;
 }
 
 impl<T> Call<T> for Result<T, i32> {
-    fn call(self, what: &str) -> Result<T, String> {
+    fn call(self, what: &str) -> Result<T, Failure> {
         self.map_err(|e| failed(what, e))
     }
 }
@@ -41,7 +64,7 @@ pub struct Held {
 }
 
 impl Held {
-    fn map(&mut self, size: u64, flags: i32) -> Result<*mut u8, String> {
+    fn map(&mut self, size: u64, flags: i32) -> Result<*mut u8, Failure> {
         // SAFETY: a new anonymous mapping; no existing memory is touched.
         let p = unsafe {
             libc::mmap(
@@ -89,7 +112,7 @@ unsafe fn touch(base: *mut u8, len: u64, value: u32) {
 }
 
 /// One pass of `kind` on `dev` with passes of `alloc` bytes.
-pub fn pass(kind: Kind, dev: &Device, alloc: u64, held: &mut Held) -> Result<(), String> {
+pub fn pass(kind: Kind, dev: &Device, alloc: u64, held: &mut Held) -> Result<(), Failure> {
     match kind {
         Kind::Leak => leak(alloc, held),
         Kind::Userptr => userptr(dev, alloc, held, 0),
@@ -104,11 +127,11 @@ pub fn pass(kind: Kind, dev: &Device, alloc: u64, held: &mut Held) -> Result<(),
         Kind::Func(7) => execbuf_n(dev, alloc, Batch::Nop),
         Kind::Func(8) => execbuf_n(dev, alloc, Batch::FillNewest),
         Kind::Func(9) => execbuf_n(dev, alloc, Batch::NopThenHang),
-        Kind::Func(f) => Err(format!("no function {f}")),
+        Kind::Func(f) => Err(format!("no function {f}").into()),
     }
 }
 
-fn dontneed(dev: &Device, handle: u32) -> Result<(), String> {
+fn dontneed(dev: &Device, handle: u32) -> Result<(), Failure> {
     // `retained` may already be false if the shrinker was quick; either
     // way the object stays open.
     dev.madvise(handle, MADV_DONTNEED)
@@ -117,14 +140,14 @@ fn dontneed(dev: &Device, handle: u32) -> Result<(), String> {
 }
 
 /// get-pages(-dirty): SET_DOMAIN makes the driver fetch every page.
-fn get_pages(dev: &Device, alloc: u64, write: u32) -> Result<(), String> {
+fn get_pages(dev: &Device, alloc: u64, write: u32) -> Result<(), Failure> {
     let h = dev.create(alloc).call("CREATE")?;
     dev.set_domain(h, DOMAIN_GTT, write).call("SET_DOMAIN")?;
     dontneed(dev, h)
 }
 
 /// One 4-byte write into every page, at an offset that moves within the page.
-fn pwrite(dev: &Device, alloc: u64) -> Result<(), String> {
+fn pwrite(dev: &Device, alloc: u64) -> Result<(), Failure> {
     let h = dev.create(alloc).call("CREATE")?;
     for (i, page) in (0..alloc).step_by(PAGE as usize).enumerate() {
         let off = page + (i as u64 * 4) % PAGE;
@@ -135,7 +158,7 @@ fn pwrite(dev: &Device, alloc: u64) -> Result<(), String> {
 }
 
 /// One 4-byte read from every page, at an offset that moves within the page.
-fn pread(dev: &Device, alloc: u64) -> Result<(), String> {
+fn pread(dev: &Device, alloc: u64) -> Result<(), Failure> {
     let h = dev.create(alloc).call("CREATE")?;
     let mut buf = [0u8; 4];
     for (i, page) in (0..alloc).step_by(PAGE as usize).enumerate() {
@@ -149,7 +172,7 @@ fn pread(dev: &Device, alloc: u64) -> Result<(), String> {
 /// the second through the shmem pages; our MMAP has only one kind, a
 /// shared CPU mapping of the object's shmem file, so the two differ only
 /// in the domain set first.
-fn mmap(dev: &Device, alloc: u64, domain: u32) -> Result<(), String> {
+fn mmap(dev: &Device, alloc: u64, domain: u32) -> Result<(), Failure> {
     let h = dev.create(alloc).call("CREATE")?;
     dev.set_domain(h, domain, domain).call("SET_DOMAIN")?;
     let addr = dev.mmap(h, 0, alloc).call("MMAP")?;
@@ -167,7 +190,7 @@ fn mmap(dev: &Device, alloc: u64, domain: u32) -> Result<(), String> {
 
 /// The object is its own batch: one dword written, then executed alone,
 /// which binds it and so fetches every page.
-fn execbuf1(dev: &Device, alloc: u64) -> Result<(), String> {
+fn execbuf1(dev: &Device, alloc: u64) -> Result<(), Failure> {
     let h = dev.create(alloc).call("CREATE")?;
     dev.pwrite(h, 0, &0u32.to_le_bytes()).call("PWRITE")?;
     dev.execbuf(&[(h, false)], OP_NOP, 0, 0, 0)
@@ -187,7 +210,7 @@ enum Batch {
 
 /// execbufN / execbufX / hang: `alloc` in 1 MiB objects, each execbuf
 /// taking every object made so far plus a 4 KiB batch.
-fn execbuf_n(dev: &Device, alloc: u64, kind: Batch) -> Result<(), String> {
+fn execbuf_n(dev: &Device, alloc: u64, kind: Batch) -> Result<(), Failure> {
     let count = (alloc / MIB).clamp(1, u64::from(MAX_EXEC_OBJECTS) - 1) as usize;
     let batch = dev.create(PAGE).call("CREATE(batch)")?;
     dev.pwrite(batch, 0, &0u32.to_le_bytes())
@@ -225,7 +248,7 @@ fn execbuf_n(dev: &Device, alloc: u64, kind: Batch) -> Result<(), String> {
 /// wrapped as a USERPTR object, whose pages SET_DOMAIN faults in.  The
 /// object is not marked DONTNEED (it is user memory); the mapping lives
 /// until the end of the iteration.
-fn userptr(dev: &Device, alloc: u64, held: &mut Held, write: u32) -> Result<(), String> {
+fn userptr(dev: &Device, alloc: u64, held: &mut Held, write: u32) -> Result<(), Failure> {
     let ptr = held.map(alloc, libc::MAP_SHARED)?;
     let h = dev.userptr(ptr as u64, alloc).call("USERPTR")?;
     dev.set_domain(h, DOMAIN_GTT, write)
@@ -234,7 +257,7 @@ fn userptr(dev: &Device, alloc: u64, held: &mut Held, write: u32) -> Result<(), 
 
 /// Background for -oom: populated private anonymous memory that only
 /// swap can take away, held until the end of the iteration.
-fn leak(alloc: u64, held: &mut Held) -> Result<(), String> {
+fn leak(alloc: u64, held: &mut Held) -> Result<(), Failure> {
     let ptr = held.map(alloc, libc::MAP_PRIVATE | libc::MAP_POPULATE)?;
     // Zero, as igt writes: the pages stay same-filled, which zram keeps
     // without compressing them.

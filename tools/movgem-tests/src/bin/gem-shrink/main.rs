@@ -11,7 +11,7 @@
 //! drive the driver's drop_caches file.
 //!
 //! ```text
-//! gem-shrink [--duration SECONDS] [--passes N] [--subtest-timeout SECONDS]
+//! gem-shrink [--duration SECONDS] [--passes N] [--background-passes N] [--subtest-timeout SECONDS]
 //!            [--summary FILE] [--run-subtest PATTERN]... [--list-subtests] [--expect-fail]
 //!            [--without-shrinker]
 //! ```
@@ -25,13 +25,18 @@
 //! run that long and fails it, as igt_runner's per-test timeout does.
 //!
 //! `--without-shrinker` runs each subtest with movgem's `shrinker`
-//! parameter 0 and turns it back on once the subtest is decided, so that
-//! workers killed by the watchdog can exit; with `--expect-fail` the run
-//! passes only if every subtest failed.
+//! parameter 0.  The first worker that fails decides the subtest at
+//! once: the OOM killer took it or an allocation was refused (ENOMEM),
+//! the failure a driver without a shrinker must produce, or anything
+//! else, which is not.  The runner then kills the other workers and
+//! turns the shrinker back on so that they can exit.  A watchdog that
+//! fires first is not the expected failure.  With `--expect-fail` the
+//! run passes only if every subtest failed the expected way.
 //!
 //! `--passes N` caps the passes a worker makes per iteration (igt:
-//! `num_processes`); `make check` uses it to bound the run time, see
-//! Documentation/design.md.
+//! `num_processes`); `--background-passes N` caps those of the leak and
+//! userptr workers further.  `make check` uses both to bound the run
+//! time, see Documentation/design.md.
 //!
 //! Output follows igt (`Starting subtest: ...`, `Subtest ...: SUCCESS
 //! (1.234s)`) and ends with `N passed, N failed`.  Any child that
@@ -45,6 +50,7 @@ use std::io::Write;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use funcs::Failure;
 use movgem_tests::env::Counters;
 use movgem_uapi::{Device, DROP_BOUND, DROP_CACHES_PATH, DROP_PURGE, DROP_UNBOUND, OP_NOP};
 use plan::{Group, Kind, Sizing, Subtest, FUNCS};
@@ -54,6 +60,8 @@ struct Options {
     /// Where to write the closing `N passed, N failed` line once more.
     summary: Option<String>,
     max_passes: Option<u64>,
+    /// Caps the background (leak, userptr) workers' passes further.
+    max_background: Option<u64>,
     /// Kill a subtest's children after this many seconds (igt_runner's
     /// per-test timeout); `None`: wait for ever.
     watchdog: Option<f64>,
@@ -65,7 +73,8 @@ struct Options {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: gem-shrink [--duration SECONDS] [--passes N] [--subtest-timeout SECONDS] \
+        "usage: gem-shrink [--duration SECONDS] [--passes N] [--background-passes N] \
+         [--subtest-timeout SECONDS] \
          [--summary FILE] [--run-subtest PATTERN]... [--list-subtests] [--expect-fail] \
          [--without-shrinker]"
     );
@@ -77,6 +86,7 @@ fn options() -> Options {
         duration: 20.0,
         summary: None,
         max_passes: None,
+        max_background: None,
         watchdog: None,
         patterns: Vec::new(),
         list: false,
@@ -94,6 +104,12 @@ fn options() -> Options {
             }
             "--passes" => {
                 o.max_passes = match args.next().and_then(|s| s.parse().ok()) {
+                    Some(n) if n > 0 => Some(n),
+                    _ => usage(),
+                }
+            }
+            "--background-passes" => {
+                o.max_background = match args.next().and_then(|s| s.parse().ok()) {
                     Some(n) if n > 0 => Some(n),
                     _ => usage(),
                 }
@@ -145,9 +161,10 @@ impl Shared {
         unsafe { &*self.ptr.cast::<AtomicU32>() }
     }
 
-    /// Counter `i` (0..8): iterations, passes, drop_caches writes.
+    /// Counter `i` (0..64): iterations, passes, drop_caches writes, and
+    /// from [`PASS_NS`] on, per worker kind, the time its passes took.
     fn counter(&self, i: usize) -> &AtomicU64 {
-        assert!(i < 8);
+        assert!(i < 64);
         // SAFETY: as for `stop`, at offset 64 + 8 * i inside the page.
         unsafe { &*self.ptr.add(64 + 8 * i).cast::<AtomicU64>() }
     }
@@ -163,16 +180,24 @@ impl Drop for Shared {
 const ITERATIONS: usize = 0;
 const PASSES: usize = 1;
 const DROPS: usize = 2;
+/// From here, three counters per worker kind ([`kind_index`]): the sum
+/// and the longest of its pass times (ns), and its passes.
+const PASS_NS: usize = 8;
+
+/// A worker that exits with this code failed an allocation (ENOMEM);
+/// with `--without-shrinker` that is one of the two expected failures.
+const EXIT_ENOMEM: i32 = libc::ENOMEM;
 
 /// The OOM killer should take a worker, never the runner.
 fn oom_score_adj(v: i32) {
     let _ = fs::write("/proc/self/oom_score_adj", v.to_string());
 }
 
-/// Forks a child that runs `f` and exits 0 on `Ok`, 1 after printing the error.
+/// Forks a child that runs `f` and exits 0 on `Ok`, after printing the
+/// error [`EXIT_ENOMEM`] for ENOMEM and 1 for anything else.
 fn spawn(
     what: &str,
-    f: impl FnOnce() -> Result<(), String>,
+    f: impl FnOnce() -> Result<(), Failure>,
 ) -> Result<(libc::pid_t, String), String> {
     let _ = std::io::stdout().flush();
     // SAFETY: the runner is single-threaded, so the child may do anything.
@@ -196,7 +221,11 @@ fn spawn(
                 // interleave their lines on the console.
                 let line = format!("gem-shrink: {what} (pid {me}): {e}\n");
                 let _ = std::io::stderr().write_all(line.as_bytes());
-                1
+                if e.errno == libc::ENOMEM {
+                    EXIT_ENOMEM
+                } else {
+                    1
+                }
             }
         };
         let _ = std::io::stdout().flush();
@@ -257,24 +286,169 @@ fn set_shrinker(on: bool) {
     }
 }
 
-/// Reaps every child; returns a description of each that failed.  While
-/// waiting, prints `progress()` every 30 s so a slow guest shows life.
-/// Past the watchdog, kills the children; if they are still there
-/// `KILL_GRACE_S` later, gives up on them and marks the run abandoned.
+/// Files the `--without-shrinker` recovery writes, opened while memory
+/// was plentiful: when the subtest is decided the guest is out of memory,
+/// and opening a file allocates.
+struct Recovery {
+    shrinker: fs::File,
+    drop_caches: fs::File,
+    /// What to write to `drop_caches`: purge, unbound and bound.
+    drop_bits: String,
+}
+
+static RECOVERY: std::sync::OnceLock<Recovery> = std::sync::OnceLock::new();
+
+fn open_recovery() -> Result<(), String> {
+    let open = |path: &str| {
+        fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(|e| format!("{path}: {e}"))
+    };
+    let r = Recovery {
+        shrinker: open("/sys/module/movgem/parameters/shrinker")?,
+        drop_caches: open(DROP_CACHES_PATH)?,
+        drop_bits: (DROP_BOUND | DROP_UNBOUND | DROP_PURGE).to_string(),
+    };
+    let _ = RECOVERY.set(r);
+    Ok(())
+}
+
+/// Writes `what` at offset 0 of `f`, without allocating.
+fn pwrite(f: &fs::File, what: &[u8]) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `what` is valid for its length; `f` is open.
+    unsafe { libc::pwrite(f.as_raw_fd(), what.as_ptr().cast(), what.len(), 0) };
+}
+
+/// Shrinker back on and its caches dropped, through the files opened
+/// beforehand (falls back to opening them).
+fn recover() {
+    match RECOVERY.get() {
+        Some(r) => {
+            pwrite(&r.shrinker, b"1");
+            pwrite(&r.drop_caches, r.drop_bits.as_bytes());
+        }
+        None => {
+            set_shrinker(true);
+            let _ = fs::write(
+                DROP_CACHES_PATH,
+                (DROP_BOUND | DROP_UNBOUND | DROP_PURGE).to_string(),
+            );
+        }
+    }
+}
+
+/// What reaping a subtest's children found.
+struct Reaped {
+    /// Every child that failed, described.
+    bad: Vec<String>,
+    /// With `decide`: the failure that decided the subtest, and whether
+    /// it was an expected one (an OOM kill or ENOMEM).
+    decided: Option<(String, bool)>,
+    /// The watchdog fired before anything else decided the subtest.
+    timed_out: bool,
+    /// Per worker kind, when its last worker ended (s since the start).
+    finished: Vec<(String, f64)>,
+}
+
+/// How a child ended, for `--without-shrinker`'s early decision.
+fn expected_failure(status: i32, oom_kills: u64) -> Option<&'static str> {
+    if libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL && oom_kills > 0 {
+        Some("OOM-killed")
+    } else if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == EXIT_ENOMEM {
+        Some("refused memory (ENOMEM)")
+    } else {
+        None
+    }
+}
+
+fn oom_kills() -> u64 {
+    Counters::vmstat().map_or(0, |v| v.get("oom_kill"))
+}
+
+/// Whether the task whose `/proc/PID/status` is open as `f` has a
+/// SIGKILL pending: killed, but not yet exited.  The OOM killer's victims
+/// in a `--without-shrinker` run cannot exit until the shrinker is back
+/// (their objects pin the memory exiting needs), so the decision cannot
+/// wait for their exit status; and it must not allocate (the guest is out
+/// of memory then), hence the file opened beforehand, read with `pread`
+/// into `buf`.
+fn sigkill_pending(f: &fs::File, buf: &mut [u8]) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `buf` is valid for writes of its length; `f` is open.
+    let n = unsafe { libc::pread(f.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+    n > 0 && status_has_sigkill(&buf[..n as usize])
+}
+
+/// Whether a `/proc/PID/status` text shows SIGKILL pending, for the
+/// thread (`SigPnd`) or the process (`ShdPnd`).  Allocates nothing.
+fn status_has_sigkill(status: &[u8]) -> bool {
+    status.split(|&b| b == b'\n').any(|l| {
+        let Some(mask) = l
+            .strip_prefix(b"ShdPnd:")
+            .or_else(|| l.strip_prefix(b"SigPnd:"))
+        else {
+            return false;
+        };
+        let mut m = 0u64;
+        for &c in mask.iter().filter(|c| !c.is_ascii_whitespace()) {
+            let Some(d) = (c as char).to_digit(16) else {
+                return false;
+            };
+            m = (m << 4) | u64::from(d);
+        }
+        m & (1 << (libc::SIGKILL - 1)) != 0
+    })
+}
+
+/// Reaps every child; describes each that failed.  While waiting, prints
+/// `progress()` every 30 s so a slow guest shows life.  Past the
+/// watchdog, kills the children; if they are still there `KILL_GRACE_S`
+/// later, gives up on them and marks the run abandoned.
+///
+/// With `decide` (`--without-shrinker`), the first child that fails
+/// decides the subtest at once: it is the expected failure if the OOM
+/// killer took it or an allocation was refused (ENOMEM), anything else
+/// is not; the others are killed then, and a watchdog that fires first
+/// is not the expected failure either.
 fn reap(
     mut children: Vec<(libc::pid_t, String)>,
+    watch: Vec<(libc::pid_t, fs::File)>,
     watchdog: Option<f64>,
+    decide: bool,
     progress: impl Fn() -> String,
     diagnose: impl Fn(),
-) -> Vec<String> {
-    let mut bad = Vec::new();
+) -> Reaped {
+    let mut out = Reaped {
+        bad: Vec::new(),
+        decided: None,
+        timed_out: false,
+        finished: Vec::new(),
+    };
+    let oom_kills_before = oom_kills();
     let start = Instant::now();
     let mut last = Instant::now();
-    let mut fired = false;
-    // When the watchdog killed the children: the grace period counts from
-    // there (a starved runner may fire late).
+    // When we killed the children: the grace period counts from there (a
+    // starved runner may fire late), and SIGKILLs after it are ours.
     let mut killed_at: Option<Instant> = None;
     let mut last_drop = Instant::now();
+    let kill_all = |children: &[(libc::pid_t, String)]| {
+        for &(pid, _) in children {
+            // SAFETY: `pid` is our child, not yet reaped.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        if WITHOUT_SHRINKER.load(Ordering::Relaxed) != 0 {
+            recover();
+            println!(
+                "gem-shrink: subtest decided; shrinker back on and drop_caches, \
+                 so that its workers can exit"
+            );
+        }
+    };
+    // The buffer `sigkill_pending` reads into, allocated (and, under
+    // mlockall, made present) before the workers fill memory.
+    let mut status_buf = vec![0u8; 8192];
     while !children.is_empty() {
         let mut status = 0;
         // SAFETY: `status` is a valid out pointer; we only reap our children.
@@ -284,7 +458,7 @@ fn reap(
             if e.raw_os_error() == Some(libc::EINTR) {
                 continue;
             }
-            bad.push(format!("waitpid: {e}"));
+            out.bad.push(format!("waitpid: {e}"));
             break;
         }
         if pid == 0 {
@@ -304,32 +478,61 @@ fn reap(
                         std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
                     println!("gem-shrink: stuck worker {pid} wchan {state}:\n{stack}");
                 }
-                bad.push(msg);
+                out.bad.push(msg);
                 ABANDONED.store(1, Ordering::Relaxed);
                 break;
             }
-            if !fired && watchdog.is_some_and(|w| t >= w) {
-                fired = true;
+            // An OOM kill decides a --without-shrinker subtest as soon as
+            // the kernel counts it, whether or not its victim can exit.
+            // Nothing here allocates until the decision is made and the
+            // shrinker is back.  A SIGKILL the runner did not send is the
+            // OOM killer's; the vmstat count confirms it afterwards.
+            if decide && killed_at.is_none() {
+                let victim = watch
+                    .iter()
+                    .find(|(pid, f)| {
+                        children.iter().any(|c| c.0 == *pid) && sigkill_pending(f, &mut status_buf)
+                    })
+                    .map(|(pid, _)| *pid);
+                if let Some(pid) = victim {
+                    kill_all(&children);
+                    killed_at = Some(Instant::now());
+                    let oom = oom_kills().saturating_sub(oom_kills_before);
+                    let what = children
+                        .iter()
+                        .find(|c| c.0 == pid)
+                        .map_or("a worker", |c| c.1.as_str());
+                    let line = format!("{what} (pid {pid}) OOM-killed after {t:.1}s");
+                    let expected = oom > 0;
+                    println!(
+                        "gem-shrink: decided after {t:.1}s: {line} ({}, oom_kill +{oom}); \
+                         killed {} workers",
+                        if expected {
+                            "the expected failure"
+                        } else {
+                            "NOT the expected failure: no OOM kill counted"
+                        },
+                        children.len()
+                    );
+                    out.bad.push(line.clone());
+                    out.decided = Some((line, expected));
+                    continue;
+                }
+            }
+            if killed_at.is_none() && watchdog.is_some_and(|w| t >= w) {
+                // Kill (and, without the shrinker, recover) before
+                // anything that allocates: the guest may be out of memory.
+                let alive = children.len();
+                kill_all(&children);
+                killed_at = Some(Instant::now());
                 let msg = format!(
-                    "subtest timed out after {t:.0}s: {}; killing {} workers",
-                    progress(),
-                    children.len()
+                    "subtest timed out after {t:.0}s: {}; killed {alive} workers",
+                    progress()
                 );
                 println!("gem-shrink: {msg}");
                 diagnose();
-                bad.push(msg);
-                for &(pid, _) in &children {
-                    // SAFETY: `pid` is our child, not yet reaped.
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
-                }
-                killed_at = Some(Instant::now());
-                if WITHOUT_SHRINKER.load(Ordering::Relaxed) != 0 {
-                    println!(
-                        "gem-shrink: subtest failed; shrinker back on and drop_caches, \
-                         so that its workers can exit"
-                    );
-                    set_shrinker(true);
-                }
+                out.bad.push(msg);
+                out.timed_out = true;
             }
             // Recovery in --without-shrinker mode: the killed workers' objects
             // pin most of memory, and purging them is what lets them exit.
@@ -337,14 +540,14 @@ fn reap(
                 && WITHOUT_SHRINKER.load(Ordering::Relaxed) != 0
                 && last_drop.elapsed() >= Duration::from_secs(1)
             {
-                let _ = fs::write(
-                    DROP_CACHES_PATH,
-                    (DROP_BOUND | DROP_UNBOUND | DROP_PURGE).to_string(),
-                );
+                recover();
                 last_drop = Instant::now();
             }
-            std::thread::sleep(Duration::from_millis(50));
-            if last.elapsed() >= Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(20));
+            // No progress line while a --without-shrinker subtest is
+            // undecided: printing allocates, and the runner must stay free
+            // to notice the OOM kill.
+            if last.elapsed() >= Duration::from_secs(30) && !(decide && killed_at.is_none()) {
                 println!(
                     "gem-shrink: ... {}; {} workers still running",
                     progress(),
@@ -354,12 +557,42 @@ fn reap(
             }
             continue;
         }
-        if let Some(i) = children.iter().position(|c| c.0 == pid) {
-            let (pid, what) = children.swap_remove(i);
-            bad.extend(verdict(pid, &what, status));
+        let Some(i) = children.iter().position(|c| c.0 == pid) else {
+            continue;
+        };
+        let (pid, what) = children.swap_remove(i);
+        let t = start.elapsed().as_secs_f64();
+        let kind = what.split(" worker").next().unwrap_or(&what).to_string();
+        match out.finished.iter_mut().find(|(k, _)| *k == kind) {
+            Some(f) => f.1 = t,
+            None => out.finished.push((kind, t)),
         }
+        let Some(v) = verdict(pid, &what, status) else {
+            continue;
+        };
+        if decide && killed_at.is_none() {
+            kill_all(&children);
+            killed_at = Some(Instant::now());
+            let oom = oom_kills().saturating_sub(oom_kills_before);
+            let why = expected_failure(status, oom);
+            let line = match why {
+                Some(how) => format!("{what} (pid {pid}) {how} after {t:.1}s"),
+                None => v.clone(),
+            };
+            println!(
+                "gem-shrink: decided after {t:.1}s: {line} ({}); killed {} workers",
+                if why.is_some() {
+                    "the expected failure"
+                } else {
+                    "NOT the expected failure"
+                },
+                children.len()
+            );
+            out.decided = Some((line, why.is_some()));
+        }
+        out.bad.push(v);
     }
-    bad
+    out
 }
 
 fn kind_name(k: Kind) -> String {
@@ -371,16 +604,32 @@ fn kind_name(k: Kind) -> String {
     }
 }
 
+/// The slot of a worker kind among the pass-time counters.
+fn kind_index(k: Kind) -> usize {
+    match k {
+        Kind::Leak => 0,
+        Kind::Userptr => 1,
+        Kind::UserptrDirty => 2,
+        Kind::Func(_) => 3,
+    }
+}
+
 /// One worker: until the timeout (checked before each iteration, at
 /// least one), open the device, make `passes` passes, close it and let
 /// go of the user memory.
-fn worker(g: Group, alloc: u64, timeout: f64, shared: &Shared) -> Result<(), String> {
+fn worker(g: Group, alloc: u64, timeout: f64, shared: &Shared) -> Result<(), Failure> {
     let start = Instant::now();
+    let slot = PASS_NS + 3 * kind_index(g.kind);
     loop {
         let dev = Device::open().map_err(|e| funcs::failed("open /dev/movgem", e))?;
         let mut held = funcs::Held::default();
         for _ in 0..g.passes {
+            let t = Instant::now();
             funcs::pass(g.kind, &dev, alloc, &mut held)?;
+            let ns = t.elapsed().as_nanos() as u64;
+            shared.counter(slot).fetch_add(ns, Ordering::Relaxed);
+            shared.counter(slot + 1).fetch_max(ns, Ordering::Relaxed);
+            shared.counter(slot + 2).fetch_add(1, Ordering::Relaxed);
             shared.counter(PASSES).fetch_add(1, Ordering::Relaxed);
         }
         drop(dev);
@@ -391,6 +640,33 @@ fn worker(g: Group, alloc: u64, timeout: f64, shared: &Shared) -> Result<(), Str
         }
     }
 }
+
+/// The vmstat counters that say where a subtest's time went.
+const VMSTAT: [&str; 9] = [
+    "pswpout",
+    "pswpin",
+    "pgscan_direct",
+    "pgscan_kswapd",
+    "pgsteal_direct",
+    "allocstall_movable",
+    "allocstall_normal",
+    "oom_kill",
+    "compact_stall",
+];
+
+/// The movgem counters that say what the driver did for it.
+const DRIVER: [&str; 10] = [
+    "shrink_scans",
+    "shrink_contended",
+    "shrink_freed_pages",
+    "shrink_purged_objects",
+    "shrink_released_objects",
+    "shrink_self",
+    "writeback_pages",
+    "oom_notifications",
+    "oom_freed_pages",
+    "gpu_requests",
+];
 
 /// Why a subtest may have stalled: what the driver did since `before`
 /// (its debugfs counters) and where memory is.
@@ -425,24 +701,48 @@ fn diagnose(before: Option<&Counters>) {
     );
 }
 
-/// A function subtest: fork every group, wait for all of them.
+/// How a subtest ended.
+enum Outcome {
+    Passed(String),
+    /// Failed; `expected` with `--without-shrinker` if the failure was
+    /// an OOM kill or ENOMEM that decided it before the watchdog.
+    Failed {
+        why: String,
+        expected: bool,
+    },
+}
+
+/// A function subtest: fork every group, wait for all of them.  Prints
+/// one `phases` line: when each kind of worker was done, its pass
+/// times, and what swap, reclaim and the driver did meanwhile.
 fn run_func(
     f: usize,
     mode: plan::Mode,
     s: &Sizing,
-    max_passes: Option<u64>,
     timeout: f64,
-    watchdog: Option<f64>,
-) -> Result<String, String> {
+    o: &Options,
+) -> Result<Outcome, String> {
     let shared = Shared::new()?;
     let before = Counters::read().ok();
+    let vm_before = Counters::vmstat()?;
+    let groups = plan::groups(f, mode, s.num_processes, o.max_passes, o.max_background);
     let mut children = Vec::new();
+    let mut watch = Vec::new();
     let mut err = None;
-    'fork: for g in plan::groups(f, mode, s.num_processes, max_passes) {
+    'fork: for g in &groups {
         for i in 0..g.workers {
             let what = format!("{} worker {i}", kind_name(g.kind));
-            match spawn(&what, || worker(g, s.alloc_bytes(), timeout, &shared)) {
-                Ok(c) => children.push(c),
+            match spawn(&what, || worker(*g, s.alloc_bytes(), timeout, &shared)) {
+                Ok(c) => {
+                    if o.without_shrinker {
+                        // Opened now, while memory is plentiful; read
+                        // without allocating once it is not.
+                        if let Ok(f) = fs::File::open(format!("/proc/{}/status", c.0)) {
+                            watch.push((c.0, f));
+                        }
+                    }
+                    children.push(c)
+                }
                 Err(e) => {
                     err = Some(e);
                     break 'fork;
@@ -458,23 +758,68 @@ fn run_func(
             s.alloc_mib
         )
     };
-    let bad = reap(children, watchdog, summary, || diagnose(before.as_ref()));
+    let decide = o.without_shrinker;
+    let r = reap(children, watch, o.watchdog, decide, summary, || {
+        diagnose(before.as_ref())
+    });
+    let mut phases = Vec::new();
+    for g in &groups {
+        let name = kind_name(g.kind);
+        let slot = PASS_NS + 3 * kind_index(g.kind);
+        let n = shared.counter(slot + 2).load(Ordering::Relaxed);
+        let sum = shared.counter(slot).load(Ordering::Relaxed) as f64 / 1e9;
+        let max = shared.counter(slot + 1).load(Ordering::Relaxed) as f64 / 1e9;
+        let done = r
+            .finished
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map_or(-1.0, |f| f.1);
+        phases.push(format!(
+            "{name}: {} workers done at {done:.1}s, {n} passes, mean {:.2}s max {max:.2}s",
+            g.workers,
+            if n > 0 { sum / n as f64 } else { 0.0 }
+        ));
+    }
+    let vm = Counters::vmstat()?.since(&vm_before);
+    let driver = before
+        .as_ref()
+        .and_then(|b| Counters::read().ok().map(|n| n.since(b).pick(&DRIVER)))
+        .unwrap_or_default();
+    println!(
+        "gem-shrink: phases: {}; vmstat {}; movgem {driver}",
+        phases.join("; "),
+        vm.pick(&VMSTAT)
+    );
     let summary = summary();
     if let Some(e) = err {
         return Err(e);
     }
-    if bad.is_empty() {
-        Ok(summary)
-    } else {
-        Err(format!("{summary}; {}", summarize(&bad)))
-    }
+    Ok(match r.decided {
+        Some((line, expected)) => Outcome::Failed {
+            why: format!("{summary}; {line}; {}", summarize(&r.bad)),
+            expected,
+        },
+        None if r.bad.is_empty() => Outcome::Passed(summary),
+        None => Outcome::Failed {
+            why: format!(
+                "{summary}; {}{}",
+                if r.timed_out && decide {
+                    "the watchdog, not an OOM kill or ENOMEM, ended it: "
+                } else {
+                    ""
+                },
+                summarize(&r.bad)
+            ),
+            expected: false,
+        },
+    })
 }
 
 /// reclaim: one process per CPU writes DROP_BOUND|DROP_UNBOUND to the
 /// driver's drop_caches file without pause, while this one keeps a
 /// 100 ms batch on the GPU at all times: the next is queued before the
 /// previous is waited for.
-fn run_reclaim(ncpus: u64, timeout: f64, watchdog: Option<f64>) -> Result<String, String> {
+fn run_reclaim(ncpus: u64, timeout: f64, watchdog: Option<f64>) -> Result<Outcome, String> {
     let shared = Shared::new()?;
     let mut children = Vec::new();
     let mut err = None;
@@ -501,9 +846,11 @@ fn run_reclaim(ncpus: u64, timeout: f64, watchdog: Option<f64>) -> Result<String
     }
     let gpu = if err.is_none() { spin(timeout) } else { Ok(0) };
     shared.stop().store(1, Ordering::Relaxed);
-    let bad = reap(
+    let r = reap(
         children,
+        Vec::new(),
         watchdog,
+        false,
         || "drop_caches writers".to_string(),
         || diagnose(None),
     );
@@ -514,21 +861,24 @@ fn run_reclaim(ncpus: u64, timeout: f64, watchdog: Option<f64>) -> Result<String
     );
     let mut problems: Vec<String> = err.into_iter().collect();
     if let Err(e) = gpu {
-        problems.push(e);
+        problems.push(e.to_string());
     }
-    problems.extend(bad);
-    if problems.is_empty() {
-        Ok(summary)
+    problems.extend(r.bad);
+    Ok(if problems.is_empty() {
+        Outcome::Passed(summary)
     } else {
-        Err(format!("{summary}; {}", summarize(&problems)))
-    }
+        Outcome::Failed {
+            why: format!("{summary}; {}", summarize(&problems)),
+            expected: false,
+        }
+    })
 }
 
 /// The GPU half of reclaim; returns how many batches ran.
-fn spin(timeout: f64) -> Result<u64, String> {
+fn spin(timeout: f64) -> Result<u64, Failure> {
     const BATCH_NS: u64 = 100_000_000;
     let dev = Device::open().map_err(|e| funcs::failed("open /dev/movgem", e))?;
-    let submit = || -> Result<u32, String> {
+    let submit = || -> Result<u32, Failure> {
         let h = dev.create(4096).map_err(|e| funcs::failed("CREATE", e))?;
         dev.execbuf(&[(h, false)], OP_NOP, 0, BATCH_NS, 0)
             .map_err(|e| funcs::failed("EXECBUF", e))?;
@@ -608,9 +958,20 @@ fn main() {
     if let Some(n) = o.max_passes {
         println!("gem-shrink: at most {n} passes per worker iteration");
     }
+    if let Some(n) = o.max_background {
+        println!("gem-shrink: at most {n} passes per leak or userptr worker iteration");
+    }
     let skip_reason = memory_check(&sizing).err();
+    if o.without_shrinker {
+        if let Err(e) = open_recovery() {
+            println!("gem-shrink: {e}");
+        }
+    }
 
     let (mut passed, mut failed, mut skipped) = (0, 0, 0);
+    // Failures that were the expected kind (OOM kill, ENOMEM) in a
+    // --without-shrinker run.
+    let mut expected = 0;
     let total = Instant::now();
     for (name, t) in selected.iter().map(|(n, t)| (n, *t)) {
         if ABANDONED.load(Ordering::Relaxed) != 0 {
@@ -631,16 +992,24 @@ fn main() {
                 continue;
             }
             (Subtest::Reclaim, _) => run_reclaim(ncpus, timeout, o.watchdog),
-            (Subtest::Func(f, mode), None) => {
-                run_func(f, mode, &sizing, o.max_passes, timeout, o.watchdog)
-            }
+            (Subtest::Func(f, mode), None) => run_func(f, mode, &sizing, timeout, &o),
         };
         let secs = start.elapsed().as_secs_f64();
         match r {
-            Ok(summary) => {
+            Ok(Outcome::Passed(summary)) => {
                 println!("gem-shrink: {name}: {summary}");
                 println!("Subtest {name}: SUCCESS ({secs:.3}s)");
                 passed += 1;
+            }
+            Ok(Outcome::Failed { why, expected: e }) => {
+                println!("gem-shrink: {name}: {why}");
+                if e {
+                    println!("Subtest {name}: FAIL ({secs:.3}s) as expected");
+                    expected += 1;
+                } else {
+                    println!("Subtest {name}: FAIL ({secs:.3}s)");
+                }
+                failed += 1;
             }
             Err(e) => {
                 println!("gem-shrink: {name}: {e}");
@@ -677,18 +1046,77 @@ fn main() {
     let ok = if abandoned {
         false
     } else if o.expect_fail {
-        let all_failed = failed == selected.len();
+        // A skipped subtest is no failure, expected or not.
+        let all_failed = expected == selected.len();
         println!(
-            "gem-shrink: expected every selected subtest to fail: {}",
+            "gem-shrink: expected every selected subtest to fail by an OOM kill or ENOMEM: {}",
             if all_failed {
-                "they did"
+                "they did".to_string()
             } else {
-                "some did not"
+                format!("{expected} of {} did", selected.len())
             }
         );
         all_failed
     } else {
-        failed == 0
+        // Every selected subtest must pass: a skip is not a pass.
+        passed == selected.len()
     };
     std::process::exit(i32::from(!ok));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A wait status for a child that exited with `code`.
+    fn exited(code: i32) -> i32 {
+        (code & 0xff) << 8
+    }
+
+    /// A wait status for a child killed by `sig`.
+    fn killed(sig: i32) -> i32 {
+        sig & 0x7f
+    }
+
+    #[test]
+    fn oom_kill_is_expected_only_if_the_kernel_counted_one() {
+        assert_eq!(
+            expected_failure(killed(libc::SIGKILL), 1),
+            Some("OOM-killed")
+        );
+        // SIGKILL with no OOM kill counted: not the OOM killer's.
+        assert_eq!(expected_failure(killed(libc::SIGKILL), 0), None);
+        assert_eq!(expected_failure(killed(libc::SIGSEGV), 3), None);
+    }
+
+    #[test]
+    fn pending_sigkill_is_read_from_either_mask() {
+        let status = |sig: &str, shd: &str| {
+            format!("Name:\tx\nSigPnd:\t{sig}\nShdPnd:\t{shd}\n").into_bytes()
+        };
+        assert!(status_has_sigkill(&status(
+            "0000000000000000",
+            "0000000000000100"
+        )));
+        assert!(status_has_sigkill(&status(
+            "0000000000000100",
+            "0000000000000000"
+        )));
+        // SIGTERM (bit 14) alone is not a kill.
+        assert!(!status_has_sigkill(&status(
+            "0000000000004000",
+            "0000000000004000"
+        )));
+        assert!(!status_has_sigkill(b""));
+    }
+
+    #[test]
+    fn enomem_is_expected_other_errors_are_not() {
+        assert_eq!(
+            expected_failure(exited(EXIT_ENOMEM), 0),
+            Some("refused memory (ENOMEM)")
+        );
+        assert_eq!(expected_failure(exited(1), 0), None);
+        assert_eq!(expected_failure(exited(0), 5), None);
+    }
 }

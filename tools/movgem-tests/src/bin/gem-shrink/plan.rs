@@ -118,11 +118,21 @@ pub struct Group {
 /// following igt's `run_test()`: each userptr kind takes half of what is
 /// left (rounded up) as its worker count, and the groups forked after it
 /// use that half as their count and pass count.  `max_passes`, if given,
-/// caps every group's passes per iteration (igt has no such cap).
-pub fn groups(f: usize, mode: Mode, n: u64, max_passes: Option<u64>) -> Vec<Group> {
+/// caps every group's passes per iteration, and `max_background` those of
+/// the background groups (leak, userptr) further (igt has neither cap).
+pub fn groups(
+    f: usize,
+    mode: Mode,
+    n: u64,
+    max_passes: Option<u64>,
+    max_background: Option<u64>,
+) -> Vec<Group> {
     let mut out = igt_groups(f, mode, n);
-    if let Some(cap) = max_passes {
-        for g in &mut out {
+    for g in &mut out {
+        if let Some(cap) = max_passes {
+            g.passes = g.passes.min(cap.max(1));
+        }
+        if let (Some(cap), false) = (max_background, matches!(g.kind, Kind::Func(_))) {
             g.passes = g.passes.min(cap.max(1));
         }
     }
@@ -242,7 +252,7 @@ mod tests {
 
     #[test]
     fn worker_groups() {
-        let g = groups(3, Mode::Plain, 18, None);
+        let g = groups(3, Mode::Plain, 18, None, None);
         assert_eq!(
             g,
             [Group {
@@ -251,7 +261,7 @@ mod tests {
                 passes: 18
             }]
         );
-        let g = groups(0, Mode::SanityCheck, 18, Some(2));
+        let g = groups(0, Mode::SanityCheck, 18, Some(2), None);
         assert_eq!(
             g,
             [Group {
@@ -260,7 +270,7 @@ mod tests {
                 passes: 1
             }]
         );
-        let g = groups(1, Mode::Userptr, 17, None);
+        let g = groups(1, Mode::Userptr, 17, None, None);
         assert_eq!(
             g[0],
             Group {
@@ -277,7 +287,7 @@ mod tests {
                 passes: 9
             }
         );
-        let g = groups(2, Mode::UserptrDirty, 18, None);
+        let g = groups(2, Mode::UserptrDirty, 18, None, None);
         assert_eq!(
             g[0],
             Group {
@@ -302,7 +312,7 @@ mod tests {
                 passes: 5
             }
         );
-        let g = groups(9, Mode::Oom, 18, None);
+        let g = groups(9, Mode::Oom, 18, None, None);
         assert_eq!(
             g[0],
             Group {
@@ -327,6 +337,19 @@ mod tests {
                 passes: 9
             }
         );
+    }
+
+    #[test]
+    fn background_cap_spares_the_function_workers() {
+        let g = groups(0, Mode::Oom, 17, Some(4), Some(1));
+        let passes: Vec<(Kind, u64)> = g.iter().map(|g| (g.kind, g.passes)).collect();
+        assert_eq!(
+            passes,
+            vec![(Kind::Leak, 1), (Kind::Userptr, 1), (Kind::Func(0), 4)]
+        );
+        // Without it, every group gets the common cap.
+        let g = groups(0, Mode::Oom, 17, Some(4), None);
+        assert!(g.iter().all(|g| g.passes == 4));
     }
 
     #[test]

@@ -33,8 +33,8 @@ fn unload() -> Result<Duration, String> {
     let start = Instant::now();
     while !sh("rmmod", &["movgem"]) {
         ensure!(
-            start.elapsed() < Duration::from_secs(20),
-            "rmmod kept failing"
+            start.elapsed() < Duration::from_secs(60),
+            "rmmod kept failing for 60 s"
         );
         thread::sleep(Duration::from_millis(50));
     }

@@ -46,11 +46,12 @@ pub fn metric(name: &str, value: impl std::fmt::Display) {
 
 /// Device numbers once objects closed by earlier runs have finished
 /// retiring: no batch in flight (a closed object's GTT space goes when
-/// its last batch retires), and two readings 50 ms apart agree.
+/// its last batch retires), and two readings 50 ms apart agree.  Gives
+/// up after 60 s (1,200 readings), a margin for a loaded machine.
 pub fn settled_info(dev: &movgem_uapi::Device) -> Result<movgem_uapi::Info, String> {
     let read = || dev.info().map_err(|e| format!("info: errno {e}"));
     let mut last = read()?;
-    for _ in 0..200 {
+    for _ in 0..1200 {
         std::thread::sleep(std::time::Duration::from_millis(50));
         let now = read()?;
         if now.requests == 0
