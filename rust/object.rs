@@ -421,7 +421,7 @@ impl Device {
                 let (st, mut gtt) = obj.state_and_gtt(&mut gem);
                 match action {
                     ShrinkAction::Purge { unbind } => {
-                        let n = Object::release_pages(st, &mut gtt, obj.file(), unbind) as u64;
+                        let n = Object::release_pages(st, &mut gtt, unbind) as u64;
                         freed += n;
                         gone += n;
                         if let Some(file) = obj.file() {
@@ -432,7 +432,7 @@ impl Device {
                         counters::inc(Counter::ShrinkPurged);
                     }
                     ShrinkAction::Release { unbind } => {
-                        freed += Object::release_pages(st, &mut gtt, obj.file(), unbind) as u64;
+                        freed += Object::release_pages(st, &mut gtt, unbind) as u64;
                         counters::inc(Counter::ShrinkReleased);
                         if scope.writeback && obj.file().is_some() && queued < WRITEBACK_BATCH {
                             to_write[queued] = Some(obj.clone());
@@ -588,14 +588,10 @@ impl ObjState {
     }
 
     /// Drops the kernel mapping and every page reference; returns how
-    /// many pages there were.  `file` (none for userptr objects) gets its
-    /// pages back on the evictable LRU lists first.
-    fn put_pages(&mut self, file: Option<&ShmemFile>) -> usize {
+    /// many pages there were.
+    fn put_pages(&mut self) -> usize {
         self.vmap = None;
         let n = self.pages.len();
-        if let (Some(file), true) = (file, n > 0) {
-            file.clear_unevictable(&self.pages);
-        }
         self.pages = PageArray::default();
         n
     }
@@ -814,17 +810,7 @@ impl Object {
         let file = self.shmem()?;
         let mut pages = PageArray::with_capacity(self.npages)?;
         let mut pfns = PageArray::with_capacity(self.npages)?;
-        // As i915's shmem_sg_alloc_table(): unevictable before the first
-        // page, so that reclaim never scans pages it cannot free, fetched
-        // ones included (gem_shrink without a shrinker: 42 million scans
-        // in two minutes otherwise, and no OOM kill).  Only a hint to
-        // reclaim: a racing release that clears it costs scans, not data.
-        file.set_unevictable();
-        let r = self.fetch_into(file, may_shrink, &mut pages, &mut pfns);
-        if let Err(e) = r {
-            file.clear_unevictable(&pages);
-            return Err(e);
-        }
+        self.fetch_into(file, may_shrink, &mut pages, &mut pfns)?;
         Ok((pages, pfns))
     }
 
@@ -876,11 +862,6 @@ impl Object {
             st.released = false;
         }
         (st.pages, st.pfns) = fetched;
-        // Nothing but the shrinker can free them now (set again in case a
-        // release cleared it while they were fetched).
-        if let Some(file) = self.file() {
-            file.set_unevictable();
-        }
         Ok(())
     }
 
@@ -1145,7 +1126,7 @@ impl Object {
             st.pinned_vmas = 0;
             st.vmap_pins = 0;
             st.pages_pin_count = 0;
-            st.put_pages(self.file());
+            st.put_pages();
         }
         self.teardown();
     }
@@ -1153,12 +1134,7 @@ impl Object {
     /// Drops the binding (if `unbind`), the cached vmap and every page
     /// reference; returns the pages released.  The caller decided, with
     /// `policy`, that nothing else pins them.
-    fn release_pages(
-        st: &mut ObjState,
-        gtt: &mut Gtt<'_>,
-        file: Option<&ShmemFile>,
-        unbind: bool,
-    ) -> usize {
+    fn release_pages(st: &mut ObjState, gtt: &mut Gtt<'_>, unbind: bool) -> usize {
         if unbind {
             if let Some(offset) = st.gtt_offset.take() {
                 gtt.remove(offset);
@@ -1166,7 +1142,7 @@ impl Object {
                 counters::inc(Counter::Unbinds);
             }
         }
-        let n = st.put_pages(file);
+        let n = st.put_pages();
         st.released = true;
         n
     }
@@ -1249,7 +1225,7 @@ impl Object {
                 if vunmap {
                     counters::inc(Counter::HookVunmaps);
                 }
-                let n = Self::release_pages(st, &mut gtt, self.file(), unbind);
+                let n = Self::release_pages(st, &mut gtt, unbind);
                 counters::inc(Counter::Released);
                 counters::add(Counter::ReleasedPages, n as u64);
                 0

@@ -31,6 +31,19 @@ grep -q '^test result:' "$MOVGEM_CACHE/logs/cargo-test.log" || f=$((f + 1))
 pass "$p"
 fail "$f"
 
+# The console scan's own negative controls: logs it must fail.
+set +e
+python3 "$MOVGEM_TOP/scripts/console_test.py" | tee "$MOVGEM_CACHE/logs/console-test.log"
+set -e
+read -r p f < <(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' \
+	"$MOVGEM_CACHE/logs/console-test.log")
+if [ -n "${p:-}" ]; then
+	pass "$p"
+	fail "$f"
+else
+	result "console_test (no summary)" 1
+fi
+
 set +e
 rustfmt --check --edition 2021 "$MOVGEM_TOP"/rust/*.rs "$MOVGEM_TOP"/tools/*/src/*.rs "$MOVGEM_TOP"/tools/*/tests/*.rs "$MOVGEM_TOP"/tools/*/src/bin/*/*.rs
 result rustfmt $?
