@@ -49,6 +49,9 @@ bool movgem_gfp_is_movable(unsigned long gfp);
 /* Point the mapping of @filp at @dev_info (NULL unregisters). */
 int movgem_shmem_register(struct file *filp, struct shmem_dev_info *dev_info);
 struct shmem_dev_info *movgem_shmem_registered(struct file *filp);
+void movgem_shmem_set_unevictable(struct file *filp);
+void movgem_shmem_clear_unevictable(struct file *filp, struct page *const *pages,
+				    unsigned long n);
 void movgem_shmem_truncate(struct file *filp);
 void movgem_fput(struct file *filp);
 

@@ -421,7 +421,7 @@ impl Device {
                 let (st, mut gtt) = obj.state_and_gtt(&mut gem);
                 match action {
                     ShrinkAction::Purge { unbind } => {
-                        let n = Object::release_pages(st, &mut gtt, unbind) as u64;
+                        let n = Object::release_pages(st, &mut gtt, obj.file(), unbind) as u64;
                         freed += n;
                         gone += n;
                         if let Some(file) = obj.file() {
@@ -432,7 +432,7 @@ impl Device {
                         counters::inc(Counter::ShrinkPurged);
                     }
                     ShrinkAction::Release { unbind } => {
-                        freed += Object::release_pages(st, &mut gtt, unbind) as u64;
+                        freed += Object::release_pages(st, &mut gtt, obj.file(), unbind) as u64;
                         counters::inc(Counter::ShrinkReleased);
                         if scope.writeback && obj.file().is_some() && queued < WRITEBACK_BATCH {
                             to_write[queued] = Some(obj.clone());
@@ -588,10 +588,14 @@ impl ObjState {
     }
 
     /// Drops the kernel mapping and every page reference; returns how
-    /// many pages there were.
-    fn put_pages(&mut self) -> usize {
+    /// many pages there were.  `file` (none for userptr objects) gets its
+    /// pages back on the evictable LRU lists first (DONTNEED marked them).
+    fn put_pages(&mut self, file: Option<&ShmemFile>) -> usize {
         self.vmap = None;
         let n = self.pages.len();
+        if let (Some(file), true) = (file, n > 0) {
+            file.clear_unevictable(&self.pages);
+        }
         self.pages = PageArray::default();
         n
     }
@@ -1015,6 +1019,16 @@ impl Object {
             self.purged.store(true, Ordering::Release);
             counters::inc(Counter::Purged);
         }
+        // Pages held by a DONTNEED object can only be purged, never
+        // reclaimed: keep reclaim from scanning them (i915 marks every
+        // pinned mapping so; here only these, see Documentation/design.md).
+        if !st.pages.is_empty() {
+            if st.madv == uapi::MADV_DONTNEED {
+                file.set_unevictable();
+            } else {
+                file.clear_unevictable(&st.pages);
+            }
+        }
         Ok(!self.purged())
     }
 
@@ -1126,7 +1140,7 @@ impl Object {
             st.pinned_vmas = 0;
             st.vmap_pins = 0;
             st.pages_pin_count = 0;
-            st.put_pages();
+            st.put_pages(self.file());
         }
         self.teardown();
     }
@@ -1134,7 +1148,12 @@ impl Object {
     /// Drops the binding (if `unbind`), the cached vmap and every page
     /// reference; returns the pages released.  The caller decided, with
     /// `policy`, that nothing else pins them.
-    fn release_pages(st: &mut ObjState, gtt: &mut Gtt<'_>, unbind: bool) -> usize {
+    fn release_pages(
+        st: &mut ObjState,
+        gtt: &mut Gtt<'_>,
+        file: Option<&ShmemFile>,
+        unbind: bool,
+    ) -> usize {
         if unbind {
             if let Some(offset) = st.gtt_offset.take() {
                 gtt.remove(offset);
@@ -1142,7 +1161,7 @@ impl Object {
                 counters::inc(Counter::Unbinds);
             }
         }
-        let n = st.put_pages();
+        let n = st.put_pages(file);
         st.released = true;
         n
     }
@@ -1225,7 +1244,7 @@ impl Object {
                 if vunmap {
                     counters::inc(Counter::HookVunmaps);
                 }
-                let n = Self::release_pages(st, &mut gtt, unbind);
+                let n = Self::release_pages(st, &mut gtt, self.file(), unbind);
                 counters::inc(Counter::Released);
                 counters::add(Counter::ReleasedPages, n as u64);
                 0

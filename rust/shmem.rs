@@ -61,6 +61,8 @@ extern "C" {
     fn movgem_gfp_is_movable(gfp: c_ulong) -> bool;
     fn movgem_shmem_register(filp: *mut RawFile, dev_info: *mut ShmemDevInfo) -> c_int;
     fn movgem_shmem_registered(filp: *mut RawFile) -> *mut ShmemDevInfo;
+    fn movgem_shmem_set_unevictable(filp: *mut RawFile);
+    fn movgem_shmem_clear_unevictable(filp: *mut RawFile, pages: *const *mut RawPage, n: c_ulong);
     fn movgem_shmem_truncate(filp: *mut RawFile);
     fn movgem_fput(filp: *mut RawFile);
     fn movgem_shmem_writeback(filp: *mut RawFile) -> c_ulong;
@@ -155,6 +157,24 @@ impl ShmemFile {
     pub(crate) fn writeback(&self) -> usize {
         // SAFETY: `self.filp` is valid by the type invariant.
         unsafe { movgem_shmem_writeback(self.filp.as_ptr()) as usize }
+    }
+
+    /// The object now holds every page of the file: keep reclaim, which
+    /// cannot free them, from scanning them (as i915 does).
+    pub(crate) fn set_unevictable(&self) {
+        // SAFETY: `self.filp` is valid by the type invariant.
+        unsafe { movgem_shmem_set_unevictable(self.filp.as_ptr()) }
+    }
+
+    /// The object is about to drop its references on `pages`: make them
+    /// evictable again.  Takes only LRU spinlocks, never sleeps.
+    pub(crate) fn clear_unevictable(&self, pages: &[PageRef]) {
+        // `PageRef` is `repr(transparent)` over a page pointer, so the
+        // slice is an array of `struct page *`.
+        let ptr = pages.as_ptr().cast::<*mut RawPage>();
+        // SAFETY: `self.filp` is valid; `ptr` points to `pages.len()` page
+        // pointers on which we hold references for the whole call.
+        unsafe { movgem_shmem_clear_unevictable(self.filp.as_ptr(), ptr, pages.len() as c_ulong) }
     }
 
     /// Frees every page of the file.  Takes each folio lock, so no

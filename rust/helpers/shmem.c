@@ -9,7 +9,9 @@
 #include <linux/migrate.h>
 #include <linux/mman.h>
 #include <linux/pagemap.h>
+#include <linux/pagevec.h>
 #include <linux/shmem_fs.h>
+#include <linux/swap.h>
 
 #include "movgem_shim.h"
 
@@ -147,6 +149,47 @@ int movgem_shmem_register(struct file *filp, struct shmem_dev_info *dev_info)
 struct shmem_dev_info *movgem_shmem_registered(struct file *filp)
 {
 	return shmem_get_dev_info(filp->f_mapping);
+}
+
+/*
+ * While an object holds its pages nothing but the shrinker can free them:
+ * keep reclaim from scanning them, as i915 and drm_gem_shmem do.  Folios
+ * already on an evictable list move to the unevictable one the first
+ * time reclaim meets them.
+ */
+void movgem_shmem_set_unevictable(struct file *filp)
+{
+	mapping_set_unevictable(filp->f_mapping);
+}
+
+/*
+ * The object is letting go of @pages (still referenced by the caller):
+ * make the mapping evictable again and put the folios back on the
+ * evictable lists now, as i915's shmem_sg_free_table() does.  Takes only
+ * the LRU locks: callable from the migrate callback in MIGRATE_ASYNC.
+ */
+void movgem_shmem_clear_unevictable(struct file *filp, struct page *const *pages,
+				    unsigned long n)
+{
+	struct folio_batch fbatch;
+	struct folio *last = NULL;
+	unsigned long i;
+
+	mapping_clear_unevictable(filp->f_mapping);
+	folio_batch_init(&fbatch);
+	for (i = 0; i < n; i++) {
+		struct folio *folio = page_folio(pages[i]);
+
+		if (folio == last)
+			continue;
+		last = folio;
+		if (!folio_batch_add(&fbatch, folio)) {
+			check_move_unevictable_folios(&fbatch);
+			folio_batch_reinit(&fbatch);
+		}
+	}
+	if (folio_batch_count(&fbatch))
+		check_move_unevictable_folios(&fbatch);
 }
 
 void movgem_shmem_truncate(struct file *filp)
