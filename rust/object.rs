@@ -814,7 +814,23 @@ impl Object {
         let file = self.shmem()?;
         let mut pages = PageArray::with_capacity(self.npages)?;
         let mut pfns = PageArray::with_capacity(self.npages)?;
-        self.fetch_into(file, may_shrink, &mut pages, &mut pfns)?;
+        // With the shrinker off nothing at all can free these pages until
+        // the object lets them go: unevictable before the first page, as
+        // i915's shmem_sg_alloc_table() marks every pinned mapping, so that
+        // reclaim never scans them, the ones being fetched included
+        // (Documentation/design.md, "Unevictable while nothing can free
+        // them").  Only a hint to reclaim: a racing release that clears it
+        // costs scans, not data.
+        let mark = !params::shrinker_enabled();
+        if mark {
+            file.set_unevictable();
+        }
+        if let Err(e) = self.fetch_into(file, may_shrink, &mut pages, &mut pfns) {
+            if mark {
+                file.clear_unevictable(&pages);
+            }
+            return Err(e);
+        }
         Ok((pages, pfns))
     }
 
@@ -866,6 +882,10 @@ impl Object {
             st.released = false;
         }
         (st.pages, st.pfns) = fetched;
+        // Again, in case a release cleared it while they were fetched.
+        if let (Some(file), false) = (self.file.as_ref(), params::shrinker_enabled()) {
+            file.set_unevictable();
+        }
         Ok(())
     }
 
@@ -1021,9 +1041,10 @@ impl Object {
         }
         // Pages held by a DONTNEED object can only be purged, never
         // reclaimed: keep reclaim from scanning them (i915 marks every
-        // pinned mapping so; here only these, see Documentation/design.md).
+        // pinned mapping so; here only these, and every object's while the
+        // shrinker is off: see Documentation/design.md).
         if !st.pages.is_empty() {
-            if st.madv == uapi::MADV_DONTNEED {
+            if st.madv == uapi::MADV_DONTNEED || !params::shrinker_enabled() {
                 file.set_unevictable();
             } else {
                 file.clear_unevictable(&st.pages);
