@@ -28,10 +28,10 @@ boots=(
 
 "$MOVGEM_TOP/scripts/setup.sh"
 kdir=$("$MOVGEM_TOP/scripts/build-kernel.sh" plain)
-"$MOVGEM_TOP/scripts/build-module.sh" "$kdir"
+ko=$("$MOVGEM_TOP/scripts/build-module.sh" "$kdir")
 "$MOVGEM_TOP/scripts/build-tools.sh"
 initrd="$MOVGEM_CACHE/initramfs-bench.cpio.gz"
-"$MOVGEM_TOP/scripts/make-initramfs.sh" "$initrd"
+"$MOVGEM_TOP/scripts/make-initramfs.sh" "$initrd" "$ko"
 mkdir -p "$MOVGEM_CACHE/logs" "$out"
 
 report_args=()

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # `make check`: the whole test suite, from a fresh machine.
 #   1. install what is missing (scripts/setup.sh)
-#   2. host tests: cargo test, rustfmt, checkpatch --strict on patches/
-#   3. patched kernel (debug flavour: lockdep, DEBUG_VM, ...), cached
-#   4. movgem.ko, static guest tools, initramfs
-#   5. QEMU: KUnit suite at module load, in-guest tests, clean console
-#   6. QEMU: igt's gem_shrink port (scripts/gem-shrink.sh), own boot
+#   2. host tests: cargo test, console scan controls, rustfmt
+#   3. patched kernel (debug flavour: KASAN, lockdep, DEBUG_VM, ...),
+#      cached; checkpatch --strict on patches/; movgem.ko through clippy
+#   4. two QEMU boots side by side:
+#      - debug kernel: KUnit at module load, in-guest tests, stress,
+#        fuzz, fault injection, kmemleak, clean console
+#      - plain kernel (built first if not cached): igt's gem_shrink port
+#        (scripts/gem-shrink.sh)
 # Ends with "N passed, N failed" counting every test above.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -59,31 +62,49 @@ done
 result checkpatch_strict $cp_rc
 set -e
 
-# The module is built once, through clippy: any warning fails the test.
-"$MOVGEM_TOP/scripts/build-module.sh" "$kdir" CLIPPY=1 CLIPPY_DRIVER="$CLIPPY_DRIVER" 2>&1 |
-	tee "$MOVGEM_CACHE/logs/module-build.log"
-[ -f "$MOVGEM_TOP/movgem.ko" ] || die "movgem.ko was not built"
+"$MOVGEM_TOP/scripts/build-tools.sh"
+
+# The debug kernel's module is built through clippy: any warning fails
+# the test.
+set +e
+"$MOVGEM_TOP/scripts/build-module.sh" "$kdir" CLIPPY=1 CLIPPY_DRIVER="$CLIPPY_DRIVER" \
+	>"$MOVGEM_CACHE/logs/module-ko" 2>"$MOVGEM_CACHE/logs/module-build.log"
+rc=$?
+set -e
+cat "$MOVGEM_CACHE/logs/module-build.log" >&2
+[ $rc = 0 ] || die "movgem.ko was not built"
+ko=$(cat "$MOVGEM_CACHE/logs/module-ko")
 ! grep -qE '^(warning|error)' "$MOVGEM_CACHE/logs/module-build.log"
 result clippy_and_compiler_warnings $?
-"$MOVGEM_TOP/scripts/build-tools.sh"
 initrd="$MOVGEM_CACHE/initramfs-check.cpio.gz"
-"$MOVGEM_TOP/scripts/make-initramfs.sh" "$initrd"
+"$MOVGEM_TOP/scripts/make-initramfs.sh" "$initrd" "$ko"
 
+# The two boots run side by side: the debug boot's guest runs one test at
+# a time and leaves a host CPU mostly free, which gem_shrink's workers (or,
+# on a fresh machine, the plain kernel's build) use meanwhile.
 log="$MOVGEM_CACHE/logs/qemu-check.log"
+say "debug boot: in the background, console -> $log"
+"$MOVGEM_TOP/scripts/run-qemu.sh" "$kdir" "$initrd" "$log" check \
+	>"$MOVGEM_CACHE/logs/qemu-check.verdict" 2>&1 &
+debug_pid=$!
+
+say "gem-shrink: igt's gem_shrink port, then its -oom subtests with shrinker=0"
 set +e
-"$MOVGEM_TOP/scripts/run-qemu.sh" "$kdir" "$initrd" "$log" check
+"$MOVGEM_TOP/scripts/gem-shrink.sh" >"$MOVGEM_CACHE/logs/gem-shrink.out" 2>"$MOVGEM_CACHE/logs/gem-shrink.err"
 set -e
+say "gem-shrink: done; waiting for the debug boot"
+set +e
+wait $debug_pid
+set -e
+
+say "debug boot: console log: $log"
+cat "$MOVGEM_CACHE/logs/qemu-check.verdict"
 read -r p f < <(python3 "$MOVGEM_TOP/scripts/console.py" count "$log")
 pass "$p"
 fail "$f"
 
-say "console log: $log"
-
-# igt's gem_shrink port, in its own boot (plain kernel, small guest).
-say "gem-shrink: igt's gem_shrink port, then its -oom subtests with shrinker=0"
-set +e
-"$MOVGEM_TOP/scripts/gem-shrink.sh" | tee "$MOVGEM_CACHE/logs/gem-shrink.out"
-set -e
+say "gem-shrink boot:"
+cat "$MOVGEM_CACHE/logs/gem-shrink.err" "$MOVGEM_CACHE/logs/gem-shrink.out"
 read -r p f < <(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' \
 	"$MOVGEM_CACHE/logs/gem-shrink.out" | tail -1)
 if [ -n "${p:-}" ]; then

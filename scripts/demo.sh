@@ -8,10 +8,10 @@ source "$(dirname "$0")/lib.sh"
 
 "$MOVGEM_TOP/scripts/setup.sh"
 kdir=$("$MOVGEM_TOP/scripts/build-kernel.sh" plain)
-"$MOVGEM_TOP/scripts/build-module.sh" "$kdir"
+ko=$("$MOVGEM_TOP/scripts/build-module.sh" "$kdir")
 "$MOVGEM_TOP/scripts/build-tools.sh"
 initrd="$MOVGEM_CACHE/initramfs-demo.cpio.gz"
-"$MOVGEM_TOP/scripts/make-initramfs.sh" "$initrd"
+"$MOVGEM_TOP/scripts/make-initramfs.sh" "$initrd" "$ko"
 mkdir -p "$MOVGEM_CACHE/logs"
 log="$MOVGEM_CACHE/logs/qemu-demo.log"
 

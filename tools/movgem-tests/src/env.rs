@@ -152,7 +152,9 @@ pub fn compact() -> Result<(), String> {
 /// Full compaction, and how much every counter moved during it.
 pub fn compact_counted() -> Result<Counters, String> {
     let before = Counters::read()?;
+    let start = std::time::Instant::now();
     compact()?;
+    println!("  compaction {:.1}s", start.elapsed().as_secs_f64());
     Ok(Counters::read()?.since(&before))
 }
 
@@ -183,18 +185,28 @@ impl Drop for Filler {
     }
 }
 
-/// Fills half of the available memory with a tmpfs file, then punches
-/// every other page.  Objects created while the returned guard lives get
-/// their pages from the holes, spread over the whole zone.
-pub fn fragment() -> Result<Filler, String> {
-    fragment_fraction(1, 2)
+/// Scatters the next `bytes` of allocations: a tmpfs filler of four
+/// times `bytes` (at most half of the available memory) with every other
+/// page punched out, so that objects created while the returned guard
+/// lives get their pages from order-0 holes, twice as many as they need,
+/// interleaved with the filler's pages.  (Half of the available memory,
+/// as before, took 30-40 s to write and punch per test on a KASAN guest
+/// under TCG, most of the debug boot; the tests need the scatter, not
+/// the size.)
+pub fn fragment_for(bytes: u64) -> Result<Filler, String> {
+    let avail = meminfo_kib("MemAvailable")? * 1024;
+    fragment_bytes((4 * bytes).min(avail / 2))
 }
 
-/// [`fragment`] with a filler of `num / den` of the available memory.
+/// [`fragment_for`] with a filler of `num / den` of the available memory.
 pub fn fragment_fraction(num: u64, den: u64) -> Result<Filler, String> {
-    const PAGE: u64 = 4096;
     let avail = meminfo_kib("MemAvailable")? * 1024;
-    let size = (avail * num / den) / (1 << 20) * (1 << 20);
+    fragment_bytes(avail * num / den)
+}
+
+fn fragment_bytes(bytes: u64) -> Result<Filler, String> {
+    const PAGE: u64 = 4096;
+    let size = bytes / (1 << 20) * (1 << 20);
     let path = PathBuf::from("/tmp/movgem-filler");
     let filler = Filler { path: path.clone() };
     let mut f = File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -205,6 +217,7 @@ pub fn fragment_fraction(num: u64, den: u64) -> Result<Filler, String> {
     // Punch in a shuffled order: the page allocator hands freed pages
     // out roughly last-freed-first, so a sequential order would put the
     // next object at one end of the zone.  Shuffled, it lands all over.
+    let written = std::time::Instant::now();
     let fd = f.as_raw_fd();
     let mut holes: Vec<u64> = (0..size / (2 * PAGE)).collect();
     let mut rng = 0x2545_f491_4f6c_dd1d_u64;
@@ -228,6 +241,11 @@ pub fn fragment_fraction(num: u64, den: u64) -> Result<Filler, String> {
             return Err(format!("punch hole: {}", std::io::Error::last_os_error()));
         }
     }
+    println!(
+        "  filler: {} MiB, punched in {:.1}s",
+        size >> 20,
+        written.elapsed().as_secs_f64()
+    );
     Ok(filler)
 }
 

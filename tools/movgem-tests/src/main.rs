@@ -14,11 +14,12 @@ mod demo;
 mod reclaim_tests;
 mod uapi_tests;
 
-use env::{compact, counter, fragment, Control, Counters, GpuAwake};
+use env::{compact, counter, fragment_for, Control, Counters, GpuAwake};
 pub use movgem_tests::TestResult;
 
-/// Pages of the object used by the migration tests: 32 MiB.
-const OBJ_PAGES: usize = 8192;
+/// Pages of the object used by the migration tests: 8 MiB (a smaller
+/// object is scattered faster, and any size shows the claims).
+const OBJ_PAGES: usize = 2048;
 
 fn debugfs_present() -> TestResult {
     let ctl = Control::open()?;
@@ -59,7 +60,7 @@ fn object_is_movable_and_registered() -> TestResult {
 
 /// Creates a bound object scattered through fragmented memory.
 fn scattered_bound_object(ctl: &Control, seed: u64) -> TestResult {
-    let filler = fragment()?;
+    let filler = fragment_for(OBJ_PAGES as u64 * 4096)?;
     ctl.cmd(&format!("create {OBJ_PAGES} {seed}"))?;
     ctl.cmd("bind")?;
     let r = ctl.fields()?;

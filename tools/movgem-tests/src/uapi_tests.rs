@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 
 use movgem_uapi::{self as uapi, Device};
 
-use movgem_tests::env::{self, compact, fragment, Control, Counters, GpuAwake};
+use movgem_tests::env::{self, compact, fragment_for, Control, Counters, GpuAwake};
 use movgem_tests::{ensure, TestResult};
 
 const PAGE: u64 = 4096;
-/// Object size of the migration tests: 32 MiB.
-const BIG: u64 = 32 << 20;
+/// Object size of the migration tests: 8 MiB.
+const BIG: u64 = 8 << 20;
 
 pub(crate) fn errno_name(e: i32) -> String {
     std::io::Error::from_raw_os_error(e).to_string()
@@ -346,12 +346,21 @@ fn uapi_etime() -> i32 {
     libc::ETIME
 }
 
-/// A 32 MiB object, bound by a GPU fill while memory is fragmented, so
+/// An 8 MiB object, bound by a GPU fill while memory is fragmented, so
 /// its pinned pages are spread over the zone; returns when it is idle.
 fn scattered_gpu_object(dev: &Device, value: u32) -> Result<u32, String> {
-    let filler = fragment()?;
+    let start = Instant::now();
+    let filler = fragment_for(BIG)?;
+    let fragmented = start.elapsed();
     let h = filled_object(dev, BIG, value)?;
+    let filled = start.elapsed();
     drop(filler);
+    println!(
+        "  scattered object: fragmenting {:.1}s, GPU fill {:.1}s, filler freed {:.1}s",
+        fragmented.as_secs_f64(),
+        (filled - fragmented).as_secs_f64(),
+        (start.elapsed() - filled).as_secs_f64()
+    );
     Ok(h)
 }
 
@@ -419,7 +428,7 @@ pub fn active_object_is_refused() -> TestResult {
 fn active_object_is_refused_inner() -> TestResult {
     let _awake = GpuAwake::new()?;
     let dev = ok(Device::open(), "open")?;
-    let filler = fragment()?;
+    let filler = fragment_for(BIG)?;
     let h = ok(dev.create(BIG), "create")?;
     ok(
         dev.execbuf(&[(h, true)], uapi::OP_FILL, 7, 0, uapi::EXEC_HANG),
