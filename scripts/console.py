@@ -3,6 +3,8 @@
 
   console.py verdict LOG   list every result; exit 1 on any failure
   console.py count LOG     print "PASSED FAILED" for the summary line
+  console.py table LOG...  the README's metrics table, from the logs'
+                           `movgem-metric:` lines (debug and gem-shrink boot)
 
 Results: each KUnit case of the movgem suite, each `movgem-test:` line of
 the guest runner, whether the guest finished with rc=0, and whether the
@@ -122,7 +124,44 @@ def metrics(path):
     return dict(METRIC.findall(text))
 
 
+# The README's table of one run: label, then the metrics it shows.
+TABLE = [
+    ("stress operations / GPU batches", "stress_ops", "stress_gpu_requests"),
+    ("stress reads checked (MiB)", "stress_reads_checked", "stress_mib_checked"),
+    ("hook calls / folios migrated during stress", "stress_hook_calls", "stress_migrated"),
+    ("shrinker scans / pages given back during stress",
+     "stress_shrink_scans", "stress_shrink_freed_pages"),
+    ("fuzz calls (of which succeeded)", "fuzz_calls", "fuzz_succeeded"),
+    ("fault-injection rounds / injected allocation failures surfaced",
+     "faults_rounds", "faults_injected_enomem"),
+    ("lifecycle loops / worst unload (ms)", "lifecycle_loops", "lifecycle_worst_unload_ms"),
+    ("data mismatches, unexpected errnos, kmemleak reports",
+     "stress_mismatches", "stress_unexpected_errors", "kmemleak_reports"),
+    ("gem-shrink subtests passed / failed (s)", "gem_shrink_passed", "gem_shrink_failed",
+     "gem_shrink_seconds"),
+    ("gem-shrink `-oom` subtests failed as expected without the shrinker (s)",
+     "gem_shrink_oom_failed_without_shrinker", "gem_shrink_oom_seconds"),
+]
+
+
+def table(paths):
+    got = {}
+    for p in paths:
+        got.update(metrics(p))
+    print("| what | one `make check` run |")
+    print("|---|---|")
+    for label, *names in TABLE:
+        vals = []
+        for n in names:
+            v = got.get(n, "missing")
+            vals.append(f"{int(v):,}" if v.isdigit() else v)
+        print(f"| {label} | {' / '.join(vals)} |")
+
+
 def main():
+    if len(sys.argv) >= 3 and sys.argv[1] == "table":
+        table(sys.argv[2:])
+        return
     if len(sys.argv) != 3 or sys.argv[1] not in ("verdict", "count"):
         sys.exit(__doc__)
     res = results(sys.argv[2])

@@ -58,19 +58,30 @@ pub fn run(loops: u64) -> TestResult {
             if !loaded() {
                 ensure!(sh("insmod", &["/lib/modules/movgem.ko"]), "insmod failed");
             }
-            // Two processes stress the device at once.
+            // Two processes stress the device at once.  Their output is
+            // kept, and shown if one fails (renamed, so that the console
+            // scan does not read it as this boot's results).
             let children: Vec<_> = (0..2)
                 .map(|_| {
                     Command::new(&me)
                         .args(["stress", "2"])
-                        .stdout(Stdio::null())
+                        .stdout(Stdio::piped())
                         .spawn()
                 })
                 .collect::<Result<_, _>>()
                 .map_err(|e| e.to_string())?;
-            for mut c in children {
-                let st = c.wait().map_err(|e| e.to_string())?;
-                ensure!(st.success(), "a stress child failed");
+            for c in children {
+                let out = c.wait_with_output().map_err(|e| e.to_string())?;
+                if !out.status.success() {
+                    for line in String::from_utf8_lossy(&out.stdout).lines() {
+                        println!("  stress child: {}", line.replace("movgem-", "child-"));
+                    }
+                }
+                ensure!(
+                    out.status.success(),
+                    "a stress child failed: {}",
+                    out.status
+                );
             }
             // A process dies with objects busy on the GPU and pinned.
             // SAFETY: the child only uses the device and exits.
