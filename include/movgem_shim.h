@@ -2,10 +2,12 @@
 /*
  * movgem: the boundary between the Rust module and its C shims.
  *
- * The 6.12 `kernel` crate has no bindings for shmem, debugfs or module
- * parameters, so rust/helpers/ wraps the few kernel calls the module
- * needs.  Each shim does one thing and holds no policy.  Functions named
- * movgem_rs_* are implemented in Rust and called from C.
+ * The 6.12 `kernel` crate has no bindings for shmem, debugfs, module
+ * parameters and more, so rust/shims/ wraps the few kernel calls the
+ * module needs: rust/shims/X.c serves rust/X.rs.  Each shim does one
+ * thing and holds no policy.  Functions named movgem_rs_* are
+ * implemented in Rust and called from C; every callback hands Rust the
+ * owner it was registered with, never a global.
  */
 #ifndef MOVGEM_SHIM_H
 #define MOVGEM_SHIM_H
@@ -16,25 +18,31 @@ struct file;
 struct folio;
 struct page;
 struct dentry;
+struct device;
+struct mutex;
+struct notifier_block;
 struct shmem_dev_info;
+struct shrinker;
+struct workqueue_struct;
+struct movgem_misc;
+struct movgem_userptr;
+
+/* --- rust/shims/shmem.c (rust/shmem.rs, rust/migrate.rs) ---------- */
 
 /*
  * Size of struct shmem_dev_info.  The Rust object reserves this much
- * storage for it; rust/helpers/shmem.c checks the value at build time.
+ * storage for it; rust/shims/shmem.c checks the value at build time.
  */
 #define MOVGEM_SHMEM_DEV_INFO_SIZE 8
 
-/* --- rust/helpers/shmem.c ------------------------------------------ */
-
 /* A kernel-internal shmem file whose folios are allocated movable. */
 struct file *movgem_shmem_create(const char *name, size_t size);
-/* Locks nothing on return; the page carries a reference for the caller. */
 /* How movgem_shmem_get_page() allocates a missing page: PageAlloc in Rust. */
 #define MOVGEM_PAGE_DEFAULT 0
 #define MOVGEM_PAGE_LIGHT 1
 #define MOVGEM_PAGE_MAYFAIL 2
+/* Locks nothing on return; the page carries a reference for the caller. */
 struct page *movgem_shmem_get_page(struct file *filp, unsigned long index, int how);
-bool movgem_fatal_signal_pending(void);
 void movgem_page_get(struct page *page);
 void movgem_page_put(struct page *page);
 unsigned long movgem_page_pfn(struct page *page);
@@ -42,6 +50,8 @@ unsigned long movgem_page_pfn(struct page *page);
 int movgem_page_read(struct page *page, size_t offset, void *buf, size_t len);
 int movgem_page_write(struct page *page, size_t offset, const void *buf,
 		      size_t len);
+void *movgem_vmap_pages(struct page **pages, unsigned int n);
+void movgem_vunmap(void *vaddr);
 /* vm_mmap() of @size bytes of @filp from @offset; an address or -errno. */
 unsigned long movgem_vm_mmap(struct file *filp, u64 offset, u64 size);
 unsigned long movgem_shmem_gfp_mask(struct file *filp);
@@ -55,37 +65,48 @@ void movgem_shmem_clear_unevictable(struct file *filp, struct page *const *pages
 void movgem_shmem_truncate(struct file *filp);
 void movgem_fput(struct file *filp);
 
-/* --- rust/helpers/vmap.c ------------------------------------------- */
+/* --- rust/shims/pages.c (rust/pages.rs) ---------------------------- */
 
-void *movgem_vmap_pages(struct page **pages, unsigned int n);
-void movgem_vunmap(void *vaddr);
-int movgem_vmap_notifier_register(void);
-void movgem_vmap_notifier_unregister(void);
+bool movgem_fatal_signal_pending(void);
 
-/* --- rust/helpers/device.c ----------------------------------------- */
+/* --- rust/shims/shrinker.c (rust/shrinker.rs) ---------------------- */
 
-struct device;
-struct workqueue_struct;
+/* @owner: the shrinker's private_data, handed to the movgem_rs_ calls. */
+struct shrinker *movgem_shrinker_register(void *owner);
+void movgem_shrinker_unregister(struct shrinker *shrinker);
+/* @nb: zeroed storage inside the Rust owner. */
+int movgem_oom_notifier_register(struct notifier_block *nb);
+void movgem_oom_notifier_unregister(struct notifier_block *nb);
+int movgem_vmap_notifier_register(struct notifier_block *nb);
+void movgem_vmap_notifier_unregister(struct notifier_block *nb);
+unsigned long movgem_shmem_writeback(struct file *filp);
+bool movgem_current_is_kswapd(void);
 
-int movgem_misc_register(void);
-void movgem_misc_deregister(void);
-struct device *movgem_pm_init(unsigned int autosuspend_ms);
+/* --- rust/shims/file.c (rust/file.rs) ------------------------------ */
+
+/* /dev/movgem; opening it calls movgem_rs_open(@owner). */
+struct movgem_misc *movgem_misc_register(void *owner);
+void movgem_misc_deregister(struct movgem_misc *misc);
+
+/* --- rust/shims/pm.c (rust/pm.rs) ---------------------------------- */
+
+int movgem_pm_driver_register(void);
+void movgem_pm_driver_unregister(void);
+struct device *movgem_pm_init(unsigned int autosuspend_ms, bool numbered);
+void movgem_pm_attach(struct device *dev, void *owner);
 void movgem_pm_fini(struct device *dev);
 int movgem_pm_get(struct device *dev);
 int movgem_pm_get_if_active(struct device *dev);
 void movgem_pm_put(struct device *dev);
 bool movgem_pm_suspended(struct device *dev);
+
+/* --- rust/shims/engine.c (rust/engine.rs) -------------------------- */
+
 struct workqueue_struct *movgem_wq_alloc(void);
+void movgem_wq_flush(struct workqueue_struct *wq);
 void movgem_wq_destroy(struct workqueue_struct *wq);
 
-/* --- rust/helpers/shrinker.c --------------------------------------- */
-
-struct shrinker;
-
-struct shrinker *movgem_shrinker_register(void);
-void movgem_shrinker_unregister(struct shrinker *shrinker);
-
-/* --- rust/helpers/params.c ----------------------------------------- */
+/* --- rust/shims/params.c (rust/params.rs) -------------------------- */
 
 bool movgem_param_hook_enabled(void);
 unsigned int movgem_param_lock_timeout_ms(void);
@@ -94,18 +115,17 @@ unsigned int movgem_param_hang_timeout_ms(void);
 bool movgem_param_shrinker_enabled(void);
 bool movgem_param_oom_notifier_enabled(void);
 
-/* --- rust/helpers/debugfs.c ---------------------------------------- */
+/* --- rust/shims/debugfs.c (rust/debugfs.rs) ------------------------ */
 
 struct dentry *movgem_debugfs_init(void);
+/* @value: the counter the file shows (the file's data). */
 void movgem_debugfs_add_counter(struct dentry *dir, const char *name,
-				unsigned long id);
-void movgem_debugfs_add_control(struct dentry *dir);
+				const u64 *value);
+/* "control" and "drop_caches", with @owner as their data. */
+void movgem_debugfs_add_control(struct dentry *dir, void *owner);
 void movgem_debugfs_remove(struct dentry *dir);
 
-/* --- rust/helpers/userptr.c ---------------------------------------- */
-
-struct movgem_userptr;
-struct mutex;
+/* --- rust/shims/userptr.c (rust/userptr.rs) ------------------------ */
 
 struct movgem_userptr *movgem_userptr_create(void *owner, unsigned long start,
 					     unsigned long len);
@@ -117,12 +137,8 @@ long movgem_userptr_get_pages(struct movgem_userptr *up, unsigned long start,
 			      unsigned int npages, bool write,
 			      struct page **pages);
 
-/* --- rust/helpers/reclaim.c ---------------------------------------- */
+/* --- rust/shims/sync.c (rust/sync.rs) ------------------------------ */
 
-unsigned long movgem_shmem_writeback(struct file *filp);
-bool movgem_current_is_kswapd(void);
-int movgem_oom_notifier_register(void);
-void movgem_oom_notifier_unregister(void);
 int movgem_mutex_lock_killable(struct mutex *lock);
 unsigned int movgem_nofs_save(void);
 void movgem_nofs_restore(unsigned int flags);
@@ -131,50 +147,56 @@ void movgem_lockdep_prime_reclaim(struct mutex *lock);
 /* --- implemented in Rust ------------------------------------------- */
 
 /*
- * Called by the migrate_folio callback with @src locked.  Returns 0 when
- * the folio may be handed to migrate_folio(), -EBUSY, or
- * MOVGEM_HOOK_BYPASS when the hook is switched off (hook=0): then the
- * callback must behave exactly like plain migrate_folio().
+ * rust/migrate.rs.  Called by the migrate_folio callback with @src
+ * locked.  Returns 0 when the folio may be handed to migrate_folio(),
+ * -EBUSY, or MOVGEM_HOOK_BYPASS when the hook is switched off (hook=0):
+ * then the callback must behave exactly like plain migrate_folio().
  */
 #define MOVGEM_HOOK_BYPASS 1
 int movgem_rs_migrate_prepare(struct shmem_dev_info *dev_info,
 			      struct folio *src, bool may_block);
 /* Reports what migrate_folio() made of a folio that was let through. */
 void movgem_rs_migrate_done(struct shmem_dev_info *dev_info, int ret);
-u64 movgem_rs_counter_read(unsigned long id);
-/* A command written to debugfs control; returns bytes used or -errno. */
-ssize_t movgem_rs_control(const char *cmd, size_t len);
-/* Formats the control file's report into @buf; returns its length. */
-ssize_t movgem_rs_report(char *buf, size_t len);
 
-/* /dev/movgem file operations. */
-void *movgem_rs_open(void);
+/* rust/debugfs.rs: a counter file's value (@value: the file's data). */
+u64 movgem_rs_counter_read(const u64 *value);
+/* A command written to "control"; returns bytes used or -errno. */
+ssize_t movgem_rs_control(void *owner, const char *cmd, size_t len);
+/* Formats the control file's report into @buf; returns its length. */
+ssize_t movgem_rs_report(void *owner, char *buf, size_t len);
+/* A command written to "drop_caches" (MOVGEM_DROP_* bits). */
+int movgem_rs_drop_caches(void *owner, u64 flags);
+
+/* rust/file.rs: /dev/movgem file operations. */
+void *movgem_rs_open(void *owner);
 void movgem_rs_release(void *priv);
 long movgem_rs_ioctl(void *priv, unsigned int cmd, unsigned long arg);
+
 /*
- * The shrinker: pages that scanning could release now, and a scan that
- * returns the pages released or -1 when struct_mutex was not obtained.
+ * rust/shrinker.rs.  The shrinker (@owner: its private_data): pages that
+ * scanning could release now, and a scan that returns the pages released
+ * or -1 when struct_mutex was not obtained.
  */
-unsigned long movgem_rs_shrink_count(void);
-long movgem_rs_shrink_scan(unsigned long nr_to_scan, bool may_block,
-			   bool may_fs);
-/* Runtime PM callbacks of the simulated GPU. */
-void movgem_rs_runtime_suspend(void);
-void movgem_rs_runtime_resume(void);
-/*
- * Drops cached kernel mappings that nobody pins; returns the pages
- * unmapped.  From the vmap purge notifier (@may_wait false: only try the
- * lock) or from debugfs.
- */
-unsigned long movgem_rs_vmap_purge(bool may_wait);
+unsigned long movgem_rs_shrink_count(void *owner);
+long movgem_rs_shrink_scan(void *owner, unsigned long nr_to_scan,
+			   bool may_block, bool may_fs);
 /* The OOM notifier: releases what it can, returns the pages freed. */
-unsigned long movgem_rs_oom_notify(void);
-/* A command written to debugfs drop_caches (MOVGEM_DROP_* bits). */
-int movgem_rs_drop_caches(u64 flags);
+unsigned long movgem_rs_oom_notify(struct notifier_block *nb);
 /*
- * The user range of userptr object @owner is being invalidated: record
- * @cur_seq with movgem_userptr_set_seq() and wait until the GPU is done
- * with the range.  false: would have to sleep but may not.
+ * The vmap purge notifier: drops cached kernel mappings that nobody
+ * pins (only trying struct_mutex); returns the pages unmapped.
+ */
+unsigned long movgem_rs_vmap_purge(struct notifier_block *nb);
+
+/* rust/pm.rs: runtime PM callbacks (@owner: from movgem_pm_attach()). */
+void movgem_rs_runtime_suspend(void *owner);
+void movgem_rs_runtime_resume(void *owner);
+
+/*
+ * rust/object.rs: the user range of userptr object @owner is being
+ * invalidated: record @cur_seq with movgem_userptr_set_seq() so that the
+ * next request faults the range in again.  Never sleeps: requests in
+ * flight hold their own page references.
  */
 bool movgem_rs_userptr_invalidate(void *owner, struct movgem_userptr *up,
 				  unsigned long cur_seq, bool blockable);

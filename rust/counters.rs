@@ -135,29 +135,43 @@ pub(crate) const NAMES: [&kernel::str::CStr; COUNT] = [
 
 #[allow(clippy::declare_interior_mutable_const)]
 const ZERO: AtomicU64 = AtomicU64::new(0);
-static VALUES: [AtomicU64; COUNT] = [ZERO; COUNT];
 
-/// Adds `n` to `c`.
-pub(crate) fn add(c: Counter, n: u64) {
-    VALUES[c as usize].fetch_add(n, Ordering::Relaxed);
+/// A device's event counters; debugfs shows each through a pointer to
+/// its value ([`Counters::value`]).
+pub(crate) struct Counters {
+    values: [AtomicU64; COUNT],
 }
 
-/// Adds one to `c`.
-pub(crate) fn inc(c: Counter) {
-    add(c, 1);
+impl Counters {
+    /// All zero.
+    pub(crate) const fn new() -> Self {
+        Self {
+            values: [ZERO; COUNT],
+        }
+    }
+
+    /// Adds `n` to `c`.
+    pub(crate) fn add(&self, c: Counter, n: u64) {
+        self.values[c as usize].fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Counts one `c`.
+    pub(crate) fn inc(&self, c: Counter) {
+        self.add(c, 1);
+    }
+
+    /// Counts one refusal of the migrate hook for reason `r`.
+    pub(crate) fn refused(&self, r: Refusal) {
+        self.values[FIRST_REFUSAL + r.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The counter named `NAMES[id]`, for its debugfs file.
+    pub(crate) fn value(&self, id: usize) -> Option<&AtomicU64> {
+        self.values.get(id)
+    }
 }
 
-/// Counts a refusal of the hook.
-pub(crate) fn refused(r: Refusal) {
-    VALUES[FIRST_REFUSAL + r.index()].fetch_add(1, Ordering::Relaxed);
-}
-
-/// Value of counter `id`, 0 for an unknown id.
-pub(crate) fn read(id: usize) -> u64 {
-    VALUES.get(id).map_or(0, |v| v.load(Ordering::Relaxed))
-}
-
-/// Checks that the refusal names in `policy` match the debugfs names.
+/// Whether the refusal names agree with `policy.rs`.
 pub(crate) fn names_consistent() -> bool {
     Refusal::ALL
         .iter()

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! `/dev/movgem`: per-open-file handles and the ioctls.
+//! `/dev/movgem`: the misc device, per-open-file handles, and one
+//! method per ioctl (`include/uapi/movgem.h` documents each).
 //!
 //! Handles name objects only within the open file that created them:
 //! another file, or another process, gets `ENOENT`.  Every argument is
@@ -8,6 +9,7 @@
 //! created closes it again.
 
 use core::mem::size_of;
+use core::ptr::NonNull;
 
 use kernel::ffi::{c_long, c_uint, c_ulong, c_void};
 use kernel::prelude::*;
@@ -15,8 +17,9 @@ use kernel::rbtree::RBTree;
 use kernel::sync::{Arc, Mutex};
 use kernel::uaccess::{UserPtr, UserSlice};
 
-use crate::gpu::{self, Batch};
-use crate::object::{Device, Object};
+use crate::device::Device;
+use crate::engine::{self, Batch, Engine};
+use crate::object::Object;
 use crate::policy;
 use crate::uapi;
 
@@ -30,6 +33,7 @@ struct Handles {
 /// State of one open file of `/dev/movgem`.
 #[pin_data]
 pub(crate) struct FileState {
+    engine: Arc<Engine>,
     device: Arc<Device>,
     /// Leaf lock: never held while taking `struct_mutex` or sleeping on
     /// the GPU.
@@ -38,9 +42,10 @@ pub(crate) struct FileState {
 }
 
 impl FileState {
-    fn new(device: Arc<Device>) -> impl PinInit<Self> {
+    fn new(engine: Arc<Engine>) -> impl PinInit<Self> {
         pin_init!(Self {
-            device,
+            device: engine.device().clone(),
+            engine,
             handles <- kernel::new_mutex!(Handles { map: RBTree::new(), next: 1 }, "movgem_handles"),
         })
     }
@@ -66,133 +71,176 @@ impl FileState {
         self.handles.lock().map.remove(&handle).ok_or(ENOENT)
     }
 
+    /// One ioctl: a method each.
     fn ioctl(&self, cmd: u32, arg: UserPtr) -> Result<c_long> {
         match cmd {
             uapi::IOCTL_CREATE => self.create(arg),
-            uapi::IOCTL_CLOSE => {
-                let a: uapi::Close = read(arg)?;
-                pad_zero(a.pad)?;
-                let obj = self.remove(a.handle)?;
-                self.device.close_object(&obj);
-                Ok(0)
-            }
-            uapi::IOCTL_PWRITE | uapi::IOCTL_PREAD => {
-                let a: uapi::Rw = read(arg)?;
-                pad_zero(a.pad)?;
-                let obj = self.lookup(a.handle)?;
-                let user = UserPtr::try_from(a.data_ptr).map_err(|_| EFAULT)?;
-                obj.rw(a.offset, a.size, user, cmd == uapi::IOCTL_PWRITE)?;
-                Ok(0)
-            }
-            uapi::IOCTL_MMAP => {
-                let mut a: uapi::Mmap = read(arg)?;
-                pad_zero(a.pad)?;
-                let obj = self.lookup(a.handle)?;
-                let len = (obj.npages() as u64) * PAGE_SIZE;
-                let end = a.offset.checked_add(a.size).ok_or(EINVAL)?;
-                if a.size == 0 || a.offset % PAGE_SIZE != 0 || a.size % PAGE_SIZE != 0 || end > len
-                {
-                    return Err(EINVAL);
-                }
-                if obj.purged() {
-                    return Err(EFAULT);
-                }
-                a.addr_ptr = obj.shmem()?.vm_mmap(a.offset, a.size)?;
-                write(arg, &a)?;
-                Ok(0)
-            }
-            uapi::IOCTL_SET_DOMAIN => {
-                let a: uapi::SetDomain = read(arg)?;
-                pad_zero(a.pad)?;
-                let all = uapi::DOMAIN_CPU | uapi::DOMAIN_GTT;
-                if a.read_domains & !all != 0
-                    || a.write_domain & !all != 0
-                    || a.write_domain.count_ones() > 1
-                    || a.write_domain & !a.read_domains != 0
-                {
-                    return Err(EINVAL);
-                }
-                let obj = self.lookup(a.handle)?;
-                gpu::wait_idle(&self.device, &obj, -1)?;
-                obj.prepare_access(a.write_domain != 0)?;
-                Ok(0)
-            }
-            uapi::IOCTL_MADVISE => {
-                let mut a: uapi::Madvise = read(arg)?;
-                pad_zero(a.pad)?;
-                if a.madv != uapi::MADV_WILLNEED && a.madv != uapi::MADV_DONTNEED {
-                    return Err(EINVAL);
-                }
-                let obj = self.lookup(a.handle)?;
-                let retained =
-                    obj.madvise(&mut *self.device.struct_mutex.lock_killable()?, a.madv)?;
-                a.retained = u32::from(retained);
-                write(arg, &a)?;
-                Ok(0)
-            }
+            uapi::IOCTL_CLOSE => self.close(arg),
+            uapi::IOCTL_PWRITE => self.rw(arg, true),
+            uapi::IOCTL_PREAD => self.rw(arg, false),
+            uapi::IOCTL_MMAP => self.mmap(arg),
+            uapi::IOCTL_SET_DOMAIN => self.set_domain(arg),
+            uapi::IOCTL_MADVISE => self.madvise(arg),
             uapi::IOCTL_EXECBUF => self.execbuf(arg),
-            uapi::IOCTL_BUSY => {
-                let mut a: uapi::Busy = read(arg)?;
-                let obj = self.lookup(a.handle)?;
-                a.busy = u32::from(obj.active() > 0);
-                write(arg, &a)?;
-                Ok(0)
-            }
-            uapi::IOCTL_WAIT => {
-                let mut a: uapi::Wait = read(arg)?;
-                if a.flags != 0 {
-                    return Err(EINVAL);
-                }
-                let obj = self.lookup(a.handle)?;
-                let res = gpu::wait_idle(&self.device, &obj, a.timeout_ns);
-                if let Ok(left) = res {
-                    a.timeout_ns = left;
-                } else if a.timeout_ns >= 0 {
-                    a.timeout_ns = 0;
-                }
-                write(arg, &a)?;
-                res.map(|_| 0)
-            }
-            uapi::IOCTL_PIN | uapi::IOCTL_UNPIN => {
-                let mut a: uapi::Pin = read(arg)?;
-                pad_zero(a.pad)?;
-                let obj = self.lookup(a.handle)?;
-                if cmd == uapi::IOCTL_UNPIN {
-                    obj.unpin(&mut self.device.struct_mutex.lock())?;
-                    return Ok(0);
-                }
-                obj.populate()?;
-                a.offset = obj.pin(&mut self.device.struct_mutex.lock())?;
-                if let Err(e) = write(arg, &a) {
-                    let _ = obj.unpin(&mut self.device.struct_mutex.lock());
-                    return Err(e);
-                }
-                Ok(0)
-            }
-            uapi::IOCTL_VMAP | uapi::IOCTL_VUNMAP => {
-                let a: uapi::Vmap = read(arg)?;
-                pad_zero(a.pad)?;
-                let obj = self.lookup(a.handle)?;
-                if cmd == uapi::IOCTL_VMAP {
-                    obj.populate()?;
-                }
-                let mut gem = self.device.struct_mutex.lock();
-                if cmd == uapi::IOCTL_VMAP {
-                    obj.vmap(&mut gem)?;
-                } else {
-                    obj.vunmap(&mut gem)?;
-                }
-                Ok(0)
-            }
+            uapi::IOCTL_BUSY => self.busy(arg),
+            uapi::IOCTL_WAIT => self.wait(arg),
+            uapi::IOCTL_PIN => self.pin(arg),
+            uapi::IOCTL_UNPIN => self.unpin(arg),
+            uapi::IOCTL_VMAP => self.vmap(arg, true),
+            uapi::IOCTL_VUNMAP => self.vmap(arg, false),
             uapi::IOCTL_USERPTR => self.userptr(arg),
-            uapi::IOCTL_GET_INFO => {
-                write(arg, &self.device.info())?;
-                Ok(0)
-            }
+            uapi::IOCTL_GET_INFO => self.get_info(arg),
             _ => Err(ENOTTY),
         }
     }
 
+    /// `CLOSE`: drops the handle; the object goes once the GPU is done.
+    fn close(&self, arg: UserPtr) -> Result<c_long> {
+        let a: uapi::Close = read(arg)?;
+        pad_zero(a.pad)?;
+        let obj = self.remove(a.handle)?;
+        self.device.close_object(&obj);
+        Ok(0)
+    }
+
+    /// `PWRITE` (`write`) and `PREAD`: copies through the page cache.
+    fn rw(&self, arg: UserPtr, write: bool) -> Result<c_long> {
+        let a: uapi::Rw = read(arg)?;
+        pad_zero(a.pad)?;
+        let obj = self.lookup(a.handle)?;
+        let user = UserPtr::try_from(a.data_ptr).map_err(|_| EFAULT)?;
+        obj.rw(a.offset, a.size, user, write)?;
+        Ok(0)
+    }
+
+    /// `MMAP`: maps a page-aligned range of a shmem object's file into
+    /// the caller; returns the address.
+    fn mmap(&self, arg: UserPtr) -> Result<c_long> {
+        let mut a: uapi::Mmap = read(arg)?;
+        pad_zero(a.pad)?;
+        let obj = self.lookup(a.handle)?;
+        let len = (obj.npages() as u64) * PAGE_SIZE;
+        let end = a.offset.checked_add(a.size).ok_or(EINVAL)?;
+        if a.size == 0 || a.offset % PAGE_SIZE != 0 || a.size % PAGE_SIZE != 0 || end > len {
+            return Err(EINVAL);
+        }
+        if obj.purged() {
+            return Err(EFAULT);
+        }
+        a.addr_ptr = obj.shmem()?.vm_mmap(a.offset, a.size)?;
+        write(arg, &a)?;
+        Ok(0)
+    }
+
+    /// `SET_DOMAIN`: waits for the GPU, then makes the pages present.
+    fn set_domain(&self, arg: UserPtr) -> Result<c_long> {
+        let a: uapi::SetDomain = read(arg)?;
+        pad_zero(a.pad)?;
+        let all = uapi::DOMAIN_CPU | uapi::DOMAIN_GTT;
+        if a.read_domains & !all != 0
+            || a.write_domain & !all != 0
+            || a.write_domain.count_ones() > 1
+            || a.write_domain & !a.read_domains != 0
+        {
+            return Err(EINVAL);
+        }
+        let obj = self.lookup(a.handle)?;
+        self.engine.wait_idle(&obj, -1)?;
+        obj.prepare_access(a.write_domain != 0)?;
+        Ok(0)
+    }
+
+    /// `MADVISE`: WILLNEED or DONTNEED; reports whether pages remain.
+    fn madvise(&self, arg: UserPtr) -> Result<c_long> {
+        let mut a: uapi::Madvise = read(arg)?;
+        pad_zero(a.pad)?;
+        if a.madv != uapi::MADV_WILLNEED && a.madv != uapi::MADV_DONTNEED {
+            return Err(EINVAL);
+        }
+        let obj = self.lookup(a.handle)?;
+        let retained = obj.madvise(&mut *self.device.struct_mutex.lock_killable()?, a.madv)?;
+        a.retained = u32::from(retained);
+        write(arg, &a)?;
+        Ok(0)
+    }
+
+    /// `BUSY`: whether the GPU still uses the object.
+    fn busy(&self, arg: UserPtr) -> Result<c_long> {
+        let mut a: uapi::Busy = read(arg)?;
+        let obj = self.lookup(a.handle)?;
+        a.busy = u32::from(obj.active() > 0);
+        write(arg, &a)?;
+        Ok(0)
+    }
+
+    /// `WAIT`: waits (or polls, or forever) for the object to be idle;
+    /// reports the time left.
+    fn wait(&self, arg: UserPtr) -> Result<c_long> {
+        let mut a: uapi::Wait = read(arg)?;
+        if a.flags != 0 {
+            return Err(EINVAL);
+        }
+        let obj = self.lookup(a.handle)?;
+        let res = self.engine.wait_idle(&obj, a.timeout_ns);
+        if let Ok(left) = res {
+            a.timeout_ns = left;
+        } else if a.timeout_ns >= 0 {
+            a.timeout_ns = 0;
+        }
+        write(arg, &a)?;
+        res.map(|_| 0)
+    }
+
+    /// `PIN`: a display-style pin (binding first); reports the offset.
+    fn pin(&self, arg: UserPtr) -> Result<c_long> {
+        let mut a: uapi::Pin = read(arg)?;
+        pad_zero(a.pad)?;
+        let obj = self.lookup(a.handle)?;
+        obj.populate()?;
+        a.offset = obj.pin(&mut self.device.struct_mutex.lock())?;
+        if let Err(e) = write(arg, &a) {
+            let _ = obj.unpin(&mut self.device.struct_mutex.lock());
+            return Err(e);
+        }
+        Ok(0)
+    }
+
+    /// `UNPIN`: drops a display-style pin.
+    fn unpin(&self, arg: UserPtr) -> Result<c_long> {
+        let a: uapi::Pin = read(arg)?;
+        pad_zero(a.pad)?;
+        let obj = self.lookup(a.handle)?;
+        obj.unpin(&mut self.device.struct_mutex.lock())?;
+        Ok(0)
+    }
+
+    /// `VMAP` (`map`) and `VUNMAP`: a pinned kernel mapping of all pages.
+    fn vmap(&self, arg: UserPtr, map: bool) -> Result<c_long> {
+        let a: uapi::Vmap = read(arg)?;
+        pad_zero(a.pad)?;
+        let obj = self.lookup(a.handle)?;
+        if map {
+            obj.populate()?;
+        }
+        let mut locked = self.device.struct_mutex.lock();
+        if map {
+            obj.vmap(&mut locked)?;
+        } else {
+            obj.vunmap(&mut locked)?;
+        }
+        Ok(0)
+    }
+
+    /// `GET_INFO`: device-wide numbers.
+    fn get_info(&self, arg: UserPtr) -> Result<c_long> {
+        let mut info = self.device.info();
+        info.requests = self.engine.inflight();
+        write(arg, &info)?;
+        Ok(0)
+    }
+
+    /// `CREATE`: a shmem object of the size asked for, rounded up to
+    /// pages; reports its handle.
     fn create(&self, arg: UserPtr) -> Result<c_long> {
         let mut a: uapi::Create = read(arg)?;
         pad_zero(a.pad)?;
@@ -214,6 +262,7 @@ impl FileState {
         Ok(0)
     }
 
+    /// `USERPTR`: an object over the caller's memory; reports its handle.
     fn userptr(&self, arg: UserPtr) -> Result<c_long> {
         let mut a: uapi::Userptr = read(arg)?;
         if a.flags != 0 || a.handle != 0 || a.user_ptr % PAGE_SIZE != 0 {
@@ -243,13 +292,15 @@ impl FileState {
             .inspect_err(|_| self.device.close_object(&obj))
     }
 
+    /// `EXECBUF`: binds the objects and queues a batch on the engine;
+    /// reports each object's GTT offset.
     fn execbuf(&self, arg: UserPtr) -> Result<c_long> {
         let a: uapi::Execbuf = read(arg)?;
         if a.count == 0 || a.count > uapi::MAX_EXEC_OBJECTS {
             return Err(EINVAL);
         }
         let known_op = matches!(a.op, uapi::OP_NOP | uapi::OP_FILL | uapi::OP_CHECK);
-        if a.flags & !uapi::EXEC_HANG != 0 || !known_op || a.duration_ns > gpu::MAX_DURATION_NS {
+        if a.flags & !uapi::EXEC_HANG != 0 || !known_op || a.duration_ns > engine::MAX_DURATION_NS {
             return Err(EINVAL);
         }
         let entry = size_of::<uapi::ExecObject>();
@@ -277,13 +328,12 @@ impl FileState {
             duration_ns: a.duration_ns,
             hang: a.flags & uapi::EXEC_HANG != 0,
         };
-        let queue = crate::queue().ok_or(ENODEV)?;
         // A userptr range invalidated while it was being faulted in, or
         // pages the shrinker took back before the lock, ask for another
         // try; what keeps changing gets EAGAIN.
         let mut tries = 0;
         let offsets = loop {
-            match gpu::submit(&self.device, queue, &batch) {
+            match self.engine.submit(&batch) {
                 Err(e) if e == EAGAIN && tries < 64 => tries += 1,
                 res => break res?,
             }
@@ -330,13 +380,75 @@ fn write<T: kernel::types::AsBytes>(arg: UserPtr, v: &T) -> Result {
     UserSlice::new(arg, size_of::<T>()).writer().write(v)
 }
 
+/// `/dev/movgem`, registered for an engine; deregistered on drop.
+///
+/// # Invariants
+///
+/// `misc` came from `movgem_misc_register` with `self` as its owner, and
+/// `self` is pinned.
+#[pin_data(PinnedDrop)]
+pub(crate) struct MiscDevice {
+    engine: Arc<Engine>,
+    misc: core::sync::atomic::AtomicPtr<c_void>,
+}
+
+extern "C" {
+    fn movgem_misc_register(owner: *mut c_void) -> *mut c_void;
+    fn movgem_misc_deregister(misc: *mut c_void);
+}
+
+impl MiscDevice {
+    /// Registers `/dev/movgem`; opening it gives a file of `engine`.
+    pub(crate) fn new(engine: Arc<Engine>) -> Result<Pin<KBox<Self>>> {
+        let this = KBox::pin_init(
+            pin_init!(Self {
+                engine,
+                misc: core::sync::atomic::AtomicPtr::new(core::ptr::null_mut()),
+            }),
+            GFP_KERNEL,
+        )?;
+        let owner: *const Self = &*this;
+        // SAFETY: `owner` is pinned and deregisters the device (after which
+        // no open can start) before it goes away.
+        let misc = unsafe { movgem_misc_register(owner.cast_mut().cast()) };
+        let misc = kernel::error::from_err_ptr(misc)?;
+        let misc = NonNull::new(misc).ok_or(ENOMEM)?;
+        this.misc
+            .store(misc.as_ptr(), core::sync::atomic::Ordering::Release);
+        Ok(this)
+    }
+}
+
+#[pinned_drop]
+impl PinnedDrop for MiscDevice {
+    fn drop(self: Pin<&mut Self>) {
+        let misc = self
+            .misc
+            .swap(core::ptr::null_mut(), core::sync::atomic::Ordering::AcqRel);
+        if !misc.is_null() {
+            // SAFETY: registered by `new`, deregistered once here.
+            unsafe { movgem_misc_deregister(misc) };
+        }
+    }
+}
+
+// SAFETY: the registration pointer is only handed back to the misc core,
+// which any task may call; the engine is `Send` and `Sync`.
+unsafe impl Send for MiscDevice {}
+// SAFETY: as above.
+unsafe impl Sync for MiscDevice {}
+
 /// C entry point, see `include/movgem_shim.h`.
+///
+/// # Safety
+///
+/// `owner` must be the owner of a registered `/dev/movgem` (an open holds
+/// the module, which deregisters the device before freeing it).
 #[no_mangle]
-pub(crate) extern "C" fn movgem_rs_open() -> *mut c_void {
-    let Some(device) = crate::control().map(|c| c.device().clone()) else {
-        return ENODEV.to_ptr();
-    };
-    match KBox::pin_init(FileState::new(device), GFP_KERNEL) {
+pub(crate) unsafe extern "C" fn movgem_rs_open(owner: *mut c_void) -> *mut c_void {
+    // SAFETY: by the caller's contract `owner` is a live `MiscDevice`.
+    let misc = unsafe { &*owner.cast::<MiscDevice>() };
+    match KBox::pin_init(FileState::new(misc.engine.clone()), GFP_KERNEL) {
         // SAFETY: the box is only ever turned back into a box by
         // `movgem_rs_release`, and never moved out of meanwhile.
         Ok(b) => unsafe { KBox::into_raw(Pin::into_inner_unchecked(b)) }.cast(),

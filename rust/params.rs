@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Module parameters, declared in `rust/helpers/params.c`.
+//! Module parameters, declared in `rust/shims/params.c`.
 
 extern "C" {
     fn movgem_param_hook_enabled() -> bool;

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! Runtime PM of the simulated GPU (a platform device, see
-//! `rust/helpers/device.c`).
+//! `rust/shims/pm.c`).
 
 use core::ptr::NonNull;
 
@@ -9,8 +9,13 @@ use kernel::error::from_err_ptr;
 use kernel::ffi::{c_int, c_uint, c_void};
 use kernel::prelude::*;
 
+use crate::counters::{Counter, Counters};
+
 extern "C" {
-    fn movgem_pm_init(autosuspend_ms: c_uint) -> *mut c_void;
+    fn movgem_pm_driver_register() -> c_int;
+    fn movgem_pm_driver_unregister();
+    fn movgem_pm_init(autosuspend_ms: c_uint, numbered: bool) -> *mut c_void;
+    fn movgem_pm_attach(dev: *mut c_void, owner: *mut c_void);
     fn movgem_pm_fini(dev: *mut c_void);
     fn movgem_pm_get(dev: *mut c_void) -> c_int;
     fn movgem_pm_get_if_active(dev: *mut c_void) -> c_int;
@@ -33,12 +38,24 @@ unsafe impl Send for RuntimePm {}
 unsafe impl Sync for RuntimePm {}
 
 impl RuntimePm {
-    /// Registers the platform device; it starts suspended.
-    pub(crate) fn new(autosuspend_ms: u32) -> Result<Self> {
+    /// Registers the platform device (`numbered`: "movgem.N.auto"
+    /// instead of "movgem"); it starts suspended.  The driver must be
+    /// registered ([`PmDriver`]).
+    pub(crate) fn new(autosuspend_ms: u32, numbered: bool) -> Result<Self> {
         // SAFETY: no preconditions; errors come back as error pointers.
-        let dev = from_err_ptr(unsafe { movgem_pm_init(autosuspend_ms) })?;
+        let dev = from_err_ptr(unsafe { movgem_pm_init(autosuspend_ms, numbered) })?;
         // INVARIANT: `from_err_ptr` succeeded.
         NonNull::new(dev).map(|dev| Self { dev }).ok_or(ENODEV)
+    }
+
+    /// Runtime PM callbacks count into `counters` from now on.  They must
+    /// outlive `self`: the device's own counters, dropped after its PM.
+    pub(crate) fn attach(&self, counters: &Counters) {
+        let owner: *const Counters = counters;
+        // SAFETY: `dev` is registered by the type invariant; `owner` stays
+        // valid until drop, which disables runtime PM (waiting for
+        // callbacks in flight) before anything else goes.
+        unsafe { movgem_pm_attach(self.dev.as_ptr(), owner.cast_mut().cast()) }
     }
 
     /// Wakes the device if needed and holds it awake.
@@ -90,13 +107,46 @@ impl Drop for Wakeref<'_> {
 }
 
 /// C entry point, see `include/movgem_shim.h`.
-#[no_mangle]
-pub(crate) extern "C" fn movgem_rs_runtime_suspend() {
-    crate::counters::inc(crate::counters::Counter::RuntimeSuspends);
+/// The platform driver whose runtime PM callbacks every [`RuntimePm`]
+/// device uses; unregistered on drop.
+pub(crate) struct PmDriver(());
+
+impl PmDriver {
+    /// Registers the driver.
+    pub(crate) fn new() -> Result<Self> {
+        // SAFETY: no preconditions.
+        kernel::error::to_result(unsafe { movgem_pm_driver_register() })?;
+        Ok(Self(()))
+    }
+}
+
+impl Drop for PmDriver {
+    fn drop(&mut self) {
+        // SAFETY: registered by `new`, unregistered once here.
+        unsafe { movgem_pm_driver_unregister() }
+    }
 }
 
 /// C entry point, see `include/movgem_shim.h`.
+///
+/// # Safety
+///
+/// `owner` must be the counters given to [`RuntimePm::attach`].
 #[no_mangle]
-pub(crate) extern "C" fn movgem_rs_runtime_resume() {
-    crate::counters::inc(crate::counters::Counter::RuntimeResumes);
+pub(crate) unsafe extern "C" fn movgem_rs_runtime_suspend(owner: *mut c_void) {
+    // SAFETY: by the caller's contract.
+    let counters = unsafe { &*owner.cast::<Counters>() };
+    counters.inc(Counter::RuntimeSuspends);
+}
+
+/// C entry point, see `include/movgem_shim.h`.
+///
+/// # Safety
+///
+/// As for [`movgem_rs_runtime_suspend`].
+#[no_mangle]
+pub(crate) unsafe extern "C" fn movgem_rs_runtime_resume(owner: *mut c_void) {
+    // SAFETY: by the caller's contract.
+    let counters = unsafe { &*owner.cast::<Counters>() };
+    counters.inc(Counter::RuntimeResumes);
 }

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Safe wrappers over the shmem shims in `rust/helpers/shmem.c`.
+//! Safe wrappers over the shmem shims in `rust/shims/shmem.c`.
 
 use core::ptr::NonNull;
 use kernel::ffi::{c_char, c_int, c_uint, c_ulong, c_void};
@@ -39,6 +39,37 @@ pub(crate) struct RawPage {
 #[repr(C, align(8))]
 pub(crate) struct ShmemDevInfo {
     _storage: [u8; SHMEM_DEV_INFO_SIZE],
+}
+
+/// Where an object keeps its `struct shmem_dev_info`: shmem reads it (the
+/// callback pointer) and hands its address back to the migrate callback,
+/// which finds the object around it with `container_of!`.
+#[repr(transparent)]
+#[pin_data]
+pub(crate) struct DevInfoSlot {
+    #[pin]
+    inner: kernel::types::Opaque<ShmemDevInfo>,
+}
+
+// SAFETY: Rust never reads or writes the storage after initialisation;
+// only shmem does (`movgem_shmem_register` writes it before registering,
+// `shmem_get_dev_info` readers only read it), from any task.
+unsafe impl Send for DevInfoSlot {}
+// SAFETY: as above.
+unsafe impl Sync for DevInfoSlot {}
+
+impl DevInfoSlot {
+    /// Storage for `movgem_shmem_register` to fill.
+    pub(crate) fn new() -> impl PinInit<Self> {
+        pin_init!(Self {
+            inner <- kernel::types::Opaque::ffi_init(|_slot: *mut ShmemDevInfo| {}),
+        })
+    }
+
+    /// The address shmem is given and hands back.
+    pub(crate) fn get(&self) -> *mut ShmemDevInfo {
+        self.inner.get()
+    }
 }
 
 extern "C" {

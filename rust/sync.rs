@@ -216,12 +216,52 @@ impl<'a, T> TryMutexGuard<'a, T> {
     }
 }
 
-impl<T> TryMutex<T> {
-    /// Whether `data` is the value this mutex protects.  Since the value
-    /// is only reachable through a guard, a `&mut` to it proves the mutex
-    /// is held.
-    pub(crate) fn guards(&self, data: &T) -> bool {
-        core::ptr::eq(self.data.get(), data)
+/// Data guarded by a [`TryMutex`] that lives elsewhere, as the kernel
+/// crate's `LockedBy` does for its own locks: an object's state guarded
+/// by its device's `struct_mutex`.  Access takes a `&mut` to the mutex's
+/// data, which only a guard hands out, so holding it proves the lock is
+/// held; the borrow keeps the returned reference unique.
+///
+/// # Invariants
+///
+/// `owner` is the address of the data of the [`TryMutex`] passed to
+/// [`LockedBy::new`]; `data` is only accessed through
+/// [`LockedBy::access_mut`] with a `&mut` to that very value.
+pub(crate) struct LockedBy<T, U> {
+    owner: *const U,
+    data: UnsafeCell<T>,
+}
+
+// SAFETY: `data` is only reached with the owner's lock held (the type
+// invariant), so moving the `LockedBy` to another task is moving a `T`.
+unsafe impl<T: Send, U> Send for LockedBy<T, U> {}
+// SAFETY: shared references give no access to `data` without a `&mut` to
+// the owner's locked data, which one task at a time can have: sharing is
+// sound whenever `T` may be sent between tasks.
+unsafe impl<T: Send, U> Sync for LockedBy<T, U> {}
+
+impl<T, U> LockedBy<T, U> {
+    /// `data`, guarded by `owner`.
+    pub(crate) fn new(owner: &TryMutex<U>, data: T) -> Self {
+        // INVARIANT: `owner.data` is the value guards of `owner` lend out.
+        Self {
+            owner: owner.data.get().cast_const(),
+            data: UnsafeCell::new(data),
+        }
+    }
+
+    /// The data, for as long as `owner` (the locked value, reachable only
+    /// through a guard) is borrowed.
+    ///
+    /// # Panics
+    ///
+    /// If `owner` is not the value of the mutex given to `new`.
+    pub(crate) fn access_mut<'a>(&'a self, owner: &'a mut U) -> &'a mut T {
+        assert!(core::ptr::eq(owner, self.owner), "LockedBy: wrong lock");
+        // SAFETY: `owner` is the locked value of our mutex, so the mutex is
+        // held, and the `&mut` borrow of it for `'a` keeps any other access
+        // through this `LockedBy` out while the result lives.
+        unsafe { &mut *self.data.get() }
     }
 }
 

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The user range behind a userptr object, watched by an
-//! `mmu_interval_notifier` (shims in `rust/helpers/userptr.c`).
+//! `mmu_interval_notifier` (shims in `rust/shims/userptr.c`).
 //!
 //! A userptr object holds no page references while idle: a request
 //! faults the range in (`get_user_pages_fast`) before it takes

@@ -13,7 +13,7 @@ console is free of kernel bug, warning, lockdep and sanitizer reports.
 A test that never reports is a failure, not a smaller total: the guest
 runner declares every result it will print (`movgem-plan:` lines, ended
 by `movgem-plan: end`) before running any, and every KUnit case that
-rust/helpers/kunit.c declares must report `ok`.  A KUnit `# SKIP` is not
+rust/shims/kunit.c declares must report `ok`.  A KUnit `# SKIP` is not
 a pass.
 """
 import os
@@ -34,7 +34,7 @@ KUNIT = re.compile(r"^(?:\[[^\]]*\])?\s*(not ok|ok) \d+ (movgem_\w+)(.*)$")
 KUNIT_SKIP = re.compile(r"#\s*SKIP", re.IGNORECASE)
 PLAN = re.compile(r"movgem-plan: (\S+)$")
 KUNIT_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                            "..", "rust", "helpers", "kunit.c")
+                            "..", "rust", "shims", "kunit.c")
 
 
 def kunit_cases():

@@ -14,4 +14,7 @@ pub mod policy;
 #[path = "../../../rust/gtt.rs"]
 pub mod gtt;
 
+#[path = "../../../rust/shrink_cursor.rs"]
+pub mod shrink_cursor;
+
 pub use policy::*;

@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The debugfs `control` file: drives one self-test object so that the
-//! in-guest tests can exercise the hook without the uAPI.
+//! /sys/kernel/debug/movgem/: one read-only file per counter,
+//! `drop_caches`, and the `control` file, which drives one self-test
+//! object so that the in-guest tests can exercise the hook without the
+//! uAPI.  Every file's data is what it shows or acts on (a counter, the
+//! [`Debugfs`] owner): no callback reaches a global.
 //!
 //! Commands (one per write): `create <pages> <seed>`, `bind`, `unbind`,
 //! `pin` and `unpin` (a page pin beyond the binding), `active <0|1>`,
@@ -12,13 +15,26 @@
 //! hook's budget).  Reading the file reports `key value` lines.
 
 use core::fmt::Write;
-use kernel::ffi::c_char;
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicU64, Ordering};
 
+use kernel::ffi::{c_char, c_int, c_void};
 use kernel::prelude::*;
 use kernel::sync::Arc;
 
-use crate::gpu::{self, WorkQueue};
-use crate::object::{Device, Gem, Object};
+use crate::counters::{self, Counter};
+use crate::device::{Device, DeviceLocked};
+use crate::engine::Engine;
+use crate::object::Object;
+use crate::shrinker;
+
+// `struct dentry` is opaque here: bindgen's layout of it is not FFI-safe.
+extern "C" {
+    fn movgem_debugfs_init() -> *mut c_void;
+    fn movgem_debugfs_add_counter(dir: *mut c_void, name: *const c_char, value: *const u64);
+    fn movgem_debugfs_add_control(dir: *mut c_void, owner: *mut c_void);
+    fn movgem_debugfs_remove(dir: *mut c_void);
+}
 
 /// Largest self-test object: 1 GiB of 4 KiB pages.
 const MAX_PAGES: u64 = 1 << 18;
@@ -31,41 +47,67 @@ struct VerifyResult {
     moved_pages: u64,
 }
 
-/// Module-wide state reached from the C shims: the device, the GPU's
-/// workqueue, and the self-test bookkeeping (the self-test object itself
-/// lives in the device's `Gem`).
-#[pin_data]
-pub(crate) struct Control {
+/// The debugfs directory of an engine's device, and the self-test
+/// bookkeeping behind `control` (the self-test object itself lives in
+/// the device's locked state).  The files point at it; it removes them
+/// (waiting for callers in flight) on drop.
+///
+/// # Invariants
+///
+/// While `dir` is non-NULL the files below it are live, with `self` (or
+/// one of `device.counters`) as their data; `self` is pinned.
+#[pin_data(PinnedDrop)]
+pub(crate) struct Debugfs {
+    engine: Arc<Engine>,
     device: Arc<Device>,
-    wq: WorkQueue,
-    seed: core::sync::atomic::AtomicU64,
+    dir: core::sync::atomic::AtomicPtr<c_void>,
+    seed: AtomicU64,
     #[pin]
     last: kernel::sync::SpinLock<VerifyResult>,
 }
 
-impl Control {
-    /// Initialiser for the control state of `device`.
-    pub(crate) fn new(device: Arc<Device>, wq: WorkQueue) -> impl PinInit<Self> {
-        pin_init!(Self {
-            device,
-            wq,
-            seed: core::sync::atomic::AtomicU64::new(0),
-            last <- kernel::new_spinlock!(VerifyResult::default(), "movgem_verify"),
-        })
+// SAFETY: `dir` is only handed to debugfs, which any task may call; the
+// other fields are `Send` and `Sync`.
+unsafe impl Send for Debugfs {}
+// SAFETY: as above.
+unsafe impl Sync for Debugfs {}
+
+impl Debugfs {
+    /// Creates /sys/kernel/debug/movgem/ for `engine`'s device.
+    pub(crate) fn new(engine: Arc<Engine>) -> Result<Pin<KBox<Self>>> {
+        let device = engine.device().clone();
+        let this = KBox::pin_init(
+            pin_init!(Self {
+                engine,
+                device,
+                dir: core::sync::atomic::AtomicPtr::new(core::ptr::null_mut()),
+                seed: AtomicU64::new(0),
+                last <- kernel::new_spinlock!(VerifyResult::default(), "movgem_verify"),
+            }),
+            GFP_KERNEL,
+        )?;
+        // SAFETY: no preconditions; errors come back as error pointers,
+        // which every debugfs call below accepts.
+        let dir = NonNull::new(unsafe { movgem_debugfs_init() }).ok_or(ENOMEM)?;
+        this.dir.store(dir.as_ptr(), Ordering::Release);
+        for (id, name) in counters::NAMES.iter().enumerate() {
+            let Some(value) = this.device.counters.value(id) else {
+                continue;
+            };
+            // SAFETY: `dir` is a debugfs directory, `name` a static
+            // NUL-terminated string, and `value` lives in the device,
+            // which outlives the file (drop removes it first).
+            unsafe { movgem_debugfs_add_counter(dir.as_ptr(), name.as_char_ptr(), value.as_ptr()) };
+        }
+        let owner: *const Self = &*this;
+        // SAFETY: as above; `owner` is pinned and removes the files before
+        // it goes away.
+        unsafe { movgem_debugfs_add_control(dir.as_ptr(), owner.cast_mut().cast()) };
+        Ok(this)
     }
 
-    /// The device.
-    pub(crate) fn device(&self) -> &Arc<Device> {
-        &self.device
-    }
-
-    /// The GPU's workqueue.
-    pub(crate) fn queue(&self) -> &kernel::workqueue::Queue {
-        self.wq.queue()
-    }
-
-    fn selftest(gem: &Gem) -> Result<Arc<Object>> {
-        gem.selftest.clone().ok_or(ENOENT)
+    fn selftest(locked: &DeviceLocked) -> Result<Arc<Object>> {
+        locked.selftest.clone().ok_or(ENOENT)
     }
 
     /// Runs one command.
@@ -91,14 +133,14 @@ impl Control {
                     obj.destroy();
                     return Err(e);
                 }
-                let mut guard = self.device.struct_mutex.lock();
-                if guard.selftest.is_some() {
-                    drop(guard);
+                let mut locked = self.device.struct_mutex.lock();
+                if locked.selftest.is_some() {
+                    drop(locked);
                     obj.destroy();
                     return Err(EEXIST);
                 }
-                guard.selftest = Some(obj);
-                self.seed.store(seed, core::sync::atomic::Ordering::Relaxed);
+                locked.selftest = Some(obj);
+                self.seed.store(seed, Ordering::Relaxed);
                 *self.last.lock() = VerifyResult::default();
                 Ok(())
             }
@@ -118,14 +160,14 @@ impl Control {
                 Ok(())
             }
             "reset" => {
-                gpu::reset(&self.device);
+                self.engine.reset();
                 Ok(())
             }
             "hold_lock" => {
                 // Test aid: keep struct_mutex busy, as a long ioctl would.
                 let ms = arg()?.min(10_000) as u32;
                 let _gem = self.device.struct_mutex.lock();
-                crate::counters::inc(crate::counters::Counter::LockHolds);
+                self.device.counters.inc(Counter::LockHolds);
                 // SAFETY: process context, no spinlock held: may sleep.
                 unsafe { kernel::bindings::msleep(ms) };
                 Ok(())
@@ -140,15 +182,15 @@ impl Control {
                 } else {
                     false
                 };
-                let mut guard = self.device.struct_mutex.lock();
-                let obj = Self::selftest(&guard)?;
+                let mut locked = self.device.struct_mutex.lock();
+                let obj = Self::selftest(&locked)?;
                 match verb {
-                    "bind" => obj.bind(&mut guard).map(|_| ()),
-                    "unbind" => obj.unbind(&mut guard),
-                    "vmap" => obj.vmap(&mut guard),
-                    "vunmap" => obj.vunmap(&mut guard),
+                    "bind" => obj.bind(&mut locked).map(|_| ()),
+                    "unbind" => obj.unbind(&mut locked),
+                    "vmap" => obj.vmap(&mut locked),
+                    "vunmap" => obj.vunmap(&mut locked),
                     "pin" => {
-                        let st = obj.state(&mut guard);
+                        let st = obj.state(&mut locked);
                         if st.pages_held() == 0 {
                             return Err(EINVAL);
                         }
@@ -156,8 +198,8 @@ impl Control {
                         Ok(())
                     }
                     "unpin" => {
-                        let bound = u32::from(obj.state(&mut guard).gtt_offset().is_some());
-                        let st = obj.state(&mut guard);
+                        let bound = u32::from(obj.state(&mut locked).gtt_offset().is_some());
+                        let st = obj.state(&mut locked);
                         if st.pages_pin_count <= bound + st.vmap_pins {
                             return Err(EINVAL);
                         }
@@ -165,7 +207,7 @@ impl Control {
                         Ok(())
                     }
                     "active" => {
-                        drop(guard);
+                        drop(locked);
                         if value {
                             obj.activate();
                         } else if obj.active() > 0 {
@@ -176,7 +218,7 @@ impl Control {
                         Ok(())
                     }
                     _ => {
-                        obj.state(&mut guard).madv = if value {
+                        obj.state(&mut locked).madv = if value {
                             crate::uapi::MADV_DONTNEED
                         } else {
                             crate::uapi::MADV_WILLNEED
@@ -186,10 +228,10 @@ impl Control {
                 }
             }
             "verify" => {
-                let mut guard = self.device.struct_mutex.lock();
-                let obj = Self::selftest(&guard)?;
-                let seed = self.seed.load(core::sync::atomic::Ordering::Relaxed);
-                let (bad, moved) = obj.verify(&mut guard, seed)?;
+                let mut locked = self.device.struct_mutex.lock();
+                let obj = Self::selftest(&locked)?;
+                let seed = self.seed.load(Ordering::Relaxed);
+                let (bad, moved) = obj.verify(&mut locked, seed)?;
                 let mut last = self.last.lock();
                 last.runs += 1;
                 last.bad_pages = bad as u64;
@@ -207,13 +249,13 @@ impl Control {
     /// Writes the report.
     pub(crate) fn report(&self, out: &mut impl Write) -> core::fmt::Result {
         let last = *self.last.lock();
-        let mut guard = self.device.struct_mutex.lock();
-        match Self::selftest(&guard) {
+        let mut locked = self.device.struct_mutex.lock();
+        match Self::selftest(&locked) {
             Err(_) => writeln!(out, "object none")?,
             Ok(obj) => {
                 let registered = obj.hook_registered();
                 let movable = obj.file().is_some_and(|f| f.is_movable());
-                let st = obj.state(&mut guard);
+                let st = obj.state(&mut locked);
                 let s = obj.snapshot(st);
                 writeln!(out, "object present")?;
                 writeln!(out, "pages {}", obj.npages())?;
@@ -254,40 +296,90 @@ impl Write for BufWriter<'_> {
     }
 }
 
+#[pinned_drop]
+impl PinnedDrop for Debugfs {
+    fn drop(self: Pin<&mut Self>) {
+        let dir = self.dir.swap(core::ptr::null_mut(), Ordering::AcqRel);
+        if !dir.is_null() {
+            // SAFETY: `dir` is ours by the type invariant; removal waits
+            // for operations in flight on the files below it.
+            unsafe { movgem_debugfs_remove(dir) };
+        }
+    }
+}
+
 /// C entry point, see `include/movgem_shim.h`.
+///
+/// # Safety
+///
+/// `owner` must be the data of a live `control` file, and `cmd` point to
+/// `len` initialised bytes.
 #[no_mangle]
-pub(crate) extern "C" fn movgem_rs_control(cmd: *const c_char, len: usize) -> isize {
+pub(crate) unsafe extern "C" fn movgem_rs_control(
+    owner: *mut c_void,
+    cmd: *const c_char,
+    len: usize,
+) -> isize {
     // SAFETY: the debugfs shim passes `len` initialised bytes it owns.
     let bytes = unsafe { core::slice::from_raw_parts(cmd.cast::<u8>(), len) };
     let Ok(text) = core::str::from_utf8(bytes) else {
         return EINVAL.to_errno() as isize;
     };
-    let Some(control) = crate::control() else {
-        return ENODEV.to_errno() as isize;
-    };
-    match control.run(text.trim()) {
+    // SAFETY: the file's owner outlives it (type invariant of `Debugfs`).
+    let this = unsafe { &*owner.cast::<Debugfs>() };
+    match this.run(text.trim()) {
         Ok(()) => len as isize,
         Err(e) => e.to_errno() as isize,
     }
 }
 
 /// C entry point, see `include/movgem_shim.h`.
+///
+/// # Safety
+///
+/// `owner` must be the data of a live `control` file, and `buf` valid for
+/// writes of `len` bytes.
 #[no_mangle]
-pub(crate) extern "C" fn movgem_rs_report(buf: *mut c_char, len: usize) -> isize {
+pub(crate) unsafe extern "C" fn movgem_rs_report(
+    owner: *mut c_void,
+    buf: *mut c_char,
+    len: usize,
+) -> isize {
     // SAFETY: the debugfs shim passes a buffer it owns of `len` bytes.
     let buf = unsafe { core::slice::from_raw_parts_mut(buf.cast::<u8>(), len) };
-    let Some(control) = crate::control() else {
-        return ENODEV.to_errno() as isize;
-    };
+    // SAFETY: the file's owner outlives it (type invariant of `Debugfs`).
+    let this = unsafe { &*owner.cast::<Debugfs>() };
     let mut w = BufWriter { buf, pos: 0 };
-    match control.report(&mut w) {
+    match this.report(&mut w) {
         Ok(()) => w.pos as isize,
         Err(_) => E2BIG.to_errno() as isize,
     }
 }
 
 /// C entry point, see `include/movgem_shim.h`.
+///
+/// # Safety
+///
+/// `owner` must be the data of a live `drop_caches` file.
 #[no_mangle]
-pub(crate) extern "C" fn movgem_rs_counter_read(id: kernel::ffi::c_ulong) -> u64 {
-    crate::counters::read(id)
+pub(crate) unsafe extern "C" fn movgem_rs_drop_caches(owner: *mut c_void, flags: u64) -> c_int {
+    // SAFETY: the file's owner outlives it (type invariant of `Debugfs`).
+    let this = unsafe { &*owner.cast::<Debugfs>() };
+    match shrinker::drop_caches(&this.engine, flags) {
+        Ok(()) => 0,
+        Err(e) => e.to_errno(),
+    }
+}
+
+/// C entry point, see `include/movgem_shim.h`.
+///
+/// # Safety
+///
+/// `value` must be the data of a live counter file: a counter of a
+/// device's [`counters::Counters`].
+#[no_mangle]
+pub(crate) unsafe extern "C" fn movgem_rs_counter_read(value: *const u64) -> u64 {
+    // SAFETY: the counter outlives its file; `AtomicU64` has the layout
+    // of `u64`, and `Counters::value` handed out this very atomic.
+    unsafe { AtomicU64::from_ptr(value.cast_mut()) }.load(Ordering::Relaxed)
 }

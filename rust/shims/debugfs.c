@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * debugfs shims: /sys/kernel/debug/movgem/ holds one read-only file per
- * counter and a "control" file.  The values and commands are Rust's.
+ * debugfs shims for rust/debugfs.rs: /sys/kernel/debug/movgem/ holds one
+ * read-only file per counter (its data: the counter), "control" and
+ * "drop_caches" (their data: the Rust owner).  The values and commands
+ * are Rust's.
  */
 #include <linux/debugfs.h>
 #include <linux/fs.h>
@@ -15,7 +17,7 @@
 
 static int movgem_counter_get(void *data, u64 *val)
 {
-	*val = movgem_rs_counter_read((unsigned long)data);
+	*val = movgem_rs_counter_read(data);
 	return 0;
 }
 DEFINE_DEBUGFS_ATTRIBUTE(movgem_counter_fops, movgem_counter_get, NULL, "%llu\n");
@@ -31,7 +33,7 @@ static ssize_t movgem_control_write(struct file *filp, const char __user *ubuf,
 	if (copy_from_user(cmd, ubuf, len))
 		return -EFAULT;
 	cmd[len] = '\0';
-	ret = movgem_rs_control(cmd, len);
+	ret = movgem_rs_control(filp->private_data, cmd, len);
 	return ret < 0 ? ret : len;
 }
 
@@ -44,7 +46,7 @@ static ssize_t movgem_control_read(struct file *filp, char __user *ubuf,
 	buf = kmalloc(MOVGEM_REPORT_MAX, GFP_KERNEL);
 	if (!buf)
 		return -ENOMEM;
-	n = movgem_rs_report(buf, MOVGEM_REPORT_MAX);
+	n = movgem_rs_report(filp->private_data, buf, MOVGEM_REPORT_MAX);
 	ret = n < 0 ? n : simple_read_from_buffer(ubuf, len, ppos, buf, n);
 	kfree(buf);
 	return ret;
@@ -52,6 +54,7 @@ static ssize_t movgem_control_read(struct file *filp, char __user *ubuf,
 
 static const struct file_operations movgem_control_fops = {
 	.owner = THIS_MODULE,
+	.open = simple_open,
 	.write = movgem_control_write,
 	.read = movgem_control_read,
 	.llseek = default_llseek,
@@ -67,12 +70,13 @@ static ssize_t movgem_drop_caches_write(struct file *filp,
 	ret = kstrtou64_from_user(ubuf, len, 0, &flags);
 	if (ret)
 		return ret;
-	ret = movgem_rs_drop_caches(flags);
+	ret = movgem_rs_drop_caches(filp->private_data, flags);
 	return ret < 0 ? ret : len;
 }
 
 static const struct file_operations movgem_drop_caches_fops = {
 	.owner = THIS_MODULE,
+	.open = simple_open,
 	.write = movgem_drop_caches_write,
 	.llseek = noop_llseek,
 };
@@ -83,16 +87,16 @@ struct dentry *movgem_debugfs_init(void)
 }
 
 void movgem_debugfs_add_counter(struct dentry *dir, const char *name,
-				unsigned long id)
+				const u64 *value)
 {
-	debugfs_create_file_unsafe(name, 0444, dir, (void *)id,
+	debugfs_create_file_unsafe(name, 0444, dir, (void *)value,
 				   &movgem_counter_fops);
 }
 
-void movgem_debugfs_add_control(struct dentry *dir)
+void movgem_debugfs_add_control(struct dentry *dir, void *owner)
 {
-	debugfs_create_file("control", 0600, dir, NULL, &movgem_control_fops);
-	debugfs_create_file("drop_caches", 0200, dir, NULL,
+	debugfs_create_file("control", 0600, dir, owner, &movgem_control_fops);
+	debugfs_create_file("drop_caches", 0200, dir, owner,
 			    &movgem_drop_caches_fops);
 }
 

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Rust halves of the KUnit suite in `rust/helpers/kunit.c`.
+//! Rust halves of the KUnit suite in `rust/shims/kunit.c`.
 //!
 //! Each function checks one piece of kernel glue and returns 0 or a
 //! negative errno, logging what went wrong.
@@ -9,6 +9,7 @@ use kernel::ffi::c_int;
 
 use kernel::prelude::*;
 
+use crate::device::Device;
 use crate::object::Object;
 use crate::policy::{self, Decision, LockWait, ObjectState, Refusal};
 use crate::sync::{now_ns, LockKey, TryMutex};
@@ -61,16 +62,17 @@ fn errno(r: Result) -> c_int {
 
 fn object_roundtrip() -> Result {
     const PAGES: usize = 16;
-    let device = crate::control().ok_or(ENODEV)?.device().clone();
+    // A device of its own: nothing the module's device counts or lists.
+    let device = Device::new_for_test()?;
     let obj = Object::new(&device, PAGES)?;
     check!(obj.file().is_some_and(|f| f.is_movable()));
     check!(obj.hook_registered());
     obj.fill(42)?;
     {
-        let mut guard = device.struct_mutex.lock();
-        let offset = obj.bind(&mut guard)?;
-        check!(obj.bind(&mut guard)? == offset);
-        let st = obj.state(&mut guard);
+        let mut locked = device.struct_mutex.lock();
+        let offset = obj.bind(&mut locked)?;
+        check!(obj.bind(&mut locked)? == offset);
+        let st = obj.state(&mut locked);
         check!(st.pages_held() == PAGES);
         let snap = obj.snapshot(st);
         check!(snap.bind_count == 1 && snap.pages_pin_count == 1);
@@ -79,27 +81,27 @@ fn object_roundtrip() -> Result {
             vunmap: false,
         };
         check!(policy::decide(&snap, true, true) == release);
-        let (bad, moved) = obj.verify(&mut guard, 42)?;
+        let (bad, moved) = obj.verify(&mut locked, 42)?;
         check!(bad == 0 && moved == 0);
-        let (bad, _) = obj.verify(&mut guard, 43)?;
+        let (bad, _) = obj.verify(&mut locked, 43)?;
         check!(bad == PAGES);
-        obj.vmap(&mut guard)?;
-        let snap = obj.snapshot(obj.state(&mut guard));
+        obj.vmap(&mut locked)?;
+        let snap = obj.snapshot(obj.state(&mut locked));
         check!(snap.vmap_cached && snap.pages_pin_count == 2);
         check!(
             policy::decide(&snap, true, true) == Decision::Refuse(Refusal::PinnedBeyondBindings)
         );
-        obj.vunmap(&mut guard)?;
-        check!(obj.vunmap(&mut guard).is_err());
-        obj.unbind(&mut guard)?;
-        check!(obj.unbind(&mut guard).is_err());
+        obj.vunmap(&mut locked)?;
+        check!(obj.vunmap(&mut locked).is_err());
+        obj.unbind(&mut locked)?;
+        check!(obj.unbind(&mut locked).is_err());
     }
     check!(device.purge_vmaps(true) == 0);
     obj.destroy();
     check!(!obj.hook_registered());
-    let mut guard = device.struct_mutex.lock();
-    check!(obj.state(&mut guard).pages_held() == 0);
-    check!(obj.bind(&mut guard).is_err());
+    let mut locked = device.struct_mutex.lock();
+    check!(obj.state(&mut locked).pages_held() == 0);
+    check!(obj.bind(&mut locked).is_err());
     Ok(())
 }
 

@@ -12,6 +12,7 @@
 #include <linux/pagevec.h>
 #include <linux/shmem_fs.h>
 #include <linux/swap.h>
+#include <linux/vmalloc.h>
 
 #include "movgem_shim.h"
 
@@ -88,6 +89,17 @@ int movgem_page_write(struct page *page, size_t offset, const void *buf,
 	memcpy_to_page(page, offset, buf, len);
 	set_page_dirty(page);
 	return 0;
+}
+
+/* A kernel mapping of an object's pages (cached until purged). */
+void *movgem_vmap_pages(struct page **pages, unsigned int n)
+{
+	return vmap(pages, n, VM_MAP, PAGE_KERNEL);
+}
+
+void movgem_vunmap(void *vaddr)
+{
+	vunmap(vaddr);
 }
 
 unsigned long movgem_vm_mmap(struct file *filp, u64 offset, u64 size)

@@ -2,7 +2,7 @@
 /*
  * KUnit suite for movgem, run when the module loads.  6.12 has no
  * #[kunit_tests] for Rust, so the cases live here and call into Rust
- * where the code under test is Rust (the mm/kasan pattern).
+ * where the code under test is Rust (rust/kunit.rs; the mm/kasan pattern).
  */
 #include <kunit/test.h>
 #include <linux/file.h>

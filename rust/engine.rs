@@ -1,0 +1,503 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The simulated GPU engine: its queue, requests, waits and resets.
+//!
+//! `EXECBUF` binds the objects, takes a runtime-PM wakeref and queues a
+//! [`Request`] on the engine's ordered workqueue: like a GPU ring, the
+//! engine runs one batch at a time, in submission order, so a later
+//! batch's writes land after an earlier one's (and a hang stalls the
+//! batches behind it until it times out or is reset).  The request holds its own
+//! reference on every folio of every object, as a real GPU holds the
+//! object's scatterlist, and really accesses the pages through them: a
+//! fill writes them, a check reads them.  Had migration moved a folio
+//! while it was in use, the write would land in the old page and a later
+//! read through the page cache would show it.
+//!
+//! A request keeps its objects active until its duration has passed; a
+//! hanging one until `hang_timeout_ms` or a reset.
+
+use kernel::bindings;
+use kernel::prelude::*;
+use kernel::sync::{Arc, CondVar, Mutex, SpinLock};
+use kernel::workqueue::{Queue, Work, WorkItem};
+
+use crate::counters::Counter;
+use crate::device::Device;
+use crate::object::Object;
+use crate::pages::page_buffer;
+use crate::params;
+use crate::shmem::{PageArray, PageRef};
+use crate::sync::now_ns;
+use crate::uapi;
+use crate::userptr::Seq;
+use crate::vma::GttNode;
+
+/// Longest batch a user may ask for: 60 s.
+pub(crate) const MAX_DURATION_NS: u64 = 60_000_000_000;
+
+/// What waiters on the engine look at.
+struct EngineState {
+    /// Requests submitted and not yet retired.
+    inflight: u32,
+    /// Requests retired since load (a waiter's progress mark).
+    retired: u64,
+    /// Bumped by a reset; requests that started earlier end at once.
+    resets: u64,
+}
+
+/// The engine of a device.  Requests hold it; the device does not.
+#[pin_data]
+pub(crate) struct Engine {
+    device: Arc<Device>,
+    /// The ring: one batch at a time, in submission order.
+    wq: WorkQueue,
+    /// Request accounting, for waits and resets.
+    #[pin]
+    state: Mutex<EngineState>,
+    /// Signalled whenever a request retires or the engine is reset.
+    #[pin]
+    idle: CondVar,
+}
+
+/// One page the batch touches.
+struct GpuPage {
+    page: PageRef,
+    write: bool,
+}
+
+/// What a request works on, allocated at submission: running and
+/// retiring a request allocate nothing, since retiring is what makes its
+/// objects' pages reclaimable again.
+#[derive(Default)]
+struct Payload {
+    pages: PageArray<GpuPage>,
+    /// A page-sized buffer for ops that read or write (`FILL`, `CHECK`).
+    buf: KVec<u8>,
+}
+
+/// A batch in flight.
+#[pin_data]
+pub(crate) struct Request {
+    #[pin]
+    work: Work<Request>,
+    engine: Arc<Engine>,
+    objects: KVec<Arc<Object>>,
+    /// Taken (and so dropped) before the objects become idle.
+    #[pin]
+    pages: SpinLock<Payload>,
+    op: u32,
+    value: u32,
+    duration_ns: u64,
+    hang: bool,
+    /// `EngineState::resets` when submitted.
+    resets: u64,
+}
+
+kernel::impl_has_work! {
+    impl HasWork<Self> for Request { self.work }
+}
+
+impl WorkItem for Request {
+    type Pointer = Arc<Request>;
+
+    fn run(this: Arc<Request>) {
+        this.execute();
+        this.retire();
+    }
+}
+
+/// What `EXECBUF` asks for, validated.
+pub(crate) struct Batch {
+    /// Objects with their write flag; no duplicates.
+    pub(crate) objects: KVec<(Arc<Object>, bool)>,
+    pub(crate) op: u32,
+    pub(crate) value: u32,
+    pub(crate) duration_ns: u64,
+    pub(crate) hang: bool,
+}
+
+impl Request {
+    fn reset_requested(&self) -> bool {
+        self.engine.state.lock().resets != self.resets
+    }
+
+    /// Runs the batch over the pages, then keeps the objects busy.
+    fn execute(&self) {
+        let start = now_ns();
+        {
+            let mut payload = self.pages.lock();
+            let Payload { pages, buf } = &mut *payload;
+            match self.op {
+                uapi::OP_FILL => {
+                    for chunk in buf.chunks_exact_mut(4) {
+                        chunk.copy_from_slice(&self.value.to_le_bytes());
+                    }
+                    for p in pages.iter().filter(|p| p.write) {
+                        let _ = p.page.write(0, buf);
+                    }
+                }
+                uapi::OP_CHECK => {
+                    let mut bad = 0u64;
+                    for p in pages.iter() {
+                        if p.page.read(0, buf).is_ok() {
+                            bad += buf
+                                .chunks_exact(4)
+                                .filter(|c| c != &self.value.to_le_bytes())
+                                .count() as u64;
+                        }
+                    }
+                    self.engine
+                        .device
+                        .counters
+                        .add(Counter::GpuCheckErrors, bad);
+                }
+                _ => {}
+            }
+        }
+        loop {
+            let elapsed = now_ns().saturating_sub(start);
+            let limit = if self.hang {
+                u64::from(params::hang_timeout_ms()) * 1_000_000
+            } else {
+                self.duration_ns
+            };
+            if self.reset_requested() {
+                self.engine.device.counters.inc(Counter::RequestsReset);
+                break;
+            }
+            if elapsed >= limit {
+                if self.hang {
+                    self.engine.device.counters.inc(Counter::HangsTimedOut);
+                }
+                break;
+            }
+            let ms = ((limit - elapsed) / 1_000_000).clamp(1, 5) as u32;
+            // SAFETY: a worker may sleep.
+            unsafe { bindings::msleep(ms) };
+        }
+    }
+
+    /// Drops the page references, then makes the objects idle, releases
+    /// the wakeref and wakes waiters.
+    fn retire(&self) {
+        // Out of the lock first: freeing a kvmalloc'ed array may sleep.
+        let payload = core::mem::take(&mut *self.pages.lock());
+        drop(payload);
+        for obj in self.objects.iter() {
+            obj.retire();
+        }
+        self.engine.device.pm.put_detached();
+        {
+            let mut state = self.engine.state.lock();
+            state.inflight -= 1;
+            state.retired += 1;
+        }
+        self.engine.idle.notify_all();
+    }
+}
+
+/// `ETIME`, which the 6.12 `kernel::error::code` lacks.
+pub(crate) fn etime() -> Error {
+    Error::from_errno(-(bindings::ETIME as i32))
+}
+
+impl Engine {
+    /// The engine of `device`, with its ring.
+    pub(crate) fn new(device: Arc<Device>) -> Result<Arc<Self>> {
+        let wq = WorkQueue::new()?;
+        Arc::pin_init(
+            pin_init!(Self {
+                device,
+                wq,
+                state <- kernel::new_mutex!(
+                    EngineState { inflight: 0, resets: 0, retired: 0 },
+                    "movgem_engine"
+                ),
+                idle <- kernel::new_condvar!("movgem_engine_idle"),
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    /// The device the engine works for.
+    pub(crate) fn device(&self) -> &Arc<Device> {
+        &self.device
+    }
+
+    /// Requests submitted and not yet retired.
+    pub(crate) fn inflight(&self) -> u32 {
+        self.state.lock().inflight
+    }
+
+    /// Ends every request, waits until they have retired and their work
+    /// functions have returned (module unload).  Afterwards no request
+    /// holds the engine: the caller's reference can be the last, and
+    /// dropping it destroys the ring outside of it.
+    pub(crate) fn drain(&self) {
+        self.reset();
+        self.wait_all_idle();
+        self.wq.flush();
+    }
+
+    /// Submits `batch`: binds every object, marks it active and queues the
+    /// request on `queue`.  Returns the GTT offsets, in order.
+    /// `EAGAIN` if a userptr range was invalidated meanwhile: try again.
+    pub(crate) fn submit(self: &Arc<Self>, batch: &Batch) -> Result<KVec<u64>> {
+        let device = &self.device;
+        // Wake the device before taking struct_mutex: resuming may sleep.
+        let wakeref = device.pm.get()?;
+        let mut offsets = KVec::with_capacity(batch.objects.len(), GFP_KERNEL)?;
+        let mut objects = KVec::with_capacity(batch.objects.len(), GFP_KERNEL)?;
+        let mut pages: PageArray<GpuPage> = PageArray::default();
+        // Pages are made present before struct_mutex: userptr ranges are
+        // faulted in (that sleeps, allocates and takes mmap_lock), shmem pages
+        // allocated where our shrinker can make room for them.
+        let mut user: KVec<Option<(Seq, PageArray<PageRef>)>> =
+            KVec::with_capacity(batch.objects.len(), GFP_KERNEL)?;
+        for (obj, write) in batch.objects.iter() {
+            let fetched = match obj.user_range() {
+                Some(range) => {
+                    let seq = range.read_begin()?;
+                    let got = range.fault_in(*write)?;
+                    device
+                        .counters
+                        .add(Counter::UserptrFaultedPages, got.len() as u64);
+                    Some((seq, got))
+                }
+                None => {
+                    // Bound objects hold their pages already; others get them
+                    // here, without struct_mutex (see `Object::populate`).
+                    obj.populate()?;
+                    None
+                }
+            };
+            user.push(fetched, GFP_KERNEL)?;
+        }
+        // Everything the critical section needs is allocated before it (see
+        // `GttNode`): page slots for every object, a GTT node each, and the
+        // request itself.
+        let total: usize = batch.objects.iter().map(|(obj, _)| obj.npages()).sum();
+        pages.reserve(total, GFP_KERNEL)?;
+        let buf = match batch.op {
+            uapi::OP_FILL | uapi::OP_CHECK => page_buffer()?,
+            _ => KVec::new(),
+        };
+        let mut nodes = KVec::with_capacity(batch.objects.len(), GFP_KERNEL)?;
+        for _ in batch.objects.iter() {
+            nodes.push(Some(GttNode::new(GFP_KERNEL)?), GFP_KERNEL)?;
+        }
+        for (obj, _) in batch.objects.iter() {
+            objects.push(obj.clone(), GFP_KERNEL)?;
+        }
+        let resets = self.state.lock().resets;
+        let req = Arc::pin_init(
+            pin_init!(Request {
+                work <- kernel::new_work!("movgem_request"),
+                engine: self.clone(),
+                objects,
+                pages <- kernel::new_spinlock!(Payload::default(), "movgem_request_pages"),
+                op: batch.op,
+                value: batch.value,
+                duration_ns: batch.duration_ns,
+                hang: batch.hang,
+                resets,
+            }),
+            GFP_KERNEL,
+        )?;
+        {
+            let mut locked = device.struct_mutex.lock_killable()?;
+            for (((obj, write), fetched), node) in batch
+                .objects
+                .iter()
+                .zip(user.iter_mut())
+                .zip(nodes.iter_mut())
+            {
+                offsets.push(obj.bind_with(&mut locked, node.take(), false)?, GFP_KERNEL)?;
+                if let Some((_, got)) = fetched {
+                    for page in core::mem::take(got) {
+                        pages.push(
+                            GpuPage {
+                                page,
+                                write: *write,
+                            },
+                            GFP_KERNEL,
+                        )?;
+                    }
+                } else {
+                    let st = obj.state(&mut locked);
+                    for page in st.pages() {
+                        let page = GpuPage {
+                            page: page.clone(),
+                            write: *write,
+                        };
+                        pages.push(page, GFP_KERNEL)?;
+                    }
+                }
+            }
+            *req.pages.lock() = Payload { pages, buf };
+            // Mark the objects busy while the hook is still locked out, so it
+            // never sees them bound, idle and about to be used; and under
+            // notifier_lock, so that an invalidation either came before (and
+            // we retry) or will find them busy.
+            let stale = {
+                let _guard = device.notifier_lock.lock();
+                let stale =
+                    batch
+                        .objects
+                        .iter()
+                        .zip(user.iter())
+                        .any(|((obj, _), fetched)| match (obj.user_range(), fetched) {
+                            (Some(range), Some((seq, _))) => range.read_retry(*seq),
+                            _ => false,
+                        });
+                if !stale {
+                    for obj in req.objects.iter() {
+                        obj.activate();
+                    }
+                }
+                stale
+            };
+            if stale {
+                return Err(EAGAIN);
+            }
+            self.state.lock().inflight += 1;
+        }
+        // The request owns the wakeref from here; it drops it on retiring.
+        core::mem::forget(wakeref);
+        device.counters.inc(Counter::Requests);
+        // A freshly allocated work item cannot be queued already.
+        let _ = self.wq.queue().enqueue(req);
+        Ok(offsets)
+    }
+
+    /// Ends every request in flight now.
+    pub(crate) fn reset(&self) {
+        self.state.lock().resets += 1;
+        self.idle.notify_all();
+    }
+
+    /// Waits until `obj` is idle.  `timeout_ns` < 0 waits forever, 0 only
+    /// polls.  Returns the time left, `ETIME` on timeout, `ERESTARTSYS` on a
+    /// signal.
+    pub(crate) fn wait_idle(&self, obj: &Object, timeout_ns: i64) -> Result<i64> {
+        let start = now_ns();
+        let mut guard = self.state.lock();
+        loop {
+            if obj.active() == 0 {
+                let spent = now_ns().saturating_sub(start) as i64;
+                return Ok(if timeout_ns < 0 {
+                    timeout_ns
+                } else {
+                    (timeout_ns - spent).max(0)
+                });
+            }
+            let jiffies = if timeout_ns < 0 {
+                kernel::time::msecs_to_jiffies(u32::MAX)
+            } else {
+                let left = timeout_ns - now_ns().saturating_sub(start) as i64;
+                if left <= 0 {
+                    return Err(etime());
+                }
+                kernel::time::msecs_to_jiffies(
+                    ((left as u64).div_ceil(1_000_000)).min(u64::from(u32::MAX)) as u32,
+                )
+            };
+            match self.idle.wait_interruptible_timeout(&mut guard, jiffies) {
+                kernel::sync::CondVarTimeoutResult::Signal { .. } => return Err(ERESTARTSYS),
+                kernel::sync::CondVarTimeoutResult::Timeout
+                    if timeout_ns >= 0 && obj.active() > 0 =>
+                {
+                    return Err(etime())
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Waits at most `timeout_ns` for a request in flight now to retire;
+    /// returns whether one did.  `false` at once if none is in flight or the
+    /// task has a signal pending.  Takes only the engine's own lock, which
+    /// nothing holds across an allocation, so the OOM notifier may call it.
+    pub(crate) fn wait_for_retire(&self, timeout_ns: u64) -> bool {
+        let start = now_ns();
+        let mut guard = self.state.lock();
+        let mark = guard.retired;
+        if guard.inflight == 0 {
+            return false;
+        }
+        loop {
+            if guard.retired != mark {
+                return true;
+            }
+            let left = timeout_ns.saturating_sub(now_ns().saturating_sub(start));
+            if left == 0 {
+                return false;
+            }
+            let jiffies = kernel::time::msecs_to_jiffies(
+                left.div_ceil(1_000_000).min(u64::from(u32::MAX)) as u32,
+            );
+            if let kernel::sync::CondVarTimeoutResult::Signal { .. } =
+                self.idle.wait_interruptible_timeout(&mut guard, jiffies)
+            {
+                return false;
+            }
+        }
+    }
+
+    /// Waits until no request is in flight (module unload).
+    pub(crate) fn wait_all_idle(&self) {
+        let mut guard = self.state.lock();
+        while guard.inflight > 0 {
+            self.idle.wait(&mut guard);
+        }
+    }
+}
+
+/// The engine's workqueue; destroying it waits for queued requests.
+///
+/// # Invariants
+///
+/// `wq` came from `alloc_workqueue` and is destroyed only on drop.
+struct WorkQueue {
+    wq: core::ptr::NonNull<kernel::ffi::c_void>,
+}
+
+extern "C" {
+    fn movgem_wq_alloc() -> *mut kernel::ffi::c_void;
+    fn movgem_wq_flush(wq: *mut kernel::ffi::c_void);
+    fn movgem_wq_destroy(wq: *mut kernel::ffi::c_void);
+}
+
+// SAFETY: a workqueue may be used and destroyed from any task.
+unsafe impl Send for WorkQueue {}
+// SAFETY: queueing work is thread safe.
+unsafe impl Sync for WorkQueue {}
+
+impl WorkQueue {
+    fn new() -> Result<Self> {
+        // SAFETY: no preconditions.
+        let wq = unsafe { movgem_wq_alloc() };
+        core::ptr::NonNull::new(wq)
+            .map(|wq| Self { wq })
+            .ok_or(ENOMEM)
+    }
+
+    /// Waits until every work item queued so far has finished.
+    fn flush(&self) {
+        // SAFETY: `wq` is a live workqueue by the type invariant.
+        unsafe { movgem_wq_flush(self.wq.as_ptr()) }
+    }
+
+    fn queue(&self) -> &Queue {
+        // SAFETY: `wq` is a live workqueue until drop, and the returned
+        // reference borrows `self`.
+        unsafe { Queue::from_raw(self.wq.as_ptr().cast::<bindings::workqueue_struct>()) }
+    }
+}
+
+impl Drop for WorkQueue {
+    fn drop(&mut self) {
+        // SAFETY: we own the workqueue by the type invariant.
+        unsafe { movgem_wq_destroy(self.wq.as_ptr()) }
+    }
+}

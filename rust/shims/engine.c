@@ -1,0 +1,26 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The simulated engine's ring (rust/engine.rs): one ordered queue, so
+ * batches run one at a time in submission order, as a GPU ring does.
+ * WQ_MEM_RECLAIM: retiring a request is what makes its objects' pages
+ * reclaimable, so the queue must make progress when no new kworker can be
+ * allocated (it gets a rescuer thread).  Destroying it drains it.
+ */
+#include <linux/workqueue.h>
+
+#include "movgem_shim.h"
+
+struct workqueue_struct *movgem_wq_alloc(void)
+{
+	return alloc_ordered_workqueue("movgem", WQ_MEM_RECLAIM);
+}
+
+void movgem_wq_flush(struct workqueue_struct *wq)
+{
+	flush_workqueue(wq);
+}
+
+void movgem_wq_destroy(struct workqueue_struct *wq)
+{
+	destroy_workqueue(wq);
+}

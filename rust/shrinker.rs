@@ -1,0 +1,541 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Giving memory back: the shrinker (count/scan), the OOM notifier, the
+//! vmap purge notifier, debugfs `drop_caches`, and their registration
+//! (as i915's `i915_gem_shrinker.c`).  Each callback finds its state
+//! through what it was registered with (`shrinker->private_data`, the
+//! `notifier_block` inside [`Reclaim`]), never through a global.
+//!
+//! Reclaim and the notifiers may run inside an allocation that holds
+//! folio locks (migration's), so they only try-lock `struct_mutex`, for
+//! at most the lock budget and only where they may sleep; without
+//! `__GFP_FS` the shrinker does nothing (allocations under the lock are
+//! NOFS).  Swap writeback runs after the lock is dropped, from kswapd.
+
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use kernel::bindings;
+use kernel::ffi::{c_int, c_long, c_ulong, c_void};
+use kernel::prelude::*;
+use kernel::sync::Arc;
+use kernel::types::Opaque;
+
+use crate::counters::Counter;
+use crate::device::Device;
+use crate::engine::Engine;
+use crate::object::Object;
+use crate::params;
+use crate::policy::{self, ShrinkAction};
+use crate::shrink_cursor::{Lap, PASSES};
+use crate::sync::now_ns;
+use crate::uapi;
+
+/// How long the OOM notifier waits, at most, for requests in flight to
+/// retire and make their objects purgeable: a hanging batch (1 s by
+/// default) and the batches queued behind it.
+const OOM_WAIT_NS: u64 = 2_000_000_000;
+
+/// Most objects one shrink writes back.
+const WRITEBACK_BATCH: usize = 16;
+
+/// The shrinker's state outside `struct_mutex` (the cursor is inside).
+pub(crate) struct ShrinkStats {
+    /// Generation of the latest `count`, locked or not: see
+    /// [`crate::shrink_cursor::ShrinkCursor::counted`].
+    counts: AtomicU64,
+    /// What the last locked `count` found, answered while the lock is busy.
+    last_count: AtomicU64,
+}
+
+impl ShrinkStats {
+    pub(crate) const fn new() -> Self {
+        Self {
+            counts: AtomicU64::new(0),
+            last_count: AtomicU64::new(0),
+        }
+    }
+}
+
+/// What one shrink did.
+pub(crate) struct Shrunk {
+    /// Pages whose references were dropped (what a shrinker reports).
+    pub(crate) released: u64,
+    /// Of those, pages that left memory or are on their way to swap:
+    /// purged, or submitted for writeback.
+    pub(crate) gone: u64,
+}
+
+/// What one shrink may do (the passes it runs, and how it may wait).
+#[derive(Clone, Copy)]
+pub(crate) struct ShrinkScope {
+    /// Truncate idle DONTNEED objects.
+    pub(crate) purge: bool,
+    /// Release the pages of idle unbound objects.
+    pub(crate) unbound: bool,
+    /// Unbind idle bound objects and release their pages.
+    pub(crate) bound: bool,
+    /// Push released pages to swap.
+    pub(crate) writeback: bool,
+    /// The caller may sleep (and so wait for `struct_mutex` a bit).
+    pub(crate) may_block: bool,
+    /// Take `struct_mutex` without a time limit (debugfs only).
+    pub(crate) lock: bool,
+    /// Resume each pass where the last resuming shrink stopped and skip
+    /// passes without candidates (`ShrinkCursor`): the kernel shrinker's
+    /// batches.  Otherwise every pass walks every object.
+    pub(crate) resume: bool,
+}
+
+impl ShrinkScope {
+    /// Every pass, from a context that may sleep: OOM and drop_caches.
+    pub(crate) const ALL: Self = Self {
+        purge: true,
+        unbound: true,
+        bound: true,
+        writeback: true,
+        may_block: true,
+        lock: false,
+        resume: false,
+    };
+
+    fn allows(&self, pass: usize) -> bool {
+        match pass {
+            0 => self.purge,
+            1 => self.unbound,
+            _ => self.bound,
+        }
+    }
+}
+
+extern "C" {
+    fn movgem_current_is_kswapd() -> bool;
+    fn movgem_shrinker_register(owner: *mut c_void) -> *mut c_void;
+    fn movgem_shrinker_unregister(shrinker: *mut c_void);
+    fn movgem_oom_notifier_register(nb: *mut bindings::notifier_block) -> c_int;
+    fn movgem_oom_notifier_unregister(nb: *mut bindings::notifier_block);
+    fn movgem_vmap_notifier_register(nb: *mut bindings::notifier_block) -> c_int;
+    fn movgem_vmap_notifier_unregister(nb: *mut bindings::notifier_block);
+}
+
+fn current_is_kswapd() -> bool {
+    // SAFETY: reads a flag of the current task; no preconditions.
+    unsafe { movgem_current_is_kswapd() }
+}
+
+impl Device {
+    /// Pages the shrinker could give back now.  Never blocks: on a
+    /// contended `struct_mutex` it answers with the last count.
+    pub(crate) fn shrink_count(&self) -> u64 {
+        if !params::shrinker_enabled() {
+            return 0;
+        }
+        let generation = self.shrink.counts.fetch_add(1, Ordering::Relaxed) + 1;
+        let Some(mut locked) = self.struct_mutex.try_lock() else {
+            // The cursor's hints are now older than the count the kernel
+            // acts on: `generation` tells the scans so.
+            return self.shrink.last_count.load(Ordering::Relaxed);
+        };
+        let awake = !self.pm.suspended();
+        let mut count = 0u64;
+        let mut candidates = [0u64; PASSES];
+        let mut walk = locked.walk(false);
+        while let Some(obj) = walk.next(&mut locked) {
+            let st = obj.state(&mut locked);
+            let snap = obj.snapshot(st);
+            let action = policy::shrink_action(&snap, awake, true, true);
+            if let Some(pass) = action.pass() {
+                count += st.pages_held() as u64;
+                candidates[usize::from(pass)] += 1;
+            }
+        }
+        locked.shrink_cursor.counted(generation, candidates);
+        self.shrink.last_count.store(count, Ordering::Relaxed);
+        count
+    }
+
+    /// Gives back up to `nr` pages: purges idle DONTNEED objects, then
+    /// drops the pages of idle unbound objects, then unbinds idle bound
+    /// ones (only while the device is awake).  `None` if `struct_mutex`
+    /// could not be had: reclaim only ever try-locks it.
+    pub(crate) fn shrink_scan(&self, nr: u64, may_block: bool, may_fs: bool) -> Option<u64> {
+        if !params::shrinker_enabled() {
+            return Some(0);
+        }
+        // Allocations under `struct_mutex` are NOFS: refusing NOFS reclaim
+        // is what keeps them from recursing into us.
+        if !may_fs {
+            self.counters.inc(Counter::ShrinkNoFs);
+            return None;
+        }
+        self.counters.inc(Counter::ShrinkScans);
+        // As i915 does, only kswapd writes back: direct reclaim should not
+        // stall on swap I/O for us.
+        let scope = ShrinkScope {
+            writeback: may_block && current_is_kswapd(),
+            may_block,
+            lock: false,
+            resume: true,
+            ..ShrinkScope::ALL
+        };
+        self.shrink(nr, scope).map(|done| done.released)
+    }
+
+    /// Runs the passes `scope` allows until `nr` pages are given back;
+    /// returns how many were.  `None` if `struct_mutex` could not be had.
+    pub(crate) fn shrink(&self, nr: u64, scope: ShrinkScope) -> Option<Shrunk> {
+        let mut locked = if scope.lock {
+            self.struct_mutex.lock()
+        } else {
+            let wait = policy::lock_wait(scope.may_block, params::lock_timeout_ms());
+            let Some(locked) = self.struct_mutex.try_lock_for(wait) else {
+                self.counters.inc(Counter::ShrinkContended);
+                return None;
+            };
+            locked
+        };
+        let wakeref = self.pm.get_if_active();
+        let generation = self.shrink.counts.load(Ordering::Relaxed);
+        let mut freed = 0u64;
+        let mut gone = 0u64;
+        // Objects to write back once the lock is dropped (a fixed array:
+        // nothing here may allocate).
+        let mut to_write: [Option<Arc<Object>>; WRITEBACK_BATCH] = Default::default();
+        let mut queued = 0;
+        for pass in 0..PASSES {
+            let hinted_empty = scope.resume && locked.shrink_cursor.skip(pass, generation);
+            if !scope.allows(pass) || hinted_empty {
+                continue;
+            }
+            let mut lap = if scope.resume {
+                locked.shrink_cursor.lap(pass)
+            } else {
+                Lap::new(0)
+            };
+            loop {
+                if freed >= nr {
+                    if scope.resume {
+                        locked.shrink_cursor.stop(pass, &lap);
+                    }
+                    break;
+                }
+                let Some(obj) = lap.next(|from| locked.object_from(from)) else {
+                    break;
+                };
+                let snap = obj.snapshot(obj.state(&mut locked));
+                let action = policy::shrink_action(&snap, wakeref.is_some(), scope.may_block, true);
+                if action.pass().map(usize::from) != Some(pass) {
+                    continue;
+                }
+                locked.shrink_cursor.took(pass);
+                match action {
+                    ShrinkAction::Purge { unbind } => {
+                        let n = obj.release_pages(&mut locked, unbind) as u64;
+                        freed += n;
+                        gone += n;
+                        if let Some(file) = obj.file() {
+                            file.truncate();
+                        }
+                        obj.set_purged();
+                        self.counters.inc(Counter::ShrinkPurged);
+                    }
+                    ShrinkAction::Release { unbind } => {
+                        freed += obj.release_pages(&mut locked, unbind) as u64;
+                        self.counters.inc(Counter::ShrinkReleased);
+                        if scope.writeback && obj.file().is_some() && queued < WRITEBACK_BATCH {
+                            to_write[queued] = Some(obj.clone());
+                            queued += 1;
+                        }
+                    }
+                    ShrinkAction::Skip => {}
+                }
+            }
+        }
+        self.counters.add(Counter::ShrinkFreedPages, freed);
+        drop(locked);
+        // Swap I/O allocates (zram, swap slots) and may wait for reclaim:
+        // never under struct_mutex, which reclaim needs to purge.  A page
+        // fetched again meanwhile is the same folio, now in the swap
+        // cache, so nothing is lost.
+        for obj in to_write.iter().flatten() {
+            if let Some(file) = obj.file() {
+                let n = file.writeback() as u64;
+                gone += n;
+                self.counters.add(Counter::WritebackPages, n);
+            }
+        }
+        Some(Shrunk {
+            released: freed,
+            gone,
+        })
+    }
+
+    /// Our own allocation of object pages failed: shrink as the shrinker
+    /// would, unless `shrinker=0` (which turns off every way the driver
+    /// gives memory back).
+    pub(crate) fn shrink_self(&self, nr: u64, scope: ShrinkScope) {
+        if params::shrinker_enabled() {
+            let _ = self.shrink(nr, scope);
+        }
+    }
+
+    /// Drops every cached kernel mapping nobody pins; returns the pages
+    /// unmapped.  `may_wait` false: give up if `struct_mutex` is busy.
+    pub(crate) fn purge_vmaps(&self, may_wait: bool) -> usize {
+        let guard = if may_wait {
+            Some(self.struct_mutex.lock())
+        } else {
+            self.struct_mutex
+                .try_lock_for(policy::lock_wait(true, params::lock_timeout_ms()))
+        };
+        let Some(mut locked) = guard else {
+            self.counters.inc(Counter::VmapPurgeContended);
+            return 0;
+        };
+        let mut freed = 0;
+        let mut walk = locked.walk(true);
+        while let Some(obj) = walk.next(&mut locked) {
+            let st = obj.state(&mut locked);
+            if st.vmap_pins == 0 {
+                if let Some(map) = st.vmap.take() {
+                    freed += map.npages();
+                }
+            }
+        }
+        self.counters.add(Counter::VmapPurgedPages, freed as u64);
+        freed
+    }
+}
+
+/// The OOM killer is about to run: give back everything idle.
+pub(crate) fn oom_notify(engine: &Engine) -> u64 {
+    let device = engine.device();
+    if !params::oom_notifier_enabled() {
+        return 0;
+    }
+    device.counters.inc(Counter::OomNotifications);
+    // Only what really left memory counts: releasing an object whose
+    // pages stay in the page cache frees nothing, and claiming it would
+    // keep the OOM killer from ever acting.
+    let mut freed = device
+        .shrink(u64::MAX, ShrinkScope::ALL)
+        .map_or(0, |done| done.gone);
+    // Objects of requests in flight become purgeable once those retire:
+    // wait for the engine, one retirement at a time and for at most
+    // `OOM_WAIT_NS` in all, before letting the OOM killer act on memory
+    // the GPU is about to give back (i915's shrink-all once waited for
+    // its GPU too).  gem_shrink's `hang` and `execbufX` had workers
+    // OOM-killed while the engine worked through their queued batches,
+    // this notifier freeing nothing; 100 ms (one hang there) was not
+    // enough, a pass's batches take longer.
+    let deadline = now_ns() + OOM_WAIT_NS;
+    while freed == 0 {
+        let left = deadline.saturating_sub(now_ns());
+        if left == 0 || !engine.wait_for_retire(left) {
+            break;
+        }
+        freed = device
+            .shrink(u64::MAX, ShrinkScope::ALL)
+            .map_or(0, |done| done.gone);
+    }
+    device.counters.add(Counter::OomFreedPages, freed);
+    if freed > 0 {
+        pr_info!("OOM notifier released {} pages of object memory\n", freed);
+    }
+    freed
+}
+
+/// A command written to debugfs `drop_caches`: `MOVGEM_DROP_*` bits.
+pub(crate) fn drop_caches(engine: &Engine, flags: u64) -> Result {
+    let device = engine.device();
+    if flags & !u64::from(uapi::DROP_ALL) != 0 {
+        return Err(EINVAL);
+    }
+    device.counters.inc(Counter::DropCaches);
+    let has = |bit: u32| flags & u64::from(bit) != 0;
+    if has(uapi::DROP_ACTIVE) {
+        engine.wait_all_idle();
+    }
+    let scope = ShrinkScope {
+        purge: has(uapi::DROP_PURGE),
+        unbound: has(uapi::DROP_UNBOUND),
+        bound: has(uapi::DROP_BOUND),
+        writeback: has(uapi::DROP_WRITEBACK),
+        may_block: true,
+        lock: true,
+        resume: false,
+    };
+    device.shrink(u64::MAX, scope).ok_or(EBUSY)?;
+    Ok(())
+}
+
+/// The shrinker, the OOM notifier and the vmap purge notifier of one
+/// engine's device, registered together and unregistered (waiting for
+/// callbacks in flight) on drop.
+///
+/// # Invariants
+///
+/// While `shrinker` is non-NULL it is registered with `private_data`
+/// pointing at `self`; while `oom_registered`/`vmap_registered` are true
+/// the notifier block beside it is registered.  `self` is pinned.
+#[pin_data(PinnedDrop)]
+pub(crate) struct Reclaim {
+    engine: Arc<Engine>,
+    shrinker: core::sync::atomic::AtomicPtr<c_void>,
+    #[pin]
+    oom_nb: Opaque<bindings::notifier_block>,
+    oom_registered: AtomicBool,
+    #[pin]
+    vmap_nb: Opaque<bindings::notifier_block>,
+    vmap_registered: AtomicBool,
+}
+
+// SAFETY: the notifier blocks are only touched by the notifier chains,
+// which lock themselves; the rest is `Send`/`Sync`.
+unsafe impl Send for Reclaim {}
+// SAFETY: as above.
+unsafe impl Sync for Reclaim {}
+
+/// A zeroed `struct notifier_block` for the shims to fill.
+fn notifier_block() -> impl PinInit<Opaque<bindings::notifier_block>> {
+    // SAFETY: `slot` is valid for writes; all-zero is a valid value.
+    Opaque::ffi_init(|slot: *mut bindings::notifier_block| unsafe {
+        core::ptr::write_bytes(slot, 0, 1)
+    })
+}
+
+impl Reclaim {
+    /// Registers the OOM notifier, the vmap purge notifier and the
+    /// shrinker for `engine`'s device.
+    pub(crate) fn new(engine: Arc<Engine>) -> Result<Pin<KBox<Self>>> {
+        let this = KBox::pin_init(
+            pin_init!(Self {
+                engine,
+                shrinker: core::sync::atomic::AtomicPtr::new(core::ptr::null_mut()),
+                oom_nb <- notifier_block(),
+                oom_registered: AtomicBool::new(false),
+                vmap_nb <- notifier_block(),
+                vmap_registered: AtomicBool::new(false),
+            }),
+            GFP_KERNEL,
+        )?;
+        // On error `this` drops, unregistering what was registered.
+        // SAFETY: the block is pinned in `this`, which unregisters it on
+        // drop before it goes away.
+        kernel::error::to_result(unsafe { movgem_oom_notifier_register(this.oom_nb.get()) })?;
+        this.oom_registered.store(true, Ordering::Release);
+        // SAFETY: as above.
+        kernel::error::to_result(unsafe { movgem_vmap_notifier_register(this.vmap_nb.get()) })?;
+        this.vmap_registered.store(true, Ordering::Release);
+        let owner: *const Self = &*this;
+        // SAFETY: `owner` is pinned and outlives the shrinker, which drop
+        // frees (waiting for scans in flight) first.
+        let shrinker = unsafe { movgem_shrinker_register(owner.cast_mut().cast()) };
+        let shrinker = NonNull::new(shrinker).ok_or(ENOMEM)?;
+        this.shrinker.store(shrinker.as_ptr(), Ordering::Release);
+        Ok(this)
+    }
+
+    fn device(&self) -> &Device {
+        self.engine.device()
+    }
+
+    /// Maps a notifier block back to its `Reclaim`.
+    ///
+    /// # Safety
+    ///
+    /// `nb` must be the `oom_nb` (if `oom`) or `vmap_nb` of a registered
+    /// `Reclaim`.
+    unsafe fn of_notifier<'a>(nb: *mut bindings::notifier_block, oom: bool) -> &'a Self {
+        let nb = nb.cast::<Opaque<bindings::notifier_block>>();
+        // SAFETY: by the caller's guarantee `nb` is that field of a live
+        // `Reclaim`, which stays alive while it is registered.
+        unsafe {
+            if oom {
+                &*kernel::container_of!(nb, Self, oom_nb)
+            } else {
+                &*kernel::container_of!(nb, Self, vmap_nb)
+            }
+        }
+    }
+}
+
+#[pinned_drop]
+impl PinnedDrop for Reclaim {
+    fn drop(self: Pin<&mut Self>) {
+        let shrinker = self.shrinker.swap(core::ptr::null_mut(), Ordering::AcqRel);
+        if !shrinker.is_null() {
+            // SAFETY: registered by `new` and freed once, here; waits for
+            // scans in flight and none start afterwards.
+            unsafe { movgem_shrinker_unregister(shrinker) };
+        }
+        if self.vmap_registered.swap(false, Ordering::AcqRel) {
+            // SAFETY: registered by `new`; unregistering waits for the
+            // chain's callbacks in flight.
+            unsafe { movgem_vmap_notifier_unregister(self.vmap_nb.get()) };
+        }
+        if self.oom_registered.swap(false, Ordering::AcqRel) {
+            // SAFETY: as above.
+            unsafe { movgem_oom_notifier_unregister(self.oom_nb.get()) };
+        }
+    }
+}
+
+/// C entry point, see `include/movgem_shim.h`.
+///
+/// # Safety
+///
+/// `owner` must be the `private_data` of a registered movgem shrinker.
+#[no_mangle]
+pub(crate) unsafe extern "C" fn movgem_rs_shrink_count(owner: *mut c_void) -> c_ulong {
+    // SAFETY: the shrinker's owner outlives its registration.
+    let reclaim = unsafe { &*owner.cast::<Reclaim>() };
+    reclaim.device().shrink_count() as c_ulong
+}
+
+/// C entry point, see `include/movgem_shim.h`.
+///
+/// # Safety
+///
+/// As for [`movgem_rs_shrink_count`].
+#[no_mangle]
+pub(crate) unsafe extern "C" fn movgem_rs_shrink_scan(
+    owner: *mut c_void,
+    nr_to_scan: c_ulong,
+    may_block: bool,
+    may_fs: bool,
+) -> c_long {
+    // SAFETY: the shrinker's owner outlives its registration.
+    let reclaim = unsafe { &*owner.cast::<Reclaim>() };
+    match reclaim
+        .device()
+        .shrink_scan(nr_to_scan as u64, may_block, may_fs)
+    {
+        Some(freed) => freed as c_long,
+        None => -1,
+    }
+}
+
+/// C entry point, see `include/movgem_shim.h`.
+///
+/// # Safety
+///
+/// `nb` must be the OOM notifier block of a registered [`Reclaim`].
+#[no_mangle]
+pub(crate) unsafe extern "C" fn movgem_rs_oom_notify(nb: *mut bindings::notifier_block) -> c_ulong {
+    // SAFETY: by the caller's contract.
+    let reclaim = unsafe { Reclaim::of_notifier(nb, true) };
+    oom_notify(&reclaim.engine) as c_ulong
+}
+
+/// C entry point, see `include/movgem_shim.h`.
+///
+/// # Safety
+///
+/// `nb` must be the vmap purge notifier block of a registered [`Reclaim`].
+#[no_mangle]
+pub(crate) unsafe extern "C" fn movgem_rs_vmap_purge(nb: *mut bindings::notifier_block) -> c_ulong {
+    // SAFETY: by the caller's contract.
+    let reclaim = unsafe { Reclaim::of_notifier(nb, false) };
+    reclaim.device().purge_vmaps(false) as c_ulong
+}
