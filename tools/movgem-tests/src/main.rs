@@ -8,14 +8,14 @@
 //! Usage: movgem-tests [FILTER]   (runs the tests whose name contains FILTER)
 //!        movgem-tests --list [FILTER]  (prints their names, one a line)
 
-use movgem_tests::{ensure, env};
+use movgem_guest::{ensure, env, report};
 
 mod demo;
 mod reclaim_tests;
 mod uapi_tests;
 
 use env::{compact, counter, fragment_for, Control, Counters, GpuAwake};
-pub use movgem_tests::TestResult;
+pub use movgem_guest::TestResult;
 
 /// Pages of the object used by the migration tests: 8 MiB (a smaller
 /// object is scattered faster, and any size shows the claims).
@@ -326,12 +326,8 @@ const TESTS: &[(&str, fn() -> TestResult)] = &[
 fn main() {
     let filter = std::env::args().nth(1).unwrap_or_default();
     if filter == "--demo" {
-        match demo::demo() {
-            Ok(()) => println!("movgem-test: PASS demo"),
-            Err(e) => {
-                println!("movgem-test: FAIL demo: {e}");
-                std::process::exit(1);
-            }
+        if !report("demo", &demo::demo()) {
+            std::process::exit(1);
         }
         return;
     }
@@ -349,15 +345,10 @@ fn main() {
         let r = test();
         // Where the boot's time goes, for the host's log reader.
         println!("movgem-time: {name} {:.1}", start.elapsed().as_secs_f64());
-        match r {
-            Ok(()) => {
-                passed += 1;
-                println!("movgem-test: PASS {name}");
-            }
-            Err(e) => {
-                failed += 1;
-                println!("movgem-test: FAIL {name}: {e}");
-            }
+        if report(name, &r) {
+            passed += 1;
+        } else {
+            failed += 1;
         }
     }
     println!("movgem-tests: {passed} passed, {failed} failed");

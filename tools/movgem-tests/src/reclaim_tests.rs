@@ -8,8 +8,8 @@ use std::fs;
 
 use movgem_uapi::{self as uapi, Device};
 
-use movgem_tests::env::{self, Counters, GpuAwake};
-use movgem_tests::{ensure, TestResult};
+use movgem_guest::env::{self, Counters, GpuAwake};
+use movgem_guest::{ensure, TestResult};
 
 use crate::uapi_tests::{expect_err, filled_object, move_to, ok, pattern, where_are};
 

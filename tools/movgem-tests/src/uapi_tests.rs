@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use movgem_uapi::{self as uapi, Device};
 
-use movgem_tests::env::{self, compact, fragment_for, Control, Counters, GpuAwake};
-use movgem_tests::{ensure, TestResult};
+use movgem_guest::env::{self, compact, fragment_for, Control, Counters, GpuAwake};
+use movgem_guest::{ensure, TestResult};
 
 const PAGE: u64 = 4096;
 /// Object size of the migration tests: 8 MiB.

@@ -52,7 +52,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use funcs::Failure;
-use movgem_tests::env::Counters;
+use movgem_guest::env::Counters;
 use movgem_uapi::{Device, DROP_BOUND, DROP_CACHES_PATH, DROP_PURGE, DROP_UNBOUND, OP_NOP};
 use plan::{Group, Kind, Sizing, Subtest, FUNCS};
 
@@ -282,7 +282,7 @@ static ABANDONED: AtomicU32 = AtomicU32::new(0);
 static WITHOUT_SHRINKER: AtomicU32 = AtomicU32::new(0);
 
 fn set_shrinker(on: bool) {
-    if let Err(e) = movgem_tests::env::set_param("shrinker", if on { "1" } else { "0" }) {
+    if let Err(e) = movgem_guest::env::set_param("shrinker", if on { "1" } else { "0" }) {
         println!("gem-shrink: {e}");
     }
 }
@@ -910,8 +910,8 @@ fn spin(timeout: f64) -> Result<u64, Failure> {
 /// igt's memory requirement: all processes' first pass must fit in
 /// what RAM and swap have free, or the subtests are skipped.
 fn memory_check(s: &Sizing) -> Result<(), String> {
-    let free = movgem_tests::env::meminfo_kib("MemAvailable")? / 1024
-        + movgem_tests::env::meminfo_kib("SwapFree")? / 1024;
+    let free = movgem_guest::env::meminfo_kib("MemAvailable")? / 1024
+        + movgem_guest::env::meminfo_kib("SwapFree")? / 1024;
     let need = s.num_processes * s.alloc_mib;
     if need > free {
         return Err(format!(
@@ -951,7 +951,7 @@ fn main() {
         libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE);
         libc::setpriority(libc::PRIO_PROCESS, 0, -20);
     }
-    let mem_mib = movgem_tests::env::meminfo_kib("MemTotal").unwrap_or(0) / 1024;
+    let mem_mib = movgem_guest::env::meminfo_kib("MemTotal").unwrap_or(0) / 1024;
     // SAFETY: sysconf has no preconditions.
     let ncpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as u64;
     let sizing = Sizing::new(mem_mib, ncpus);
