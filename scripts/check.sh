@@ -11,6 +11,7 @@
 #        (scripts/gem-shrink.sh)
 # Ends with "N passed, N failed" counting every test above.
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
 start=$(date +%s)
@@ -21,7 +22,7 @@ result() { # name ok?
 	if [ "$2" = 0 ]; then pass 1; say "PASS $1"; else fail 1; say "FAIL $1"; fi
 }
 
-"$MOVGEM_TOP/scripts/setup.sh"
+setup_once
 mkdir -p "$MOVGEM_CACHE/logs"
 
 say "host: cargo test"
@@ -52,6 +53,8 @@ rustfmt --check --edition 2021 "$MOVGEM_TOP"/rust/*.rs "$MOVGEM_TOP"/tools/*/src
 result rustfmt $?
 set -e
 
+# checkpatch.pl comes with the debug kernel's tree (built here if not
+# cached; prepare_boot then finds it in the cache).
 kdir=$("$MOVGEM_TOP/scripts/build-kernel.sh" debug)
 
 set +e
@@ -62,29 +65,19 @@ done
 result checkpatch_strict $cp_rc
 set -e
 
-"$MOVGEM_TOP/scripts/build-tools.sh"
-
 # The debug kernel's module is built through clippy: any warning fails
 # the test.
-set +e
-"$MOVGEM_TOP/scripts/build-module.sh" "$kdir" CLIPPY=1 CLIPPY_DRIVER="$CLIPPY_DRIVER" \
-	>"$MOVGEM_CACHE/logs/module-ko" 2>"$MOVGEM_CACHE/logs/module-build.log"
-rc=$?
-set -e
-cat "$MOVGEM_CACHE/logs/module-build.log" >&2
-[ $rc = 0 ] || die "movgem.ko was not built"
-ko=$(cat "$MOVGEM_CACHE/logs/module-ko")
-! grep -qE '^(warning|error)' "$MOVGEM_CACHE/logs/module-build.log"
-result clippy_and_compiler_warnings $?
-initrd="$MOVGEM_CACHE/initramfs-check.cpio.gz"
-"$MOVGEM_TOP/scripts/make-initramfs.sh" "$initrd" "$ko"
+prepare_boot debug check CLIPPY=1 CLIPPY_DRIVER="$CLIPPY_DRIVER"
+rc=0
+if grep -qE '^(warning|error)' "$boot_module_log"; then rc=1; fi
+result clippy_and_compiler_warnings $rc
 
 # The two boots run side by side: the debug boot's guest runs one test at
 # a time and leaves a host CPU mostly free, which gem_shrink's workers (or,
 # on a fresh machine, the plain kernel's build) use meanwhile.
 log="$MOVGEM_CACHE/logs/qemu-check.log"
 say "debug boot: in the background, console -> $log"
-"$MOVGEM_TOP/scripts/run-qemu.sh" "$kdir" "$initrd" "$log" check \
+"$MOVGEM_TOP/scripts/run-qemu.sh" "$boot_kdir" "$boot_initrd" "$log" check \
 	>"$MOVGEM_CACHE/logs/qemu-check.verdict" 2>&1 &
 debug_pid=$!
 

@@ -1,5 +1,6 @@
 # shellcheck shell=bash
-# Common settings for the movgem scripts.  Source it; do not run it.
+# Common settings and steps of the movgem scripts.  Source it; do not
+# run it.
 
 MOVGEM_TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # Kernel builds, the initramfs and QEMU logs live outside the repository.
@@ -39,4 +40,42 @@ kernel_hash() {
 kernel_dir() {
 	local flavour=$1
 	echo "$MOVGEM_CACHE/kernel/$flavour-$(kernel_hash "$flavour")"
+}
+
+# setup_once: scripts/setup.sh, once per script.
+setup_once() {
+	[ -z "${movgem_setup_done:-}" ] || return 0
+	"$MOVGEM_TOP/scripts/setup.sh"
+	movgem_setup_done=1
+}
+
+# prepare_boot FLAVOUR NAME [MODULE_ARGS...]: what a QEMU boot needs,
+# built or taken from the cache: what setup.sh installs, the FLAVOUR
+# kernel (scripts/build-kernel.sh), movgem.ko built against it with
+# MODULE_ARGS (make arguments, e.g. CLIPPY=1), the static guest tools,
+# and the initramfs $MOVGEM_CACHE/initramfs-NAME.cpio.gz.  Sets
+# boot_kdir, boot_ko and boot_initrd, and boot_module_log: the module
+# build's output, shown on stderr as it comes and kept in
+# $MOVGEM_CACHE/logs/module-build-NAME.log.  Dies if movgem.ko is not
+# built.
+prepare_boot() {
+	local flavour=${1:?usage: prepare_boot FLAVOUR NAME [MODULE_ARGS...]}
+	local name=${2:?usage: prepare_boot FLAVOUR NAME [MODULE_ARGS...]}
+	shift 2
+	setup_once
+	mkdir -p "$MOVGEM_CACHE/logs"
+	boot_kdir=$("$MOVGEM_TOP/scripts/build-kernel.sh" "$flavour")
+	boot_module_log="$MOVGEM_CACHE/logs/module-build-$name.log"
+	# build-module.sh prints the .ko's path on stdout (captured here) and
+	# its build output on stderr (through tee to the log and to stderr).
+	boot_ko=$(
+		{
+			"$MOVGEM_TOP/scripts/build-module.sh" "$boot_kdir" "$@" 2>&1 1>&3 |
+				tee "$boot_module_log" >&2
+			exit "${PIPESTATUS[0]}"
+		} 3>&1
+	) || die "movgem.ko was not built (build log: $boot_module_log)"
+	"$MOVGEM_TOP/scripts/build-tools.sh"
+	boot_initrd="$MOVGEM_CACHE/initramfs-$name.cpio.gz"
+	"$MOVGEM_TOP/scripts/make-initramfs.sh" "$boot_initrd" "$boot_ko"
 }
