@@ -79,3 +79,13 @@ prepare_boot() {
 	boot_initrd="$MOVGEM_CACHE/initramfs-$name.cpio.gz"
 	"$MOVGEM_TOP/scripts/make-initramfs.sh" "$boot_initrd" "$boot_ko"
 }
+
+# rustfmt_tree [--check]: rustfmt on the module's crate root, which it
+# follows through every `mod`, and cargo fmt on the tools' workspace,
+# so that no file list needs keeping.
+rustfmt_tree() {
+	local rc=0
+	rustfmt "$@" --edition 2021 "$MOVGEM_TOP/rust/movgem.rs" || rc=1
+	(cd "$MOVGEM_TOP/tools" && cargo fmt --all -- "$@") || rc=1
+	return $rc
+}
