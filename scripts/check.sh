@@ -15,13 +15,6 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 start=$(date +%s)
-passed=0 failed=0
-pass() { passed=$((passed + $1)); }
-fail() { failed=$((failed + $1)); }
-result() { # name ok?
-	if [ "$2" = 0 ]; then pass 1; say "PASS $1"; else fail 1; say "FAIL $1"; fi
-}
-
 setup_once
 mkdir -p "$MOVGEM_CACHE/logs"
 
@@ -32,21 +25,13 @@ set -e
 read -r p f < <(awk '/^test result:/ { p += $4; f += $6 } END { print p + 0, f + 0 }' \
 	"$MOVGEM_CACHE/logs/cargo-test.log")
 grep -q '^test result:' "$MOVGEM_CACHE/logs/cargo-test.log" || f=$((f + 1))
-pass "$p"
-fail "$f"
+counts cargo_test "$p $f"
 
 # The console scan's own negative controls: logs it must fail.
 set +e
 python3 "$MOVGEM_TOP/scripts/console_test.py" | tee "$MOVGEM_CACHE/logs/console-test.log"
 set -e
-read -r p f < <(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' \
-	"$MOVGEM_CACHE/logs/console-test.log")
-if [ -n "${p:-}" ]; then
-	pass "$p"
-	fail "$f"
-else
-	result "console_test (no summary)" 1
-fi
+counts console_test "$(summary_of "$MOVGEM_CACHE/logs/console-test.log")"
 
 # rustfmt follows `mod` from the crate roots: no file list to keep.
 rc=0
@@ -56,14 +41,7 @@ result rustfmt $rc
 # checkpatch.pl comes with the debug kernel's tree (built here if not
 # cached; prepare_boot then finds it in the cache).
 kdir=$("$MOVGEM_TOP/scripts/build-kernel.sh" debug)
-
-set +e
-cp_rc=0
-for p in "$MOVGEM_TOP"/patches/*.patch; do
-	"$kdir/scripts/checkpatch.pl" --strict --quiet --no-tree "$p" || cp_rc=1
-done
-result checkpatch_strict $cp_rc
-set -e
+checkpatch_strict "$kdir" "$MOVGEM_TOP"/patches/*.patch
 
 # The debug kernel's module is built through clippy: any warning fails
 # the test.
@@ -92,21 +70,11 @@ set -e
 
 say "debug boot: console log: $log"
 cat "$MOVGEM_CACHE/logs/qemu-check.verdict"
-read -r p f < <(python3 "$MOVGEM_TOP/scripts/console.py" count "$log")
-pass "$p"
-fail "$f"
+counts debug_boot "$(python3 "$MOVGEM_TOP/scripts/console.py" count "$log")"
 
 say "gem-shrink boot:"
 cat "$MOVGEM_CACHE/logs/gem-shrink.err" "$MOVGEM_CACHE/logs/gem-shrink.out"
-read -r p f < <(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' \
-	"$MOVGEM_CACHE/logs/gem-shrink.out" | tail -1)
-if [ -n "${p:-}" ]; then
-	pass "$p"
-	fail "$f"
-else
-	result "gem_shrink_boot (no summary)" 1
-fi
+counts gem_shrink_boot "$(summary_of "$MOVGEM_CACHE/logs/gem-shrink.out")"
 
 say "took $(($(date +%s) - start)) s"
-echo "$passed passed, $failed failed"
-[ "$failed" = 0 ]
+summary

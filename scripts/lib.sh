@@ -89,3 +89,56 @@ rustfmt_tree() {
 	(cd "$MOVGEM_TOP/tools" && cargo fmt --all -- "$@") || rc=1
 	return $rc
 }
+
+# The counts of the scripts that end with "N passed, N failed"
+# (check.sh, gem-shrink.sh).
+passed=0 failed=0
+
+# result NAME RC: one result, PASS if RC is 0; said on stderr and counted.
+result() {
+	if [ "$2" = 0 ]; then
+		passed=$((passed + 1))
+		say "PASS $1"
+	else
+		failed=$((failed + 1))
+		say "FAIL $1"
+	fi
+}
+
+# counts NAME "PASSED FAILED": adds a suite's counts.  A suite that gave
+# none (it crashed, or its boot was cut short) is the one failure
+# "NAME (no summary)", and the script goes on to its summary.
+counts() {
+	local p='' f=''
+	read -r p f <<<"${2:-}" || true
+	if [[ $p =~ ^[0-9]+$ && $f =~ ^[0-9]+$ ]]; then
+		passed=$((passed + p))
+		failed=$((failed + f))
+	else
+		result "$1 (no summary)" 1
+	fi
+}
+
+# summary_of FILE: "PASSED FAILED" from the last "N passed, N failed"
+# line of FILE; nothing if it has none.
+summary_of() {
+	sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' "$1" 2>/dev/null | tail -1
+}
+
+# summary: the closing line, "N passed, N failed"; false if any failed.
+summary() {
+	echo "$passed passed, $failed failed"
+	[ "$failed" = 0 ]
+}
+
+# checkpatch_strict KDIR PATCH...: KDIR's checkpatch.pl --strict on each
+# patch; any finding is the result "FAIL checkpatch_strict", and the
+# script goes on.
+checkpatch_strict() {
+	local kdir=$1 p rc=0
+	shift
+	for p in "$@"; do
+		"$kdir/scripts/checkpatch.pl" --strict --quiet --no-tree "$p" || rc=1
+	done
+	result checkpatch_strict $rc
+}
