@@ -56,8 +56,9 @@ tools:
 test-host:
 	cd tools && cargo test
 
+# rustfmt from the crate roots, following `mod` (scripts/lib.sh).
 fmt:
-	rustfmt --edition 2021 rust/*.rs tools/*/src/*.rs tools/*/tests/*.rs tools/*/src/bin/*/*.rs
+	@source scripts/lib.sh && rustfmt_tree
 
 # Module build products only; the kernel cache lives in ~/.cache/movgem.
 clean:

@@ -13,6 +13,7 @@
 # QEMU_CPUS, QEMU_TIMEOUT (per boot, default 900 s).
 # Benchmarks print numbers; nothing here judges them.
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
 start=$(date +%s)
@@ -26,13 +27,8 @@ boots=(
 	"2GiB 2G ${BENCH_2G-scale,fragmentation}"
 )
 
-"$MOVGEM_TOP/scripts/setup.sh"
-kdir=$("$MOVGEM_TOP/scripts/build-kernel.sh" plain)
-ko=$("$MOVGEM_TOP/scripts/build-module.sh" "$kdir")
-"$MOVGEM_TOP/scripts/build-tools.sh"
-initrd="$MOVGEM_CACHE/initramfs-bench.cpio.gz"
-"$MOVGEM_TOP/scripts/make-initramfs.sh" "$initrd" "$ko"
-mkdir -p "$MOVGEM_CACHE/logs" "$out"
+prepare_boot plain bench
+mkdir -p "$out"
 
 report_args=()
 rc=0
@@ -45,7 +41,7 @@ for boot in "${boots[@]}"; do
 	set +e
 	QEMU_MEM=$mem QEMU_CPUS=$cpus QEMU_TIMEOUT=$timeout \
 		QEMU_APPEND="movgem_bench=$list movgem_bench_size=$label movgem_bench_counts=$counts ${QEMU_APPEND:-}" \
-		"$MOVGEM_TOP/scripts/run-qemu.sh" "$kdir" "$initrd" "$log" bench >/dev/null
+		"$MOVGEM_TOP/scripts/run-qemu.sh" "$boot_kdir" "$boot_initrd" "$log" bench >/dev/null
 	boot_rc=$?
 	set -e
 	took=$(($(date +%s) - t))
@@ -56,6 +52,6 @@ for boot in "${boots[@]}"; do
 done
 
 python3 "$MOVGEM_TOP/scripts/bench-report.py" --out "$out" --cpus "$cpus" \
-	--kernel-dir "$kdir" --total-s "$(($(date +%s) - start))" "${report_args[@]}"
+	--kernel-dir "$boot_kdir" --total-s "$(($(date +%s) - start))" "${report_args[@]}"
 say "bench: results in $out (took $(($(date +%s) - start)) s)"
 exit $rc

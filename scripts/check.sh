@@ -11,17 +11,11 @@
 #        (scripts/gem-shrink.sh)
 # Ends with "N passed, N failed" counting every test above.
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
 start=$(date +%s)
-passed=0 failed=0
-pass() { passed=$((passed + $1)); }
-fail() { failed=$((failed + $1)); }
-result() { # name ok?
-	if [ "$2" = 0 ]; then pass 1; say "PASS $1"; else fail 1; say "FAIL $1"; fi
-}
-
-"$MOVGEM_TOP/scripts/setup.sh"
+setup_once
 mkdir -p "$MOVGEM_CACHE/logs"
 
 say "host: cargo test"
@@ -31,60 +25,37 @@ set -e
 read -r p f < <(awk '/^test result:/ { p += $4; f += $6 } END { print p + 0, f + 0 }' \
 	"$MOVGEM_CACHE/logs/cargo-test.log")
 grep -q '^test result:' "$MOVGEM_CACHE/logs/cargo-test.log" || f=$((f + 1))
-pass "$p"
-fail "$f"
+counts cargo_test "$p $f"
 
 # The console scan's own negative controls: logs it must fail.
 set +e
 python3 "$MOVGEM_TOP/scripts/console_test.py" | tee "$MOVGEM_CACHE/logs/console-test.log"
 set -e
-read -r p f < <(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' \
-	"$MOVGEM_CACHE/logs/console-test.log")
-if [ -n "${p:-}" ]; then
-	pass "$p"
-	fail "$f"
-else
-	result "console_test (no summary)" 1
-fi
+counts console_test "$(summary_of "$MOVGEM_CACHE/logs/console-test.log")"
 
-set +e
-rustfmt --check --edition 2021 "$MOVGEM_TOP"/rust/*.rs "$MOVGEM_TOP"/tools/*/src/*.rs "$MOVGEM_TOP"/tools/*/tests/*.rs "$MOVGEM_TOP"/tools/*/src/bin/*/*.rs
-result rustfmt $?
-set -e
+# rustfmt follows `mod` from the crate roots: no file list to keep.
+rc=0
+rustfmt_tree --check || rc=$?
+result rustfmt $rc
 
+# checkpatch.pl comes with the debug kernel's tree (built here if not
+# cached; prepare_boot then finds it in the cache).
 kdir=$("$MOVGEM_TOP/scripts/build-kernel.sh" debug)
-
-set +e
-cp_rc=0
-for p in "$MOVGEM_TOP"/patches/*.patch; do
-	"$kdir/scripts/checkpatch.pl" --strict --quiet --no-tree "$p" || cp_rc=1
-done
-result checkpatch_strict $cp_rc
-set -e
-
-"$MOVGEM_TOP/scripts/build-tools.sh"
+checkpatch_strict "$kdir" "$MOVGEM_TOP"/patches/*.patch
 
 # The debug kernel's module is built through clippy: any warning fails
 # the test.
-set +e
-"$MOVGEM_TOP/scripts/build-module.sh" "$kdir" CLIPPY=1 CLIPPY_DRIVER="$CLIPPY_DRIVER" \
-	>"$MOVGEM_CACHE/logs/module-ko" 2>"$MOVGEM_CACHE/logs/module-build.log"
-rc=$?
-set -e
-cat "$MOVGEM_CACHE/logs/module-build.log" >&2
-[ $rc = 0 ] || die "movgem.ko was not built"
-ko=$(cat "$MOVGEM_CACHE/logs/module-ko")
-! grep -qE '^(warning|error)' "$MOVGEM_CACHE/logs/module-build.log"
-result clippy_and_compiler_warnings $?
-initrd="$MOVGEM_CACHE/initramfs-check.cpio.gz"
-"$MOVGEM_TOP/scripts/make-initramfs.sh" "$initrd" "$ko"
+prepare_boot debug check CLIPPY=1 CLIPPY_DRIVER="$CLIPPY_DRIVER"
+rc=0
+if grep -qE '^(warning|error)' "$boot_module_log"; then rc=1; fi
+result clippy_and_compiler_warnings $rc
 
 # The two boots run side by side: the debug boot's guest runs one test at
 # a time and leaves a host CPU mostly free, which gem_shrink's workers (or,
 # on a fresh machine, the plain kernel's build) use meanwhile.
 log="$MOVGEM_CACHE/logs/qemu-check.log"
 say "debug boot: in the background, console -> $log"
-"$MOVGEM_TOP/scripts/run-qemu.sh" "$kdir" "$initrd" "$log" check \
+"$MOVGEM_TOP/scripts/run-qemu.sh" "$boot_kdir" "$boot_initrd" "$log" check \
 	>"$MOVGEM_CACHE/logs/qemu-check.verdict" 2>&1 &
 debug_pid=$!
 
@@ -99,21 +70,11 @@ set -e
 
 say "debug boot: console log: $log"
 cat "$MOVGEM_CACHE/logs/qemu-check.verdict"
-read -r p f < <(python3 "$MOVGEM_TOP/scripts/console.py" count "$log")
-pass "$p"
-fail "$f"
+counts debug_boot "$(python3 "$MOVGEM_TOP/scripts/console.py" count "$log")"
 
 say "gem-shrink boot:"
 cat "$MOVGEM_CACHE/logs/gem-shrink.err" "$MOVGEM_CACHE/logs/gem-shrink.out"
-read -r p f < <(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' \
-	"$MOVGEM_CACHE/logs/gem-shrink.out" | tail -1)
-if [ -n "${p:-}" ]; then
-	pass "$p"
-	fail "$f"
-else
-	result "gem_shrink_boot (no summary)" 1
-fi
+counts gem_shrink_boot "$(summary_of "$MOVGEM_CACHE/logs/gem-shrink.out")"
 
 say "took $(($(date +%s) - start)) s"
-echo "$passed passed, $failed failed"
-[ "$failed" = 0 ]
+summary

@@ -4,19 +4,14 @@
 # object scattered through memory is moved by compaction with its data
 # intact; with the hook switched off the same pinned pages stay put.
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
-"$MOVGEM_TOP/scripts/setup.sh"
-kdir=$("$MOVGEM_TOP/scripts/build-kernel.sh" plain)
-ko=$("$MOVGEM_TOP/scripts/build-module.sh" "$kdir")
-"$MOVGEM_TOP/scripts/build-tools.sh"
-initrd="$MOVGEM_CACHE/initramfs-demo.cpio.gz"
-"$MOVGEM_TOP/scripts/make-initramfs.sh" "$initrd" "$ko"
-mkdir -p "$MOVGEM_CACHE/logs"
+prepare_boot plain demo
 log="$MOVGEM_CACHE/logs/qemu-demo.log"
 
 set +e
-"$MOVGEM_TOP/scripts/run-qemu.sh" "$kdir" "$initrd" "$log" demo >/dev/null
+"$MOVGEM_TOP/scripts/run-qemu.sh" "$boot_kdir" "$boot_initrd" "$log" demo >/dev/null
 rc=$?
 set -e
 echo

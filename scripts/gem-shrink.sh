@@ -21,20 +21,11 @@
 # Why the plain kernel and these sizes: Documentation/design.md,
 # "gem_shrink port".
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "$0")/lib.sh"
 
 flavour=${GEM_SHRINK_KERNEL:-plain}
-"$MOVGEM_TOP/scripts/setup.sh"
-mkdir -p "$MOVGEM_CACHE/logs"
-kdir=$("$MOVGEM_TOP/scripts/build-kernel.sh" "$flavour")
-ko=$("$MOVGEM_TOP/scripts/build-module.sh" "$kdir")
-"$MOVGEM_TOP/scripts/build-tools.sh"
-initrd="$MOVGEM_CACHE/initramfs-gem-shrink.cpio.gz"
-"$MOVGEM_TOP/scripts/make-initramfs.sh" "$initrd" "$ko"
-passed=0 failed=0
-result() { # name ok?
-	if [ "$2" = 0 ]; then passed=$((passed + 1)); say "PASS $1"; else failed=$((failed + 1)); say "FAIL $1"; fi
-}
+prepare_boot "$flavour" gem-shrink
 
 # hang_timeout_ms: the simulated ring runs one batch at a time, so every
 # worker's hang (18 workers, a hang per pass) waits for the resets of the
@@ -56,11 +47,9 @@ start=$(date +%s)
 set +e
 QEMU_MEM=${GEM_SHRINK_MEM:-384M} QEMU_TIMEOUT=${GEM_SHRINK_TIMEOUT:-1800} \
 	QEMU_APPEND="$append ${QEMU_APPEND:-}" \
-	"$MOVGEM_TOP/scripts/run-qemu.sh" "$kdir" "$initrd" "$gslog" gem_shrink
+	"$MOVGEM_TOP/scripts/run-qemu.sh" "$boot_kdir" "$boot_initrd" "$gslog" gem_shrink
 set -e
-read -r p f < <(python3 "$MOVGEM_TOP/scripts/console.py" count "$gslog")
-passed=$((passed + p))
-failed=$((failed + f))
+counts gem_shrink_console "$(python3 "$MOVGEM_TOP/scripts/console.py" count "$gslog")"
 # A boot cut short by its timeout prints neither gem-shrink result: count
 # each missing one as a failure.
 for t in gem_shrink gem_shrink_oom_fails_without_shrinker; do
@@ -70,5 +59,4 @@ done
 # Per-subtest outcomes, for the log reader.
 grep -aE '^Subtest |^[0-9]+ passed, [0-9]+ failed' "$gslog" | sed 's/\r$//; s/^/  /' >&2 || true
 say "gem-shrink: console log: $gslog (took $(($(date +%s) - start)) s, $flavour kernel)"
-echo "$passed passed, $failed failed"
-[ "$failed" = 0 ]
+summary

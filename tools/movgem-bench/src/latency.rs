@@ -21,7 +21,7 @@
 
 use std::time::{Duration, Instant};
 
-use movgem_tests::env::{self, Control, Counters, GpuAwake};
+use movgem_guest::env::{self, Control, Counters, GpuAwake};
 use movgem_uapi::{self as uapi, Device};
 
 use crate::json::Json;

@@ -9,7 +9,7 @@
 
 use std::time::Instant;
 
-use movgem_tests::env::{self, Counters, GpuAwake};
+use movgem_guest::env::{self, Counters, GpuAwake};
 use movgem_uapi::{self as uapi, Device};
 
 use crate::json::Json;

@@ -24,7 +24,7 @@
 use std::process::Command;
 use std::time::Instant;
 
-use movgem_tests::env::{self, Counters, GpuAwake};
+use movgem_guest::env::{self, Counters, GpuAwake};
 use movgem_uapi::{self as uapi, Device};
 
 use crate::json::Json;

@@ -23,7 +23,7 @@
 
 use std::time::Instant;
 
-use movgem_tests::env::{Counters, GpuAwake};
+use movgem_guest::env::{Counters, GpuAwake};
 use movgem_uapi::{self as uapi, Device};
 
 use crate::json::Json;

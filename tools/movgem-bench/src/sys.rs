@@ -7,7 +7,7 @@
 use std::fs;
 use std::time::Instant;
 
-use movgem_tests::env;
+use movgem_guest::env;
 use movgem_uapi::{self as uapi, Device};
 
 pub const PAGE: u64 = 4096;
@@ -34,7 +34,7 @@ pub fn io<T>(r: uapi::Res<T>, what: &str) -> Result<T, String> {
 /// `move_pages(2)` of every page to `node`, or (`None`) only where each is.
 pub fn move_pages(addrs: &[Addr], node: Option<i32>, status: &mut [i32]) -> Result<(), String> {
     let nodes: Vec<i32> = node.map(|n| vec![n; addrs.len()]).unwrap_or_default();
-    movgem_tests::env::move_pages(addrs, node.map(|_| nodes.as_slice()), status).map(|_| ())
+    movgem_guest::env::move_pages(addrs, node.map(|_| nodes.as_slice()), status).map(|_| ())
 }
 
 /// The node of every page (negative errno for pages not present).

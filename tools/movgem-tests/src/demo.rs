@@ -13,8 +13,8 @@ use std::fs;
 
 use movgem_uapi::{self as uapi, Device};
 
-use movgem_tests::env::{self, compact, Counters, GpuAwake};
-use movgem_tests::TestResult;
+use movgem_guest::env::{self, compact, Counters, GpuAwake};
+use movgem_guest::TestResult;
 
 const OBJ_SIZE: u64 = 4 << 20;
 

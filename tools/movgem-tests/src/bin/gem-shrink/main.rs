@@ -45,16 +45,20 @@
 
 mod funcs;
 mod plan;
+mod supervise;
 
 use std::fs;
-use std::io::Write;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use funcs::Failure;
-use movgem_tests::env::Counters;
-use movgem_uapi::{Device, DROP_BOUND, DROP_CACHES_PATH, DROP_PURGE, DROP_UNBOUND, OP_NOP};
+use movgem_guest::env::Counters;
+use movgem_uapi::{Device, DROP_BOUND, DROP_CACHES_PATH, DROP_UNBOUND, OP_NOP};
 use plan::{Group, Kind, Sizing, Subtest, FUNCS};
+use supervise::{
+    oom_score_adj, open_recovery, reap, set_shrinker, spawn, summarize, Shared, ABANDONED,
+    WITHOUT_SHRINKER,
+};
 
 struct Options {
     duration: f64,
@@ -132,469 +136,15 @@ fn options() -> Options {
     o
 }
 
-/// Page-sized memory shared with the children: a stop flag and counters.
-struct Shared {
-    ptr: *mut u8,
-}
-
-impl Shared {
-    fn new() -> Result<Self, String> {
-        // SAFETY: a new anonymous shared page, zero-filled.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                4096,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(format!("mmap(shared): {}", std::io::Error::last_os_error()));
-        }
-        Ok(Self { ptr: p.cast() })
-    }
-
-    fn stop(&self) -> &AtomicU32 {
-        // SAFETY: the page is mapped for our lifetime, aligned, and only
-        // ever accessed atomically, here and in the children.
-        unsafe { &*self.ptr.cast::<AtomicU32>() }
-    }
-
-    /// Counter `i` (0..64): iterations, passes, drop_caches writes, and
-    /// from [`PASS_NS`] on, per worker kind, the time its passes took.
-    fn counter(&self, i: usize) -> &AtomicU64 {
-        assert!(i < 64);
-        // SAFETY: as for `stop`, at offset 64 + 8 * i inside the page.
-        unsafe { &*self.ptr.add(64 + 8 * i).cast::<AtomicU64>() }
-    }
-}
-
-impl Drop for Shared {
-    fn drop(&mut self) {
-        // SAFETY: our mapping; the children using it have been reaped.
-        unsafe { libc::munmap(self.ptr.cast(), 4096) };
-    }
-}
-
 const ITERATIONS: usize = 0;
+
 const PASSES: usize = 1;
+
 const DROPS: usize = 2;
+
 /// From here, three counters per worker kind ([`kind_index`]): the sum
 /// and the longest of its pass times (ns), and its passes.
 const PASS_NS: usize = 8;
-
-/// A worker that exits with this code failed an allocation (ENOMEM);
-/// with `--without-shrinker` that is one of the two expected failures.
-const EXIT_ENOMEM: i32 = libc::ENOMEM;
-
-/// The OOM killer should take a worker, never the runner.
-fn oom_score_adj(v: i32) {
-    let _ = fs::write("/proc/self/oom_score_adj", v.to_string());
-}
-
-/// Forks a child that runs `f` and exits 0 on `Ok`, after printing the
-/// error [`EXIT_ENOMEM`] for ENOMEM and 1 for anything else.
-fn spawn(
-    what: &str,
-    f: impl FnOnce() -> Result<(), Failure>,
-) -> Result<(libc::pid_t, String), String> {
-    let _ = std::io::stdout().flush();
-    // SAFETY: the runner is single-threaded, so the child may do anything.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(format!("fork: {}", std::io::Error::last_os_error()));
-    }
-    if pid == 0 {
-        oom_score_adj(1000);
-        // SAFETY: no preconditions; workers are ordinary processes.
-        unsafe {
-            libc::munlockall();
-            libc::setpriority(libc::PRIO_PROCESS, 0, 0);
-        }
-        let code = match f() {
-            Ok(()) => 0,
-            Err(e) => {
-                // SAFETY: getpid has no preconditions.
-                let me = unsafe { libc::getpid() };
-                // One write, so that children failing together do not
-                // interleave their lines on the console.
-                let line = format!("gem-shrink: {what} (pid {me}): {e}\n");
-                let _ = std::io::stderr().write_all(line.as_bytes());
-                if e.errno == libc::ENOMEM {
-                    EXIT_ENOMEM
-                } else {
-                    1
-                }
-            }
-        };
-        let _ = std::io::stdout().flush();
-        // SAFETY: leaves without running the parent's exit handlers twice.
-        unsafe { libc::_exit(code) };
-    }
-    Ok((pid, what.to_string()))
-}
-
-/// Describes how a child ended, or `None` if it exited 0.
-fn verdict(pid: libc::pid_t, what: &str, status: i32) -> Option<String> {
-    if libc::WIFSIGNALED(status) {
-        let sig = libc::WTERMSIG(status);
-        // SAFETY: strsignal returns a valid string for any number.
-        let name = unsafe { std::ffi::CStr::from_ptr(libc::strsignal(sig)) };
-        Some(format!(
-            "{what} (pid {pid}) killed by signal {sig} ({})",
-            name.to_string_lossy()
-        ))
-    } else if libc::WEXITSTATUS(status) != 0 {
-        Some(format!(
-            "{what} (pid {pid}) exited with {}",
-            libc::WEXITSTATUS(status)
-        ))
-    } else {
-        None
-    }
-}
-
-/// The first few failures in full, then how many more there were.
-fn summarize(bad: &[String]) -> String {
-    const SHOWN: usize = 3;
-    let mut s = bad[..bad.len().min(SHOWN)].join("; ");
-    if bad.len() > SHOWN {
-        s += &format!("; and {} more children failed", bad.len() - SHOWN);
-    }
-    s
-}
-
-/// How long SIGKILLed workers get to die before the run is abandoned.
-const KILL_GRACE_S: f64 = 30.0;
-
-/// Set once workers survived SIGKILL: they are stuck in the kernel, and
-/// nothing after this subtest would measure anything but that.
-static ABANDONED: AtomicU32 = AtomicU32::new(0);
-
-/// `--without-shrinker`: every subtest runs with the module's `shrinker`
-/// parameter 0, and it is set back to 1 once the subtest is decided
-/// (its workers finished or were killed by the watchdog).  Without a
-/// shrinker, the memory pinned by killed workers' objects cannot be
-/// reclaimed, so the workers cannot even exit; giving it back lets them,
-/// and the next subtest starts from a clean state.
-static WITHOUT_SHRINKER: AtomicU32 = AtomicU32::new(0);
-
-fn set_shrinker(on: bool) {
-    if let Err(e) = movgem_tests::env::set_param("shrinker", if on { "1" } else { "0" }) {
-        println!("gem-shrink: {e}");
-    }
-}
-
-/// Files the `--without-shrinker` recovery writes, opened while memory
-/// was plentiful: when the subtest is decided the guest is out of memory,
-/// and opening a file allocates.
-struct Recovery {
-    shrinker: fs::File,
-    drop_caches: fs::File,
-    /// What to write to `drop_caches`: purge, unbound and bound.
-    drop_bits: String,
-}
-
-static RECOVERY: std::sync::OnceLock<Recovery> = std::sync::OnceLock::new();
-
-fn open_recovery() -> Result<(), String> {
-    let open = |path: &str| {
-        fs::OpenOptions::new()
-            .write(true)
-            .open(path)
-            .map_err(|e| format!("{path}: {e}"))
-    };
-    let r = Recovery {
-        shrinker: open("/sys/module/movgem/parameters/shrinker")?,
-        drop_caches: open(DROP_CACHES_PATH)?,
-        drop_bits: (DROP_BOUND | DROP_UNBOUND | DROP_PURGE).to_string(),
-    };
-    let _ = RECOVERY.set(r);
-    Ok(())
-}
-
-/// Writes `what` at offset 0 of `f`, without allocating.
-fn pwrite(f: &fs::File, what: &[u8]) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: `what` is valid for its length; `f` is open.
-    unsafe { libc::pwrite(f.as_raw_fd(), what.as_ptr().cast(), what.len(), 0) };
-}
-
-/// Shrinker back on and its caches dropped, through the files opened
-/// beforehand (falls back to opening them).
-fn recover() {
-    match RECOVERY.get() {
-        Some(r) => {
-            pwrite(&r.shrinker, b"1");
-            pwrite(&r.drop_caches, r.drop_bits.as_bytes());
-        }
-        None => {
-            set_shrinker(true);
-            let _ = fs::write(
-                DROP_CACHES_PATH,
-                (DROP_BOUND | DROP_UNBOUND | DROP_PURGE).to_string(),
-            );
-        }
-    }
-}
-
-/// What reaping a subtest's children found.
-struct Reaped {
-    /// Every child that failed, described.
-    bad: Vec<String>,
-    /// With `decide`: the failure that decided the subtest, and whether
-    /// it was an expected one (an OOM kill or ENOMEM).
-    decided: Option<(String, bool)>,
-    /// The watchdog fired before anything else decided the subtest.
-    timed_out: bool,
-    /// Per worker kind, when its last worker ended (s since the start).
-    finished: Vec<(String, f64)>,
-}
-
-/// How a child ended, for `--without-shrinker`'s early decision.
-fn expected_failure(status: i32, oom_kills: u64) -> Option<&'static str> {
-    if libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL && oom_kills > 0 {
-        Some("OOM-killed")
-    } else if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == EXIT_ENOMEM {
-        Some("refused memory (ENOMEM)")
-    } else {
-        None
-    }
-}
-
-fn oom_kills() -> u64 {
-    Counters::vmstat().map_or(0, |v| v.get("oom_kill"))
-}
-
-/// Whether the task whose `/proc/PID/status` is open as `f` has a
-/// SIGKILL pending: killed, but not yet exited.  The OOM killer's victims
-/// in a `--without-shrinker` run cannot exit until the shrinker is back
-/// (their objects pin the memory exiting needs), so the decision cannot
-/// wait for their exit status; and it must not allocate (the guest is out
-/// of memory then), hence the file opened beforehand, read with `pread`
-/// into `buf`.
-fn sigkill_pending(f: &fs::File, buf: &mut [u8]) -> bool {
-    use std::os::fd::AsRawFd;
-    // SAFETY: `buf` is valid for writes of its length; `f` is open.
-    let n = unsafe { libc::pread(f.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-    n > 0 && status_has_sigkill(&buf[..n as usize])
-}
-
-/// Whether a `/proc/PID/status` text shows SIGKILL pending, for the
-/// thread (`SigPnd`) or the process (`ShdPnd`).  Allocates nothing.
-fn status_has_sigkill(status: &[u8]) -> bool {
-    status.split(|&b| b == b'\n').any(|l| {
-        let Some(mask) = l
-            .strip_prefix(b"ShdPnd:")
-            .or_else(|| l.strip_prefix(b"SigPnd:"))
-        else {
-            return false;
-        };
-        let mut m = 0u64;
-        for &c in mask.iter().filter(|c| !c.is_ascii_whitespace()) {
-            let Some(d) = (c as char).to_digit(16) else {
-                return false;
-            };
-            m = (m << 4) | u64::from(d);
-        }
-        m & (1 << (libc::SIGKILL - 1)) != 0
-    })
-}
-
-/// Reaps every child; describes each that failed.  While waiting, prints
-/// `progress()` every 30 s so a slow guest shows life.  Past the
-/// watchdog, kills the children; if they are still there `KILL_GRACE_S`
-/// later, gives up on them and marks the run abandoned.
-///
-/// With `decide` (`--without-shrinker`), the first child that fails
-/// decides the subtest at once: it is the expected failure if the OOM
-/// killer took it or an allocation was refused (ENOMEM), anything else
-/// is not; the others are killed then, and a watchdog that fires first
-/// is not the expected failure either.
-fn reap(
-    mut children: Vec<(libc::pid_t, String)>,
-    watch: Vec<(libc::pid_t, fs::File)>,
-    watchdog: Option<f64>,
-    decide: bool,
-    progress: impl Fn() -> String,
-    diagnose: impl Fn(),
-) -> Reaped {
-    let mut out = Reaped {
-        bad: Vec::new(),
-        decided: None,
-        timed_out: false,
-        finished: Vec::new(),
-    };
-    let oom_kills_before = oom_kills();
-    let start = Instant::now();
-    let mut last = Instant::now();
-    // When we killed the children: the grace period counts from there (a
-    // starved runner may fire late), and SIGKILLs after it are ours.
-    let mut killed_at: Option<Instant> = None;
-    let mut last_drop = Instant::now();
-    let kill_all = |children: &[(libc::pid_t, String)]| {
-        for &(pid, _) in children {
-            // SAFETY: `pid` is our child, not yet reaped.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
-        if WITHOUT_SHRINKER.load(Ordering::Relaxed) != 0 {
-            recover();
-            println!(
-                "gem-shrink: subtest decided; shrinker back on and drop_caches, \
-                 so that its workers can exit"
-            );
-        }
-    };
-    // The buffer `sigkill_pending` reads into, allocated (and, under
-    // mlockall, made present) before the workers fill memory.
-    let mut status_buf = vec![0u8; 8192];
-    while !children.is_empty() {
-        let mut status = 0;
-        // SAFETY: `status` is a valid out pointer; we only reap our children.
-        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-        if pid < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::EINTR) {
-                continue;
-            }
-            out.bad.push(format!("waitpid: {e}"));
-            break;
-        }
-        if pid == 0 {
-            let t = start.elapsed().as_secs_f64();
-            if killed_at.is_some_and(|k| k.elapsed().as_secs_f64() >= KILL_GRACE_S) {
-                let msg = format!(
-                    "{} workers still alive {KILL_GRACE_S:.0}s after SIGKILL (stuck in the kernel); \
-                     abandoning the run",
-                    children.len()
-                );
-                println!("gem-shrink: {msg}");
-                // Where they are stuck: the kernel stack of each.
-                for &(pid, _) in children.iter().take(4) {
-                    let stack = std::fs::read_to_string(format!("/proc/{pid}/stack"))
-                        .unwrap_or_else(|e| format!("(no stack: {e})"));
-                    let state =
-                        std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
-                    println!("gem-shrink: stuck worker {pid} wchan {state}:\n{stack}");
-                }
-                out.bad.push(msg);
-                ABANDONED.store(1, Ordering::Relaxed);
-                break;
-            }
-            // An OOM kill decides a --without-shrinker subtest as soon as
-            // the kernel counts it, whether or not its victim can exit.
-            // Nothing here allocates until the decision is made and the
-            // shrinker is back.  A SIGKILL the runner did not send is the
-            // OOM killer's; the vmstat count confirms it afterwards.
-            if decide && killed_at.is_none() {
-                let victim = watch
-                    .iter()
-                    .find(|(pid, f)| {
-                        children.iter().any(|c| c.0 == *pid) && sigkill_pending(f, &mut status_buf)
-                    })
-                    .map(|(pid, _)| *pid);
-                if let Some(pid) = victim {
-                    kill_all(&children);
-                    killed_at = Some(Instant::now());
-                    let oom = oom_kills().saturating_sub(oom_kills_before);
-                    let what = children
-                        .iter()
-                        .find(|c| c.0 == pid)
-                        .map_or("a worker", |c| c.1.as_str());
-                    let line = format!("{what} (pid {pid}) OOM-killed after {t:.1}s");
-                    let expected = oom > 0;
-                    println!(
-                        "gem-shrink: decided after {t:.1}s: {line} ({}, oom_kill +{oom}); \
-                         killed {} workers",
-                        if expected {
-                            "the expected failure"
-                        } else {
-                            "NOT the expected failure: no OOM kill counted"
-                        },
-                        children.len()
-                    );
-                    out.bad.push(line.clone());
-                    out.decided = Some((line, expected));
-                    continue;
-                }
-            }
-            if killed_at.is_none() && watchdog.is_some_and(|w| t >= w) {
-                // Kill (and, without the shrinker, recover) before
-                // anything that allocates: the guest may be out of memory.
-                let alive = children.len();
-                kill_all(&children);
-                killed_at = Some(Instant::now());
-                let msg = format!(
-                    "subtest timed out after {t:.0}s: {}; killed {alive} workers",
-                    progress()
-                );
-                println!("gem-shrink: {msg}");
-                diagnose();
-                out.bad.push(msg);
-                out.timed_out = true;
-            }
-            // Recovery in --without-shrinker mode: the killed workers' objects
-            // pin most of memory, and purging them is what lets them exit.
-            if killed_at.is_some()
-                && WITHOUT_SHRINKER.load(Ordering::Relaxed) != 0
-                && last_drop.elapsed() >= Duration::from_secs(1)
-            {
-                recover();
-                last_drop = Instant::now();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-            // No progress line while a --without-shrinker subtest is
-            // undecided: printing allocates, and the runner must stay free
-            // to notice the OOM kill.
-            if last.elapsed() >= Duration::from_secs(30) && !(decide && killed_at.is_none()) {
-                println!(
-                    "gem-shrink: ... {}; {} workers still running",
-                    progress(),
-                    children.len()
-                );
-                last = Instant::now();
-            }
-            continue;
-        }
-        let Some(i) = children.iter().position(|c| c.0 == pid) else {
-            continue;
-        };
-        let (pid, what) = children.swap_remove(i);
-        let t = start.elapsed().as_secs_f64();
-        let kind = what.split(" worker").next().unwrap_or(&what).to_string();
-        match out.finished.iter_mut().find(|(k, _)| *k == kind) {
-            Some(f) => f.1 = t,
-            None => out.finished.push((kind, t)),
-        }
-        let Some(v) = verdict(pid, &what, status) else {
-            continue;
-        };
-        if decide && killed_at.is_none() {
-            kill_all(&children);
-            killed_at = Some(Instant::now());
-            let oom = oom_kills().saturating_sub(oom_kills_before);
-            let why = expected_failure(status, oom);
-            let line = match why {
-                Some(how) => format!("{what} (pid {pid}) {how} after {t:.1}s"),
-                None => v.clone(),
-            };
-            println!(
-                "gem-shrink: decided after {t:.1}s: {line} ({}); killed {} workers",
-                if why.is_some() {
-                    "the expected failure"
-                } else {
-                    "NOT the expected failure"
-                },
-                children.len()
-            );
-            out.decided = Some((line, why.is_some()));
-        }
-        out.bad.push(v);
-    }
-    out
-}
 
 fn kind_name(k: Kind) -> String {
     match k {
@@ -910,8 +460,8 @@ fn spin(timeout: f64) -> Result<u64, Failure> {
 /// igt's memory requirement: all processes' first pass must fit in
 /// what RAM and swap have free, or the subtests are skipped.
 fn memory_check(s: &Sizing) -> Result<(), String> {
-    let free = movgem_tests::env::meminfo_kib("MemAvailable")? / 1024
-        + movgem_tests::env::meminfo_kib("SwapFree")? / 1024;
+    let free = movgem_guest::env::meminfo_kib("MemAvailable")? / 1024
+        + movgem_guest::env::meminfo_kib("SwapFree")? / 1024;
     let need = s.num_processes * s.alloc_mib;
     if need > free {
         return Err(format!(
@@ -951,7 +501,7 @@ fn main() {
         libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE);
         libc::setpriority(libc::PRIO_PROCESS, 0, -20);
     }
-    let mem_mib = movgem_tests::env::meminfo_kib("MemTotal").unwrap_or(0) / 1024;
+    let mem_mib = movgem_guest::env::meminfo_kib("MemTotal").unwrap_or(0) / 1024;
     // SAFETY: sysconf has no preconditions.
     let ncpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }.max(1) as u64;
     let sizing = Sizing::new(mem_mib, ncpus);
@@ -1066,61 +616,4 @@ fn main() {
         passed == selected.len()
     };
     std::process::exit(i32::from(!ok));
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A wait status for a child that exited with `code`.
-    fn exited(code: i32) -> i32 {
-        (code & 0xff) << 8
-    }
-
-    /// A wait status for a child killed by `sig`.
-    fn killed(sig: i32) -> i32 {
-        sig & 0x7f
-    }
-
-    #[test]
-    fn oom_kill_is_expected_only_if_the_kernel_counted_one() {
-        assert_eq!(
-            expected_failure(killed(libc::SIGKILL), 1),
-            Some("OOM-killed")
-        );
-        // SIGKILL with no OOM kill counted: not the OOM killer's.
-        assert_eq!(expected_failure(killed(libc::SIGKILL), 0), None);
-        assert_eq!(expected_failure(killed(libc::SIGSEGV), 3), None);
-    }
-
-    #[test]
-    fn pending_sigkill_is_read_from_either_mask() {
-        let status = |sig: &str, shd: &str| {
-            format!("Name:\tx\nSigPnd:\t{sig}\nShdPnd:\t{shd}\n").into_bytes()
-        };
-        assert!(status_has_sigkill(&status(
-            "0000000000000000",
-            "0000000000000100"
-        )));
-        assert!(status_has_sigkill(&status(
-            "0000000000000100",
-            "0000000000000000"
-        )));
-        // SIGTERM (bit 14) alone is not a kill.
-        assert!(!status_has_sigkill(&status(
-            "0000000000004000",
-            "0000000000004000"
-        )));
-        assert!(!status_has_sigkill(b""));
-    }
-
-    #[test]
-    fn enomem_is_expected_other_errors_are_not() {
-        assert_eq!(
-            expected_failure(exited(EXIT_ENOMEM), 0),
-            Some("refused memory (ENOMEM)")
-        );
-        assert_eq!(expected_failure(exited(1), 0), None);
-        assert_eq!(expected_failure(exited(0), 5), None);
-    }
 }

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 
-use movgem_tests::{ensure, TestResult};
+use movgem_guest::{ensure, TestResult};
 use movgem_uapi::{self as uapi, Device};
 
 use crate::metric;

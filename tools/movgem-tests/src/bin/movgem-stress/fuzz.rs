@@ -16,8 +16,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use movgem_tests::env::Control;
-use movgem_tests::{ensure, TestResult};
+use movgem_guest::env::Control;
+use movgem_guest::{ensure, TestResult};
 use movgem_uapi::{self as uapi, Device};
 
 use crate::metric;

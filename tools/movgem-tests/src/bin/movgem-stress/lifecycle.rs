@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use movgem_tests::env::compact;
-use movgem_tests::{ensure, TestResult};
+use movgem_guest::env::compact;
+use movgem_guest::{ensure, TestResult};
 use movgem_uapi::{self as uapi, Device};
 
 use crate::metric;
@@ -48,7 +48,7 @@ pub fn run(loops: u64) -> TestResult {
     let compactor = thread::spawn(move || {
         while !s.load(Ordering::Relaxed) {
             let _ = compact();
-            let _ = movgem_tests::env::drop_caches();
+            let _ = movgem_guest::env::drop_caches();
             thread::sleep(Duration::from_millis(10));
         }
     });

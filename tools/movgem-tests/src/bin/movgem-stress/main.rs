@@ -18,7 +18,7 @@ mod lifecycle;
 mod rng;
 mod stress;
 
-use movgem_tests::report;
+use movgem_guest::report;
 
 fn arg(args: &[String], i: usize, default: u64) -> u64 {
     args.get(i).and_then(|s| s.parse().ok()).unwrap_or(default)

@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use movgem_tests::env::{self, compact, Control, Counters, GpuAwake};
-use movgem_tests::{ensure, TestResult};
+use movgem_guest::env::{self, compact, Control, Counters, GpuAwake};
+use movgem_guest::{ensure, TestResult};
 use movgem_uapi::{self as uapi, Device};
 
 use crate::metric;

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! What the tests need from the guest: the debugfs interface of the
-//! module, its parameters, compaction and fragmented memory.
+//! What the in-guest programs need from the guest: the debugfs
+//! interface of the module, its parameters, compaction and fragmented
+//! memory.
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! What the in-guest programs share: the guest environment (debugfs,
-//! module parameters, compaction, fragmentation, runtime PM) and the
-//! test result type.
+//! What the in-guest programs (movgem-tests, movgem-stress, gem-shrink,
+//! movgem-bench) share: the guest environment (debugfs, module
+//! parameters, compaction, fragmentation, runtime PM), the test result
+//! type, [`ensure!`] and the result line the host counts.
 
 pub mod env;
 

@@ -1,19 +1,21 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Reclaim and userptr: drop_caches, swap writeback and swap-in with the
-//! data checked byte for byte, /proc/meminfo against debugfs, the OOM
-//! notifier, and userptr objects with their mmu_interval_notifier.
+//! Reclaim: the shrinker purging DONTNEED objects and releasing idle
+//! ones, making room for a hog; the driver's drop_caches bits; swap
+//! writeback and swap-in with the data checked byte for byte;
+//! /proc/meminfo against debugfs; and the OOM notifier.
 
 use std::fs;
 
 use movgem_uapi::{self as uapi, Device};
 
-use movgem_tests::env::{self, Counters, GpuAwake};
-use movgem_tests::{ensure, TestResult};
+use movgem_guest::env::{self, Counters, GpuAwake};
+use movgem_guest::{ensure, TestResult};
 
-use crate::uapi_tests::{expect_err, filled_object, move_to, ok, pattern, where_are};
-
-const PAGE: u64 = 4096;
+use super::common::{
+    check_fill_sized, expect_err, filled_object, move_to, ok, pattern, where_are, Anon, PAGE,
+};
+use super::Test;
 
 /// Writes `text` to debugfs drop_caches (opened without O_TRUNC).
 fn write_drop_caches(text: &str) -> std::io::Result<()> {
@@ -38,64 +40,6 @@ fn vmstat(key: &str) -> Result<u64, String> {
     s.lines()
         .find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.parse().ok())
         .ok_or(format!("no {key} in /proc/vmstat"))
-}
-
-/// Anonymous private memory, unmapped on drop (unless already unmapped).
-struct Anon {
-    addr: *mut libc::c_void,
-    len: usize,
-}
-
-impl Anon {
-    fn new(len: usize, extra_flags: libc::c_int) -> Result<Self, String> {
-        // SAFETY: a fresh anonymous mapping; no existing memory is touched.
-        let addr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | extra_flags,
-                -1,
-                0,
-            )
-        };
-        ensure!(
-            addr != libc::MAP_FAILED,
-            "mmap {len}: {}",
-            std::io::Error::last_os_error()
-        );
-        Ok(Self { addr, len })
-    }
-
-    fn ptr(&self) -> u64 {
-        self.addr as u64
-    }
-
-    fn words(&mut self) -> &mut [u32] {
-        // SAFETY: the mapping is ours, readable, writable and
-        // `len` bytes long, and `&mut self` makes this view unique.
-        unsafe { std::slice::from_raw_parts_mut(self.addr.cast::<u32>(), self.len / 4) }
-    }
-
-    fn page_addrs(&self) -> Vec<*mut libc::c_void> {
-        (0..self.len as u64 / PAGE)
-            .map(|i| (self.ptr() + i * PAGE) as *mut libc::c_void)
-            .collect()
-    }
-
-    fn unmap(&mut self) {
-        if self.len != 0 {
-            // SAFETY: unmapping our own mapping once.
-            unsafe { libc::munmap(self.addr, self.len) };
-            self.len = 0;
-        }
-    }
-}
-
-impl Drop for Anon {
-    fn drop(&mut self) {
-        self.unmap();
-    }
 }
 
 /// Makes sure the guest has swap: the runner sets up zram; a standalone
@@ -159,7 +103,101 @@ fn hog(len: u64, locked: bool) -> i32 {
     })
 }
 
-pub fn drop_caches_bits() -> TestResult {
+fn shrinker_purges_then_releases() -> TestResult {
+    let _awake = GpuAwake::new()?;
+    let dev = ok(Device::open(), "open")?;
+    let size = 8 << 20;
+    let junk = filled_object(&dev, size, 1)?;
+    ensure!(
+        ok(dev.madvise(junk, uapi::MADV_DONTNEED), "madvise")?,
+        "pages lost early"
+    );
+    let keep = filled_object(&dev, size, 0x5eed)?;
+    let scanout = filled_object(&dev, 1 << 20, 0x5ca9)?;
+    ok(dev.pin(scanout), "pin")?;
+    let before = Counters::read()?;
+    env::drop_caches()?;
+    let d = Counters::read()?.since(&before);
+    ensure!(
+        d.get("shrink_purged_objects") == 1,
+        "DONTNEED object not purged: {d}"
+    );
+    ensure!(
+        d.get("shrink_released_objects") == 1,
+        "idle WILLNEED object not released: {d}"
+    );
+    ensure!(
+        d.get("shrink_freed_pages") == 2 * size / PAGE,
+        "freed {}: {d}",
+        d.get("shrink_freed_pages")
+    );
+    ensure!(
+        !ok(dev.madvise(junk, uapi::MADV_WILLNEED), "madvise")?,
+        "purged object came back"
+    );
+    let mut buf = [0u8; 16];
+    expect_err(dev.pread(junk, 0, &mut buf), libc::EFAULT, "pread purged")?;
+    // The released object's data is still in shmem, and the pinned one
+    // was never touched.
+    check_fill_sized(&dev, keep, 0x5eed, size)?;
+    check_fill_sized(&dev, scanout, 0x5ca9, 1 << 20)?;
+    ok(dev.unpin(scanout), "unpin")?;
+    Ok(())
+}
+
+fn shrinker_makes_room_for_a_hog() -> TestResult {
+    let _awake = GpuAwake::new()?;
+    let dev = ok(Device::open(), "open")?;
+    let avail = env::meminfo_kib("MemAvailable")? << 10;
+    let obj = 16 << 20;
+    let count = (avail / 2 / obj) as usize;
+    let mut handles = Vec::new();
+    for i in 0..count {
+        let h = filled_object(&dev, obj, i as u32)?;
+        ensure!(
+            ok(dev.madvise(h, uapi::MADV_DONTNEED), "madvise")?,
+            "pages lost early"
+        );
+        handles.push(h);
+    }
+    let before = Counters::read()?;
+    // The hog runs in a child: if memory could not be found, the OOM
+    // killer would take the child, not the test.
+    let hog = avail * 3 / 4;
+    // SAFETY: the child only allocates, touches and exits.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        let mut v = vec![0u8; hog as usize];
+        for b in v.iter_mut().step_by(PAGE as usize) {
+            *b = 1;
+        }
+        std::hint::black_box(&v);
+        // SAFETY: leave the child at once.
+        unsafe { libc::_exit(0) };
+    }
+    let mut status = 0;
+    // SAFETY: our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    let d = Counters::read()?.since(&before);
+    ensure!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "the {} MiB hog did not complete (status {status}): {d}",
+        hog >> 20
+    );
+    ensure!(
+        d.get("shrink_purged_objects") > 0,
+        "the shrinker purged nothing: {d}"
+    );
+    println!(
+        "  {} MiB hog ran next to {} MiB of DONTNEED objects; shrinker purged {} of {count}",
+        hog >> 20,
+        (count as u64 * obj) >> 20,
+        d.get("shrink_purged_objects")
+    );
+    Ok(())
+}
+
+fn drop_caches_bits() -> TestResult {
     let dev = ok(Device::open(), "open")?;
     let e = write_drop_caches("0x40").err();
     ensure!(
@@ -201,7 +239,7 @@ pub fn drop_caches_bits() -> TestResult {
     ok(dev.close(h), "close")
 }
 
-pub fn meminfo_agrees_on_purge() -> TestResult {
+fn meminfo_agrees_on_purge() -> TestResult {
     let dev = ok(Device::open(), "open")?;
     let (count, size) = (8u64, 4u64 << 20);
     let mut handles = Vec::new();
@@ -234,7 +272,7 @@ pub fn meminfo_agrees_on_purge() -> TestResult {
     Ok(())
 }
 
-pub fn writeback_swapin_and_migration_keep_data() -> TestResult {
+fn writeback_swapin_and_migration_keep_data() -> TestResult {
     ensure_swap()?;
     let _awake = GpuAwake::new()?;
     let dev = ok(Device::open(), "open")?;
@@ -336,7 +374,7 @@ impl Drop for ReclaimParams {
     }
 }
 
-pub fn oom_notifier_saves_a_hog() -> TestResult {
+fn oom_notifier_saves_a_hog() -> TestResult {
     let _awake = GpuAwake::new()?;
     let dev = ok(Device::open(), "open")?;
     let avail = env::meminfo_kib("MemAvailable")? << 10;
@@ -376,177 +414,23 @@ pub fn oom_notifier_saves_a_hog() -> TestResult {
     Ok(())
 }
 
-pub fn userptr_gpu_uses_user_memory() -> TestResult {
-    let dev = ok(Device::open(), "open")?;
-    let size = 1usize << 20;
-    let mut mem = Anon::new(size, 0)?;
-    mem.words().fill(0x1234_5678);
-    let h = ok(dev.userptr(mem.ptr(), size as u64), "userptr")?;
-    let before = Counters::read()?;
-    ok(
-        dev.execbuf(&[(h, false)], uapi::OP_CHECK, 0x1234_5678, 0, 0),
-        "execbuf check",
-    )?;
-    ok(dev.wait(h, -1), "wait")?;
-    ok(
-        dev.execbuf(&[(h, false)], uapi::OP_CHECK, 0x0bad_0bad, 0, 0),
-        "execbuf check",
-    )?;
-    ok(dev.wait(h, -1), "wait")?;
-    let d = Counters::read()?.since(&before);
-    ensure!(
-        d.get("gpu_check_errors") == size as u64 / 4,
-        "the GPU did not read the user's memory: {d}"
-    );
-    ok(
-        dev.execbuf(&[(h, true)], uapi::OP_FILL, 0xfeed_beef, 0, 0),
-        "execbuf fill",
-    )?;
-    ok(dev.wait(h, -1), "wait")?;
-    let wrong = mem.words().iter().filter(|&&w| w != 0xfeed_beef).count();
-    ensure!(
-        wrong == 0,
-        "{wrong} dwords of user memory not written by the GPU"
-    );
-    let d = Counters::read()?.since(&before);
-    ensure!(
-        d.get("userptr_faulted_pages") >= 3 * size as u64 / PAGE,
-        "pages not faulted per request: {d}"
-    );
-    // Idle: no page references held, so nothing shows as active.
-    let info = ok(dev.info(), "info")?;
-    ensure!(info.active_objects == 0, "still active: {info:?}");
-    ok(dev.close(h), "close")
-}
-
-pub fn userptr_bad_arguments() -> TestResult {
-    let dev = ok(Device::open(), "open")?;
-    let mem = Anon::new(1 << 20, 0)?;
-    expect_err(dev.userptr(mem.ptr() + 8, PAGE), libc::EINVAL, "unaligned")?;
-    expect_err(dev.userptr(mem.ptr(), 0), libc::EINVAL, "empty")?;
-    expect_err(dev.userptr(mem.ptr(), 100), libc::EINVAL, "partial page")?;
-    expect_err(
-        dev.userptr(mem.ptr(), uapi::MAX_OBJECT_SIZE + PAGE),
-        libc::E2BIG,
-        "too big",
-    )?;
-    expect_err(
-        dev.userptr(0xffff_8880_0000_0000, PAGE),
-        libc::EFAULT,
-        "kernel address",
-    )?;
-    let mut a = uapi::Userptr {
-        user_ptr: mem.ptr(),
-        user_size: PAGE,
-        flags: 1,
-        handle: 0,
-    };
-    expect_err(dev.call(uapi::IOCTL_USERPTR, &mut a), libc::EINVAL, "flags")?;
-    let h = ok(dev.userptr(mem.ptr(), 1 << 20), "userptr")?;
-    let mut buf = [0u8; 8];
-    expect_err(dev.pread(h, 0, &mut buf), libc::EINVAL, "pread userptr")?;
-    expect_err(dev.pwrite(h, 0, &buf), libc::EINVAL, "pwrite userptr")?;
-    expect_err(dev.mmap(h, 0, PAGE), libc::EINVAL, "mmap userptr")?;
-    expect_err(dev.pin(h), libc::EINVAL, "pin userptr")?;
-    expect_err(dev.vmap(h), libc::EINVAL, "vmap userptr")?;
-    ok(dev.close(h), "close")?;
-    // A range that is not mapped: the object exists, using it faults.
-    let mut gone = Anon::new(1 << 20, 0)?;
-    let ptr = gone.ptr();
-    gone.unmap();
-    let h = ok(dev.userptr(ptr, 1 << 20), "userptr of a hole")?;
-    expect_err(
-        dev.set_domain(h, uapi::DOMAIN_GTT, 0),
-        libc::EFAULT,
-        "set_domain of a hole",
-    )?;
-    expect_err(
-        dev.execbuf(&[(h, false)], uapi::OP_NOP, 0, 0, 0),
-        libc::EFAULT,
-        "execbuf of a hole",
-    )?;
-    ok(dev.close(h), "close")
-}
-
-pub fn userptr_follows_invalidation() -> TestResult {
-    let dev = ok(Device::open(), "open")?;
-    let size = 2usize << 20;
-    let npages = size / PAGE as usize;
-    let mut mem = Anon::new(size, 0)?;
-    mem.words().fill(7);
-    let h = ok(dev.userptr(mem.ptr(), size as u64), "userptr")?;
-    ok(dev.execbuf(&[(h, true)], uapi::OP_FILL, 1, 0, 0), "execbuf")?;
-    ok(dev.wait(h, -1), "wait")?;
-    let addrs = mem.page_addrs();
-    let here = where_are(&addrs)?;
-    let there: Vec<i32> = here.iter().map(|&n| 1 - n).collect();
-
-    // While a request uses the pages, it holds references: no migration.
-    ok(
-        dev.execbuf(&[(h, false)], uapi::OP_NOP, 0, 2_000_000_000, 0),
-        "execbuf busy",
-    )?;
-    let moved_busy = move_to(&addrs, &there)?;
-    ok(dev.wait(h, -1), "wait")?;
-    ensure!(moved_busy == 0, "{moved_busy} pages moved under the GPU");
-
-    // Idle, it holds none: migration moves them and invalidates the range.
-    let before = Counters::read()?;
-    let moved = move_to(&addrs, &there)?;
-    let d = Counters::read()?.since(&before);
-    ensure!(
-        moved == npages,
-        "only {moved} of {npages} idle pages moved: {d}"
-    );
-    ensure!(
-        d.get("userptr_invalidations") > 0,
-        "migration did not invalidate the range: {d}"
-    );
-    // The next request drops the stale binding and uses the new pages.
-    ok(dev.execbuf(&[(h, true)], uapi::OP_FILL, 2, 0, 0), "execbuf")?;
-    ok(dev.wait(h, -1), "wait")?;
-    let d = Counters::read()?.since(&before);
-    ensure!(
-        d.get("userptr_stale_unbinds") > 0,
-        "stale binding kept: {d}"
-    );
-    let wrong = mem.words().iter().filter(|&&w| w != 2).count();
-    ensure!(wrong == 0, "{wrong} dwords missed after migration");
-
-    // Unmapped: the range is gone, so using it faults...
-    let ptr = mem.ptr();
-    let before = Counters::read()?;
-    mem.unmap();
-    let d = Counters::read()?.since(&before);
-    ensure!(
-        d.get("userptr_invalidations") > 0,
-        "munmap did not invalidate: {d}"
-    );
-    expect_err(
-        dev.execbuf(&[(h, false)], uapi::OP_NOP, 0, 0, 0),
-        libc::EFAULT,
-        "execbuf after munmap",
-    )?;
-    // ...until memory is mapped there again.
-    // SAFETY: MAP_FIXED over the range we just unmapped ourselves.
-    let again = unsafe {
-        libc::mmap(
-            ptr as *mut libc::c_void,
-            size,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
-            -1,
-            0,
-        )
-    };
-    ensure!(again as u64 == ptr, "remap failed");
-    let mut mem = Anon {
-        addr: again,
-        len: size,
-    };
-    ok(dev.execbuf(&[(h, true)], uapi::OP_FILL, 3, 0, 0), "execbuf")?;
-    ok(dev.wait(h, -1), "wait")?;
-    let wrong = mem.words().iter().filter(|&&w| w != 3).count();
-    ensure!(wrong == 0, "{wrong} dwords of the new mapping not written");
-    ok(dev.close(h), "close")
-}
+pub(super) const TESTS: &[Test] = &[
+    (
+        "shrinker_purges_then_releases",
+        shrinker_purges_then_releases,
+    ),
+    (
+        "shrinker_makes_room_for_a_hog",
+        shrinker_makes_room_for_a_hog,
+    ),
+    ("drop_caches_bits", drop_caches_bits),
+    (
+        "meminfo_agrees_with_debugfs_on_purge",
+        meminfo_agrees_on_purge,
+    ),
+    (
+        "writeback_swapin_and_migration_keep_data",
+        writeback_swapin_and_migration_keep_data,
+    ),
+    ("oom_notifier_saves_a_hog", oom_notifier_saves_a_hog),
+];

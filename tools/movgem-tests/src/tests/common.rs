@@ -1,0 +1,156 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! What several test files use: uAPI results as test errors, data
+//! patterns, GPU-filled objects and their check, where pages are and
+//! moving them (move_pages(2)), and anonymous user memory.
+
+use movgem_uapi::{self as uapi, Device};
+
+use movgem_guest::env::{self, Counters};
+use movgem_guest::{ensure, TestResult};
+
+pub(crate) const PAGE: u64 = 4096;
+
+pub(crate) fn errno_name(e: i32) -> String {
+    std::io::Error::from_raw_os_error(e).to_string()
+}
+
+pub(crate) fn ok<T>(r: uapi::Res<T>, what: &str) -> Result<T, String> {
+    r.map_err(|e| format!("{what}: {}", errno_name(e)))
+}
+
+pub(crate) fn expect_err<T: std::fmt::Debug>(r: uapi::Res<T>, want: i32, what: &str) -> TestResult {
+    match r {
+        Err(e) if e == want => Ok(()),
+        other => Err(format!(
+            "{what}: expected {}, got {other:?}",
+            errno_name(want)
+        )),
+    }
+}
+
+pub(crate) fn pattern(seed: u32, len: usize) -> Vec<u8> {
+    (0..len / 4)
+        .flat_map(|i| {
+            (i as u32)
+                .wrapping_mul(2_654_435_761)
+                .wrapping_add(seed)
+                .to_le_bytes()
+        })
+        .collect()
+}
+
+/// A bound, idle object of `size` bytes filled with `value` by the GPU.
+pub(crate) fn filled_object(dev: &Device, size: u64, value: u32) -> Result<u32, String> {
+    let h = ok(dev.create(size), "create")?;
+    ok(
+        dev.execbuf(&[(h, true)], uapi::OP_FILL, value, 0, 0),
+        "execbuf",
+    )?;
+    ok(dev.wait(h, -1), "wait")?;
+    Ok(h)
+}
+
+/// The GPU (a checking batch) and the CPU (pread) both read `value` in
+/// every dword of the first `size` bytes of object `h`.
+pub(crate) fn check_fill_sized(dev: &Device, h: u32, value: u32, size: u64) -> TestResult {
+    let before = Counters::read()?;
+    ok(
+        dev.execbuf(&[(h, false)], uapi::OP_CHECK, value, 0, 0),
+        "execbuf check",
+    )?;
+    ok(dev.wait(h, -1), "wait")?;
+    let d = Counters::read()?.since(&before);
+    ensure!(
+        d.get("gpu_check_errors") == 0,
+        "the GPU read stale data: {d}"
+    );
+    let mut got = vec![0u8; size as usize];
+    ok(dev.pread(h, 0, &mut got), "pread")?;
+    ensure!(
+        got.chunks(4).all(|c| c == value.to_le_bytes()),
+        "CPU read other data than the GPU wrote"
+    );
+    Ok(())
+}
+
+/// The node every page is on now.
+pub(crate) fn where_are(addrs: &[*mut libc::c_void]) -> Result<Vec<i32>, String> {
+    let mut status = vec![i32::MIN; addrs.len()];
+    env::move_pages(addrs, None, &mut status)?;
+    ensure!(
+        status.iter().all(|&s| s == 0 || s == 1),
+        "pages not on node 0 or 1: {:?}",
+        &status[..8.min(status.len())]
+    );
+    Ok(status)
+}
+
+/// Asks to move every page to `target`; returns how many are there now.
+pub(crate) fn move_to(addrs: &[*mut libc::c_void], target: &[i32]) -> Result<usize, String> {
+    let mut status = vec![i32::MIN; addrs.len()];
+    env::move_pages(addrs, Some(target), &mut status)?;
+    Ok(where_are(addrs)?
+        .iter()
+        .zip(target)
+        .filter(|(a, b)| a == b)
+        .count())
+}
+
+/// Anonymous private memory, unmapped on drop (unless already unmapped).
+pub(crate) struct Anon {
+    pub(crate) addr: *mut libc::c_void,
+    pub(crate) len: usize,
+}
+
+impl Anon {
+    pub(crate) fn new(len: usize, extra_flags: libc::c_int) -> Result<Self, String> {
+        // SAFETY: a fresh anonymous mapping; no existing memory is touched.
+        let addr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | extra_flags,
+                -1,
+                0,
+            )
+        };
+        ensure!(
+            addr != libc::MAP_FAILED,
+            "mmap {len}: {}",
+            std::io::Error::last_os_error()
+        );
+        Ok(Self { addr, len })
+    }
+
+    pub(crate) fn ptr(&self) -> u64 {
+        self.addr as u64
+    }
+
+    pub(crate) fn words(&mut self) -> &mut [u32] {
+        // SAFETY: the mapping is ours, readable, writable and
+        // `len` bytes long, and `&mut self` makes this view unique.
+        unsafe { std::slice::from_raw_parts_mut(self.addr.cast::<u32>(), self.len / 4) }
+    }
+
+    pub(crate) fn page_addrs(&self) -> Vec<*mut libc::c_void> {
+        (0..self.len as u64 / PAGE)
+            .map(|i| (self.ptr() + i * PAGE) as *mut libc::c_void)
+            .collect()
+    }
+
+    pub(crate) fn unmap(&mut self) {
+        if self.len != 0 {
+            // SAFETY: unmapping our own mapping once.
+            unsafe { libc::munmap(self.addr, self.len) };
+            self.len = 0;
+        }
+    }
+}
+
+impl Drop for Anon {
+    fn drop(&mut self) {
+        self.unmap();
+    }
+}

@@ -1,0 +1,235 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The debugfs interface and its self-test object: the counters and the
+//! control file, the object's registration, the hook's decisions on a
+//! bound object driven from the control file (moved, bypassed, refused
+//! while active, pinned or purgeable), and the commands it rejects.
+
+use movgem_guest::env::{self, compact, counter, fragment_for, Control, Counters, GpuAwake};
+use movgem_guest::{ensure, TestResult};
+
+use super::Test;
+
+/// Pages of the object used by the migration tests: 8 MiB (a smaller
+/// object is scattered faster, and any size shows the claims).
+const OBJ_PAGES: usize = 2048;
+
+fn debugfs_present() -> TestResult {
+    let ctl = Control::open()?;
+    let report = ctl.report()?;
+    ensure!(
+        report.contains("object none"),
+        "unexpected report:\n{report}"
+    );
+    for name in ["hook_calls", "migrated", "refused_active", "released_pages"] {
+        counter(name)?;
+    }
+    Ok(())
+}
+
+fn object_is_movable_and_registered() -> TestResult {
+    let ctl = Control::open()?;
+    ctl.cmd("create 64 7")?;
+    let r = ctl.fields()?;
+    let out = (|| {
+        ensure!(
+            r.get("movable") == Some(&1),
+            "mapping gfp mask is not movable: {r:?}"
+        );
+        ensure!(
+            r.get("hook_registered") == Some(&1),
+            "shmem_dev_info not registered: {r:?}"
+        );
+        ensure!(
+            r.get("pages_held") == Some(&0),
+            "a new object holds no pages: {r:?}"
+        );
+        ctl.cmd("verify")?;
+        Ok(())
+    })();
+    ctl.cmd("destroy")?;
+    out
+}
+
+/// Creates a bound object scattered through fragmented memory.
+fn scattered_bound_object(ctl: &Control, seed: u64) -> TestResult {
+    let filler = fragment_for(OBJ_PAGES as u64 * 4096)?;
+    ctl.cmd(&format!("create {OBJ_PAGES} {seed}"))?;
+    ctl.cmd("bind")?;
+    let r = ctl.fields()?;
+    drop(filler);
+    ensure!(
+        r.get("pages_held") == Some(&(OBJ_PAGES as u64)),
+        "bind did not pin pages: {r:?}"
+    );
+    Ok(())
+}
+
+/// Runs `body` with a fresh scattered, bound object; always destroys it.
+fn with_object(seed: u64, body: impl FnOnce(&Control) -> TestResult) -> TestResult {
+    let _awake = GpuAwake::new()?;
+    let ctl = Control::open()?;
+    let out = scattered_bound_object(&ctl, seed).and_then(|()| body(&ctl));
+    let _ = ctl.cmd("destroy");
+    out
+}
+
+fn compaction_moves_bound_idle_object() -> TestResult {
+    with_object(11, |ctl| {
+        let before = Counters::read()?;
+        compact()?;
+        let d = Counters::read()?.since(&before);
+        ensure!(
+            d.get("hook_calls") > 0,
+            "compaction never reached the hook: {d}"
+        );
+        ensure!(
+            d.get("migrated") > 0,
+            "no folio of the object migrated: {d}"
+        );
+        ensure!(
+            d.get("released_objects") == 1,
+            "object not released exactly once: {d}"
+        );
+        ensure!(d.get("unbinds") == 1, "bound object not unbound: {d}");
+        ctl.cmd("verify")
+            .map_err(|e| format!("data corrupted after migration: {e}"))?;
+        let r = ctl.fields()?;
+        ensure!(
+            r.get("verify_moved_pages").copied().unwrap_or(0) > 0,
+            "no page changed frame: {r:?}"
+        );
+        ensure!(
+            r.get("pages_held") == Some(&0),
+            "released object still holds pages: {r:?}"
+        );
+        // Rebinding fetches the (moved) pages again.
+        ctl.cmd("bind")?;
+        let d = Counters::read()?.since(&before);
+        ensure!(d.get("rebinds") == 1, "rebind not counted: {d}");
+        ctl.cmd("verify")?;
+        println!(
+            "  migrated {} folios, {} pages changed frame",
+            d.get("migrated"),
+            r["verify_moved_pages"]
+        );
+        Ok(())
+    })
+}
+
+fn hook_off_keeps_pinned_pages_in_place() -> TestResult {
+    env::set_param("hook", "0")?;
+    let out = with_object(12, |ctl| {
+        let d = env::compact_counted()?;
+        ensure!(d.get("hook_bypassed") > 0, "hook was not consulted: {d}");
+        ensure!(
+            d.get("migrated") == 0 && d.get("released_pages") == 0,
+            "pages moved with the hook off: {d}"
+        );
+        ctl.cmd("verify")?;
+        let r = ctl.fields()?;
+        ensure!(
+            r.get("verify_moved_pages") == Some(&0),
+            "pinned pages changed frame: {r:?}"
+        );
+        ensure!(
+            r.get("pages_held") == Some(&(OBJ_PAGES as u64)),
+            "pages released: {r:?}"
+        );
+        Ok(())
+    });
+    env::set_param("hook", "1")?;
+    out
+}
+
+/// With the object in a state the hook must refuse, compaction moves
+/// none of its pages and the refusal is counted by reason.
+fn refused_while(setup: &str, undo: &str, counter_name: &str, seed: u64) -> TestResult {
+    with_object(seed, |ctl| {
+        ctl.cmd(setup)?;
+        let d = env::compact_counted()?;
+        ctl.cmd(undo)?;
+        ensure!(d.get(counter_name) > 0, "no {counter_name}: {d}");
+        ensure!(
+            d.get("migrated") == 0 && d.get("released_objects") == 0,
+            "object released anyway: {d}"
+        );
+        ctl.cmd("verify")?;
+        let r = ctl.fields()?;
+        ensure!(
+            r.get("verify_moved_pages") == Some(&0),
+            "refused pages changed frame: {r:?}"
+        );
+        Ok(())
+    })
+}
+
+fn active_object_is_refused() -> TestResult {
+    refused_while("active 1", "active 0", "refused_active", 13)
+}
+
+fn extra_pin_is_refused() -> TestResult {
+    refused_while("pin", "unpin", "refused_pinned", 14)
+}
+
+fn purgeable_object_is_refused() -> TestResult {
+    refused_while("purgeable 1", "purgeable 0", "refused_purgeable", 15)
+}
+
+fn bad_commands_are_rejected() -> TestResult {
+    let ctl = Control::open()?;
+    let cases: [(&str, i32); 8] = [
+        ("bogus", libc::EINVAL),
+        ("create", libc::EINVAL),
+        ("create 0 1", libc::EINVAL),
+        ("create 1000000000 1", libc::EINVAL),
+        ("create 18446744073709551616 1", libc::EINVAL),
+        ("bind", libc::ENOENT),
+        ("verify", libc::ENOENT),
+        ("active 2", libc::EINVAL),
+    ];
+    for (cmd, want) in cases {
+        let got = ctl.cmd_errno(cmd);
+        ensure!(
+            got == Some(want),
+            "'{cmd}': expected errno {want}, got {got:?}"
+        );
+    }
+    let long = "x".repeat(300);
+    ensure!(
+        ctl.cmd_errno(&long) == Some(libc::E2BIG),
+        "overlong command not E2BIG"
+    );
+    ctl.cmd("create 4 1")?;
+    let dup = ctl.cmd_errno("create 4 1");
+    ctl.cmd("destroy")?;
+    ensure!(
+        dup == Some(libc::EEXIST),
+        "second object: expected EEXIST, got {dup:?}"
+    );
+    ensure!(
+        ctl.cmd_errno("unbind") == Some(libc::ENOENT),
+        "unbind without object"
+    );
+    Ok(())
+}
+
+pub(super) const TESTS: &[Test] = &[
+    ("debugfs_present", debugfs_present),
+    (
+        "object_is_movable_and_registered",
+        object_is_movable_and_registered,
+    ),
+    (
+        "compaction_moves_bound_idle_object",
+        compaction_moves_bound_idle_object,
+    ),
+    (
+        "hook_off_keeps_pinned_pages_in_place",
+        hook_off_keeps_pinned_pages_in_place,
+    ),
+    ("active_object_is_refused", active_object_is_refused),
+    ("extra_pin_is_refused", extra_pin_is_refused),
+    ("purgeable_object_is_refused", purgeable_object_is_refused),
+    ("bad_commands_are_rejected", bad_commands_are_rejected),
+];

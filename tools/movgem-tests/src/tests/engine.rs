@@ -1,0 +1,101 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The simulated GPU engine: a fill batch, busy and wait, the GPU's
+//! check of what it reads, and a hang ended by its timeout or a reset.
+
+use std::time::Instant;
+
+use movgem_uapi::{self as uapi, Device};
+
+use movgem_guest::env::{self, Control, Counters};
+use movgem_guest::{ensure, TestResult};
+
+use super::common::{expect_err, ok, PAGE};
+use super::Test;
+
+fn gpu_fill_busy_wait() -> TestResult {
+    let dev = ok(Device::open(), "open")?;
+    let size = 16 * PAGE;
+    let h = ok(dev.create(size), "create")?;
+    let offs = ok(
+        dev.execbuf(&[(h, true)], uapi::OP_FILL, 0xdead_beef, 300_000_000, 0),
+        "execbuf",
+    )?;
+    ensure!(offs[0] % PAGE == 0, "GTT offset {:#x}", offs[0]);
+    ensure!(
+        ok(dev.busy(h), "busy")?,
+        "object not busy right after execbuf"
+    );
+    expect_err(dev.wait(h, 0), uapi_etime(), "wait(0) on a busy object")?;
+    let left = ok(dev.wait(h, 5_000_000_000), "wait")?;
+    ensure!(left > 0 && left < 5_000_000_000, "time left {left}");
+    ensure!(!ok(dev.busy(h), "busy")?, "still busy after wait");
+    let mut got = vec![0u8; size as usize];
+    ok(dev.pread(h, 0, &mut got), "pread")?;
+    ensure!(
+        got.chunks(4).all(|c| c == 0xdead_beef_u32.to_le_bytes()),
+        "GPU fill not visible"
+    );
+    let before = Counters::read()?;
+    ok(
+        dev.execbuf(&[(h, false)], uapi::OP_CHECK, 0xdead_beef, 0, 0),
+        "execbuf check",
+    )?;
+    ok(dev.wait(h, -1), "wait")?;
+    let d = Counters::read()?.since(&before);
+    ensure!(
+        d.get("gpu_check_errors") == 0 && d.get("gpu_requests") == 1,
+        "GPU read other data: {d}"
+    );
+    ok(
+        dev.set_domain(h, uapi::DOMAIN_CPU, uapi::DOMAIN_CPU),
+        "set_domain",
+    )?;
+    let info = ok(dev.info(), "info")?;
+    ensure!(
+        info.bound_objects >= 1 && info.gtt_used >= size,
+        "binding not reported: {info:?}"
+    );
+    ok(dev.close(h), "close")
+}
+
+fn uapi_etime() -> i32 {
+    libc::ETIME
+}
+
+fn hang_ends() -> TestResult {
+    let dev = ok(Device::open(), "open")?;
+    let h = ok(dev.create(PAGE), "create")?;
+    env::set_param("hang_timeout_ms", "300")?;
+    let before = Counters::read()?;
+    let start = Instant::now();
+    let r = dev.execbuf(&[(h, false)], uapi::OP_NOP, 0, 0, uapi::EXEC_HANG);
+    let waited = r.and_then(|_| dev.wait(h, 10_000_000_000));
+    env::set_param("hang_timeout_ms", "1000")?;
+    ok(waited, "wait on a hang")?;
+    let d = Counters::read()?.since(&before);
+    ensure!(
+        d.get("gpu_hangs_timed_out") == 1,
+        "hang not ended by its timeout: {d}"
+    );
+    println!(
+        "  hang ended after {} ms (hang_timeout_ms=300)",
+        start.elapsed().as_millis()
+    );
+    // A reset ends a hang at once.
+    ok(
+        dev.execbuf(&[(h, false)], uapi::OP_NOP, 0, 0, uapi::EXEC_HANG),
+        "execbuf hang",
+    )?;
+    expect_err(dev.wait(h, 0), libc::ETIME, "hang finished by itself")?;
+    Control::open()?.cmd("reset")?;
+    ok(dev.wait(h, 5_000_000_000), "wait after reset")?;
+    let d = Counters::read()?.since(&before);
+    ensure!(d.get("gpu_requests_reset") == 1, "reset not counted: {d}");
+    ok(dev.close(h), "close")
+}
+
+pub(super) const TESTS: &[Test] = &[
+    ("gpu_fill_busy_wait", gpu_fill_busy_wait),
+    ("gpu_hang_ends_by_timeout_and_reset", hang_ends),
+];

@@ -1,0 +1,373 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The migrate hook on objects the GPU bound: a bound, idle object is
+//! released and moved with its data intact (by compaction and by
+//! move_pages(2)); an active object, a pinned binding, a suspended
+//! device, a vmap'd or purgeable object and a contended lock are refused.
+
+use std::time::{Duration, Instant};
+
+use movgem_uapi::{self as uapi, Device};
+
+use movgem_guest::env::{self, compact, fragment_for, Control, Counters, GpuAwake};
+use movgem_guest::{ensure, TestResult};
+
+use super::common::{check_fill_sized, expect_err, filled_object, move_to, ok, where_are, PAGE};
+use super::Test;
+
+/// Object size of the migration tests: 8 MiB.
+const BIG: u64 = 8 << 20;
+
+/// An 8 MiB object, bound by a GPU fill while memory is fragmented, so
+/// its pinned pages are spread over the zone; returns when it is idle.
+fn scattered_gpu_object(dev: &Device, value: u32) -> Result<u32, String> {
+    let start = Instant::now();
+    let filler = fragment_for(BIG)?;
+    let fragmented = start.elapsed();
+    let h = filled_object(dev, BIG, value)?;
+    let filled = start.elapsed();
+    drop(filler);
+    println!(
+        "  scattered object: fragmenting {:.1}s, GPU fill {:.1}s, filler freed {:.1}s",
+        fragmented.as_secs_f64(),
+        (filled - fragmented).as_secs_f64(),
+        (start.elapsed() - filled).as_secs_f64()
+    );
+    Ok(h)
+}
+
+fn check_fill(dev: &Device, h: u32, value: u32) -> TestResult {
+    check_fill_sized(dev, h, value, BIG)
+}
+
+fn bound_idle_object_migrates() -> TestResult {
+    let _awake = GpuAwake::new()?;
+    let dev = ok(Device::open(), "open")?;
+    let h = scattered_gpu_object(&dev, 0x1234_5678)?;
+    let d = env::compact_counted()?;
+    let out = (|| {
+        ensure!(d.get("migrated") > 0, "nothing migrated: {d}");
+        ensure!(
+            d.get("unbinds") == 1 && d.get("released_objects") == 1,
+            "not unbound once: {d}"
+        );
+        let info = ok(dev.info(), "info")?;
+        ensure!(info.bound_objects == 0, "object still bound: {info:?}");
+        // Rebinding through the GPU fetches the moved pages; what the GPU
+        // and the CPU read must be what the GPU wrote before.
+        check_fill(&dev, h, 0x1234_5678)?;
+        println!(
+            "  GPU object: {} folios migrated, data intact for GPU and CPU",
+            d.get("migrated")
+        );
+        Ok(())
+    })();
+    ok(dev.close(h), "close")?;
+    out
+}
+
+fn move_pages_migrates_bound_object() -> TestResult {
+    let _awake = GpuAwake::new()?;
+    let dev = ok(Device::open(), "open")?;
+    let size = 8 << 20;
+    let value = 0x0bad_cafe;
+    let h = ok(dev.create(size), "create")?;
+    ok(
+        dev.execbuf(&[(h, true)], uapi::OP_FILL, value, 0, 0),
+        "execbuf",
+    )?;
+    ok(dev.wait(h, -1), "wait")?;
+    let addr = ok(dev.mmap(h, 0, size), "mmap")?;
+    let n = (size / PAGE) as usize;
+    let addrs: Vec<*mut libc::c_void> = (0..n)
+        .map(|i| (addr + i as u64 * PAGE) as *mut libc::c_void)
+        .collect();
+    // Fault every page in, then ask where each one lives.
+    for a in &addrs {
+        // SAFETY: inside the mapping the kernel gave us.
+        let _ = unsafe { std::ptr::read_volatile(*a as *const u8) };
+    }
+    let out = (|| {
+        let here = where_are(&addrs)?;
+        let there: Vec<i32> = here.iter().map(|&s| 1 - s).collect();
+
+        env::set_param("hook", "0")?;
+        let before = Counters::read()?;
+        let moved_off = move_to(&addrs, &there);
+        env::set_param("hook", "1")?;
+        let moved_off = moved_off?;
+        let d = Counters::read()?.since(&before);
+        ensure!(
+            moved_off == 0,
+            "{moved_off} pinned pages moved with the hook off: {d}"
+        );
+        ensure!(d.get("hook_bypassed") > 0, "hook not consulted: {d}");
+
+        let before = Counters::read()?;
+        let moved_on = move_to(&addrs, &there)?;
+        let d = Counters::read()?.since(&before);
+        ensure!(
+            moved_on == n,
+            "only {moved_on} of {n} pages reached the other node: {d}"
+        );
+        ensure!(
+            d.get("unbinds") == 1 && d.get("migrated") as usize >= n,
+            "hook did not release: {d}"
+        );
+
+        // The object now holds no pages: with the hook off, shmem must
+        // behave exactly as without it, and move every page back.
+        env::set_param("hook", "0")?;
+        let moved_back = move_to(&addrs, &here);
+        env::set_param("hook", "1")?;
+        let moved_back = moved_back?;
+        ensure!(
+            moved_back == n,
+            "hook off refused {} unpinned pages",
+            n - moved_back
+        );
+        println!(
+            "  move_pages: hook off moved 0 of {n} pinned pages; hook on moved {moved_on}; \
+             hook off moved {moved_back} unpinned pages back"
+        );
+        Ok(())
+    })();
+    // SAFETY: unmapping what the kernel mapped for us.
+    unsafe { libc::munmap(addr as *mut libc::c_void, size as usize) };
+    out?;
+    // The GPU and the CPU still see what the GPU wrote.
+    check_fill_sized(&dev, h, value, size)?;
+    ok(dev.close(h), "close")
+}
+
+fn active_object_is_refused() -> TestResult {
+    // The hang must outlast compaction, however slow the kernel is.
+    env::set_param("hang_timeout_ms", "600000")?;
+    let out = active_object_is_refused_inner();
+    env::set_param("hang_timeout_ms", "1000")?;
+    out
+}
+
+fn active_object_is_refused_inner() -> TestResult {
+    let _awake = GpuAwake::new()?;
+    let dev = ok(Device::open(), "open")?;
+    let filler = fragment_for(BIG)?;
+    let h = ok(dev.create(BIG), "create")?;
+    ok(
+        dev.execbuf(&[(h, true)], uapi::OP_FILL, 7, 0, uapi::EXEC_HANG),
+        "execbuf hang",
+    )?;
+    drop(filler);
+    let d = env::compact_counted()?;
+    let ctl = Control::open()?;
+    ctl.cmd("reset")?;
+    ok(dev.wait(h, 5_000_000_000), "wait after reset")?;
+    ensure!(
+        d.get("refused_active") > 0,
+        "hook never refused the active object: {d}"
+    );
+    ensure!(
+        d.get("released_objects") == 0 && d.get("migrated") == 0,
+        "active object released: {d}"
+    );
+    check_fill(&dev, h, 7)?;
+    ok(dev.close(h), "close")
+}
+
+fn pinned_vma_is_refused() -> TestResult {
+    let _awake = GpuAwake::new()?;
+    let dev = ok(Device::open(), "open")?;
+    let h = scattered_gpu_object(&dev, 9)?;
+    ok(dev.pin(h), "pin")?;
+    let d = env::compact_counted()?;
+    ok(dev.unpin(h), "unpin")?;
+    ensure!(
+        d.get("refused_pinned_vma") > 0,
+        "pinned binding not refused: {d}"
+    );
+    ensure!(d.get("migrated") == 0, "pinned pages moved: {d}");
+    check_fill(&dev, h, 9)?;
+    ok(dev.close(h), "close")
+}
+
+fn suspended_device_refuses() -> TestResult {
+    let dev = ok(Device::open(), "open")?;
+    let before = Counters::read()?;
+    let h = scattered_gpu_object(&dev, 11)?;
+    // Idle: after the autosuspend delay the device suspends by itself.
+    // An event, not a time: 100 ms of autosuspend delay, however slowly
+    // a loaded machine gets there (60 s is only the give-up).
+    env::wait_runtime_status("suspended", 60_000)?;
+    let mid = Counters::read()?;
+    ensure!(
+        mid.since(&before).get("runtime_resumes") >= 1,
+        "execbuf did not resume the device"
+    );
+    ensure!(
+        mid.since(&before).get("runtime_suspends") >= 1,
+        "device never suspended"
+    );
+    compact()?;
+    let d = Counters::read()?.since(&mid);
+    ensure!(
+        d.get("refused_suspended") > 0,
+        "hook did not refuse while suspended: {d}"
+    );
+    ensure!(
+        d.get("migrated") == 0 && d.get("unbinds") == 0,
+        "unbound while suspended: {d}"
+    );
+    ensure!(
+        env::runtime_status()? == "suspended",
+        "the hook woke the device"
+    );
+    // Awake again, the same object can be released.
+    let awake = GpuAwake::new()?;
+    compact()?;
+    let d = Counters::read()?.since(&mid);
+    ensure!(d.get("unbinds") == 1, "not unbound once awake: {d}");
+    drop(awake);
+    check_fill(&dev, h, 11)?;
+    ok(dev.close(h), "close")
+}
+
+fn vmap_and_purge() -> TestResult {
+    let _awake = GpuAwake::new()?;
+    let dev = ok(Device::open(), "open")?;
+    let h = scattered_gpu_object(&dev, 13)?;
+    ok(dev.vmap(h), "vmap")?;
+    let before = Counters::read()?;
+    compact()?;
+    let d = Counters::read()?.since(&before);
+    ensure!(
+        d.get("refused_pinned") > 0 && d.get("migrated") == 0,
+        "vmap-pinned pages not refused: {d}"
+    );
+    let ctl = Control::open()?;
+    ctl.cmd("purge_vmaps")?;
+    let d = Counters::read()?.since(&before);
+    ensure!(
+        d.get("vmap_purged_pages") == 0,
+        "a pinned mapping was purged: {d}"
+    );
+    ok(dev.vunmap(h), "vunmap")?;
+    let info = ok(dev.info(), "info")?;
+    ensure!(
+        info.cached_vmaps >= 1,
+        "unpinned mapping not cached: {info:?}"
+    );
+    ctl.cmd("purge_vmaps")?;
+    let d = Counters::read()?.since(&before);
+    ensure!(
+        d.get("vmap_purged_pages") == BIG / PAGE,
+        "purge freed {} pages: {d}",
+        d.get("vmap_purged_pages")
+    );
+    let info = ok(dev.info(), "info")?;
+    ensure!(info.cached_vmaps == 0, "mapping still cached: {info:?}");
+    check_fill(&dev, h, 13)?;
+    ok(dev.close(h), "close")
+}
+
+fn madvise() -> TestResult {
+    let _awake = GpuAwake::new()?;
+    let dev = ok(Device::open(), "open")?;
+    // No pages: DONTNEED purges at once, and stays purged.
+    let idle = ok(dev.create(4 * PAGE), "create")?;
+    ensure!(
+        !ok(dev.madvise(idle, uapi::MADV_DONTNEED), "madvise")?,
+        "object without pages retained"
+    );
+    let mut buf = [0u8; 16];
+    expect_err(dev.pread(idle, 0, &mut buf), libc::EFAULT, "pread purged")?;
+    expect_err(
+        dev.execbuf(&[(idle, false)], uapi::OP_NOP, 0, 0, 0),
+        libc::EFAULT,
+        "execbuf purged",
+    )?;
+    ensure!(
+        !ok(dev.madvise(idle, uapi::MADV_WILLNEED), "madvise")?,
+        "purged object came back"
+    );
+    ok(dev.close(idle), "close")?;
+    // Bound: DONTNEED keeps the pages, and the hook leaves it to the shrinker.
+    let h = scattered_gpu_object(&dev, 17)?;
+    ensure!(
+        ok(dev.madvise(h, uapi::MADV_DONTNEED), "madvise")?,
+        "bound object lost its pages"
+    );
+    let d = env::compact_counted()?;
+    ensure!(
+        d.get("refused_purgeable") > 0 && d.get("migrated") == 0,
+        "purgeable not refused: {d}"
+    );
+    ensure!(
+        ok(dev.madvise(h, uapi::MADV_WILLNEED), "madvise")?,
+        "pages lost"
+    );
+    check_fill(&dev, h, 17)?;
+    ok(dev.close(h), "close")
+}
+
+fn lock_contention() -> TestResult {
+    let _awake = GpuAwake::new()?;
+    let dev = ok(Device::open(), "open")?;
+    let h = scattered_gpu_object(&dev, 19)?;
+    const HOLD_MS: u64 = 2000;
+    let holds = env::counter("lock_holds")?;
+    let holder =
+        std::thread::spawn(|| Control::open().and_then(|c| c.cmd(&format!("hold_lock {HOLD_MS}"))));
+    // Compaction starts once the holder has the lock, however long a
+    // loaded machine takes to run it; the count below needs the overlap.
+    let held = Instant::now();
+    while env::counter("lock_holds")? == holds {
+        ensure!(
+            held.elapsed() < Duration::from_secs(60),
+            "hold_lock never took struct_mutex"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let before = Counters::read()?;
+    let start = Instant::now();
+    compact()?;
+    let took = start.elapsed();
+    let d = Counters::read()?.since(&before);
+    holder
+        .join()
+        .map_err(|_| "holder thread panicked".to_string())??;
+    let contended = d.get("refused_lock_contended");
+    ensure!(contended > 0, "no refusal while struct_mutex was held: {d}");
+    // Each refusal waits at most lock_timeout_ms (10 ms): while the lock
+    // stays held (2 s, less the few ms before compaction starts), that is
+    // about 200 refusals; allow 10x per refusal (100 ms).
+    ensure!(
+        contended >= (HOLD_MS - 200) / 100,
+        "only {contended} refusals: the hook waited too long"
+    );
+    println!(
+        "  {contended} folios refused on the contended lock; compaction took {} ms",
+        took.as_millis()
+    );
+    check_fill(&dev, h, 19)?;
+    ok(dev.close(h), "close")
+}
+
+pub(super) const TESTS: &[Test] = &[
+    (
+        "gpu_bound_idle_object_migrates_data_intact",
+        bound_idle_object_migrates,
+    ),
+    (
+        "gpu_move_pages_migrates_bound_object",
+        move_pages_migrates_bound_object,
+    ),
+    ("gpu_active_object_is_refused", active_object_is_refused),
+    ("gpu_pinned_vma_is_refused", pinned_vma_is_refused),
+    (
+        "runtime_pm_suspends_and_hook_refuses",
+        suspended_device_refuses,
+    ),
+    ("vmap_pins_then_purge_releases_unpinned", vmap_and_purge),
+    ("madvise_dontneed_purges_and_refuses", madvise),
+    ("lock_contention_refused_within_budget", lock_contention),
+];

@@ -1,0 +1,194 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! userptr objects: the GPU reading and writing user memory, the
+//! arguments USERPTR rejects, and the mmu_interval_notifier following
+//! migration and munmap.
+
+use movgem_uapi::{self as uapi, Device};
+
+use movgem_guest::env::Counters;
+use movgem_guest::{ensure, TestResult};
+
+use super::common::{expect_err, move_to, ok, where_are, Anon, PAGE};
+use super::Test;
+
+fn userptr_gpu_uses_user_memory() -> TestResult {
+    let dev = ok(Device::open(), "open")?;
+    let size = 1usize << 20;
+    let mut mem = Anon::new(size, 0)?;
+    mem.words().fill(0x1234_5678);
+    let h = ok(dev.userptr(mem.ptr(), size as u64), "userptr")?;
+    let before = Counters::read()?;
+    ok(
+        dev.execbuf(&[(h, false)], uapi::OP_CHECK, 0x1234_5678, 0, 0),
+        "execbuf check",
+    )?;
+    ok(dev.wait(h, -1), "wait")?;
+    ok(
+        dev.execbuf(&[(h, false)], uapi::OP_CHECK, 0x0bad_0bad, 0, 0),
+        "execbuf check",
+    )?;
+    ok(dev.wait(h, -1), "wait")?;
+    let d = Counters::read()?.since(&before);
+    ensure!(
+        d.get("gpu_check_errors") == size as u64 / 4,
+        "the GPU did not read the user's memory: {d}"
+    );
+    ok(
+        dev.execbuf(&[(h, true)], uapi::OP_FILL, 0xfeed_beef, 0, 0),
+        "execbuf fill",
+    )?;
+    ok(dev.wait(h, -1), "wait")?;
+    let wrong = mem.words().iter().filter(|&&w| w != 0xfeed_beef).count();
+    ensure!(
+        wrong == 0,
+        "{wrong} dwords of user memory not written by the GPU"
+    );
+    let d = Counters::read()?.since(&before);
+    ensure!(
+        d.get("userptr_faulted_pages") >= 3 * size as u64 / PAGE,
+        "pages not faulted per request: {d}"
+    );
+    // Idle: no page references held, so nothing shows as active.
+    let info = ok(dev.info(), "info")?;
+    ensure!(info.active_objects == 0, "still active: {info:?}");
+    ok(dev.close(h), "close")
+}
+
+fn userptr_bad_arguments() -> TestResult {
+    let dev = ok(Device::open(), "open")?;
+    let mem = Anon::new(1 << 20, 0)?;
+    expect_err(dev.userptr(mem.ptr() + 8, PAGE), libc::EINVAL, "unaligned")?;
+    expect_err(dev.userptr(mem.ptr(), 0), libc::EINVAL, "empty")?;
+    expect_err(dev.userptr(mem.ptr(), 100), libc::EINVAL, "partial page")?;
+    expect_err(
+        dev.userptr(mem.ptr(), uapi::MAX_OBJECT_SIZE + PAGE),
+        libc::E2BIG,
+        "too big",
+    )?;
+    expect_err(
+        dev.userptr(0xffff_8880_0000_0000, PAGE),
+        libc::EFAULT,
+        "kernel address",
+    )?;
+    let mut a = uapi::Userptr {
+        user_ptr: mem.ptr(),
+        user_size: PAGE,
+        flags: 1,
+        handle: 0,
+    };
+    expect_err(dev.call(uapi::IOCTL_USERPTR, &mut a), libc::EINVAL, "flags")?;
+    let h = ok(dev.userptr(mem.ptr(), 1 << 20), "userptr")?;
+    let mut buf = [0u8; 8];
+    expect_err(dev.pread(h, 0, &mut buf), libc::EINVAL, "pread userptr")?;
+    expect_err(dev.pwrite(h, 0, &buf), libc::EINVAL, "pwrite userptr")?;
+    expect_err(dev.mmap(h, 0, PAGE), libc::EINVAL, "mmap userptr")?;
+    expect_err(dev.pin(h), libc::EINVAL, "pin userptr")?;
+    expect_err(dev.vmap(h), libc::EINVAL, "vmap userptr")?;
+    ok(dev.close(h), "close")?;
+    // A range that is not mapped: the object exists, using it faults.
+    let mut gone = Anon::new(1 << 20, 0)?;
+    let ptr = gone.ptr();
+    gone.unmap();
+    let h = ok(dev.userptr(ptr, 1 << 20), "userptr of a hole")?;
+    expect_err(
+        dev.set_domain(h, uapi::DOMAIN_GTT, 0),
+        libc::EFAULT,
+        "set_domain of a hole",
+    )?;
+    expect_err(
+        dev.execbuf(&[(h, false)], uapi::OP_NOP, 0, 0, 0),
+        libc::EFAULT,
+        "execbuf of a hole",
+    )?;
+    ok(dev.close(h), "close")
+}
+
+fn userptr_follows_invalidation() -> TestResult {
+    let dev = ok(Device::open(), "open")?;
+    let size = 2usize << 20;
+    let npages = size / PAGE as usize;
+    let mut mem = Anon::new(size, 0)?;
+    mem.words().fill(7);
+    let h = ok(dev.userptr(mem.ptr(), size as u64), "userptr")?;
+    ok(dev.execbuf(&[(h, true)], uapi::OP_FILL, 1, 0, 0), "execbuf")?;
+    ok(dev.wait(h, -1), "wait")?;
+    let addrs = mem.page_addrs();
+    let here = where_are(&addrs)?;
+    let there: Vec<i32> = here.iter().map(|&n| 1 - n).collect();
+
+    // While a request uses the pages, it holds references: no migration.
+    ok(
+        dev.execbuf(&[(h, false)], uapi::OP_NOP, 0, 2_000_000_000, 0),
+        "execbuf busy",
+    )?;
+    let moved_busy = move_to(&addrs, &there)?;
+    ok(dev.wait(h, -1), "wait")?;
+    ensure!(moved_busy == 0, "{moved_busy} pages moved under the GPU");
+
+    // Idle, it holds none: migration moves them and invalidates the range.
+    let before = Counters::read()?;
+    let moved = move_to(&addrs, &there)?;
+    let d = Counters::read()?.since(&before);
+    ensure!(
+        moved == npages,
+        "only {moved} of {npages} idle pages moved: {d}"
+    );
+    ensure!(
+        d.get("userptr_invalidations") > 0,
+        "migration did not invalidate the range: {d}"
+    );
+    // The next request drops the stale binding and uses the new pages.
+    ok(dev.execbuf(&[(h, true)], uapi::OP_FILL, 2, 0, 0), "execbuf")?;
+    ok(dev.wait(h, -1), "wait")?;
+    let d = Counters::read()?.since(&before);
+    ensure!(
+        d.get("userptr_stale_unbinds") > 0,
+        "stale binding kept: {d}"
+    );
+    let wrong = mem.words().iter().filter(|&&w| w != 2).count();
+    ensure!(wrong == 0, "{wrong} dwords missed after migration");
+
+    // Unmapped: the range is gone, so using it faults...
+    let ptr = mem.ptr();
+    let before = Counters::read()?;
+    mem.unmap();
+    let d = Counters::read()?.since(&before);
+    ensure!(
+        d.get("userptr_invalidations") > 0,
+        "munmap did not invalidate: {d}"
+    );
+    expect_err(
+        dev.execbuf(&[(h, false)], uapi::OP_NOP, 0, 0, 0),
+        libc::EFAULT,
+        "execbuf after munmap",
+    )?;
+    // ...until memory is mapped there again.
+    // SAFETY: MAP_FIXED over the range we just unmapped ourselves.
+    let again = unsafe {
+        libc::mmap(
+            ptr as *mut libc::c_void,
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
+            -1,
+            0,
+        )
+    };
+    ensure!(again as u64 == ptr, "remap failed");
+    let mut mem = Anon {
+        addr: again,
+        len: size,
+    };
+    ok(dev.execbuf(&[(h, true)], uapi::OP_FILL, 3, 0, 0), "execbuf")?;
+    ok(dev.wait(h, -1), "wait")?;
+    let wrong = mem.words().iter().filter(|&&w| w != 3).count();
+    ensure!(wrong == 0, "{wrong} dwords of the new mapping not written");
+    ok(dev.close(h), "close")
+}
+
+pub(super) const TESTS: &[Test] = &[
+    ("userptr_gpu_uses_user_memory", userptr_gpu_uses_user_memory),
+    ("userptr_bad_arguments", userptr_bad_arguments),
+    ("userptr_follows_invalidation", userptr_follows_invalidation),
+];
