@@ -318,12 +318,33 @@ fn writeback_swapin_and_migration_keep_data() -> TestResult {
     let avail = env::meminfo_kib("MemAvailable")? << 10;
     let st = hog(avail + (64 << 20), false);
     ensure!(exited_ok(st), "hog failed: status {st}");
+    // The object's own pages, through a mapping that is never touched:
+    // mincore(2) on a shmem mapping sees the page cache, and a page that
+    // is only in swap is not in it.
+    let view = ok(dev.mmap(h, 0, size), "mmap")?;
+    let out_before = npages - resident_pages(view, npages)?;
     let pswpin = vmstat("pswpin")?;
     let mut got = vec![0u8; size as usize];
     ok(dev.pread(h, 0, &mut got), "pread")?;
     let swapped_in = vmstat("pswpin")? - pswpin;
-    println!("  read back after a hog: {swapped_in} pages swapped in");
-    ensure!(swapped_in > 0, "nothing was read back from swap");
+    let out_after = npages - resident_pages(view, npages)?;
+    // SAFETY: our own mapping of `size` bytes, never handed out.
+    unsafe { libc::munmap(view as *mut libc::c_void, size as usize) };
+    println!(
+        "  read back after a hog: {out_before} of the object's {npages} pages \
+         were out of memory, {out_after} after the read; {swapped_in} pages swapped in"
+    );
+    ensure!(
+        out_before * 10 >= npages * 9,
+        "the hog left {} of the object's {npages} pages in memory: the read \
+         would not come from swap",
+        npages - out_before
+    );
+    ensure!(out_after == 0, "{out_after} pages still out after the read");
+    ensure!(
+        swapped_in >= out_before,
+        "{out_before} of the object's pages were out, {swapped_in} pages swapped in"
+    );
     let bad = got
         .chunks(4)
         .zip(data.chunks(4))
@@ -434,3 +455,21 @@ pub(super) const TESTS: &[Test] = &[
     ),
     ("oom_notifier_saves_a_hog", oom_notifier_saves_a_hog),
 ];
+
+/// How many of the `npages` pages mapped at `addr` are in memory.
+fn resident_pages(addr: u64, npages: u64) -> Result<u64, String> {
+    let mut vec = vec![0u8; npages as usize];
+    // SAFETY: `addr` is a page-aligned mapping of `npages` pages, and
+    // `vec` has a byte for each.
+    let r = unsafe {
+        libc::mincore(
+            addr as *mut libc::c_void,
+            (npages * PAGE) as usize,
+            vec.as_mut_ptr(),
+        )
+    };
+    if r != 0 {
+        return Err(format!("mincore: {}", std::io::Error::last_os_error()));
+    }
+    Ok(vec.iter().filter(|&&b| b & 1 != 0).count() as u64)
+}

@@ -332,10 +332,10 @@ fn run_func(
         ));
     }
     let vm = Counters::vmstat()?.since(&vm_before);
-    let driver = before
+    let since = before
         .as_ref()
-        .and_then(|b| Counters::read().ok().map(|n| n.since(b).pick(&DRIVER)))
-        .unwrap_or_default();
+        .and_then(|b| Counters::read().ok().map(|n| n.since(b)));
+    let driver = since.as_ref().map(|d| d.pick(&DRIVER)).unwrap_or_default();
     println!(
         "gem-shrink: phases: {}; vmstat {}; movgem {driver}",
         phases.join("; "),
@@ -345,10 +345,33 @@ fn run_func(
     if let Some(e) = err {
         return Err(e);
     }
+    // With the shrinker on, a subtest passes only if it did what it is
+    // there for: pressure the driver had to answer (plan::pressure).
+    let freed = since.as_ref().map_or(0, |d| {
+        d.get("shrink_freed_pages") + d.get("oom_freed_pages")
+    });
+    let unmet = match plan::pressure(f, mode) {
+        _ if o.without_shrinker => None,
+        plan::Pressure::None => None,
+        plan::Pressure::DriverFreed if freed == 0 => {
+            Some("the shrinker and the OOM notifier freed nothing".to_string())
+        }
+        plan::Pressure::Swapped if vm.get("pswpout") == 0 => {
+            Some("nothing went to swap: no memory pressure".to_string())
+        }
+        _ => None,
+    };
     Ok(match r.decided {
         Some((line, expected)) => Outcome::Failed {
             why: format!("{summary}; {line}; {}", summarize(&r.bad)),
             expected,
+        },
+        None if r.bad.is_empty() && unmet.is_some() => Outcome::Failed {
+            why: format!(
+                "{summary}; passed without pressure: {}",
+                unmet.unwrap_or_default()
+            ),
+            expected: false,
         },
         None if r.bad.is_empty() => Outcome::Passed(summary),
         // Without a shrinker, a hang that the watchdog ends is a failure

@@ -42,6 +42,31 @@ pub const MODES: [(&str, Mode); 5] = [
     ("-oom", Mode::Oom),
 ];
 
+/// What a passing subtest must show it made the system do, with the
+/// shrinker on: a green subtest that never needed the driver to give
+/// memory back proves nothing about the driver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pressure {
+    /// Nothing (the sanity checks: one worker, a second, no pressure).
+    None,
+    /// The shrinker or the OOM notifier freed object pages.
+    DriverFreed,
+    /// Memory went to swap.  PWRITE and PREAD copy through the page
+    /// cache without attaching pages to the object (i915 attaches them),
+    /// so those objects' memory is reclaimed by the kernel, not by our
+    /// shrinker (Documentation/design.md, gem_shrink port).
+    Swapped,
+}
+
+/// What function `f` in `mode` must show.
+pub fn pressure(f: usize, mode: Mode) -> Pressure {
+    match (FUNCS[f], mode) {
+        (_, Mode::SanityCheck) => Pressure::None,
+        ("pwrite" | "pread", _) => Pressure::Swapped,
+        _ => Pressure::DriverFreed,
+    }
+}
+
 /// What one subtest runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Subtest {
@@ -379,5 +404,22 @@ mod tests {
         assert_eq!(timeout_s(Subtest::Reclaim, 0.5), 0.5);
         assert_eq!(timeout_s(Subtest::Func(0, Mode::SanityCheck), 20.0), 1.0);
         assert_eq!(timeout_s(Subtest::Func(0, Mode::Oom), 3.0), 3.0);
+    }
+
+    #[test]
+    fn every_subtest_but_the_sanity_checks_asks_for_pressure() {
+        let mut by = [0usize; 3];
+        for (name, t) in subtests() {
+            let Subtest::Func(f, mode) = t else { continue };
+            let p = pressure(f, mode);
+            by[p as usize] += 1;
+            assert_eq!(
+                p == Pressure::None,
+                name.ends_with("-sanitycheck"),
+                "{name}"
+            );
+        }
+        // 10 sanity checks; pwrite and pread in 4 modes each; the rest.
+        assert_eq!(by, [10, 32, 8]);
     }
 }
