@@ -41,6 +41,40 @@ fn module_range() -> Result<(u64, u64), String> {
 }
 
 /// Arms (or disarms) both fault types for this task.
+/// Injection armed for this task, inside the console's tolerance window.
+/// Dropping it (an early return included) disarms injection and closes
+/// the window, so no later report can hide in it.
+struct Window {
+    range: (u64, u64),
+    open: bool,
+}
+
+impl Window {
+    fn open(range: (u64, u64)) -> Result<Self, String> {
+        write("/dev/kmsg", "movgem-faults: window begin")?;
+        let w = Self { range, open: true };
+        arm(true, range)?;
+        Ok(w)
+    }
+
+    /// Disarms and closes, reporting a failure to disarm.
+    fn close(mut self) -> Result<(), String> {
+        self.open = false;
+        let r = arm(false, self.range);
+        write("/dev/kmsg", "movgem-faults: window end")?;
+        r
+    }
+}
+
+impl Drop for Window {
+    fn drop(&mut self) {
+        if self.open {
+            let _ = arm(false, self.range);
+            let _ = write("/dev/kmsg", "movgem-faults: window end");
+        }
+    }
+}
+
 fn arm(on: bool, range: (u64, u64)) -> Result<(), String> {
     for dir in [
         "/sys/kernel/debug/failslab",
@@ -102,10 +136,10 @@ pub fn run(rounds: u64) -> TestResult {
             }
         }
     };
-    // Kernel messages from here on are expected allocation-failure
-    // reports; the host tolerates their stack dumps inside this window.
-    let _ = write("/dev/kmsg", "movgem-faults: window begin");
-    arm(true, range)?;
+    // Kernel messages from here on may be injected allocation failures
+    // of this task, which the host tolerates inside this window; the
+    // guard disarms injection and closes the window on every way out.
+    let window = Window::open(range)?;
     for _ in 0..rounds {
         match rng.below(8) {
             0 | 1 if objs.len() < 6 => {
@@ -186,8 +220,7 @@ pub fn run(rounds: u64) -> TestResult {
             _ => {}
         }
     }
-    arm(false, range)?;
-    let _ = write("/dev/kmsg", "movgem-faults: window end");
+    window.close()?;
     // Without injection every surviving object reads back what it holds.
     for o in &objs {
         let mut buf = vec![0u8; (o.pages * PAGE) as usize];
