@@ -80,9 +80,12 @@ pub(crate) enum Counter {
     /// debugfs `hold_lock` commands that took `struct_mutex` (a test
     /// waits for this before it measures contention).
     LockHolds,
+    /// Longest the hook waited for `struct_mutex` before refusing, in
+    /// microseconds (a maximum, not a sum).
+    HookLockWaitMaxUs,
 }
 
-const FIRST_REFUSAL: usize = Counter::LockHolds as usize + 1;
+const FIRST_REFUSAL: usize = Counter::HookLockWaitMaxUs as usize + 1;
 
 /// Number of counters, refusals included.
 pub(crate) const COUNT: usize = FIRST_REFUSAL + Refusal::ALL.len();
@@ -123,6 +126,7 @@ pub(crate) const NAMES: [&kernel::str::CStr; COUNT] = [
     kernel::c_str!("userptr_stale_unbinds"),
     kernel::c_str!("userptr_faulted_pages"),
     kernel::c_str!("lock_holds"),
+    kernel::c_str!("hook_lock_wait_max_us"),
     kernel::c_str!("refused_hook_disabled"),
     kernel::c_str!("refused_lock_contended"),
     kernel::c_str!("refused_active"),
@@ -158,6 +162,11 @@ impl Counters {
     /// Counts one `c`.
     pub(crate) fn inc(&self, c: Counter) {
         self.add(c, 1);
+    }
+
+    /// Raises `c`, a maximum, to `v` if it is below.
+    pub(crate) fn max(&self, c: Counter, v: u64) {
+        self.values[c as usize].fetch_max(v, Ordering::Relaxed);
     }
 
     /// Counts one refusal of the migrate hook for reason `r`.

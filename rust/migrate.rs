@@ -12,6 +12,7 @@ use crate::object::Object;
 use crate::params;
 use crate::policy::{self, Decision};
 use crate::shmem::{DevInfoSlot, RawFolio, ShmemDevInfo};
+use crate::sync::now_ns;
 
 /// Returned to C when the hook is switched off: call `migrate_folio()`
 /// and return its result unchanged, exactly as an unpatched kernel would.
@@ -29,7 +30,12 @@ impl Object {
             return HOOK_BYPASS;
         }
         let wait = policy::lock_wait(may_block, params::lock_timeout_ms());
+        let start = now_ns();
         let Some(mut locked) = self.device.struct_mutex.try_lock_for(wait) else {
+            // What the folio lock was held for, waiting: the budget's
+            // proof (the in-guest contention test bounds it).
+            let waited_us = now_ns().saturating_sub(start) / 1000;
+            counters.max(Counter::HookLockWaitMaxUs, waited_us);
             counters.refused(policy::Refusal::LockContended);
             return EBUSY.to_errno();
         };

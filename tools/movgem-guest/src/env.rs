@@ -140,6 +140,14 @@ impl fmt::Display for Counters {
     }
 }
 
+/// A module parameter's current value.
+pub fn param(name: &str) -> Result<String, String> {
+    let path = format!("/sys/module/movgem/parameters/{name}");
+    fs::read_to_string(&path)
+        .map(|v| v.trim().to_string())
+        .map_err(|e| format!("{path}: {e}"))
+}
+
 pub fn set_param(name: &str, value: &str) -> Result<(), String> {
     let path = format!("/sys/module/movgem/parameters/{name}");
     fs::write(&path, value).map_err(|e| format!("{path}: {e}"))

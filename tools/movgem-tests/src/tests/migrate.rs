@@ -344,9 +344,24 @@ fn lock_contention() -> TestResult {
         contended >= (HOLD_MS - 200) / 100,
         "only {contended} refusals: the hook waited too long"
     );
+    // Per call: the longest any refusal held its folio lock waiting.  The
+    // hook polls once per tick (no high-resolution timers), so it may
+    // overrun its budget by a tick, more on a loaded host; ten ticks at
+    // HZ=250 cover that, and a hook that waited five times its budget
+    // fails.
+    let budget_us = env::param("lock_timeout_ms")?
+        .parse::<u64>()
+        .map_err(|e| format!("lock_timeout_ms: {e}"))?
+        * 1000;
+    let waited_us = env::counter("hook_lock_wait_max_us")?;
     println!(
-        "  {contended} folios refused on the contended lock; compaction took {} ms",
+        "  {contended} folios refused on the contended lock; compaction took {} ms; \
+         longest wait before a refusal {waited_us} us (budget {budget_us} us)",
         took.as_millis()
+    );
+    ensure!(
+        waited_us >= budget_us && waited_us <= budget_us + 40_000,
+        "a refusal waited {waited_us} us for a {budget_us} us budget"
     );
     check_fill(&dev, h, 19)?;
     ok(dev.close(h), "close")
