@@ -38,7 +38,7 @@ fn arg(args: &[String], i: usize, default: u64) -> u64 {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let ok = match args.get(1).map(String::as_str) {
-        Some("stress") => report("stress", &stress::run(arg(&args, 2, 20))),
+        Some("stress") => report_numbers("stress", &stress::run(arg(&args, 2, 20))),
         Some("fuzz") => report_numbers("fuzz", &fuzz::run(arg(&args, 2, 20_000), arg(&args, 3, 1))),
         Some("faults") => report("fault_injection", &faults::run(arg(&args, 2, 200))),
         Some("lifecycle") => report("lifecycle", &lifecycle::run(arg(&args, 2, 5))),
