@@ -8,6 +8,8 @@
 //! movgem-stress fuzz CALLS SEED     random and boundary ioctls; errnos from the documented set
 //! movgem-stress faults ROUNDS       failslab + fail_page_alloc on the module's paths
 //! movgem-stress lifecycle LOOPS     load, use from several processes, unload
+//! movgem-stress hold                 (lifecycle's child: busy, pinned and
+//!                                    vmapped objects, then wait to be killed)
 //! ```
 //!
 //! Each prints `movgem-test: PASS|FAIL <name>: <what it measured>` and
@@ -41,7 +43,8 @@ fn main() {
         Some("stress") => report_numbers("stress", &stress::run(arg(&args, 2, 20))),
         Some("fuzz") => report_numbers("fuzz", &fuzz::run(arg(&args, 2, 20_000), arg(&args, 3, 1))),
         Some("faults") => report("fault_injection", &faults::run(arg(&args, 2, 200))),
-        Some("lifecycle") => report("lifecycle", &lifecycle::run(arg(&args, 2, 5))),
+        Some("lifecycle") => report_numbers("lifecycle", &lifecycle::run(arg(&args, 2, 5))),
+        Some("hold") => lifecycle::hold(),
         _ => {
             eprintln!("usage: movgem-stress stress SECONDS | fuzz CALLS SEED | faults ROUNDS | lifecycle LOOPS");
             false
