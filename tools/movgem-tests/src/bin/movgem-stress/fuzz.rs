@@ -358,7 +358,7 @@ impl Fuzzer {
                 let argp = if argp.is_null() {
                     "NULL".to_string()
                 } else if argp == arg.as_mut_ptr().cast() {
-                    format!("{arg:#x?}")
+                    format!("{arg:x?}")
                 } else {
                     format!("{argp:p} (a kernel address)")
                 };
