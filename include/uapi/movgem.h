@@ -166,6 +166,67 @@ struct movgem_userptr {
 #define MOVGEM_DROP_WRITEBACK	(1 << 4)	/* push released pages to swap */
 #define MOVGEM_DROP_ALL		0x1f
 
+/*
+ * Errors.  An ioctl fails only with the errnos its "errors:" line lists;
+ * a command number not defined below (a wrong size or direction
+ * included) fails with ENOTTY and nothing else.  The fuzzer
+ * (tools/movgem-tests/src/bin/movgem-stress/fuzz.rs) holds the driver to
+ * this table, and its unit test to this comment.
+ *
+ * errors: CREATE EFAULT EINVAL E2BIG ENOMEM ENOSPC ENFILE
+ * errors: CLOSE EFAULT EINVAL ENOENT
+ * errors: PWRITE EFAULT EINVAL ENOENT ENOMEM ENOSPC EIO
+ * errors: PREAD EFAULT EINVAL ENOENT ENOMEM ENOSPC EIO
+ * errors: MMAP EFAULT EINVAL ENOENT ENOMEM EAGAIN EINTR
+ * errors: SET_DOMAIN EFAULT EINVAL ENOENT EINTR ENOMEM ENOSPC EIO EHWPOISON
+ * errors: MADVISE EFAULT EINVAL ENOENT EBUSY EINTR
+ * errors: EXECBUF EFAULT EINVAL ENOENT ENOMEM ENOSPC EIO EAGAIN EINTR EHWPOISON
+ * errors: BUSY EFAULT ENOENT
+ * errors: WAIT EFAULT EINVAL ENOENT ETIME EINTR
+ * errors: PIN EFAULT EINVAL ENOENT ENOMEM ENOSPC EIO EINTR
+ * errors: UNPIN EFAULT EINVAL ENOENT
+ * errors: VMAP EFAULT EINVAL ENOENT ENOMEM ENOSPC EIO EINTR
+ * errors: VUNMAP EFAULT EINVAL ENOENT
+ * errors: GET_INFO EFAULT
+ * errors: USERPTR EFAULT EINVAL E2BIG ENOMEM ENOSPC
+ *
+ * EFAULT	the argument, or memory it points to (PWRITE/PREAD data,
+ *		EXECBUF objects_ptr), cannot be read or written; also: the
+ *		object is DONTNEED (SET_DOMAIN, EXECBUF, PIN, VMAP) or purged
+ *		(any use of its pages); a userptr range that is not mapped,
+ *		or used from another process, or (USERPTR) not in user space.
+ * EINVAL	a pad field or unknown flag set; CREATE/USERPTR size 0 or
+ *		not page aligned, unaligned user_ptr, non-zero handle in;
+ *		PWRITE/PREAD/MMAP range empty (MMAP), unaligned (MMAP) or
+ *		outside the object; unknown domains or advice; EXECBUF count
+ *		0 or above MOVGEM_MAX_EXEC_OBJECTS, a handle twice, unknown op,
+ *		duration above 60 s; UNPIN/VUNMAP without PIN/VMAP;
+ *		PWRITE, PREAD, MMAP, PIN, VMAP on a userptr object.
+ * ENOENT	no such handle in this open file (another file's or
+ *		process's handles included), or the object is being
+ *		destroyed by a concurrent CLOSE.
+ * E2BIG	size above MOVGEM_MAX_OBJECT_SIZE.
+ * ENOMEM	out of memory: kernel structures, the object's pages (never
+ *		the OOM killer on the object's behalf for EXECBUF, PIN, VMAP,
+ *		SET_DOMAIN), a vmap, the caller's address space (MMAP).
+ * ENOSPC	no handle left in this file (2^32 created); shmem could not
+ *		account the pages or the inode; the GTT is full (EXECBUF,
+ *		PIN).
+ * ENFILE	the system's file table is full (CREATE, unprivileged).
+ * EIO		a page of the object could not be read back from swap.
+ * EAGAIN	EXECBUF: a userptr range kept being invalidated, or the
+ *		object's pages kept being reclaimed, between faulting them in
+ *		and binding (64 tries); MMAP: the caller's RLIMIT_MEMLOCK
+ *		under mlockall(MCL_FUTURE).
+ * EBUSY	MADVISE of an object that is pinned or vmapped.
+ * ETIME	WAIT: the timeout passed (0 only polls; negative waits
+ *		forever).
+ * EINTR	a signal interrupted SET_DOMAIN's or WAIT's wait for the GPU
+ *		(without SA_RESTART; otherwise the call restarts); elsewhere
+ *		only a fatal signal during a lock or page allocation, which
+ *		the caller never sees.
+ * EHWPOISON	a page of a userptr range is poisoned.
+ */
 #define MOVGEM_IOCTL_CREATE	_IOWR(MOVGEM_IOCTL_BASE, 0x00, struct movgem_create)
 #define MOVGEM_IOCTL_CLOSE	_IOW(MOVGEM_IOCTL_BASE, 0x01, struct movgem_close)
 #define MOVGEM_IOCTL_PWRITE	_IOW(MOVGEM_IOCTL_BASE, 0x02, struct movgem_rw)

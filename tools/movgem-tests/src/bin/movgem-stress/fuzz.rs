@@ -16,8 +16,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
+use movgem_guest::ensure;
 use movgem_guest::env::Control;
-use movgem_guest::{ensure, TestResult};
 use movgem_uapi::{self as uapi, Device};
 
 use crate::metric;
@@ -42,20 +42,116 @@ const CMDS: &[u32] = &[
     uapi::IOCTL_USERPTR,
 ];
 
-/// What the uAPI documents (Documentation/design.md).
-const ALLOWED: &[i32] = &[
-    libc::EINVAL,
-    libc::ENOENT,
-    libc::EFAULT,
-    libc::E2BIG,
-    libc::ENOTTY,
-    libc::ENOSPC,
-    libc::ENOMEM,
-    libc::EBUSY,
-    libc::ETIME,
-    libc::EINTR,
-    libc::EAGAIN,
-];
+/// The errnos each ioctl may fail with: the table of
+/// `include/uapi/movgem.h` (the `errors:` lines; a unit test below
+/// compares the two), derived from the driver (`rust/file.rs` and what
+/// it calls).  A command number not in this table gets `ENOTTY` and
+/// nothing else.
+const ERRNOS: &[(u32, &str, &[i32])] = {
+    use libc::*;
+    &[
+        (
+            uapi::IOCTL_CREATE,
+            "CREATE",
+            &[EFAULT, EINVAL, E2BIG, ENOMEM, ENOSPC, ENFILE],
+        ),
+        (uapi::IOCTL_CLOSE, "CLOSE", &[EFAULT, EINVAL, ENOENT]),
+        (
+            uapi::IOCTL_PWRITE,
+            "PWRITE",
+            &[EFAULT, EINVAL, ENOENT, ENOMEM, ENOSPC, EIO],
+        ),
+        (
+            uapi::IOCTL_PREAD,
+            "PREAD",
+            &[EFAULT, EINVAL, ENOENT, ENOMEM, ENOSPC, EIO],
+        ),
+        (
+            uapi::IOCTL_MMAP,
+            "MMAP",
+            &[EFAULT, EINVAL, ENOENT, ENOMEM, EAGAIN, EINTR],
+        ),
+        (
+            uapi::IOCTL_SET_DOMAIN,
+            "SET_DOMAIN",
+            &[
+                EFAULT, EINVAL, ENOENT, EINTR, ENOMEM, ENOSPC, EIO, EHWPOISON,
+            ],
+        ),
+        (
+            uapi::IOCTL_MADVISE,
+            "MADVISE",
+            &[EFAULT, EINVAL, ENOENT, EBUSY, EINTR],
+        ),
+        (
+            uapi::IOCTL_EXECBUF,
+            "EXECBUF",
+            &[
+                EFAULT, EINVAL, ENOENT, ENOMEM, ENOSPC, EIO, EAGAIN, EINTR, EHWPOISON,
+            ],
+        ),
+        (uapi::IOCTL_BUSY, "BUSY", &[EFAULT, ENOENT]),
+        (
+            uapi::IOCTL_WAIT,
+            "WAIT",
+            &[EFAULT, EINVAL, ENOENT, ETIME, EINTR],
+        ),
+        (
+            uapi::IOCTL_PIN,
+            "PIN",
+            &[EFAULT, EINVAL, ENOENT, ENOMEM, ENOSPC, EIO, EINTR],
+        ),
+        (uapi::IOCTL_UNPIN, "UNPIN", &[EFAULT, EINVAL, ENOENT]),
+        (
+            uapi::IOCTL_VMAP,
+            "VMAP",
+            &[EFAULT, EINVAL, ENOENT, ENOMEM, ENOSPC, EIO, EINTR],
+        ),
+        (uapi::IOCTL_VUNMAP, "VUNMAP", &[EFAULT, EINVAL, ENOENT]),
+        (uapi::IOCTL_GET_INFO, "GET_INFO", &[EFAULT]),
+        (
+            uapi::IOCTL_USERPTR,
+            "USERPTR",
+            &[EFAULT, EINVAL, E2BIG, ENOMEM, ENOSPC],
+        ),
+    ]
+};
+
+/// The ioctl `cmd` names and the errnos it may fail with.
+fn errnos_of(cmd: u64) -> (&'static str, &'static [i32]) {
+    // The kernel takes the command as an `unsigned int`.
+    let cmd = cmd as u32;
+    ERRNOS
+        .iter()
+        .find(|(c, _, _)| *c == cmd)
+        .map_or(("unknown", &[libc::ENOTTY]), |&(_, name, set)| (name, set))
+}
+
+/// The symbolic name of the errnos this file deals with.
+fn errno_name(e: i32) -> &'static str {
+    use libc::*;
+    match e {
+        0 => "ok",
+        EFAULT => "EFAULT",
+        EINVAL => "EINVAL",
+        ENOENT => "ENOENT",
+        E2BIG => "E2BIG",
+        ENOMEM => "ENOMEM",
+        ENOSPC => "ENOSPC",
+        ENFILE => "ENFILE",
+        EIO => "EIO",
+        EAGAIN => "EAGAIN",
+        EINTR => "EINTR",
+        EBUSY => "EBUSY",
+        ETIME => "ETIME",
+        EHWPOISON => "EHWPOISON",
+        ENOTTY => "ENOTTY",
+        _ => "?",
+    }
+}
+
+/// Calls per (ioctl name, errno); errno 0 is a success.
+type Tally = BTreeMap<(&'static str, i32), u64>;
 
 const SCRATCH: usize = 64 << 10;
 /// Inaccessible space after the scratch buffer: a copy that runs past
@@ -180,7 +276,8 @@ impl Fuzzer {
         }
     }
 
-    fn one(&mut self, errnos: &mut BTreeMap<i32, u64>) -> Result<(), String> {
+    /// One call; `tally` counts the outcomes per ioctl (0: success).
+    fn one(&mut self, tally: &mut Tally) -> Result<(), String> {
         let cmd: u64 = match self.rng.below(10) {
             0 => self.rng.next() as u32 as u64,
             // Right type and number, wrong size or direction.
@@ -211,9 +308,10 @@ impl Fuzzer {
         // whose end lies only the PROT_NONE guard.
         // SAFETY: as just said, no write can reach this program's data.
         let r = unsafe { dev.raw(cmd, argp) };
+        let (name, allowed) = errnos_of(cmd);
+        *tally.entry((name, r.err().unwrap_or(0))).or_default() += 1;
         match r {
             Ok(_) => {
-                *errnos.entry(0).or_default() += 1;
                 if argp != arg.as_mut_ptr().cast() {
                     return Ok(());
                 }
@@ -255,19 +353,27 @@ impl Fuzzer {
                 }
                 Ok(())
             }
+            Err(e) if allowed.contains(&e) => Ok(()),
             Err(e) => {
-                *errnos.entry(e).or_default() += 1;
-                if ALLOWED.contains(&e) {
-                    Ok(())
+                let argp = if argp.is_null() {
+                    "NULL".to_string()
+                } else if argp == arg.as_mut_ptr().cast() {
+                    format!("{arg:x?}")
                 } else {
-                    Err(format!("ioctl {cmd:#x} arg {arg:x?} -> errno {e}"))
-                }
+                    format!("{argp:p} (a kernel address)")
+                };
+                let set: Vec<_> = allowed.iter().map(|&e| errno_name(e)).collect();
+                Err(format!(
+                    "ioctl {name} ({cmd:#x}) on the {} file -> errno {e} {}, not in its set {set:?}; argument {argp}",
+                    if on_other { "other" } else { "fuzzing" },
+                    errno_name(e),
+                ))
             }
         }
     }
 }
 
-pub fn run(calls: u64, seed: u64) -> TestResult {
+pub fn run(calls: u64, seed: u64) -> Result<String, String> {
     let probe = Device::open().map_err(|e| format!("open: errno {e}"))?;
     let before = crate::settled_info(&probe)?;
     // Long waits on hangs or long batches end at the next reset.
@@ -293,10 +399,10 @@ pub fn run(calls: u64, seed: u64) -> TestResult {
         foreign,
         scratch: Scratch::new()?,
     };
-    let mut errnos = BTreeMap::new();
+    let mut tally = Tally::new();
     let mut failure = None;
     for _ in 0..calls {
-        if let Err(e) = f.one(&mut errnos) {
+        if let Err(e) = f.one(&mut tally) {
             failure = Some(e);
             break;
         }
@@ -317,10 +423,25 @@ pub fn run(calls: u64, seed: u64) -> TestResult {
         thread::sleep(Duration::from_millis(20));
         after = probe.info().map_err(|e| format!("info: errno {e}"))?;
     }
-    metric("fuzz_calls", errnos.values().sum::<u64>());
+    let calls_made: u64 = tally.values().sum();
+    let succeeded: u64 = tally
+        .iter()
+        .filter(|((_, e), _)| *e == 0)
+        .map(|(_, n)| n)
+        .sum();
+    metric("fuzz_calls", calls_made);
     metric("fuzz_seed", seed);
-    metric("fuzz_succeeded", errnos.get(&0).copied().unwrap_or(0));
-    println!("  errnos: {errnos:?}");
+    metric("fuzz_succeeded", succeeded);
+    let mut per_ioctl: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for (&(name, e), n) in &tally {
+        per_ioctl
+            .entry(name)
+            .or_default()
+            .push(format!("{}={n}", errno_name(e)));
+    }
+    for (name, outcomes) in &per_ioctl {
+        println!("  {name}: {}", outcomes.join(" "));
+    }
     if let Some(e) = failure {
         return Err(e);
     }
@@ -331,8 +452,76 @@ pub fn run(calls: u64, seed: u64) -> TestResult {
         "left behind: {before:?} -> {after:?}"
     );
     ensure!(
-        errnos.get(&0).copied().unwrap_or(0) > 0,
+        succeeded > 0,
         "no call ever succeeded: the fuzzer is not reaching the driver"
     );
-    Ok(())
+    let reached = per_ioctl.keys().filter(|&&n| n != "unknown").count();
+    Ok(format!(
+        "{calls_made} calls, {succeeded} succeeded, every errno in its ioctl's set \
+         ({reached} of {} ioctls and {} unknown commands called)",
+        ERRNOS.len(),
+        tally
+            .iter()
+            .filter(|((n, _), _)| *n == "unknown")
+            .map(|(_, c)| c)
+            .sum::<u64>()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `errors:` lines of the uAPI header: ioctl name -> errno names.
+    fn header_table() -> BTreeMap<String, Vec<String>> {
+        include_str!("../../../../../include/uapi/movgem.h")
+            .lines()
+            .filter_map(|l| l.trim_start().strip_prefix("* errors: "))
+            .map(|l| {
+                let mut words = l.split_whitespace().map(String::from);
+                let name = words.next().unwrap_or_default();
+                (name, words.collect())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn table_is_the_headers() {
+        let header = header_table();
+        let ours: BTreeMap<String, Vec<String>> = ERRNOS
+            .iter()
+            .map(|&(_, name, set)| {
+                let names = set.iter().map(|&e| errno_name(e).to_string()).collect();
+                (name.to_string(), names)
+            })
+            .collect();
+        assert_eq!(
+            ours, header,
+            "fuzz.rs ERRNOS and include/uapi/movgem.h disagree"
+        );
+    }
+
+    #[test]
+    fn every_ioctl_has_a_set() {
+        let defined = include_str!("../../../../../include/uapi/movgem.h")
+            .lines()
+            .filter(|l| l.starts_with("#define MOVGEM_IOCTL_") && l.contains("(MOVGEM_IOCTL_BASE,"))
+            .count();
+        assert_eq!(defined, ERRNOS.len());
+        for &(cmd, name, set) in ERRNOS {
+            assert_eq!(errnos_of(u64::from(cmd)).0, name);
+            assert!(set.contains(&libc::EFAULT), "{name}: copies fault");
+            assert!(
+                !set.contains(&libc::ENOTTY),
+                "{name}: ENOTTY is for unknown commands"
+            );
+            assert!(set.iter().all(|&e| errno_name(e) != "?"), "{name}");
+        }
+        assert_eq!(errnos_of(0x1234).1, &[libc::ENOTTY]);
+        // A real command with another size is another command.
+        assert_eq!(
+            errnos_of(u64::from(uapi::IOCTL_CREATE ^ (1 << 16))).0,
+            "unknown"
+        );
+    }
 }

@@ -8,9 +8,12 @@
 //! movgem-stress fuzz CALLS SEED     random and boundary ioctls; errnos from the documented set
 //! movgem-stress faults ROUNDS       failslab + fail_page_alloc on the module's paths
 //! movgem-stress lifecycle LOOPS     load, use from several processes, unload
+//! movgem-stress hold                 (lifecycle's child: busy, pinned and
+//!                                    vmapped objects, then wait to be killed)
 //! ```
 //!
-//! Each prints `movgem-test: PASS|FAIL <name>` and `movgem-metric:` lines.
+//! Each prints `movgem-test: PASS|FAIL <name>: <what it measured>` and
+//! `movgem-metric:` lines.
 
 mod faults;
 mod fuzz;
@@ -20,6 +23,16 @@ mod stress;
 
 use movgem_guest::report;
 
+/// [`report`], with what the test measured on the result line, pass or
+/// fail, so that a log reader sees the numbers the verdict rests on.
+fn report_numbers(name: &str, r: &Result<String, String>) -> bool {
+    match r {
+        Ok(numbers) => println!("movgem-test: PASS {name}: {numbers}"),
+        Err(e) => println!("movgem-test: FAIL {name}: {e}"),
+    }
+    r.is_ok()
+}
+
 fn arg(args: &[String], i: usize, default: u64) -> u64 {
     args.get(i).and_then(|s| s.parse().ok()).unwrap_or(default)
 }
@@ -27,10 +40,11 @@ fn arg(args: &[String], i: usize, default: u64) -> u64 {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let ok = match args.get(1).map(String::as_str) {
-        Some("stress") => report("stress", &stress::run(arg(&args, 2, 20))),
-        Some("fuzz") => report("fuzz", &fuzz::run(arg(&args, 2, 20_000), arg(&args, 3, 1))),
+        Some("stress") => report_numbers("stress", &stress::run(arg(&args, 2, 20))),
+        Some("fuzz") => report_numbers("fuzz", &fuzz::run(arg(&args, 2, 20_000), arg(&args, 3, 1))),
         Some("faults") => report("fault_injection", &faults::run(arg(&args, 2, 200))),
-        Some("lifecycle") => report("lifecycle", &lifecycle::run(arg(&args, 2, 5))),
+        Some("lifecycle") => report_numbers("lifecycle", &lifecycle::run(arg(&args, 2, 5))),
+        Some("hold") => lifecycle::hold(),
         _ => {
             eprintln!("usage: movgem-stress stress SECONDS | fuzz CALLS SEED | faults ROUNDS | lifecycle LOOPS");
             false
