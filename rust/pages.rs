@@ -12,7 +12,6 @@ use crate::object::{ObjState, Object, PAGE_SIZE};
 use crate::params;
 use crate::policy;
 use crate::shmem::{PageAlloc, PageArray, PageRef, ShmemFile, Vmap};
-use crate::shrinker::ShrinkScope;
 use crate::uapi;
 
 extern "C" {
@@ -100,12 +99,7 @@ impl Object {
                 Ok(folio) => folio,
                 Err(e) if e == ENOMEM => {
                     if may_shrink {
-                        self.device.counters.inc(Counter::ShrinkSelf);
-                        let scope = ShrinkScope {
-                            writeback: false,
-                            ..ShrinkScope::ALL
-                        };
-                        self.device.shrink_self(2 * self.npages() as u64, scope);
+                        self.device.shrink_self(2 * self.npages() as u64);
                     }
                     file.page_with(page, PageAlloc::MayFail)?
                 }

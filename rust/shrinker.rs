@@ -270,11 +270,17 @@ impl Device {
         })
     }
 
-    /// Our own allocation of object pages failed: shrink as the shrinker
-    /// would, unless `shrinker=0` (which turns off every way the driver
-    /// gives memory back).
-    pub(crate) fn shrink_self(&self, nr: u64, scope: ShrinkScope) {
+    /// Our own allocation of object pages failed: give back `nr` pages
+    /// as the shrinker would, without writeback (the caller waits), unless
+    /// `shrinker=0` (which turns off every way the driver gives memory
+    /// back).
+    pub(crate) fn shrink_self(&self, nr: u64) {
+        self.counters.inc(Counter::ShrinkSelf);
         if params::shrinker_enabled() {
+            let scope = ShrinkScope {
+                writeback: false,
+                ..ShrinkScope::ALL
+            };
             let _ = self.shrink(nr, scope);
         }
     }
