@@ -64,7 +64,7 @@ WINDOWS = {
         "killed": re.compile(r"Out of memory: Killed process \d+ \(([^)]*)\)"),
     },
 }
-WINDOW_MARK = re.compile(r"(movgem-faults|movgem-oom): window (begin|end)")
+WINDOW_MARK = re.compile(r"(movgem-faults|movgem-oom): window (begin|end)(?: task=(\S+))?")
 TRACE = re.compile(r"Call Trace:")
 GUEST = re.compile(r"movgem-test: (PASS|FAIL) (\S+?):?(?: (.*))?$")
 DONE = re.compile(r"movgem-guest: done rc=(\d+)")
@@ -77,6 +77,7 @@ def results(path):
     done = None
     bad = []
     window = None       # the open window, if any
+    task = None         # whose report it expects (`task=` overrides)
     trace_ok = False    # the next stack dump belongs to a tolerated report
     planned = []
     plan_done = False
@@ -94,6 +95,7 @@ def results(path):
                 if window is not None:
                     bad.append(f"{m.group(1)} window opened inside {window}'s")
                 window = m.group(1)
+                task = m.group(3) or WINDOWS[window]["task"]
             else:
                 if window != m.group(1):
                     bad.append(f"{m.group(1)} window closed but not open")
@@ -115,7 +117,7 @@ def results(path):
         if m:
             done = int(m.group(1))
         if BAD.search(line):
-            if window_tolerates(window, line, trace_ok):
+            if window_tolerates(window, task, line, trace_ok):
                 trace_ok = not TRACE.search(line)
             else:
                 bad.append(line.strip())
@@ -138,10 +140,10 @@ def results(path):
     return out
 
 
-def window_tolerates(window, line, trace_ok):
+def window_tolerates(window, task, line, trace_ok):
     """Whether `line`, a bad line inside `window`, is the window's own
-    expected report: its header from the test's task, the kill of one of
-    the test's tasks, or the one stack dump after such a header."""
+    expected report: its header from the test's `task`, the kill of one
+    of the test's tasks, or the one stack dump after such a header."""
     if window is None:
         return False
     w = WINDOWS[window]
@@ -149,9 +151,9 @@ def window_tolerates(window, line, trace_ok):
         return trace_ok
     m = w["header"].search(line)
     if m:
-        return m.group(1) == w["task"]
+        return m.group(1) == task
     m = w["killed"].search(line) if w["killed"] else None
-    return bool(m) and m.group(1) == w["task"]
+    return bool(m) and m.group(1) == task
 
 
 def planned_names(planned):

@@ -88,6 +88,10 @@ fn exited_ok(status: i32) -> bool {
 /// Touches `len` bytes of fresh anonymous memory in a child and exits.
 fn hog(len: u64, locked: bool) -> i32 {
     in_child(|| {
+        // The name the console scan expects an OOM report of ours under
+        // (`OomWindow`).
+        // SAFETY: PR_SET_NAME reads a NUL-terminated string of ours.
+        unsafe { libc::prctl(libc::PR_SET_NAME, c"movgem-hog".as_ptr()) };
         let flags = if locked {
             libc::MAP_LOCKED | libc::MAP_POPULATE
         } else {
@@ -160,41 +164,84 @@ fn shrinker_makes_room_for_a_hog() -> TestResult {
         );
         handles.push(h);
     }
+    // Locked memory cannot go to swap, and DONTNEED objects are
+    // unevictable: only the driver giving the objects back makes room.
+    let hog_len = avail * 3 / 4;
+    let _restore = ReclaimParams;
+    env::set_param("oom_notifier", "0")?;
+    hog_needs_the_driver(hog_len)?;
+    env::set_param("shrinker", "1")?;
     let before = Counters::read()?;
-    // The hog runs in a child: if memory could not be found, the OOM
-    // killer would take the child, not the test.
-    let hog = avail * 3 / 4;
-    // SAFETY: the child only allocates, touches and exits.
-    let pid = unsafe { libc::fork() };
-    if pid == 0 {
-        let mut v = vec![0u8; hog as usize];
-        for b in v.iter_mut().step_by(PAGE as usize) {
-            *b = 1;
-        }
-        std::hint::black_box(&v);
-        // SAFETY: leave the child at once.
-        unsafe { libc::_exit(0) };
-    }
-    let mut status = 0;
-    // SAFETY: our own child.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
+    let st = hog(hog_len, true);
     let d = Counters::read()?.since(&before);
     ensure!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "the {} MiB hog did not complete (status {status}): {d}",
-        hog >> 20
+        exited_ok(st),
+        "the {} MiB locked hog did not complete (status {st}): {d}",
+        hog_len >> 20
     );
     ensure!(
         d.get("shrink_purged_objects") > 0,
         "the shrinker purged nothing: {d}"
     );
     println!(
-        "  {} MiB hog ran next to {} MiB of DONTNEED objects; shrinker purged {} of {count}",
-        hog >> 20,
+        "  {} MiB locked hog ran next to {} MiB of DONTNEED objects; shrinker purged {} of {count}",
+        hog_len >> 20,
         (count as u64 * obj) >> 20,
         d.get("shrink_purged_objects")
     );
     Ok(())
+}
+
+/// The negative control of the hog tests: with the shrinker and the OOM
+/// notifier off, a locked hog of `len` bytes next to the DONTNEED
+/// objects must not survive (the OOM killer takes it), or the tests
+/// that follow would show nothing about the driver.
+fn hog_needs_the_driver(len: u64) -> TestResult {
+    env::set_param("shrinker", "0")?;
+    env::set_param("oom_notifier", "0")?;
+    let before = Counters::read()?;
+    let st = {
+        let _window = OomWindow::open()?;
+        hog(len, true)
+    };
+    let d = Counters::read()?.since(&before);
+    println!(
+        "  without the shrinker and the OOM notifier: {} MiB locked hog {}",
+        len >> 20,
+        if exited_ok(st) {
+            "completed".to_string()
+        } else {
+            format!("ended with status {st}")
+        }
+    );
+    ensure!(
+        !exited_ok(st),
+        "the hog completed without the driver giving memory back: the test cannot fail: {d}"
+    );
+    ensure!(
+        d.get("shrink_freed_pages") == 0 && d.get("oom_freed_pages") == 0,
+        "the driver gave memory back while switched off: {d}"
+    );
+    Ok(())
+}
+
+/// The console scan's OOM window for a hog of ours: inside it an OOM
+/// report invoked by and killing `movgem-hog` is expected; closed on
+/// every way out.
+struct OomWindow;
+
+impl OomWindow {
+    fn open() -> Result<Self, String> {
+        fs::write("/dev/kmsg", "movgem-oom: window begin task=movgem-hog")
+            .map_err(|e| format!("/dev/kmsg: {e}"))?;
+        Ok(Self)
+    }
+}
+
+impl Drop for OomWindow {
+    fn drop(&mut self) {
+        let _ = fs::write("/dev/kmsg", "movgem-oom: window end");
+    }
 }
 
 fn drop_caches_bits() -> TestResult {
@@ -408,12 +455,13 @@ fn oom_notifier_saves_a_hog() -> TestResult {
         handles.push(h);
     }
     let _restore = ReclaimParams;
+    // Locked memory cannot go to swap: this hog needs the objects' pages.
+    let hog_len = avail * 3 / 4;
+    hog_needs_the_driver(hog_len)?;
     // Only the OOM notifier may give the objects back.
     env::set_param("shrinker", "0")?;
     env::set_param("oom_notifier", "1")?;
     let before = Counters::read()?;
-    // Locked memory cannot go to swap: this hog needs the objects' pages.
-    let hog_len = avail * 3 / 4;
     let st = hog(hog_len, true);
     let d = Counters::read()?.since(&before);
     println!(
