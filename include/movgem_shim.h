@@ -64,6 +64,20 @@ void movgem_shmem_clear_unevictable(struct file *filp, struct page *const *pages
 				    unsigned long n);
 void movgem_shmem_truncate(struct file *filp);
 void movgem_fput(struct file *filp);
+/* Reference count, what the page cache accounts for, size, index. */
+int movgem_folio_ref_count(struct folio *folio);
+int movgem_folio_expected_refs(struct folio *folio);
+bool movgem_folio_large(struct folio *folio);
+unsigned long movgem_folio_index(struct folio *folio);
+struct page *movgem_folio_page(struct folio *folio);
+/*
+ * Moves locked @src to locked @dst in place: the owner holds @extra
+ * references on @src, which it gets on @dst.  0, -EAGAIN (references
+ * changed: nothing done) or -EHWPOISON.
+ */
+int movgem_folio_move(struct folio *dst, struct folio *src, int extra);
+/* The frame of page @index in the page cache of @filp, or 0 if absent. */
+unsigned long movgem_shmem_lookup_pfn(struct file *filp, unsigned long index);
 
 /* --- rust/shims/pages.c (rust/pages.rs) ---------------------------- */
 
@@ -105,10 +119,20 @@ bool movgem_pm_suspended(struct device *dev);
 struct workqueue_struct *movgem_wq_alloc(void);
 void movgem_wq_flush(struct workqueue_struct *wq);
 void movgem_wq_destroy(struct workqueue_struct *wq);
+/* Copy out of or into the page at frame @pfn (bounds checked). */
+int movgem_frame_read(unsigned long pfn, size_t offset, void *buf, size_t len);
+int movgem_frame_write(unsigned long pfn, size_t offset, const void *buf,
+		       size_t len);
 
 /* --- rust/shims/params.c (rust/params.rs) -------------------------- */
 
-bool movgem_param_hook_enabled(void);
+/* The values of the hook parameter: HookMode in rust/policy.rs. */
+#define MOVGEM_HOOK_OFF 0
+#define MOVGEM_HOOK_RELEASE 1
+#define MOVGEM_HOOK_INPLACE 2
+int movgem_param_hook_mode(void);
+bool movgem_param_debug_skip_gtt_rewrite(void);
+bool movgem_param_debug_skip_restore(void);
 unsigned int movgem_param_lock_timeout_ms(void);
 unsigned int movgem_param_autosuspend_ms(void);
 unsigned int movgem_param_hang_timeout_ms(void);
@@ -147,15 +171,19 @@ void movgem_lockdep_prime_reclaim(struct mutex *lock);
 /* --- implemented in Rust ------------------------------------------- */
 
 /*
- * rust/migrate.rs.  Called by the migrate_folio callback with @src
- * locked.  Returns 0 when the folio may be handed to migrate_folio(),
- * -EBUSY, or MOVGEM_HOOK_BYPASS when the hook is switched off (hook=0):
- * then the callback must behave exactly like plain migrate_folio().
+ * rust/migrate.rs.  Called by the migrate_folio callback with @src and
+ * @dst locked.  Returns the callback's answer (0 once the folio moved in
+ * place, or -errno), or asks the callback to call migrate_folio():
+ * MOVGEM_HOOK_BYPASS, return its answer untouched (hook off, or nothing
+ * of the object's on @src); MOVGEM_HOOK_RELEASED, the object let go of
+ * its pages (hook=release), report the outcome with migrate_done.
  */
 #define MOVGEM_HOOK_BYPASS 1
-int movgem_rs_migrate_prepare(struct shmem_dev_info *dev_info,
-			      struct folio *src, bool may_block);
-/* Reports what migrate_folio() made of a folio that was let through. */
+#define MOVGEM_HOOK_RELEASED 2
+int movgem_rs_migrate_folio(struct shmem_dev_info *dev_info,
+			    struct folio *dst, struct folio *src,
+			    bool may_block);
+/* Reports what migrate_folio() made of a released folio. */
 void movgem_rs_migrate_done(struct shmem_dev_info *dev_info, int ret);
 
 /* rust/debugfs.rs: a counter file's value (@value: the file's data). */

@@ -22,7 +22,8 @@ pub(crate) enum Counter {
     ReleasedPages,
     /// Bindings the hook removed.
     Unbinds,
-    /// Folios `migrate_folio()` moved after the hook let them through.
+    /// Folios that moved with the hook's help: in place, or by
+    /// `migrate_folio()` after a release.
     Migrated,
     /// Folios `migrate_folio()` still failed on (unknown references).
     MigrateFailed,
@@ -83,9 +84,27 @@ pub(crate) enum Counter {
     /// Longest the hook waited for `struct_mutex` before refusing, in
     /// microseconds (a maximum, not a sum).
     HookLockWaitMaxUs,
+    /// Folios the hook moved in place, the object staying bound.
+    MigratedInPlace,
+    /// Shadow (software) GTT entries rewritten by in-place migration.
+    GttEntriesRewritten,
+    /// Hardware GTT entries rewritten by in-place migration (the device
+    /// was awake).
+    HwEntriesRewritten,
+    /// Bindings whose hardware entries were restored from the shadow
+    /// table after a runtime suspend.
+    GttRestores,
+    /// Pages a request could not reach: its object's hardware entries
+    /// were lost in a suspend and not restored.
+    GttFaults,
+    /// GTT entries compared with the page cache by debugfs `gtt_check`.
+    GttChecked,
+    /// Entries `gtt_check` found pointing at another frame than the page
+    /// cache's.
+    GttMismatches,
 }
 
-const FIRST_REFUSAL: usize = Counter::HookLockWaitMaxUs as usize + 1;
+const FIRST_REFUSAL: usize = Counter::GttMismatches as usize + 1;
 
 /// Number of counters, refusals included.
 pub(crate) const COUNT: usize = FIRST_REFUSAL + Refusal::ALL.len();
@@ -127,6 +146,13 @@ pub(crate) const NAMES: [&kernel::str::CStr; COUNT] = [
     kernel::c_str!("userptr_faulted_pages"),
     kernel::c_str!("lock_holds"),
     kernel::c_str!("hook_lock_wait_max_us"),
+    kernel::c_str!("migrated_in_place"),
+    kernel::c_str!("gtt_entries_rewritten"),
+    kernel::c_str!("hw_entries_rewritten"),
+    kernel::c_str!("gtt_restores"),
+    kernel::c_str!("gtt_faults"),
+    kernel::c_str!("gtt_checked"),
+    kernel::c_str!("gtt_mismatches"),
     kernel::c_str!("refused_hook_disabled"),
     kernel::c_str!("refused_lock_contended"),
     kernel::c_str!("refused_active"),
@@ -135,6 +161,9 @@ pub(crate) const NAMES: [&kernel::str::CStr; COUNT] = [
     kernel::c_str!("refused_pinned_vma"),
     kernel::c_str!("refused_suspended"),
     kernel::c_str!("refused_would_sleep"),
+    kernel::c_str!("refused_foreign_ref"),
+    kernel::c_str!("refused_lock_owned"),
+    kernel::c_str!("refused_large_folio"),
 ];
 
 #[allow(clippy::declare_interior_mutable_const)]

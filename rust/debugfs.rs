@@ -155,6 +155,20 @@ impl Debugfs {
                 obj.destroy();
                 Ok(())
             }
+            "gtt_check" => {
+                // Every entry of every binding against the page cache.
+                let mut locked = self.device.struct_mutex.lock();
+                let mut walk = locked.walk(true);
+                let (mut checked, mut wrong) = (0, 0);
+                while let Some(obj) = walk.next(&mut locked) {
+                    let (c, w) = obj.gtt_check(&mut locked);
+                    checked += c;
+                    wrong += w;
+                }
+                self.device.counters.add(Counter::GttChecked, checked);
+                self.device.counters.add(Counter::GttMismatches, wrong);
+                Ok(())
+            }
             "purge_vmaps" => {
                 self.device.purge_vmaps(true);
                 Ok(())

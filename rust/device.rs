@@ -13,8 +13,8 @@
 //! 2. `Device::struct_mutex` (a [`TryMutex`]): every object's mutable
 //!    state ([`LockedBy`] it), the GTT and the object list.
 //! 3. folio locks (taken inside shmem while fetching pages), vmalloc's
-//!    locks (`vmap()`), `Engine::state`, `Device::notifier_lock` (a spin
-//!    lock, leaf).
+//!    locks (`vmap()`), `Engine::state`, `Device::notifier_lock` and
+//!    `Object::hw` (spin locks, leaves).
 //!
 //! Everything under `struct_mutex` runs in a NOFS allocation scope and
 //! the shrinker refuses to work without `__GFP_FS`, so an allocation
@@ -25,17 +25,20 @@
 //!
 //! Migration calls the hook with the source folio already locked, i.e.
 //! against this order, so the hook only try-locks `struct_mutex`
-//! ([`TryMutex::try_lock_for`]) and gives up with `-EBUSY`.  The
+//! ([`TryMutex::try_lock_for`]) and gives up with `-EBUSY`, at once if
+//! the migrating task holds it itself.  The
 //! shrinker, the OOM notifier and the vmap purge notifier run inside
 //! allocations that may hold folio locks too: they only try-lock it.
 //!
 //! [`LockedBy`]: crate::sync::LockedBy
 
+use core::sync::atomic::{AtomicU64, Ordering};
+
 use kernel::prelude::*;
 use kernel::rbtree::{RBTree, RBTreeNodeReservation};
 use kernel::sync::{Arc, SpinLock};
 
-use crate::counters::Counters;
+use crate::counters::{Counter, Counters};
 use crate::object::Object;
 use crate::params;
 use crate::pm::RuntimePm;
@@ -114,6 +117,9 @@ pub(crate) struct Device {
     pub(crate) struct_mutex: TryMutex<DeviceLocked>,
     /// Runtime PM of the device.
     pub(crate) pm: RuntimePm,
+    /// Bumped by every runtime suspend: the hardware GTT entries written
+    /// before it are lost (see `vma.rs`).
+    hw_generation: AtomicU64,
     /// Orders userptr invalidations against request submission: the
     /// callback records the new sequence under it, submission checks the
     /// sequence and marks the objects busy under it.
@@ -155,6 +161,7 @@ impl Device {
                     &STRUCT_MUTEX_KEY,
                 ),
                 pm,
+                hw_generation: AtomicU64::new(0),
                 notifier_lock <- kernel::new_spinlock!((), "movgem_notifier_lock"),
                 counters: Counters::new(),
                 shrink: ShrinkStats::new(),
@@ -162,9 +169,28 @@ impl Device {
             GFP_KERNEL,
         )?;
         dev.struct_mutex.prime_reclaim();
-        // Runtime PM callbacks count into `counters` from now on.
-        dev.pm.attach(&dev.counters);
+        // Runtime PM callbacks reach the device from now on.
+        dev.pm.attach(&dev);
         Ok(dev)
+    }
+
+    /// The generation of the hardware's GTT contents: moves on with each
+    /// runtime suspend.
+    pub(crate) fn hw_generation(&self) -> u64 {
+        self.hw_generation.load(Ordering::Acquire)
+    }
+
+    /// The runtime suspend callback: the hardware GTT loses its entries.
+    pub(crate) fn runtime_suspended(&self) {
+        self.hw_generation.fetch_add(1, Ordering::AcqRel);
+        self.counters.inc(Counter::RuntimeSuspends);
+    }
+
+    /// The runtime resume callback.  Entries are restored before the
+    /// first request that uses them, under `struct_mutex`, which this
+    /// callback must not take (see `vma.rs`).
+    pub(crate) fn runtime_resumed(&self) {
+        self.counters.inc(Counter::RuntimeResumes);
     }
 
     /// Creates an object of `npages` pages and lists it on the device.

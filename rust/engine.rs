@@ -6,12 +6,16 @@
 //! [`Request`] on the engine's ordered workqueue: like a GPU ring, the
 //! engine runs one batch at a time, in submission order, so a later
 //! batch's writes land after an earlier one's (and a hang stalls the
-//! batches behind it until it times out or is reset).  The request holds its own
-//! reference on every folio of every object, as a real GPU holds the
-//! object's scatterlist, and really accesses the pages through them: a
-//! fill writes them, a check reads them.  Had migration moved a folio
-//! while it was in use, the write would land in the old page and a later
-//! read through the page cache would show it.
+//! batches behind it until it times out or is reset).  The engine reaches
+//! a shmem object's memory through the hardware GTT entries of its
+//! binding (`vma.rs`), read when the batch runs, not through references
+//! taken at submission: a fill writes the frames the entries point at, a
+//! check reads them.  Had migration moved a folio and left its entry
+//! behind, the write would land in the old frame, and a later read
+//! through the page cache, or the GTT check, would show it.  Entries the
+//! hardware lost in a suspend and nobody restored are unreachable: every
+//! page behind them counts as a fault, and a check as wrong.  A userptr
+//! object's pages come with the request, as references.
 //!
 //! A request keeps its objects active until its duration has passed; a
 //! hanging one until `hang_timeout_ms` or a reset.
@@ -59,7 +63,7 @@ pub(crate) struct Engine {
     idle: CondVar,
 }
 
-/// One page the batch touches.
+/// One page of a userptr object the batch touches.
 struct GpuPage {
     page: PageRef,
     write: bool,
@@ -70,9 +74,56 @@ struct GpuPage {
 /// objects' pages reclaimable again.
 #[derive(Default)]
 struct Payload {
+    /// Userptr pages, referenced for the request.
     pages: PageArray<GpuPage>,
+    /// Room for the frames of every shmem object, filled from the GTT
+    /// when the batch runs.
+    frames: PageArray<usize>,
     /// A page-sized buffer for ops that read or write (`FILL`, `CHECK`).
     buf: KVec<u8>,
+}
+
+extern "C" {
+    fn movgem_frame_read(
+        pfn: kernel::ffi::c_ulong,
+        offset: usize,
+        buf: *mut kernel::ffi::c_void,
+        len: usize,
+    ) -> kernel::ffi::c_int;
+    fn movgem_frame_write(
+        pfn: kernel::ffi::c_ulong,
+        offset: usize,
+        buf: *const kernel::ffi::c_void,
+        len: usize,
+    ) -> kernel::ffi::c_int;
+}
+
+/// Reads a whole page at frame `pfn` into `buf`.
+///
+/// # Safety
+///
+/// `pfn` must be a frame the caller keeps alive for the call: a current
+/// GTT entry of an object that is active (nothing moves or frees its
+/// pages while it is).
+unsafe fn frame_read(pfn: usize, buf: &mut [u8]) -> Result {
+    // SAFETY: the caller keeps the frame alive; `buf` is writable for its
+    // length, and the shim checks the range.
+    kernel::error::to_result(unsafe {
+        movgem_frame_read(pfn as _, 0, buf.as_mut_ptr().cast(), buf.len())
+    })
+}
+
+/// Writes `buf` to the page at frame `pfn`.
+///
+/// # Safety
+///
+/// As for [`frame_read`].
+unsafe fn frame_write(pfn: usize, buf: &[u8]) -> Result {
+    // SAFETY: the caller keeps the frame alive; `buf` is readable for its
+    // length, and the shim checks the range.
+    kernel::error::to_result(unsafe {
+        movgem_frame_write(pfn as _, 0, buf.as_ptr().cast(), buf.len())
+    })
 }
 
 /// A batch in flight.
@@ -81,7 +132,8 @@ pub(crate) struct Request {
     #[pin]
     work: Work<Request>,
     engine: Arc<Engine>,
-    objects: KVec<Arc<Object>>,
+    /// The objects, with their write flag.
+    objects: KVec<(Arc<Object>, bool)>,
     /// Taken (and so dropped) before the objects become idle.
     #[pin]
     pages: SpinLock<Payload>,
@@ -126,32 +178,64 @@ impl Request {
         let start = now_ns();
         {
             let mut payload = self.pages.lock();
-            let Payload { pages, buf } = &mut *payload;
-            match self.op {
-                uapi::OP_FILL => {
-                    for chunk in buf.chunks_exact_mut(4) {
-                        chunk.copy_from_slice(&self.value.to_le_bytes());
+            let Payload { pages, frames, buf } = &mut *payload;
+            let counters = &self.engine.device.counters;
+            let dwords = (buf.len() / 4) as u64;
+            let mut bad = 0u64;
+            if self.op == uapi::OP_FILL {
+                for chunk in buf.chunks_exact_mut(4) {
+                    chunk.copy_from_slice(&self.value.to_le_bytes());
+                }
+            }
+            let wrong = |buf: &[u8]| {
+                buf.chunks_exact(4)
+                    .filter(|c| c != &self.value.to_le_bytes())
+                    .count() as u64
+            };
+            for (obj, write) in self.objects.iter() {
+                if obj.user_range().is_some() {
+                    continue;
+                }
+                let Some(n) = obj.hw_frames(frames) else {
+                    // Lost in a suspend and not restored: unreachable.
+                    counters.add(Counter::GttFaults, obj.npages() as u64);
+                    if self.op == uapi::OP_CHECK {
+                        bad += obj.npages() as u64 * dwords;
                     }
-                    for p in pages.iter().filter(|p| p.write) {
+                    continue;
+                };
+                for &pfn in frames.iter().take(n) {
+                    match self.op {
+                        uapi::OP_FILL if *write => {
+                            // SAFETY: a current entry of an active object:
+                            // nothing moves or frees its pages meanwhile.
+                            let _ = unsafe { frame_write(pfn, buf) };
+                        }
+                        uapi::OP_CHECK => {
+                            // SAFETY: as for the fill.
+                            if unsafe { frame_read(pfn, buf) }.is_ok() {
+                                bad += wrong(buf);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            for p in pages.iter() {
+                match self.op {
+                    uapi::OP_FILL if p.write => {
                         let _ = p.page.write(0, buf);
                     }
-                }
-                uapi::OP_CHECK => {
-                    let mut bad = 0u64;
-                    for p in pages.iter() {
+                    uapi::OP_CHECK => {
                         if p.page.read(0, buf).is_ok() {
-                            bad += buf
-                                .chunks_exact(4)
-                                .filter(|c| c != &self.value.to_le_bytes())
-                                .count() as u64;
+                            bad += wrong(buf);
                         }
                     }
-                    self.engine
-                        .device
-                        .counters
-                        .add(Counter::GpuCheckErrors, bad);
+                    _ => {}
                 }
-                _ => {}
+            }
+            if self.op == uapi::OP_CHECK {
+                counters.add(Counter::GpuCheckErrors, bad);
             }
         }
         loop {
@@ -183,7 +267,7 @@ impl Request {
         // Out of the lock first: freeing a kvmalloc'ed array may sleep.
         let payload = core::mem::take(&mut *self.pages.lock());
         drop(payload);
-        for obj in self.objects.iter() {
+        for (obj, _) in self.objects.iter() {
             obj.retire();
         }
         self.engine.device.pm.put_detached();
@@ -274,10 +358,24 @@ impl Engine {
             user.push(fetched, GFP_KERNEL)?;
         }
         // Everything the critical section needs is allocated before it (see
-        // `GttNode`): page slots for every object, a GTT node each, and the
-        // request itself.
-        let total: usize = batch.objects.iter().map(|(obj, _)| obj.npages()).sum();
-        pages.reserve(total, GFP_KERNEL)?;
+        // `GttNode`): page slots for every userptr object, frame slots for
+        // the largest shmem object, a GTT node each, and the request
+        // itself.
+        let user_pages: usize = batch
+            .objects
+            .iter()
+            .filter(|(obj, _)| obj.user_range().is_some())
+            .map(|(obj, _)| obj.npages())
+            .sum();
+        pages.reserve(user_pages, GFP_KERNEL)?;
+        let most = batch
+            .objects
+            .iter()
+            .filter(|(obj, _)| obj.user_range().is_none())
+            .map(|(obj, _)| obj.npages())
+            .max()
+            .unwrap_or(0);
+        let frames = PageArray::from_elem(0usize, most)?;
         let buf = match batch.op {
             uapi::OP_FILL | uapi::OP_CHECK => page_buffer()?,
             _ => KVec::new(),
@@ -286,8 +384,8 @@ impl Engine {
         for _ in batch.objects.iter() {
             nodes.push(Some(GttNode::new(GFP_KERNEL)?), GFP_KERNEL)?;
         }
-        for (obj, _) in batch.objects.iter() {
-            objects.push(obj.clone(), GFP_KERNEL)?;
+        for (obj, write) in batch.objects.iter() {
+            objects.push((obj.clone(), *write), GFP_KERNEL)?;
         }
         let resets = self.state.lock().resets;
         let req = Arc::pin_init(
@@ -324,17 +422,12 @@ impl Engine {
                         )?;
                     }
                 } else {
-                    let st = obj.state(&mut locked);
-                    for page in st.pages() {
-                        let page = GpuPage {
-                            page: page.clone(),
-                            write: *write,
-                        };
-                        pages.push(page, GFP_KERNEL)?;
-                    }
+                    // The hardware entries, before the request can run
+                    // (the device is awake: we hold a wakeref).
+                    obj.sync_hw(&mut locked);
                 }
             }
-            *req.pages.lock() = Payload { pages, buf };
+            *req.pages.lock() = Payload { pages, frames, buf };
             // Mark the objects busy while the hook is still locked out, so it
             // never sees them bound, idle and about to be used; and under
             // notifier_lock, so that an invalidation either came before (and
@@ -351,7 +444,7 @@ impl Engine {
                             _ => false,
                         });
                 if !stale {
-                    for obj in req.objects.iter() {
+                    for (obj, _) in req.objects.iter() {
                         obj.activate();
                     }
                 }

@@ -86,10 +86,7 @@ impl kernel::Module for Movgem {
         this.reclaim = Some(Reclaim::new(this.engine.clone())?);
         // The device file goes last, once all else is ready.
         this.misc = Some(MiscDevice::new(this.engine.clone())?);
-        pr_info!(
-            "loaded (hook {})\n",
-            if params::hook_enabled() { "on" } else { "off" }
-        );
+        pr_info!("loaded (hook {:?})\n", params::hook_mode());
         Ok(this)
     }
 }

@@ -9,7 +9,7 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use kernel::ffi::{c_ulong, c_void};
 use kernel::prelude::*;
-use kernel::sync::Arc;
+use kernel::sync::{Arc, SpinLock};
 
 use crate::counters::Counter;
 use crate::device::{Device, DeviceLocked};
@@ -19,6 +19,7 @@ use crate::shmem::{DevInfoSlot, PageArray, PageRef, ShmemFile, Vmap};
 use crate::sync::LockedBy;
 use crate::uapi;
 use crate::userptr::{RawUserptr, UserRange};
+use crate::vma::HwTable;
 
 pub(crate) const PAGE_SIZE: usize = kernel::page::PAGE_SIZE;
 
@@ -36,6 +37,14 @@ pub(crate) struct ObjState {
     pub(crate) pages_pin_count: u32,
     /// Where the object is bound in the GTT, if it is.
     pub(crate) gtt_offset: Option<u64>,
+    /// The shadow (software) GTT entries of the binding: the frame each
+    /// page of the object's range points at, always current while bound.
+    /// Allocated with the object (empty for userptr objects), so binding
+    /// and migrating never allocate.
+    pub(crate) gtt_shadow: PageArray<usize>,
+    /// Old frames kept alive because `debug_skip_gtt_rewrite` left GTT
+    /// entries pointing at them; dropped with the pages.
+    pub(crate) orphans: PageArray<PageRef>,
     /// Display-style pins on the binding.
     pub(crate) pinned_vmas: u32,
     /// `MOVGEM_MADV_*`.
@@ -65,11 +74,6 @@ impl ObjState {
     pub(crate) fn vmap_cached(&self) -> bool {
         self.vmap.is_some()
     }
-
-    /// The object's folios while it holds them.
-    pub(crate) fn pages(&self) -> &[PageRef] {
-        &self.pages
-    }
 }
 
 /// A shmem-backed buffer object.
@@ -95,6 +99,10 @@ pub(crate) struct Object {
     npages: usize,
     pub(crate) device: Arc<Device>,
     state: LockedBy<ObjState, DeviceLocked>,
+    /// The hardware GTT entries of the binding: what the engine reads.
+    /// Written only while the device is awake (see `vma.rs`).
+    #[pin]
+    pub(crate) hw: SpinLock<HwTable>,
     /// Outstanding GPU requests using the object (plus self-test holds).
     active: AtomicU32,
     /// Set when the last handle is gone.
@@ -153,6 +161,10 @@ impl Object {
         file: Option<ShmemFile>,
         user: Option<UserRange>,
     ) -> Result<Arc<Self>> {
+        // Shadow and hardware entries for every page of a shmem object.
+        let entries = if file.is_some() { npages } else { 0 };
+        let shadow = PageArray::from_elem(0usize, entries)?;
+        let hw = HwTable::new(PageArray::from_elem(0usize, entries)?);
         Arc::pin_init(
             pin_init!(Self {
                 dev_info <- DevInfoSlot::new(),
@@ -162,7 +174,14 @@ impl Object {
                 user_stale: AtomicBool::new(false),
                 npages,
                 device: device.clone(),
-                state: LockedBy::new(&device.struct_mutex, ObjState::default()),
+                state: LockedBy::new(
+                    &device.struct_mutex,
+                    ObjState {
+                        gtt_shadow: shadow,
+                        ..ObjState::default()
+                    }
+                ),
+                hw <- kernel::new_spinlock!(hw, "movgem_object_hw"),
                 active: AtomicU32::new(0),
                 closed: AtomicBool::new(false),
                 purged: AtomicBool::new(false),
@@ -347,18 +366,13 @@ impl Object {
     pub(crate) fn destroy(&self) {
         {
             let mut locked = self.device.struct_mutex.lock();
-            let offset = {
-                let st = self.state(&mut locked);
-                st.dead = true;
-                st.pinned_vmas = 0;
-                st.vmap_pins = 0;
-                st.pages_pin_count = 0;
-                st.gtt_offset.take()
-            };
-            if let Some(offset) = offset {
-                locked.gtt.remove(offset);
-            }
-            self.put_pages(self.state(&mut locked));
+            self.clear_binding(&mut locked);
+            let st = self.state(&mut locked);
+            st.dead = true;
+            st.pinned_vmas = 0;
+            st.vmap_pins = 0;
+            st.pages_pin_count = 0;
+            self.put_pages(st);
         }
         self.teardown();
     }

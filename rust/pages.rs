@@ -160,6 +160,7 @@ impl Object {
     /// evictable LRU lists first (DONTNEED marked them).
     pub(crate) fn put_pages(&self, st: &mut ObjState) -> usize {
         st.vmap = None;
+        st.orphans = PageArray::default();
         let n = st.pages.len();
         if let (Some(file), true) = (self.file(), n > 0) {
             file.clear_unevictable(&st.pages);
@@ -172,13 +173,8 @@ impl Object {
     /// reference; returns the pages released.  The caller decided, with
     /// `policy`, that nothing else pins them.
     pub(crate) fn release_pages(&self, locked: &mut DeviceLocked, unbind: bool) -> usize {
-        if unbind {
-            let offset = self.state(locked).gtt_offset.take();
-            if let Some(offset) = offset {
-                locked.gtt.remove(offset);
-                self.state(locked).pages_pin_count -= 1;
-                self.device.counters.inc(Counter::Unbinds);
-            }
+        if unbind && self.clear_binding(locked) {
+            self.device.counters.inc(Counter::Unbinds);
         }
         let st = self.state(locked);
         let n = self.put_pages(st);

@@ -2,15 +2,31 @@
 
 //! Module parameters, declared in `rust/shims/params.c`.
 
+use crate::policy::HookMode;
+
 extern "C" {
-    fn movgem_param_hook_enabled() -> bool;
+    fn movgem_param_hook_mode() -> kernel::ffi::c_int;
     fn movgem_param_lock_timeout_ms() -> kernel::ffi::c_uint;
+    fn movgem_param_debug_skip_gtt_rewrite() -> bool;
+    fn movgem_param_debug_skip_restore() -> bool;
 }
 
-/// `hook`: whether the migrate hook may release pages.
-pub(crate) fn hook_enabled() -> bool {
+/// `hook`: how migration of an object's folio goes.
+pub(crate) fn hook_mode() -> HookMode {
     // SAFETY: reads a module parameter; no preconditions.
-    unsafe { movgem_param_hook_enabled() }
+    HookMode::from_raw(unsafe { movgem_param_hook_mode() })
+}
+
+/// `debug_skip_gtt_rewrite`: a deliberate breakage for the tests.
+pub(crate) fn debug_skip_gtt_rewrite() -> bool {
+    // SAFETY: reads a module parameter; no preconditions.
+    unsafe { movgem_param_debug_skip_gtt_rewrite() }
+}
+
+/// `debug_skip_restore`: a deliberate breakage for the tests.
+pub(crate) fn debug_skip_restore() -> bool {
+    // SAFETY: reads a module parameter; no preconditions.
+    unsafe { movgem_param_debug_skip_restore() }
 }
 
 /// `lock_timeout_ms`: the hook's budget for `struct_mutex`.

@@ -9,7 +9,7 @@ use kernel::error::from_err_ptr;
 use kernel::ffi::{c_int, c_uint, c_void};
 use kernel::prelude::*;
 
-use crate::counters::{Counter, Counters};
+use crate::device::Device;
 
 extern "C" {
     fn movgem_pm_driver_register() -> c_int;
@@ -48,13 +48,14 @@ impl RuntimePm {
         NonNull::new(dev).map(|dev| Self { dev }).ok_or(ENODEV)
     }
 
-    /// Runtime PM callbacks count into `counters` from now on.  They must
-    /// outlive `self`: the device's own counters, dropped after its PM.
-    pub(crate) fn attach(&self, counters: &Counters) {
-        let owner: *const Counters = counters;
+    /// Runtime PM callbacks reach `device` from now on: the device this
+    /// is the runtime PM of.  The callbacks use only fields of `device`
+    /// declared after its `pm`, which are dropped after it.
+    pub(crate) fn attach(&self, device: &Device) {
+        let owner: *const Device = device;
         // SAFETY: `dev` is registered by the type invariant; `owner` stays
         // valid until drop, which disables runtime PM (waiting for
-        // callbacks in flight) before anything else goes.
+        // callbacks in flight) before the fields the callbacks use go.
         unsafe { movgem_pm_attach(self.dev.as_ptr(), owner.cast_mut().cast()) }
     }
 
@@ -131,12 +132,12 @@ impl Drop for PmDriver {
 ///
 /// # Safety
 ///
-/// `owner` must be the counters given to [`RuntimePm::attach`].
+/// `owner` must be the device given to [`RuntimePm::attach`].
 #[no_mangle]
 pub(crate) unsafe extern "C" fn movgem_rs_runtime_suspend(owner: *mut c_void) {
     // SAFETY: by the caller's contract.
-    let counters = unsafe { &*owner.cast::<Counters>() };
-    counters.inc(Counter::RuntimeSuspends);
+    let device = unsafe { &*owner.cast::<Device>() };
+    device.runtime_suspended();
 }
 
 /// C entry point, see `include/movgem_shim.h`.
@@ -147,6 +148,6 @@ pub(crate) unsafe extern "C" fn movgem_rs_runtime_suspend(owner: *mut c_void) {
 #[no_mangle]
 pub(crate) unsafe extern "C" fn movgem_rs_runtime_resume(owner: *mut c_void) {
     // SAFETY: by the caller's contract.
-    let counters = unsafe { &*owner.cast::<Counters>() };
-    counters.inc(Counter::RuntimeResumes);
+    let device = unsafe { &*owner.cast::<Device>() };
+    device.runtime_resumed();
 }

@@ -50,11 +50,22 @@ pub enum Refusal {
     DeviceSuspended,
     /// Releasing would sleep (`vunmap()`), but `MIGRATE_ASYNC` must not.
     WouldSleep,
+    /// A reference neither the page cache, migration nor the object
+    /// accounts for (an I/O in flight, vmsplice, O_DIRECT): the folio
+    /// cannot move now.  Answered with `-EAGAIN`, as `migrate_folio()`
+    /// answers, before any lock is taken or the object is touched.
+    ForeignReference,
+    /// The migrating task holds `struct_mutex` itself (migration reached
+    /// from an allocation made under it): waiting would wait for itself.
+    LockOwned,
+    /// A large folio: the object holds one reference per page of it,
+    /// which in-place migration does not move.
+    LargeFolio,
 }
 
 impl Refusal {
     /// Every refusal, in counter order.
-    pub const ALL: [Refusal; 8] = [
+    pub const ALL: [Refusal; 11] = [
         Refusal::HookDisabled,
         Refusal::LockContended,
         Refusal::Active,
@@ -63,6 +74,9 @@ impl Refusal {
         Refusal::PinnedVma,
         Refusal::DeviceSuspended,
         Refusal::WouldSleep,
+        Refusal::ForeignReference,
+        Refusal::LockOwned,
+        Refusal::LargeFolio,
     ];
 
     /// Name used for the debugfs counter.
@@ -76,6 +90,9 @@ impl Refusal {
             Refusal::PinnedVma => "refused_pinned_vma",
             Refusal::DeviceSuspended => "refused_suspended",
             Refusal::WouldSleep => "refused_would_sleep",
+            Refusal::ForeignReference => "refused_foreign_ref",
+            Refusal::LockOwned => "refused_lock_owned",
+            Refusal::LargeFolio => "refused_large_folio",
         }
     }
 
@@ -131,6 +148,96 @@ pub fn decide(state: &ObjectState, device_awake: bool, may_block: bool) -> Decis
         return Decision::Refuse(Refusal::WouldSleep);
     }
     Decision::Release { unbind, vunmap }
+}
+
+/// How the hook lets a folio of an object move (module parameter `hook`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HookMode {
+    /// Plain `migrate_folio()`, as shmem without the hook.
+    Off,
+    /// The 2016 design: release the whole object, then `migrate_folio()`.
+    Release,
+    /// Move the one folio, keeping the object bound.
+    InPlace,
+}
+
+impl HookMode {
+    /// The mode from the parameter's value (`MOVGEM_HOOK_*`).
+    pub const fn from_raw(raw: i32) -> HookMode {
+        match raw {
+            0 => HookMode::Off,
+            1 => HookMode::Release,
+            _ => HookMode::InPlace,
+        }
+    }
+}
+
+/// How many references on a folio the object may hold: what is left of
+/// `refcount` after the page cache (`expected`, as
+/// `folio_expected_ref_count()` counts it) and migration's own one.
+/// `None` when nobody else can hold one (the count is below what the
+/// kernel itself holds: a race migration will see itself).
+pub fn extra_refs(refcount: i64, expected: i64) -> Option<u64> {
+    u64::try_from(refcount - expected - 1).ok()
+}
+
+/// What the in-place hook does before taking any lock, from the folio's
+/// extra references ([`extra_refs`]) and whether the folio is large.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Precheck {
+    /// No reference beyond the kernel's: the object holds none, so
+    /// `migrate_folio()` decides alone.
+    PassThrough,
+    /// Exactly one extra: maybe the object's; look under the lock.
+    Candidate,
+    /// More than the object can hold: refuse at once, touching nothing.
+    Refuse(Refusal),
+}
+
+/// See [`Precheck`].  An object holds at most one reference per page.
+pub fn precheck(extra: Option<u64>, large: bool) -> Precheck {
+    match extra {
+        None | Some(0) => Precheck::PassThrough,
+        Some(_) if large => Precheck::Refuse(Refusal::LargeFolio),
+        Some(1) => Precheck::Candidate,
+        Some(_) => Precheck::Refuse(Refusal::ForeignReference),
+    }
+}
+
+/// What the in-place hook does with an object that holds the folio.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InPlace {
+    /// Copy the folio, move the object's reference and rewrite its GTT
+    /// entry; the object stays bound.
+    Move {
+        /// The cached kernel mapping covers the folio and goes first.
+        drop_vmap: bool,
+    },
+    /// Answer `-EBUSY`.
+    Refuse(Refusal),
+}
+
+/// Decide, with `struct_mutex` held, whether a folio the object holds
+/// can move in place.  The device's power state does not matter: a
+/// suspended device gets its hardware entries back from the shadow table
+/// before its next request.  A DONTNEED object moves too: in place
+/// truncates nothing.  `may_block` is false for `MIGRATE_ASYNC`.
+pub fn decide_in_place(state: &ObjectState, may_block: bool) -> InPlace {
+    if state.active {
+        return InPlace::Refuse(Refusal::Active);
+    }
+    if state.pinned_vmas > 0 {
+        return InPlace::Refuse(Refusal::PinnedVma);
+    }
+    if state.pages_pin_count > state.bind_count {
+        return InPlace::Refuse(Refusal::PinnedBeyondBindings);
+    }
+    if state.vmap_cached && !may_block {
+        return InPlace::Refuse(Refusal::WouldSleep);
+    }
+    InPlace::Move {
+        drop_vmap: state.vmap_cached,
+    }
 }
 
 /// What the shrinker does with one object.
@@ -468,6 +575,113 @@ mod tests {
                 assert_ne!(r.name(), other.name());
             }
         }
+    }
+
+    #[test]
+    fn hook_modes_from_the_parameter() {
+        assert_eq!(HookMode::from_raw(0), HookMode::Off);
+        assert_eq!(HookMode::from_raw(1), HookMode::Release);
+        assert_eq!(HookMode::from_raw(2), HookMode::InPlace);
+    }
+
+    #[test]
+    fn extra_refs_is_what_the_kernel_does_not_hold() {
+        // An unmapped order-0 shmem folio: page cache 1, migration 1.
+        assert_eq!(extra_refs(2, 1), Some(0));
+        assert_eq!(extra_refs(3, 1), Some(1));
+        assert_eq!(extra_refs(5, 1), Some(3));
+        assert_eq!(extra_refs(1, 1), None);
+    }
+
+    #[test]
+    fn precheck_passes_refuses_or_looks_closer() {
+        assert_eq!(precheck(None, false), Precheck::PassThrough);
+        assert_eq!(precheck(Some(0), false), Precheck::PassThrough);
+        assert_eq!(precheck(Some(0), true), Precheck::PassThrough);
+        assert_eq!(precheck(Some(1), false), Precheck::Candidate);
+        assert_eq!(
+            precheck(Some(2), false),
+            Precheck::Refuse(Refusal::ForeignReference)
+        );
+        assert_eq!(
+            precheck(Some(1), true),
+            Precheck::Refuse(Refusal::LargeFolio)
+        );
+    }
+
+    #[test]
+    fn in_place_moves_bound_idle_objects_whatever_the_power_state() {
+        let s = bound_idle();
+        assert_eq!(
+            decide_in_place(&s, false),
+            InPlace::Move { drop_vmap: false }
+        );
+        assert_eq!(
+            decide_in_place(&s, true),
+            InPlace::Move { drop_vmap: false }
+        );
+        let unbound = ObjectState {
+            has_pages: true,
+            ..ObjectState::default()
+        };
+        assert_eq!(
+            decide_in_place(&unbound, false),
+            InPlace::Move { drop_vmap: false }
+        );
+    }
+
+    #[test]
+    fn in_place_moves_purgeable_objects() {
+        let s = ObjectState {
+            purgeable: true,
+            ..bound_idle()
+        };
+        assert_eq!(
+            decide_in_place(&s, false),
+            InPlace::Move { drop_vmap: false }
+        );
+    }
+
+    #[test]
+    fn in_place_refuses_active_scanout_and_extra_pins() {
+        let active = ObjectState {
+            active: true,
+            ..bound_idle()
+        };
+        assert_eq!(
+            decide_in_place(&active, true),
+            InPlace::Refuse(Refusal::Active)
+        );
+        let scanout = ObjectState {
+            pinned_vmas: 1,
+            ..bound_idle()
+        };
+        assert_eq!(
+            decide_in_place(&scanout, true),
+            InPlace::Refuse(Refusal::PinnedVma)
+        );
+        let vmapped = ObjectState {
+            pages_pin_count: 2,
+            vmap_cached: true,
+            ..bound_idle()
+        };
+        assert_eq!(
+            decide_in_place(&vmapped, true),
+            InPlace::Refuse(Refusal::PinnedBeyondBindings)
+        );
+    }
+
+    #[test]
+    fn in_place_drops_a_cached_vmap_only_when_it_may_sleep() {
+        let s = ObjectState {
+            vmap_cached: true,
+            ..bound_idle()
+        };
+        assert_eq!(
+            decide_in_place(&s, false),
+            InPlace::Refuse(Refusal::WouldSleep)
+        );
+        assert_eq!(decide_in_place(&s, true), InPlace::Move { drop_vmap: true });
     }
 
     #[test]

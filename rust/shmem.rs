@@ -97,6 +97,7 @@ extern "C" {
     fn movgem_shmem_truncate(filp: *mut RawFile);
     fn movgem_fput(filp: *mut RawFile);
     fn movgem_shmem_writeback(filp: *mut RawFile) -> c_ulong;
+    fn movgem_shmem_lookup_pfn(filp: *mut RawFile, index: c_ulong) -> c_ulong;
 }
 
 /// A kernel-internal shmem file with movable folios.
@@ -139,6 +140,14 @@ impl ShmemFile {
         NonNull::new(page)
             .map(|page| PageRef { page })
             .ok_or(ENOMEM)
+    }
+
+    /// The frame of page `index` in the page cache, without allocating
+    /// or reading it in; `None` if it is not there.
+    pub(crate) fn lookup_pfn(&self, index: usize) -> Option<usize> {
+        // SAFETY: `self.filp` is valid by the type invariant.
+        let pfn = unsafe { movgem_shmem_lookup_pfn(self.filp.as_ptr(), index as c_ulong) };
+        (pfn != 0).then_some(pfn as usize)
     }
 
     /// Whether the mapping allocates from MOVABLE pageblocks.
@@ -295,6 +304,11 @@ impl PageRef {
         Self { page }
     }
 
+    /// The page, for comparison only.
+    pub(crate) fn as_ptr(&self) -> *mut RawPage {
+        self.page.as_ptr()
+    }
+
     /// Physical frame number of the page.
     pub(crate) fn pfn(&self) -> usize {
         // SAFETY: the page is valid by the type invariant.
@@ -357,6 +371,13 @@ impl<T> PageArray<T> {
     /// An empty array with room for `n` entries.
     pub(crate) fn with_capacity(n: usize) -> Result<Self> {
         Ok(Self(KVVec::with_capacity(n, GFP_KERNEL)?))
+    }
+}
+
+impl<T: Clone> PageArray<T> {
+    /// `n` copies of `value`.
+    pub(crate) fn from_elem(value: T, n: usize) -> Result<Self> {
+        Ok(Self(KVVec::from_elem(value, n, GFP_KERNEL)?))
     }
 }
 

@@ -27,7 +27,7 @@
 use core::cell::UnsafeCell;
 use core::marker::PhantomPinned;
 use core::ops::{Deref, DerefMut};
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 
 use kernel::bindings;
 use kernel::prelude::*;
@@ -72,6 +72,9 @@ pub(crate) struct TryMutex<T> {
     /// Callers of [`TryMutex::try_lock_for`] waiting now (reclaim, the
     /// migrate hook); blocking lockers hold back while it is non-zero.
     pollers: AtomicU32,
+    /// The task holding the mutex (set by the guard), so that the hook
+    /// can tell "held by me" from "held by another task".
+    owner: AtomicPtr<bindings::task_struct>,
     #[pin]
     _pin: PhantomPinned,
 }
@@ -97,6 +100,7 @@ impl<T> TryMutex<T> {
             }),
             data: UnsafeCell::new(data),
             pollers: AtomicU32::new(0),
+            owner: AtomicPtr::new(core::ptr::null_mut()),
             _pin: PhantomPinned,
         })
     }
@@ -147,6 +151,15 @@ impl<T> TryMutex<T> {
         // SAFETY: by the type invariant the mutex is initialised; the shim
         // only hands it to lockdep, acquiring and releasing nothing real.
         unsafe { movgem_lockdep_prime_reclaim(self.mutex.get()) }
+    }
+
+    /// Whether the current task holds the mutex.  Another task's hold
+    /// never reads as ours: only the holder stores itself, and clears the
+    /// owner before it unlocks.
+    pub(crate) fn held_by_current(&self) -> bool {
+        // SAFETY: `get_current` has no preconditions in task context.
+        let me = unsafe { bindings::get_current() };
+        core::ptr::eq(self.owner.load(Ordering::Relaxed), me)
     }
 
     /// One attempt, never sleeps.
@@ -208,6 +221,9 @@ impl<'a, T> TryMutexGuard<'a, T> {
         // SAFETY: no preconditions; `drop` restores it on the same task,
         // since the guard is not `Send`.
         let nofs = unsafe { movgem_nofs_save() };
+        // SAFETY: `get_current` has no preconditions in task context.
+        lock.owner
+            .store(unsafe { bindings::get_current() }, Ordering::Relaxed);
         Self {
             lock,
             nofs,
@@ -285,6 +301,9 @@ impl<T> DerefMut for TryMutexGuard<'_, T> {
 
 impl<T> Drop for TryMutexGuard<'_, T> {
     fn drop(&mut self) {
+        self.lock
+            .owner
+            .store(core::ptr::null_mut(), Ordering::Relaxed);
         // SAFETY: `nofs` came from `movgem_nofs_save` on this task; scopes
         // nest, and a guard is dropped before any guard taken after it.
         unsafe { movgem_nofs_restore(self.nofs) };

@@ -1,8 +1,21 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! Bindings of objects into the simulated GTT: the GTT's address space
-//! (placement itself is `gtt.rs`, free of kernel types), bind/unbind and
-//! display-style pins.
+//! (placement itself is `gtt.rs`, free of kernel types), the entries of a
+//! binding, bind/unbind and display-style pins.
+//!
+//! A binding has two tables of entries, one frame per page of the object.
+//! The shadow table (`ObjState::gtt_shadow`, under `struct_mutex`) is
+//! software and always current.  The hardware table ([`HwTable`], behind
+//! the object's `hw` spin lock) is what the engine reads; it may only be
+//! written while the device is awake, and its contents are lost when the
+//! device suspends (the device's `hw_generation` moves on).  As i915
+//! restores its GGTT on resume, a binding's hardware entries are written
+//! from the shadow before the first request that uses them after a bind
+//! or a suspend ([`Object::sync_hw`]: under `struct_mutex`, with the
+//! request's wakeref; the runtime PM callbacks themselves take no lock).
+//! In-place migration rewrites the shadow entry always, and the hardware
+//! entry only if the device is awake and the entries are current.
 
 use core::sync::atomic::Ordering;
 
@@ -12,8 +25,33 @@ use kernel::rbtree::{RBTree, RBTreeNodeReservation};
 use crate::counters::Counter;
 use crate::device::DeviceLocked;
 use crate::gtt;
-use crate::object::{Object, PAGE_SIZE};
+use crate::object::{ObjState, Object, PAGE_SIZE};
+use crate::params;
+use crate::shmem::PageArray;
 use crate::uapi;
+
+/// [`HwTable::generation`] of entries not written since the binding was
+/// made (or of no binding at all).
+const UNWRITTEN: u64 = u64::MAX;
+
+/// The hardware GTT entries of one binding.
+pub(crate) struct HwTable {
+    /// The frame each page of the binding points at.
+    frames: PageArray<usize>,
+    /// The device's `hw_generation` when `frames` were written; any
+    /// other value means the hardware lost them (or never had them).
+    generation: u64,
+}
+
+impl HwTable {
+    /// Entries for an object of `frames.len()` pages, not written yet.
+    pub(crate) fn new(frames: PageArray<usize>) -> Self {
+        Self {
+            frames,
+            generation: UNWRITTEN,
+        }
+    }
+}
 
 /// The GTT's address space: allocated ranges, start -> size.
 pub(crate) struct Gtt {
@@ -87,15 +125,10 @@ impl Object {
         node: Option<GttNode>,
         fetch: bool,
     ) -> Result<u64> {
-        if self.user_stale.swap(false, Ordering::AcqRel) {
-            // The user range changed under the binding: drop it before the
+        if self.user_stale.swap(false, Ordering::AcqRel) && self.clear_binding(locked) {
+            // The user range changed under the binding: dropped before the
             // object is used again.
-            let stale = self.state(locked).gtt_offset.take();
-            if let Some(offset) = stale {
-                locked.gtt.remove(offset);
-                self.state(locked).pages_pin_count -= 1;
-                self.device.counters.inc(Counter::UserptrStaleUnbinds);
-            }
+            self.device.counters.inc(Counter::UserptrStaleUnbinds);
         }
         let st = self.state(locked);
         if let Some(offset) = st.gtt_offset {
@@ -120,20 +153,149 @@ impl Object {
         let st = self.state(locked);
         st.gtt_offset = Some(offset);
         st.pages_pin_count += 1;
+        // The shadow entries now; the hardware ones before the first
+        // request (`sync_hw`), with the device awake.
+        let ObjState {
+            pages, gtt_shadow, ..
+        } = st;
+        for (entry, page) in gtt_shadow.iter_mut().zip(pages.iter()) {
+            *entry = page.pfn();
+        }
+        self.hw.lock().generation = UNWRITTEN;
         Ok(offset)
+    }
+
+    /// Drops the binding, if there is one: its range, its pin on the
+    /// pages and its hardware entries.  Returns whether there was one.
+    pub(crate) fn clear_binding(&self, locked: &mut DeviceLocked) -> bool {
+        let st = self.state(locked);
+        let Some(offset) = st.gtt_offset.take() else {
+            return false;
+        };
+        st.pages_pin_count = st.pages_pin_count.saturating_sub(1);
+        self.hw.lock().generation = UNWRITTEN;
+        locked.gtt.remove(offset);
+        true
+    }
+
+    /// Makes the hardware entries of the binding current, from the shadow
+    /// table, if they are not: after the bind, or after the device lost
+    /// them in a suspend (a restore).  The caller holds a wakeref, so the
+    /// device is awake and stays so.
+    pub(crate) fn sync_hw(&self, locked: &mut DeviceLocked) {
+        if self.file().is_none() {
+            return;
+        }
+        let generation = self.device.hw_generation();
+        let st = self.state(locked);
+        if st.gtt_offset.is_none() {
+            return;
+        }
+        let mut hw = self.hw.lock();
+        if hw.generation == generation {
+            return;
+        }
+        if hw.generation != UNWRITTEN {
+            if params::debug_skip_restore() {
+                return;
+            }
+            self.device.counters.inc(Counter::GttRestores);
+        }
+        for (entry, &shadow) in hw.frames.iter_mut().zip(st.gtt_shadow.iter()) {
+            *entry = shadow;
+        }
+        hw.generation = generation;
+    }
+
+    /// Copies the hardware entries of the binding to the start of `out`
+    /// if they are current and fit; returns how many, `None` if the
+    /// hardware lost them.  For the engine, which runs without
+    /// `struct_mutex`: the object is active, so nothing rewrites them
+    /// meanwhile.
+    pub(crate) fn hw_frames(&self, out: &mut [usize]) -> Option<usize> {
+        let generation = self.device.hw_generation();
+        let hw = self.hw.lock();
+        let n = hw.frames.len();
+        if hw.generation != generation || n > out.len() {
+            return None;
+        }
+        for (slot, &entry) in out.iter_mut().zip(hw.frames.iter()) {
+            *slot = entry;
+        }
+        Some(n)
+    }
+
+    /// Points entry `index` of the binding at frame `pfn`: the shadow
+    /// always, the hardware entry if `awake` (the caller holds a wakeref
+    /// it did not have to wake the device for) and current.  Returns
+    /// whether the hardware entry was written.
+    pub(crate) fn rewrite_entry(
+        &self,
+        st: &mut ObjState,
+        index: usize,
+        pfn: usize,
+        awake: bool,
+    ) -> bool {
+        if st.gtt_offset.is_none() {
+            return false;
+        }
+        if let Some(entry) = st.gtt_shadow.get_mut(index) {
+            *entry = pfn;
+        }
+        if !awake {
+            return false;
+        }
+        let generation = self.device.hw_generation();
+        let mut hw = self.hw.lock();
+        if hw.generation != generation {
+            return false;
+        }
+        match hw.frames.get_mut(index) {
+            Some(entry) => {
+                *entry = pfn;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Compares every entry of the binding with the page cache: returns
+    /// the entries compared and those pointing elsewhere.  Hardware
+    /// entries count only while current.
+    pub(crate) fn gtt_check(&self, locked: &mut DeviceLocked) -> (u64, u64) {
+        let Some(file) = self.file() else {
+            return (0, 0);
+        };
+        let generation = self.device.hw_generation();
+        let st = self.state(locked);
+        if st.gtt_offset.is_none() {
+            return (0, 0);
+        }
+        let (mut checked, mut wrong) = (0u64, 0u64);
+        for (index, &shadow) in st.gtt_shadow.iter().enumerate() {
+            let want = file.lookup_pfn(index);
+            checked += 1;
+            wrong += u64::from(want != Some(shadow));
+            let hw = self.hw.lock();
+            if hw.generation == generation {
+                checked += 1;
+                wrong += u64::from(hw.frames.get(index).copied() != want);
+            }
+        }
+        (checked, wrong)
     }
 
     /// Removes the binding; the pages stay cached, as in i915.
     pub(crate) fn unbind(&self, locked: &mut DeviceLocked) -> Result {
         let active = self.active() > 0;
         let st = self.state(locked);
-        let offset = st.gtt_offset.ok_or(EINVAL)?;
+        if st.gtt_offset.is_none() {
+            return Err(EINVAL);
+        }
         if st.pinned_vmas > 0 || active {
             return Err(EBUSY);
         }
-        st.gtt_offset = None;
-        st.pages_pin_count -= 1;
-        locked.gtt.remove(offset);
+        self.clear_binding(locked);
         Ok(())
     }
 

@@ -6,6 +6,7 @@
  * reclaimable, so the queue must make progress when no new kworker can be
  * allocated (it gets a rescuer thread).  Destroying it drains it.
  */
+#include <linux/mm.h>
 #include <linux/workqueue.h>
 
 #include "movgem_shim.h"
@@ -23,4 +24,19 @@ void movgem_wq_flush(struct workqueue_struct *wq)
 void movgem_wq_destroy(struct workqueue_struct *wq)
 {
 	destroy_workqueue(wq);
+}
+
+/*
+ * The engine reaches object memory through GTT entries, i.e. frame
+ * numbers: the caller guarantees the frame is a page it keeps alive.
+ */
+int movgem_frame_read(unsigned long pfn, size_t offset, void *buf, size_t len)
+{
+	return movgem_page_read(pfn_to_page(pfn), offset, buf, len);
+}
+
+int movgem_frame_write(unsigned long pfn, size_t offset, const void *buf,
+		       size_t len)
+{
+	return movgem_page_write(pfn_to_page(pfn), offset, buf, len);
 }

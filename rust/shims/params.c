@@ -1,20 +1,82 @@
 // SPDX-License-Identifier: GPL-2.0
 /* Module parameters: the 6.12 `module!` macro cannot declare them. */
 #include <linux/moduleparam.h>
+#include <linux/string.h>
+#include <linux/sysfs.h>
 
 #include "movgem_shim.h"
 
-static bool hook = true;
-module_param(hook, bool, 0644);
-MODULE_PARM_DESC(hook, "Release idle objects' pages when migration asks (default: on)");
+/*
+ * hook: how migration of an object's folio goes (MOVGEM_HOOK_*):
+ * "inplace" moves the one folio and keeps the object bound, "release"
+ * releases the whole object first (the 2016 design), "off" is plain
+ * migrate_folio().  "1" and "0" are kept for "inplace" and "off".
+ */
+static const char *const hook_modes[] = {
+	[MOVGEM_HOOK_OFF] = "off",
+	[MOVGEM_HOOK_RELEASE] = "release",
+	[MOVGEM_HOOK_INPLACE] = "inplace",
+};
+static int hook = MOVGEM_HOOK_INPLACE;
+
+static int hook_set(const char *val, const struct kernel_param *kp)
+{
+	int mode = sysfs_match_string(hook_modes, val);
+
+	if (mode < 0) {
+		if (sysfs_streq(val, "0"))
+			mode = MOVGEM_HOOK_OFF;
+		else if (sysfs_streq(val, "1"))
+			mode = MOVGEM_HOOK_INPLACE;
+		else
+			return -EINVAL;
+	}
+	WRITE_ONCE(*(int *)kp->arg, mode);
+	return 0;
+}
+
+static int hook_get(char *buffer, const struct kernel_param *kp)
+{
+	return sysfs_emit(buffer, "%s\n", hook_modes[READ_ONCE(*(int *)kp->arg)]);
+}
+
+static const struct kernel_param_ops hook_ops = {
+	.set = hook_set,
+	.get = hook_get,
+};
+module_param_cb(hook, &hook_ops, &hook, 0644);
+MODULE_PARM_DESC(hook, "Migration of object folios: inplace, release (the 2016 design) or off (default: inplace)");
 
 static unsigned int lock_timeout_ms = 10;
 module_param(lock_timeout_ms, uint, 0644);
 MODULE_PARM_DESC(lock_timeout_ms, "Longest wait for struct_mutex in the migrate hook (default: 10)");
 
-bool movgem_param_hook_enabled(void)
+int movgem_param_hook_mode(void)
 {
 	return READ_ONCE(hook);
+}
+
+/*
+ * Deliberate breakage, for the tests that must notice it: an in-place
+ * migration leaves the GTT entries pointing at the old frame (kept alive
+ * by the object), or a resume skips restoring the hardware entries.
+ */
+static bool debug_skip_gtt_rewrite;
+module_param(debug_skip_gtt_rewrite, bool, 0644);
+MODULE_PARM_DESC(debug_skip_gtt_rewrite, "Test aid: in-place migration does not rewrite GTT entries (default: off)");
+
+static bool debug_skip_restore;
+module_param(debug_skip_restore, bool, 0644);
+MODULE_PARM_DESC(debug_skip_restore, "Test aid: hardware GTT entries are not restored after a runtime suspend (default: off)");
+
+bool movgem_param_debug_skip_gtt_rewrite(void)
+{
+	return READ_ONCE(debug_skip_gtt_rewrite);
+}
+
+bool movgem_param_debug_skip_restore(void)
+{
+	return READ_ONCE(debug_skip_restore);
 }
 
 unsigned int movgem_param_lock_timeout_ms(void)

@@ -129,26 +129,87 @@ static int movgem_shmem_migrate_folio(struct address_space *mapping,
 	struct shmem_dev_info *dev_info = shmem_get_dev_info(mapping);
 	int ret;
 
-	/* Unregistered since shmem looked: nothing of ours to release. */
+	/* Unregistered since shmem looked: nothing of ours on it. */
 	if (!dev_info)
 		return migrate_folio(mapping, dst, src, mode);
 
-	ret = movgem_rs_migrate_prepare(dev_info, src, mode != MIGRATE_ASYNC);
-	/* hook=0: exactly what shmem without the hook would do. */
+	ret = movgem_rs_migrate_folio(dev_info, dst, src, mode != MIGRATE_ASYNC);
+	/* Exactly what shmem without the hook would do, -EAGAIN included. */
 	if (ret == MOVGEM_HOOK_BYPASS)
 		return migrate_folio(mapping, dst, src, mode);
-	if (ret)
+	if (ret != MOVGEM_HOOK_RELEASED)
 		return ret;
 
 	ret = migrate_folio(mapping, dst, src, mode);
 	/*
-	 * -EAGAIN means references we do not own remain; retrying would
-	 * call us again up to ten times after the unmap cost was paid.
+	 * hook=release: -EAGAIN means references we do not own remain;
+	 * retrying would release nothing more.
 	 */
 	if (ret == -EAGAIN)
 		ret = -EBUSY;
 	movgem_rs_migrate_done(dev_info, ret);
 	return ret;
+}
+
+int movgem_folio_ref_count(struct folio *folio)
+{
+	return folio_ref_count(folio);
+}
+
+int movgem_folio_expected_refs(struct folio *folio)
+{
+	return folio_expected_ref_count(folio);
+}
+
+bool movgem_folio_large(struct folio *folio)
+{
+	return folio_test_large(folio);
+}
+
+unsigned long movgem_folio_index(struct folio *folio)
+{
+	return folio->index;
+}
+
+struct page *movgem_folio_page(struct folio *folio)
+{
+	return &folio->page;
+}
+
+/*
+ * __migrate_folio() with the owner's references accounted for: the
+ * exported pieces, in its order.  Sleeps only in folio_mc_copy() for a
+ * large folio, which the caller never passes.
+ */
+int movgem_folio_move(struct folio *dst, struct folio *src, int extra)
+{
+	struct address_space *mapping = folio_mapping(src);
+	int ret;
+
+	if (folio_ref_count(src) != folio_expected_ref_count(src) + extra + 1)
+		return -EAGAIN;
+	ret = folio_mc_copy(dst, src);
+	if (ret)
+		return ret;
+	ret = folio_migrate_mapping(mapping, dst, src, extra);
+	if (ret)
+		return ret;
+	folio_migrate_flags(dst, src);
+	/* The owner's references move with it; migration drops @src's. */
+	folio_ref_add(dst, extra);
+	return 0;
+}
+
+unsigned long movgem_shmem_lookup_pfn(struct file *filp, unsigned long index)
+{
+	struct folio *folio = filemap_get_folio(filp->f_mapping, index);
+	unsigned long pfn;
+
+	if (IS_ERR(folio))
+		return 0;
+	pfn = folio_pfn(folio) + (index - folio->index);
+	folio_put(folio);
+	return pfn;
 }
 
 int movgem_shmem_register(struct file *filp, struct shmem_dev_info *dev_info)

@@ -153,6 +153,43 @@ pub fn set_param(name: &str, value: &str) -> Result<(), String> {
     fs::write(&path, value).map_err(|e| format!("{path}: {e}"))
 }
 
+/// A module parameter set for as long as the value lives; the old value
+/// comes back on drop.
+pub struct Param {
+    name: &'static str,
+    old: String,
+}
+
+impl Param {
+    pub fn set(name: &'static str, value: &str) -> Result<Self, String> {
+        let old = param(name)?;
+        set_param(name, value)?;
+        Ok(Self { name, old })
+    }
+}
+
+impl Drop for Param {
+    fn drop(&mut self) {
+        let _ = set_param(self.name, &self.old);
+    }
+}
+
+/// The frame (PFN) of each page of the current process at `addrs`, from
+/// /proc/self/pagemap (root sees frames); 0 where nothing is mapped.
+pub fn frames(addrs: &[*mut libc::c_void]) -> Result<Vec<u64>, String> {
+    use std::os::unix::fs::FileExt;
+    let f = fs::File::open("/proc/self/pagemap").map_err(|e| format!("pagemap: {e}"))?;
+    let mut out = Vec::with_capacity(addrs.len());
+    for &a in addrs {
+        let mut entry = [0u8; 8];
+        f.read_exact_at(&mut entry, (a as u64 / 4096) * 8)
+            .map_err(|e| format!("pagemap: {e}"))?;
+        let e = u64::from_le_bytes(entry);
+        out.push(if e >> 63 == 1 { e & ((1 << 55) - 1) } else { 0 });
+    }
+    Ok(out)
+}
+
 /// Full compaction of every zone.
 pub fn compact() -> Result<(), String> {
     fs::write("/proc/sys/vm/compact_memory", "1").map_err(|e| format!("compact_memory: {e}"))

@@ -5,7 +5,7 @@
 //! bound object driven from the control file (moved, bypassed, refused
 //! while active, pinned or purgeable), and the commands it rejects.
 
-use movgem_guest::env::{self, compact, counter, fragment_for, Control, Counters, GpuAwake};
+use movgem_guest::env::{self, compact, counter, fragment_for, Control, Counters, GpuAwake, Param};
 use movgem_guest::{ensure, TestResult};
 
 use super::Test;
@@ -74,7 +74,54 @@ fn with_object(seed: u64, body: impl FnOnce(&Control) -> TestResult) -> TestResu
     out
 }
 
-fn compaction_moves_bound_idle_object() -> TestResult {
+fn compaction_moves_bound_idle_object_in_place() -> TestResult {
+    with_object(11, |ctl| {
+        let before = Counters::read()?;
+        compact()?;
+        ctl.cmd("gtt_check")?;
+        let d = Counters::read()?.since(&before);
+        ensure!(
+            d.get("hook_calls") > 0,
+            "compaction never reached the hook: {d}"
+        );
+        ensure!(
+            d.get("migrated_in_place") > 0 && d.get("migrated") == d.get("migrated_in_place"),
+            "no folio of the object moved in place: {d}"
+        );
+        ensure!(
+            d.get("released_objects") == 0 && d.get("unbinds") == 0,
+            "the object was released to move a folio: {d}"
+        );
+        ensure!(
+            d.get("gtt_entries_rewritten") == d.get("migrated_in_place"),
+            "not one GTT entry rewritten per folio moved: {d}"
+        );
+        ensure!(
+            d.get("gtt_checked") > 0 && d.get("gtt_mismatches") == 0,
+            "GTT entries disagree with the page cache: {d}"
+        );
+        ctl.cmd("verify")
+            .map_err(|e| format!("data corrupted after migration: {e}"))?;
+        let r = ctl.fields()?;
+        ensure!(
+            r.get("verify_moved_pages").copied().unwrap_or(0) > 0,
+            "no page changed frame: {r:?}"
+        );
+        ensure!(
+            r.get("pages_held") == Some(&(OBJ_PAGES as u64)) && r.get("bind_count") == Some(&1),
+            "the object let go of its pages or binding: {r:?}"
+        );
+        println!(
+            "  moved {} folios in place, {} pages changed frame, still bound",
+            d.get("migrated_in_place"),
+            r["verify_moved_pages"]
+        );
+        Ok(())
+    })
+}
+
+fn compaction_releases_bound_idle_object() -> TestResult {
+    let _mode = Param::set("hook", "release")?;
     with_object(11, |ctl| {
         let before = Counters::read()?;
         compact()?;
@@ -84,8 +131,8 @@ fn compaction_moves_bound_idle_object() -> TestResult {
             "compaction never reached the hook: {d}"
         );
         ensure!(
-            d.get("migrated") > 0,
-            "no folio of the object migrated: {d}"
+            d.get("migrated") > 0 && d.get("migrated_in_place") == 0,
+            "no folio of the object migrated by release: {d}"
         );
         ensure!(
             d.get("released_objects") == 1,
@@ -118,8 +165,8 @@ fn compaction_moves_bound_idle_object() -> TestResult {
 }
 
 fn hook_off_keeps_pinned_pages_in_place() -> TestResult {
-    env::set_param("hook", "0")?;
-    let out = with_object(12, |ctl| {
+    let _mode = Param::set("hook", "off")?;
+    with_object(12, |ctl| {
         let d = env::compact_counted()?;
         ensure!(d.get("hook_bypassed") > 0, "hook was not consulted: {d}");
         ensure!(
@@ -137,9 +184,7 @@ fn hook_off_keeps_pinned_pages_in_place() -> TestResult {
             "pages released: {r:?}"
         );
         Ok(())
-    });
-    env::set_param("hook", "1")?;
-    out
+    })
 }
 
 /// With the object in a state the hook must refuse, compaction moves
@@ -172,8 +217,28 @@ fn extra_pin_is_refused() -> TestResult {
     refused_while("pin", "unpin", "refused_pinned", 14)
 }
 
-fn purgeable_object_is_refused() -> TestResult {
+fn purgeable_object_is_refused_by_release() -> TestResult {
+    let _mode = Param::set("hook", "release")?;
     refused_while("purgeable 1", "purgeable 0", "refused_purgeable", 15)
+}
+
+/// In place truncates nothing, so a DONTNEED object moves like any other.
+fn purgeable_object_moves_in_place() -> TestResult {
+    with_object(16, |ctl| {
+        ctl.cmd("purgeable 1")?;
+        let d = env::compact_counted()?;
+        ctl.cmd("purgeable 0")?;
+        ensure!(
+            d.get("migrated_in_place") > 0 && d.get("refused_purgeable") == 0,
+            "DONTNEED object not moved in place: {d}"
+        );
+        ensure!(
+            d.get("purged_objects") == 0 && d.get("released_objects") == 0,
+            "object purged or released: {d}"
+        );
+        ctl.cmd("verify")
+            .map_err(|e| format!("data corrupted after migration: {e}"))
+    })
 }
 
 fn bad_commands_are_rejected() -> TestResult {
@@ -221,8 +286,12 @@ pub(super) const TESTS: &[Test] = &[
         object_is_movable_and_registered,
     ),
     (
-        "compaction_moves_bound_idle_object",
-        compaction_moves_bound_idle_object,
+        "compaction_moves_bound_idle_object_in_place",
+        compaction_moves_bound_idle_object_in_place,
+    ),
+    (
+        "compaction_releases_bound_idle_object",
+        compaction_releases_bound_idle_object,
     ),
     (
         "hook_off_keeps_pinned_pages_in_place",
@@ -230,6 +299,13 @@ pub(super) const TESTS: &[Test] = &[
     ),
     ("active_object_is_refused", active_object_is_refused),
     ("extra_pin_is_refused", extra_pin_is_refused),
-    ("purgeable_object_is_refused", purgeable_object_is_refused),
+    (
+        "purgeable_object_is_refused_by_release",
+        purgeable_object_is_refused_by_release,
+    ),
+    (
+        "purgeable_object_moves_in_place",
+        purgeable_object_moves_in_place,
+    ),
     ("bad_commands_are_rejected", bad_commands_are_rejected),
 ];

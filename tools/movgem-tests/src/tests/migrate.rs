@@ -1,15 +1,17 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The migrate hook on objects the GPU bound: a bound, idle object is
-//! released and moved with its data intact (by compaction and by
-//! move_pages(2)); an active object, a pinned binding, a suspended
-//! device, a vmap'd or purgeable object and a contended lock are refused.
+//! The migrate hook on objects the GPU bound, in `hook=release` (the 2016
+//! design) where the mode matters: a bound, idle object is released and
+//! moved with its data intact (by compaction and by move_pages(2)); an
+//! active object, a pinned binding, a suspended device, a vmap'd or
+//! purgeable object and a contended lock are refused.  In-place
+//! migration has its own file, `inplace.rs`.
 
 use std::time::{Duration, Instant};
 
 use movgem_uapi::{self as uapi, Device};
 
-use movgem_guest::env::{self, compact, fragment_for, Control, Counters, GpuAwake};
+use movgem_guest::env::{self, compact, fragment_for, Control, Counters, GpuAwake, Param};
 use movgem_guest::{ensure, TestResult};
 
 use super::common::{check_fill_sized, expect_err, filled_object, move_to, ok, where_are, PAGE};
@@ -41,6 +43,7 @@ fn check_fill(dev: &Device, h: u32, value: u32) -> TestResult {
 }
 
 fn bound_idle_object_migrates() -> TestResult {
+    let _mode = Param::set("hook", "release")?;
     let _awake = GpuAwake::new()?;
     let dev = ok(Device::open(), "open")?;
     let h = scattered_gpu_object(&dev, 0x1234_5678)?;
@@ -67,6 +70,7 @@ fn bound_idle_object_migrates() -> TestResult {
 }
 
 fn move_pages_migrates_bound_object() -> TestResult {
+    let _mode = Param::set("hook", "release")?;
     let _awake = GpuAwake::new()?;
     let dev = ok(Device::open(), "open")?;
     let size = 8 << 20;
@@ -91,10 +95,10 @@ fn move_pages_migrates_bound_object() -> TestResult {
         let here = where_are(&addrs)?;
         let there: Vec<i32> = here.iter().map(|&s| 1 - s).collect();
 
-        env::set_param("hook", "0")?;
+        env::set_param("hook", "off")?;
         let before = Counters::read()?;
         let moved_off = move_to(&addrs, &there);
-        env::set_param("hook", "1")?;
+        env::set_param("hook", "release")?;
         let moved_off = moved_off?;
         let d = Counters::read()?.since(&before);
         ensure!(
@@ -117,9 +121,9 @@ fn move_pages_migrates_bound_object() -> TestResult {
 
         // The object now holds no pages: with the hook off, shmem must
         // behave exactly as without it, and move every page back.
-        env::set_param("hook", "0")?;
+        env::set_param("hook", "off")?;
         let moved_back = move_to(&addrs, &here);
-        env::set_param("hook", "1")?;
+        env::set_param("hook", "release")?;
         let moved_back = moved_back?;
         ensure!(
             moved_back == n,
@@ -191,6 +195,7 @@ fn pinned_vma_is_refused() -> TestResult {
 }
 
 fn suspended_device_refuses() -> TestResult {
+    let _mode = Param::set("hook", "release")?;
     let dev = ok(Device::open(), "open")?;
     let before = Counters::read()?;
     let h = scattered_gpu_object(&dev, 11)?;
@@ -270,6 +275,7 @@ fn vmap_and_purge() -> TestResult {
 }
 
 fn madvise() -> TestResult {
+    let _mode = Param::set("hook", "release")?;
     let _awake = GpuAwake::new()?;
     let dev = ok(Device::open(), "open")?;
     // No pages: DONTNEED purges at once, and stays purged.

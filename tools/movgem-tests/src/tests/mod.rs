@@ -9,6 +9,7 @@ use movgem_guest::TestResult;
 mod common;
 mod debugfs;
 mod engine;
+mod inplace;
 mod migrate;
 mod reclaim;
 mod teardown;
@@ -26,6 +27,7 @@ pub(crate) const SUITES: &[&[Test]] = &[
     debugfs::TESTS,
     uapi::TESTS,
     engine::TESTS,
+    inplace::TESTS,
     migrate::TESTS,
     reclaim::TESTS,
     userptr::TESTS,

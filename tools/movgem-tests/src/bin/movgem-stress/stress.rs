@@ -74,6 +74,13 @@ impl Stats {
     }
 }
 
+/// debugfs `gtt_check`: counts into `gtt_checked` and `gtt_mismatches`.
+fn gtt_check(stats: &Stats) {
+    if let Err(e) = Control::open().and_then(|c| c.cmd("gtt_check")) {
+        stats.unexpected(format!("gtt_check: {e}"));
+    }
+}
+
 fn errno_name(e: i32) -> &'static str {
     match e {
         libc::ENOMEM => "ENOMEM",
@@ -607,6 +614,8 @@ pub fn run(seconds: u64) -> Result<String, String> {
         }
         thread::sleep(Duration::from_millis(100));
     }
+    // The same while the workers still hold their objects.
+    gtt_check(&stats);
     stop.store(true, Ordering::Relaxed);
     let mut panicked = 0;
     for t in threads {
@@ -616,6 +625,10 @@ pub fn run(seconds: u64) -> Result<String, String> {
     if let Err(e) = write_file(PM_CONTROL, "auto") {
         stats.error("power/control", e, &[]);
     }
+    // Every GTT entry of every binding left must point where the page
+    // cache does, whatever moved meanwhile.
+    gtt_check(&stats);
+    let in_place_mode = env::param("hook").is_ok_and(|m| m == "inplace");
     let d = Counters::read()?.since(&before);
     let m = Measured::now(&stats, &d);
     let errors = stats.errors.lock().unwrap().clone();
@@ -636,6 +649,9 @@ pub fn run(seconds: u64) -> Result<String, String> {
     metric("stress_gpu_requests", m.gpu_requests);
     metric("stress_hook_calls", d.get("hook_calls"));
     metric("stress_migrated", m.migrated);
+    metric("stress_migrated_in_place", d.get("migrated_in_place"));
+    metric("stress_gtt_checked", d.get("gtt_checked"));
+    metric("stress_gtt_mismatches", d.get("gtt_mismatches"));
     metric("stress_released_objects", d.get("released_objects"));
     metric("stress_vmap_purged_pages", d.get("vmap_purged_pages"));
     metric("stress_shrink_scans", d.get("shrink_scans"));
@@ -673,6 +689,17 @@ pub fn run(seconds: u64) -> Result<String, String> {
     }
     if mismatches > 0 {
         wrong.push(format!("{mismatches} dwords read back wrong"));
+    }
+    for bad in ["gtt_mismatches", "gtt_faults", "gpu_check_errors"] {
+        if d.get(bad) > 0 {
+            wrong.push(format!("{bad}: {}", d.get(bad)));
+        }
+    }
+    if d.get("gtt_checked") == 0 {
+        wrong.push("the GTT check compared no entry".to_string());
+    }
+    if in_place_mode && d.get("migrated_in_place") == 0 {
+        wrong.push("hook=inplace, but nothing moved in place".to_string());
     }
     wrong.extend(m.short_of(&floors));
     if wrong.is_empty() {

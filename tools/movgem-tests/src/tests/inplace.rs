@@ -1,0 +1,396 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! In-place migration (`hook=inplace`, the default): one folio of a
+//! bound, idle object moves, the object stays bound at the same GTT
+//! offset, its GTT entries follow the folio, and the device is not woken.
+//! Each claim has its negative control: with the GTT rewrite or the
+//! restore after resume deliberately skipped (`debug_skip_*`), the GTT
+//! check and the GPU must notice; a foreign reference must leave the
+//! object, the page and the counters alone.
+
+use movgem_uapi::{self as uapi, Device};
+
+use movgem_guest::env::{self, Control, Counters, GpuAwake, Param};
+use movgem_guest::{ensure, TestResult};
+
+use super::common::{check_fill_sized, filled_object, ok, where_are, PAGE};
+use super::Test;
+
+/// Object size: 1 MiB, 256 pages.
+const SIZE: u64 = 1 << 20;
+/// The page that moves.
+const PICK: usize = 7;
+
+/// A bound, idle object filled by the GPU with `value`, mapped into this
+/// process with every page faulted in; unmapped and closed on drop.
+struct Mapped<'a> {
+    dev: &'a Device,
+    h: u32,
+    offset: u64,
+    addr: u64,
+    addrs: Vec<*mut libc::c_void>,
+}
+
+impl<'a> Mapped<'a> {
+    fn new(dev: &'a Device, value: u32) -> Result<Self, String> {
+        let h = ok(dev.create(SIZE), "create")?;
+        let offsets = ok(
+            dev.execbuf(&[(h, true)], uapi::OP_FILL, value, 0, 0),
+            "execbuf fill",
+        );
+        let offsets = match offsets {
+            Ok(o) => o,
+            Err(e) => {
+                let _ = dev.close(h);
+                return Err(e);
+            }
+        };
+        let addr = match ok(dev.wait(h, -1), "wait").and_then(|_| ok(dev.mmap(h, 0, SIZE), "mmap"))
+        {
+            Ok(a) => a,
+            Err(e) => {
+                let _ = dev.close(h);
+                return Err(e);
+            }
+        };
+        let addrs: Vec<*mut libc::c_void> = (0..SIZE / PAGE)
+            .map(|i| (addr + i * PAGE) as *mut libc::c_void)
+            .collect();
+        for a in &addrs {
+            // SAFETY: inside the mapping the kernel gave us.
+            let _ = unsafe { std::ptr::read_volatile(*a as *const u8) };
+        }
+        Ok(Self {
+            dev,
+            h,
+            offset: offsets[0],
+            addr,
+            addrs,
+        })
+    }
+
+    /// Asks to move page `i` to the other node; returns whether it is
+    /// there now.
+    fn move_page(&self, i: usize) -> Result<bool, String> {
+        let one = [self.addrs[i]];
+        let here = where_are(&one)?;
+        let there = [1 - here[0]];
+        let mut status = [i32::MIN];
+        env::move_pages(&one, Some(&there), &mut status)?;
+        Ok(where_are(&one)? == there)
+    }
+
+    /// A GPU batch over the object; returns its GTT offset.
+    fn gpu(&self, op: u32, value: u32) -> Result<u64, String> {
+        let offsets = ok(
+            self.dev
+                .execbuf(&[(self.h, op == uapi::OP_FILL)], op, value, 0, 0),
+            "execbuf",
+        )?;
+        ok(self.dev.wait(self.h, -1), "wait")?;
+        Ok(offsets[0])
+    }
+}
+
+impl Drop for Mapped<'_> {
+    fn drop(&mut self) {
+        // SAFETY: unmapping what the kernel mapped for us.
+        unsafe { libc::munmap(self.addr as *mut libc::c_void, SIZE as usize) };
+        let _ = self.dev.close(self.h);
+    }
+}
+
+/// Runs the GTT check; returns (entries checked, mismatches).
+fn gtt_check() -> Result<(u64, u64), String> {
+    let before = Counters::read()?;
+    Control::open()?.cmd("gtt_check")?;
+    let d = Counters::read()?.since(&before);
+    Ok((d.get("gtt_checked"), d.get("gtt_mismatches")))
+}
+
+/// Only page `i` changed frame between `before` and `after`.
+fn only_frame_changed(before: &[u64], after: &[u64], i: usize) -> TestResult {
+    ensure!(
+        before.iter().all(|&f| f != 0) && after.iter().all(|&f| f != 0),
+        "pagemap shows no frames (not root?)"
+    );
+    let changed: Vec<usize> = (0..before.len())
+        .filter(|&k| before[k] != after[k])
+        .collect();
+    ensure!(
+        changed == [i],
+        "frames changed at {changed:?}, wanted [{i}]"
+    );
+    Ok(())
+}
+
+/// What every in-place move must leave unchanged: no release.
+fn nothing_released(d: &Counters) -> TestResult {
+    ensure!(
+        d.get("unbinds") == 0 && d.get("released_objects") == 0 && d.get("released_pages") == 0,
+        "the object was released: {d}"
+    );
+    ensure!(d.get("rebinds") == 0, "the object was rebound: {d}");
+    Ok(())
+}
+
+/// After an in-place move, the GPU and the CPU agree on new data both
+/// ways, at the same GTT offset.
+fn data_follows(m: &Mapped, offset: u64) -> TestResult {
+    // GPU FILL, then the GPU and PREAD read it.
+    let got = m.gpu(uapi::OP_FILL, 0x5a5a_0001)?;
+    ensure!(got == offset, "GTT offset changed: {offset:#x} -> {got:#x}");
+    check_fill_sized(m.dev, m.h, 0x5a5a_0001, SIZE)?;
+    // PWRITE, then a GPU CHECK.
+    let same = 0x0c0f_fee0u32.to_le_bytes().repeat((SIZE / 4) as usize);
+    ok(m.dev.pwrite(m.h, 0, &same), "pwrite")?;
+    check_fill_sized(m.dev, m.h, 0x0c0f_fee0, SIZE)
+}
+
+fn move_pages_one_page_in_place() -> TestResult {
+    let _awake = GpuAwake::new()?;
+    let dev = ok(Device::open(), "open")?;
+    let m = Mapped::new(&dev, 0x1111_2222)?;
+    let before_frames = env::frames(&m.addrs)?;
+    let before = Counters::read()?;
+    ensure!(m.move_page(PICK)?, "page {PICK} did not move");
+    let d = Counters::read()?.since(&before);
+    ensure!(
+        d.get("migrated_in_place") == 1 && d.get("gtt_entries_rewritten") == 1,
+        "not one folio moved in place: {d}"
+    );
+    ensure!(
+        d.get("hw_entries_rewritten") == 1,
+        "the awake device's entry was not rewritten: {d}"
+    );
+    nothing_released(&d)?;
+    only_frame_changed(&before_frames, &env::frames(&m.addrs)?, PICK)?;
+    let info = ok(dev.info(), "info")?;
+    ensure!(info.bound_objects >= 1, "object unbound: {info:?}");
+    let (checked, wrong) = gtt_check()?;
+    ensure!(
+        checked >= 2 * SIZE / PAGE && wrong == 0,
+        "GTT check: {wrong} of {checked} entries wrong"
+    );
+    // What the GPU wrote before is what the GPU and the CPU read now.
+    let got = m.gpu(uapi::OP_CHECK, 0x1111_2222)?;
+    ensure!(got == m.offset, "GTT offset changed");
+    check_fill_sized(&dev, m.h, 0x1111_2222, SIZE)?;
+    data_follows(&m, m.offset)?;
+    println!("  one page moved in place: same GTT offset, one frame changed, GTT check clean");
+    Ok(())
+}
+
+fn move_pages_in_place_device_asleep() -> TestResult {
+    let dev = ok(Device::open(), "open")?;
+    let m = Mapped::new(&dev, 0x3333_4444)?;
+    env::wait_runtime_status("suspended", 60_000)?;
+    let before = Counters::read()?;
+    ensure!(m.move_page(PICK)?, "page {PICK} did not move");
+    let d = Counters::read()?.since(&before);
+    ensure!(
+        env::runtime_status()? == "suspended",
+        "the move woke the device"
+    );
+    ensure!(
+        d.get("runtime_resumes") == 0,
+        "the device resumed during the move: {d}"
+    );
+    ensure!(
+        d.get("migrated_in_place") == 1 && d.get("gtt_entries_rewritten") == 1,
+        "not moved in place while suspended: {d}"
+    );
+    ensure!(
+        d.get("hw_entries_rewritten") == 0 && d.get("refused_suspended") == 0,
+        "hardware written or refused while suspended: {d}"
+    );
+    nothing_released(&d)?;
+    let (_, wrong) = gtt_check()?;
+    ensure!(wrong == 0, "GTT check: {wrong} shadow entries wrong");
+    // The first batch after resume reads the moved page through restored
+    // entries.
+    let before = Counters::read()?;
+    check_fill_sized(&dev, m.h, 0x3333_4444, SIZE)?;
+    let d = Counters::read()?.since(&before);
+    ensure!(
+        d.get("gtt_restores") >= 1 && d.get("gtt_faults") == 0,
+        "entries not restored on resume: {d}"
+    );
+    data_follows(&m, m.offset)?;
+    println!("  moved in place with the device asleep; restored on resume");
+    Ok(())
+}
+
+fn compaction_in_place_device_asleep() -> TestResult {
+    let dev = ok(Device::open(), "open")?;
+    let filler = env::fragment_for(8 << 20)?;
+    let h = filled_object(&dev, 8 << 20, 0x5555_6666)?;
+    drop(filler);
+    env::wait_runtime_status("suspended", 60_000)?;
+    let d = env::compact_counted()?;
+    let out = (|| {
+        ensure!(
+            env::runtime_status()? == "suspended",
+            "compaction woke the device"
+        );
+        ensure!(
+            d.get("migrated_in_place") > 0 && d.get("refused_suspended") == 0,
+            "nothing moved in place while suspended: {d}"
+        );
+        nothing_released(&d)?;
+        let (_, wrong) = gtt_check()?;
+        ensure!(wrong == 0, "GTT check: {wrong} entries wrong");
+        check_fill_sized(&dev, h, 0x5555_6666, 8 << 20)?;
+        println!(
+            "  compaction with the device asleep: {} folios moved in place, none released",
+            d.get("migrated_in_place")
+        );
+        Ok(())
+    })();
+    ok(dev.close(h), "close")?;
+    out
+}
+
+/// Negative control: entries left behind are found, by the GTT check and
+/// by the GPU and the CPU disagreeing.
+fn skipped_gtt_rewrite_is_caught() -> TestResult {
+    let _awake = GpuAwake::new()?;
+    let dev = ok(Device::open(), "open")?;
+    let m = Mapped::new(&dev, 0x7777_8888)?;
+    let broken = Param::set("debug_skip_gtt_rewrite", "1")?;
+    let before = Counters::read()?;
+    ensure!(m.move_page(PICK)?, "page {PICK} did not move");
+    drop(broken);
+    let d = Counters::read()?.since(&before);
+    ensure!(
+        d.get("migrated_in_place") == 1 && d.get("gtt_entries_rewritten") == 0,
+        "the breakage was not in effect: {d}"
+    );
+    let (_, wrong) = gtt_check()?;
+    ensure!(wrong >= 2, "the GTT check missed a stale entry: {wrong}");
+    // PWRITE lands in the page cache, the GPU reads the old frame.
+    let same = 0x0bad_f00du32.to_le_bytes().repeat((SIZE / 4) as usize);
+    ok(m.dev.pwrite(m.h, 0, &same), "pwrite")?;
+    let before = Counters::read()?;
+    m.gpu(uapi::OP_CHECK, 0x0bad_f00d)?;
+    let d = Counters::read()?.since(&before);
+    ensure!(
+        d.get("gpu_check_errors") == PAGE / 4,
+        "the GPU did not read exactly one stale page: {d}"
+    );
+    println!(
+        "  skipped rewrite caught: {wrong} GTT entries wrong, {} dwords wrong on the GPU",
+        d.get("gpu_check_errors")
+    );
+    Ok(())
+}
+
+/// Negative control: hardware entries not restored after a suspend are
+/// unusable, and the GPU reports it.
+fn skipped_restore_is_caught() -> TestResult {
+    let dev = ok(Device::open(), "open")?;
+    let m = Mapped::new(&dev, 0x9999_aaaa)?;
+    env::wait_runtime_status("suspended", 60_000)?;
+    ensure!(m.move_page(PICK)?, "page {PICK} did not move");
+    let broken = Param::set("debug_skip_restore", "1")?;
+    let before = Counters::read()?;
+    let checked = m.gpu(uapi::OP_CHECK, 0x9999_aaaa);
+    drop(broken);
+    checked?;
+    let d = Counters::read()?.since(&before);
+    ensure!(
+        d.get("gtt_restores") == 0 && d.get("gtt_faults") == SIZE / PAGE,
+        "the breakage was not in effect: {d}"
+    );
+    ensure!(
+        d.get("gpu_check_errors") > 0,
+        "the GPU did not notice unrestored entries: {d}"
+    );
+    // Repaired: the next batch restores and reads everything right.
+    let before = Counters::read()?;
+    check_fill_sized(&dev, m.h, 0x9999_aaaa, SIZE)?;
+    let d = Counters::read()?.since(&before);
+    ensure!(d.get("gtt_restores") >= 1, "not restored afterwards: {d}");
+    println!("  skipped restore caught: the GPU faulted on every page");
+    Ok(())
+}
+
+/// A page spliced into a pipe holds a reference the object does not own:
+/// refused before any lock, nothing changed; once the pipe is drained
+/// the page moves.
+fn foreign_reference_is_refused() -> TestResult {
+    let _awake = GpuAwake::new()?;
+    let dev = ok(Device::open(), "open")?;
+    let m = Mapped::new(&dev, 0xbbbb_cccc)?;
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for two descriptors.
+    ensure!(unsafe { libc::pipe(fds.as_mut_ptr()) } == 0, "pipe failed");
+    let out = (|| {
+        let iov = libc::iovec {
+            iov_base: m.addrs[PICK],
+            iov_len: PAGE as usize,
+        };
+        // SAFETY: `iov` describes one page of our mapping; the pipe is ours.
+        let n = unsafe { libc::vmsplice(fds[1], &iov, 1, 0) };
+        ensure!(n == PAGE as isize, "vmsplice: {n}");
+        let frames = env::frames(&m.addrs)?;
+        let before = Counters::read()?;
+        let moved = m.move_page(PICK)?;
+        let d = Counters::read()?.since(&before);
+        ensure!(!moved, "a page with a foreign reference moved");
+        ensure!(
+            d.get("refused_foreign_ref") > 0 && d.get("migrated_in_place") == 0,
+            "not refused for its reference: {d}"
+        );
+        nothing_released(&d)?;
+        ensure!(
+            env::frames(&m.addrs)? == frames,
+            "frames changed on a refusal"
+        );
+        let (_, wrong) = gtt_check()?;
+        ensure!(wrong == 0, "GTT check: {wrong} entries wrong");
+        // Drain the pipe: the reference goes, the page can move.
+        let mut buf = vec![0u8; PAGE as usize];
+        // SAFETY: `buf` is writable for its length.
+        let r = unsafe { libc::read(fds[0], buf.as_mut_ptr().cast(), buf.len()) };
+        ensure!(r == PAGE as isize, "pipe read: {r}");
+        let before = Counters::read()?;
+        ensure!(
+            m.move_page(PICK)?,
+            "page did not move once the pipe was drained"
+        );
+        let d = Counters::read()?.since(&before);
+        ensure!(d.get("migrated_in_place") == 1, "not moved in place: {d}");
+        check_fill_sized(&dev, m.h, 0xbbbb_cccc, SIZE)
+    })();
+    // SAFETY: closing our own descriptors.
+    unsafe {
+        libc::close(fds[0]);
+        libc::close(fds[1]);
+    }
+    out
+}
+
+pub(super) const TESTS: &[Test] = &[
+    ("inplace_move_pages_one_page", move_pages_one_page_in_place),
+    (
+        "inplace_move_pages_device_asleep",
+        move_pages_in_place_device_asleep,
+    ),
+    (
+        "inplace_compaction_device_asleep",
+        compaction_in_place_device_asleep,
+    ),
+    (
+        "inplace_skipped_gtt_rewrite_is_caught",
+        skipped_gtt_rewrite_is_caught,
+    ),
+    (
+        "inplace_skipped_restore_is_caught",
+        skipped_restore_is_caught,
+    ),
+    (
+        "inplace_foreign_reference_is_refused",
+        foreign_reference_is_refused,
+    ),
+];
