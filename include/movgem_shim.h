@@ -174,16 +174,18 @@ void movgem_lockdep_prime_reclaim(struct mutex *lock);
  * rust/migrate.rs.  Called by the migrate_folio callback with @src and
  * @dst locked.  Returns the callback's answer (0 once the folio moved in
  * place, or -errno), or asks the callback to call migrate_folio():
- * MOVGEM_HOOK_BYPASS, return its answer untouched (hook off, or nothing
- * of the object's on @src); MOVGEM_HOOK_RELEASED, the object let go of
- * its pages (hook=release), report the outcome with migrate_done.
+ * MOVGEM_HOOK_BYPASS, return its answer untouched (hook off);
+ * MOVGEM_HOOK_PASS, the same, reporting it with migrate_done (nothing of
+ * the object's on @src); MOVGEM_HOOK_RELEASED, the object let go of its
+ * pages (hook=release): -EAGAIN becomes -EBUSY, reported.
  */
 #define MOVGEM_HOOK_BYPASS 1
 #define MOVGEM_HOOK_RELEASED 2
+#define MOVGEM_HOOK_PASS 3
 int movgem_rs_migrate_folio(struct shmem_dev_info *dev_info,
 			    struct folio *dst, struct folio *src,
 			    bool may_block);
-/* Reports what migrate_folio() made of a released folio. */
+/* Reports what migrate_folio() made of a folio let through. */
 void movgem_rs_migrate_done(struct shmem_dev_info *dev_info, int ret);
 
 /* rust/debugfs.rs: a counter file's value (@value: the file's data). */

@@ -22,10 +22,12 @@ pub(crate) enum Counter {
     ReleasedPages,
     /// Bindings the hook removed.
     Unbinds,
-    /// Folios that moved with the hook's help: in place, or by
-    /// `migrate_folio()` after a release.
+    /// Folios that moved through the hook: in place, or by
+    /// `migrate_folio()` after a release or passed through.
     Migrated,
-    /// Folios `migrate_folio()` still failed on (unknown references).
+    /// Folios `migrate_folio()` failed on after a release or a pass
+    /// through (references not the object's), or an in-place move that
+    /// found the references changed.
     MigrateFailed,
     /// Binds that had to fetch pages again after a release.
     Rebinds,

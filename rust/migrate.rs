@@ -37,6 +37,10 @@ const HOOK_BYPASS: c_int = 1;
 /// `MOVGEM_HOOK_RELEASED`: the object released its pages (`hook=release`);
 /// the callback calls `migrate_folio()` and reports with `migrate_done`.
 const HOOK_RELEASED: c_int = 2;
+/// `MOVGEM_HOOK_PASS`: nothing of the object's is on the folio; the
+/// callback calls `migrate_folio()`, returns its answer unchanged and
+/// reports it with `migrate_done`.
+const HOOK_PASS: c_int = 3;
 
 extern "C" {
     fn movgem_folio_ref_count(folio: *mut RawFolio) -> c_int;
@@ -103,7 +107,7 @@ impl Move {
 
 impl Object {
     /// The hook: dispatches on `hook`.  Returns the callback's answer or
-    /// one of `HOOK_BYPASS`, `HOOK_RELEASED`.
+    /// one of `HOOK_BYPASS`, `HOOK_PASS`, `HOOK_RELEASED`.
     fn migrate_folio(&self, mv: &Move, may_block: bool) -> c_int {
         let counters = &self.device.counters;
         counters.inc(Counter::HookCalls);
@@ -148,7 +152,7 @@ impl Object {
         match policy::precheck(mv.extra_refs(), mv.large()) {
             Precheck::PassThrough => {
                 counters.inc(Counter::PassThrough);
-                return HOOK_BYPASS;
+                return HOOK_PASS;
             }
             Precheck::Refuse(why) => {
                 counters.refused(why);
@@ -179,7 +183,7 @@ impl Object {
         if !holds {
             // The extra reference is not ours: `migrate_folio()` decides.
             counters.inc(Counter::PassThrough);
-            return HOOK_BYPASS;
+            return HOOK_PASS;
         }
         let drop_vmap = match policy::decide_in_place(&self.snapshot(st), may_block) {
             InPlace::Refuse(why) => {
@@ -240,7 +244,7 @@ impl Object {
         let st = self.state(&mut locked);
         if st.dead {
             counters.inc(Counter::PassThrough);
-            return HOOK_BYPASS;
+            return HOOK_PASS;
         }
         let snapshot = self.snapshot(st);
         // Never wake the device from here: only an awake one may unbind.
@@ -252,7 +256,7 @@ impl Object {
         match policy::decide(&snapshot, wakeref.is_some(), may_block) {
             Decision::PassThrough => {
                 counters.inc(Counter::PassThrough);
-                HOOK_BYPASS
+                HOOK_PASS
             }
             Decision::Refuse(why) => {
                 counters.refused(why);

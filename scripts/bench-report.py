@@ -268,48 +268,64 @@ def markdown(res, plots):
     md.append(table(["boot", "-m", "seconds", "verdict rc", "MemTotal MiB", "nodes", "module params"], rows))
     md.append("")
 
-    md.append("## Fragmentation recovery (2 MiB hugepages after compaction)\n")
+    md.append("## Fragmentation recovery (2 MiB hugepages after compaction, GPU asleep)\n")
     rows = []
     for s in sizes_of(res):
         f = res["fragmentation"][s]
         h = f.get("hugepages", {})
         u = f.get("unusable_index_order9", {})
-        rows.append([s, h.get("ceiling"), h.get("hook_on"), h.get("hook_off"), h.get("physical_limit"),
-                     f.get("hook_on_vs_ceiling"), f.get("hook_off_vs_ceiling"),
-                     get(f, "thp_pages.ceiling"), get(f, "thp_pages.hook_on"), get(f, "thp_pages.hook_off"),
-                     get(u, "hook_on.after_compaction"), get(u, "hook_off.after_compaction")])
-    md.append(table(["guest", "ceiling", "hook on", "hook off", "physical limit", "on/ceiling", "off/ceiling",
-                     "THP ceiling", "THP on", "THP off", "unusable idx on", "unusable idx off"], rows))
+        rows.append([s, h.get("ceiling"), h.get("inplace"), h.get("release"), h.get("hook_off"),
+                     h.get("physical_limit"), f.get("inplace_vs_ceiling"), f.get("release_vs_ceiling"),
+                     f.get("hook_off_vs_ceiling"), get(f, "released_pages.inplace"),
+                     get(f, "released_pages.release"),
+                     get(f, "thp_pages.ceiling"), get(f, "thp_pages.inplace"), get(f, "thp_pages.hook_off"),
+                     get(u, "inplace.after_compaction"), get(u, "hook_off.after_compaction")])
+    md.append(table(["guest", "ceiling", "in place", "release", "hook off", "physical limit",
+                     "in place/ceiling", "release/ceiling", "off/ceiling", "pages released, in place",
+                     "pages released, release", "THP ceiling", "THP in place", "THP off",
+                     "unusable idx in place", "unusable idx off"], rows))
     md.append("")
     rows = []
     for s in sizes_of(res):
         runs = get(res, f"fragmentation.{s}.hugepages_runs", {})
         rows.append([s] + [", ".join(fmt(int(x)) for x in runs.get(k, []))
-                           for k in ("ceiling", "hook_on", "hook_off", "physical_limit")])
-    md.append(table(["guest", "ceiling, every round", "hook on, every round", "hook off, every round",
-                     "physical limit, every hook-on round"], rows))
+                           for k in ("ceiling", "inplace", "release", "hook_off", "physical_limit")])
+    md.append(table(["guest", "ceiling, every round", "in place, every round", "release, every round",
+                     "hook off, every round", "physical limit, every in-place round"], rows))
     md.append("\nMedians of the rounds (the second table lists every round). "
               "hugetlb pages obtained after `compact_memory` with objects (3/8 of available memory, 4 MiB "
-              "each) scattered over memory; THP: 2 MiB pages an anonymous region of half the free memory "
+              "each) scattered over memory, bound and idle, the GPU runtime-suspended; ceiling: the same "
+              "objects written but never bound; THP: 2 MiB pages an anonymous region of half the free memory "
               "got (THP enabled=always, defrag=madvise); unusable index: "
               "order 9, mean over zones, after compaction (0 = all free memory usable for 2 MiB).")
     md.append(f"\n![fragmentation]({plots['fragmentation']})\n")
 
     m = res.get("migration")
     if m:
-        md.append("## Migration cost (move_pages between the two fake nodes)\n")
-        p, h = m.get("plain_shmem", {}), m.get("bound_idle_hook", {})
-        md.append(table(["what", "pages/s (median)", "runs"], [
-            ["plain shmem (memfd)", p.get("pages_per_s_median"), ", ".join(fmt(x) for x in p.get("pages_per_s", []))],
-            ["bound idle objects (hook releases)", h.get("pages_per_s_median"),
-             ", ".join(fmt(x) for x in h.get("pages_per_s", []))],
-            ["ratio hook / plain", m.get("ratio_hook_vs_plain"), ""],
-        ]))
+        md.append("## Migration cost (move_pages between the two fake nodes, GPU awake)\n")
+        rows = []
+        for label, name in (("4m", "4 MiB"), ("4k", "4 KiB")):
+            c = m.get(label)
+            if not c:
+                continue
+            p, i, r = c.get("plain_shmem", {}), c.get("inplace", {}), c.get("release", {})
+            rows.append([f"{name} objects ({c.get('total_mib')} MiB)", p.get("pages_per_s_median"),
+                         i.get("pages_per_s_median"), r.get("pages_per_s_median"),
+                         c.get("ratio_inplace_vs_plain"), c.get("ratio_release_vs_plain"),
+                         i.get("released_pages_per_page_moved_median"),
+                         r.get("released_pages_per_page_moved_median"),
+                         i.get("first_batch_ms_per_mib_median"), r.get("first_batch_ms_per_mib_median"),
+                         c.get("first_batch_release_vs_inplace"), i.get("first_bind_ms_per_mib")])
+        md.append(table(["objects", "plain pages/s", "in place pages/s", "release pages/s",
+                         "in place/plain", "release/plain", "pages released per page moved, in place",
+                         "same, release", "first batch after, in place, ms/MiB", "same, release",
+                         "release/in place", "first bind of resident pages, ms/MiB"], rows))
+        off = m.get("hook_off_4m", {})
         md.append("")
-        md.append(table(["rebind after release, ms/MiB (median)", "first bind of resident pages, ms/MiB",
-                         "hook off: pages moved / asked", "hook off: seconds spent"], [
-            [h.get("rebind_ms_per_mib_median"), h.get("first_bind_ms_per_mib"),
-             f"{fmt(h.get('hook_off_pages_moved'))} / {fmt(h.get('hook_off_pages_asked'))}", h.get("hook_off_s")]]))
+        md.append(table(["hook off: pages moved / asked", "hook off: seconds spent"], [
+            [f"{fmt(off.get('pages_moved'))} / {fmt(off.get('pages_asked'))}", off.get("seconds")]]))
+        md.append("\nMedians of the runs. First batch: a NOP batch over every object right after "
+                  "the move; after a release it fetches and binds every page again.")
         md.append(f"\n![migration]({plots['migration']})\n")
 
     lat = res.get("latency")
@@ -394,14 +410,16 @@ def plots(res, out):
         "scale_size": "scale-size.svg",
     }
     sizes = sizes_of(res)
-    series = ["ceiling", "hook_on", "hook_off", "physical_limit"]
-    bar_chart(os.path.join(out, names["fragmentation"]), "2 MiB hugepages after compaction",
-              [f"{s} guest" for s in sizes], ["ceiling (unbound)", "hook on", "hook off", "physical limit"],
+    series = ["ceiling", "inplace", "release", "hook_off", "physical_limit"]
+    bar_chart(os.path.join(out, names["fragmentation"]), "2 MiB hugepages after compaction, GPU asleep",
+              [f"{s} guest" for s in sizes],
+              ["ceiling (unbound)", "in place", "release (2016)", "hook off", "physical limit"],
               [[get(res, f"fragmentation.{s}.hugepages.{k}") for k in series] for s in sizes], "hugepages")
     m = res.get("migration", {})
     bar_chart(os.path.join(out, names["migration"]), "move_pages throughput (median of runs)",
-              ["pages/s"], ["plain shmem", "bound idle, hook on"],
-              [[get(m, "plain_shmem.pages_per_s_median"), get(m, "bound_idle_hook.pages_per_s_median")]],
+              ["4 MiB objects", "4 KiB objects"], ["plain shmem", "in place", "release (2016)"],
+              [[get(m, f"{o}.plain_shmem.pages_per_s_median"), get(m, f"{o}.inplace.pages_per_s_median"),
+                get(m, f"{o}.release.pages_per_s_median")] for o in ("4m", "4k")],
               "pages per second")
     lat = res.get("latency", {})
     cases = [(k, l) for k, l in LAT_CASES if k in lat]

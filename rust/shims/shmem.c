@@ -137,6 +137,11 @@ static int movgem_shmem_migrate_folio(struct address_space *mapping,
 	/* Exactly what shmem without the hook would do, -EAGAIN included. */
 	if (ret == MOVGEM_HOOK_BYPASS)
 		return migrate_folio(mapping, dst, src, mode);
+	if (ret == MOVGEM_HOOK_PASS) {
+		ret = migrate_folio(mapping, dst, src, mode);
+		movgem_rs_migrate_done(dev_info, ret);
+		return ret;
+	}
 	if (ret != MOVGEM_HOOK_RELEASED)
 		return ret;
 

@@ -7,13 +7,18 @@
 //! are the results) starts from the same layout: a tmpfs filler of 3/4 of the
 //! available memory with every other page punched out (shuffled), then
 //! objects of 4 MiB filling 3/8 of it (so they land in the holes, all
-//! over the zone), then the filler goes.  Three rounds:
+//! over the zone), then the filler goes, and the GPU, idle, runtime-
+//! suspends (as an idle GPU does; the rounds run with it asleep).  Four
+//! configurations:
 //!
 //! - `ceiling`: the objects' pages are written with PWRITE but never
 //!   bound: plain shmem pages that compaction may move (the practical
 //!   ceiling);
-//! - `hook_off`: bound and idle, `hook=0` (what an unpatched kernel does);
-//! - `hook_on`: bound and idle, `hook=1`.
+//! - `hook_off`: bound and idle, `hook=off` (what an unpatched kernel
+//!   does);
+//! - `release`: bound and idle, `hook=release` (the 2016 design, which
+//!   refuses while the device is asleep);
+//! - `inplace`: bound and idle, `hook=inplace` (the default).
 //!
 //! Then: extfrag unusable index (order 9), compaction, the index again,
 //! free memory (physical limit = free / 2 MiB), hugetlb pages obtained,
@@ -22,7 +27,7 @@
 
 use std::time::Instant;
 
-use movgem_guest::env::{self, Counters, GpuAwake};
+use movgem_guest::env::{self, Counters};
 use movgem_uapi::{self as uapi, Device};
 
 use crate::json::Json;
@@ -54,7 +59,8 @@ fn round(cfg: &str) -> Result<Json, String> {
     }
     drop(filler);
     let setup_s = sys::secs(t0);
-    env::set_param("hook", if cfg == "hook_off" { "0" } else { "1" })?;
+    env::wait_runtime_status("suspended", 60_000)?;
+    env::set_param("hook", hook_mode(cfg))?;
     let info = io(dev.info(), "info")?;
 
     let before = Counters::read()?;
@@ -71,7 +77,9 @@ fn round(cfg: &str) -> Result<Json, String> {
     let thp_len = sys::meminfo("MemFree") * 1024 / 2 / (2 * MIB) * (2 * MIB);
     let thp = sys::thp_pages(thp_len)?;
     let d = Counters::read()?.since(&before);
-    env::set_param("hook", "1")?;
+    let bound_after = io(dev.info(), "info")?.bound_objects;
+    let status_after = env::runtime_status()?;
+    env::set_param("hook", "inplace")?;
     drop(objs);
 
     let out = Json::obj()
@@ -104,7 +112,14 @@ fn round(cfg: &str) -> Result<Json, String> {
         .with("hook_calls", d.get("hook_calls"))
         .with("hook_bypassed", d.get("hook_bypassed"))
         .with("migrated", d.get("migrated"))
-        .with("released_objects", d.get("released_objects"));
+        .with("migrated_in_place", d.get("migrated_in_place"))
+        .with("released_objects", d.get("released_objects"))
+        .with("released_pages", d.get("released_pages"))
+        .with("unbinds", d.get("unbinds"))
+        .with("refused_suspended", d.get("refused_suspended"))
+        .with("runtime_resumes", d.get("runtime_resumes"))
+        .with("bound_objects_after", bound_after)
+        .with("runtime_status_after", status_after.as_str());
     println!(
         "movgem-bench: fragmentation {cfg}: {hugepages} hugepages (physical limit {physical_limit}), \
          THP {} (eligible {}, faults: {} huge, {} fell back), unusable index {:.3} -> {:.3}",
@@ -118,15 +133,24 @@ fn round(cfg: &str) -> Result<Json, String> {
     Ok(out)
 }
 
+/// The `hook` parameter of a configuration.
+fn hook_mode(cfg: &str) -> &'static str {
+    match cfg {
+        "hook_off" => "off",
+        "release" => "release",
+        _ => "inplace",
+    }
+}
+
 fn mean(z: &[(String, f64)]) -> f64 {
     z.iter().map(|x| x.1).sum::<f64>() / z.len().max(1) as f64
 }
 
-/// Rounds of each configuration, interleaved (ceiling, off, on, ceiling,
-/// ...): the page allocator varies from round to round; the medians are
-/// the results.
+/// Rounds of each configuration, interleaved (ceiling, off, release,
+/// in place, ceiling, ...): the page allocator varies from round to
+/// round; the medians are the results.
 pub const REPS: usize = 3;
-const CONFIGS: [&str; 3] = ["ceiling", "hook_off", "hook_on"];
+const CONFIGS: [&str; 4] = ["ceiling", "hook_off", "release", "inplace"];
 
 fn num(j: Option<&Json>) -> f64 {
     match j {
@@ -137,7 +161,6 @@ fn num(j: Option<&Json>) -> f64 {
 }
 
 pub fn run() -> Result<Json, String> {
-    let _awake = GpuAwake::new()?;
     // `always`: the tiny kernel has no madvise(2), so MADV_HUGEPAGE
     // alone cannot make the THP region eligible.  `defrag` stays
     // `madvise` (the default): THP faults take the 2 MiB blocks the
@@ -169,7 +192,7 @@ pub fn run() -> Result<Json, String> {
         }
     }
     env::set_param("shrinker", "1")?;
-    env::set_param("hook", "1")?;
+    env::set_param("hook", "inplace")?;
     result?;
     // Every value of `key` over the rounds of `cfg`, and their median.
     let values = |cfg: &str, key: &str| -> Vec<f64> {
@@ -216,28 +239,36 @@ pub fn run() -> Result<Json, String> {
         );
     }
     // Every round frees about the same; the headline compares against
-    // the median physical limit of the hook-on rounds.
+    // the median physical limit of the in-place rounds.
     huge.set(
         "physical_limit",
-        med("hook_on", "physical_limit").map(|x| x as u64),
+        med("inplace", "physical_limit").map(|x| x as u64),
     );
-    huge_runs.set("physical_limit", values("hook_on", "physical_limit"));
+    huge_runs.set("physical_limit", values("inplace", "physical_limit"));
     let ratio = |cfg: &str| {
         let c = med("ceiling", "hugepages").unwrap_or(f64::NAN);
         med(cfg, "hugepages").unwrap_or(f64::NAN) / c
     };
     println!(
-        "movgem-bench: fragmentation medians of {REPS}: ceiling {}, hook on {}, hook off {}, physical limit {}",
+        "movgem-bench: fragmentation medians of {REPS}, device asleep: ceiling {}, in place {}, release {}, \
+         hook off {}, physical limit {}",
         huge.get("ceiling").cloned().unwrap_or(Json::Null),
-        huge.get("hook_on").cloned().unwrap_or(Json::Null),
+        huge.get("inplace").cloned().unwrap_or(Json::Null),
+        huge.get("release").cloned().unwrap_or(Json::Null),
         huge.get("hook_off").cloned().unwrap_or(Json::Null),
         huge.get("physical_limit").cloned().unwrap_or(Json::Null)
     );
+    let mut pages_released = Json::obj();
+    for cfg in ["release", "inplace"] {
+        pages_released.set(cfg, med(cfg, "released_pages"));
+    }
     Ok(Json::obj()
         .with("hugepages", huge)
         .with("hugepages_runs", huge_runs)
-        .with("hook_on_vs_ceiling", ratio("hook_on"))
+        .with("inplace_vs_ceiling", ratio("inplace"))
+        .with("release_vs_ceiling", ratio("release"))
         .with("hook_off_vs_ceiling", ratio("hook_off"))
+        .with("released_pages", pages_released)
         .with("thp_pages", thp)
         .with("unusable_index_order9", unusable)
         .with("rounds_per_config", REPS)

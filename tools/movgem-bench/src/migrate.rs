@@ -2,10 +2,15 @@
 
 //! Migration cost: pages per second moved by move_pages(2) between the
 //! two fake NUMA nodes, for plain shmem pages (a memfd) and for bound
-//! idle objects (the hook releases each object on its first page, then
-//! its pages move as plain shmem pages), and what the release costs
-//! later: rebinding the released objects (EXECBUF), in ms per MiB,
-//! next to the first bind of the same amount of resident pages.
+//! idle objects of 4 KiB and of 4 MiB, through the hook in place
+//! (`hook=inplace`: each folio moves, the object stays bound) and by
+//! release (`hook=release`, the 2016 design: the object lets go of all
+//! its pages on its first one, then they move as plain shmem pages);
+//! pages released per page moved; and what the next GPU use costs: the
+//! first batch over every object after the move (ms per MiB), which
+//! after a release has to fetch and rebind, next to the first bind of
+//! the same amount of resident pages.  The device is held awake (the
+//! release design cannot move anything while it sleeps).
 
 use std::time::Instant;
 
@@ -16,19 +21,18 @@ use crate::json::Json;
 use crate::stats;
 use crate::sys::{self, io, Objects, MIB};
 
-/// Memory moved per measurement.
-const TOTAL: u64 = 64 * MIB;
-/// Object size for the bound case.
-const OBJ_SIZE: u64 = 4 * MIB;
+/// Memory moved per measurement, by object size.
+const TOTAL_4M: u64 = 64 * MIB;
+const TOTAL_4K: u64 = 16 * MIB;
 const REPS: usize = 5;
 
 fn rate(m: &sys::Moved) -> f64 {
     m.moved as f64 / m.secs
 }
 
-fn plain() -> Result<Json, String> {
-    let (fd, addr) = sys::memfd(TOTAL)?;
-    let addrs = sys::page_addrs(addr, TOTAL);
+fn plain(total: u64) -> Result<Json, String> {
+    let (fd, addr) = sys::memfd(total)?;
+    let addrs = sys::page_addrs(addr, total);
     let mut rates = Vec::new();
     let mut moved = Vec::new();
     for _ in 0..REPS {
@@ -36,7 +40,7 @@ fn plain() -> Result<Json, String> {
         rates.push(rate(&m));
         moved.push(m.moved);
     }
-    sys::unmap(addr, TOTAL);
+    sys::unmap(addr, total);
     // SAFETY: our memfd, closed once.
     unsafe { libc::close(fd) };
     Ok(Json::obj()
@@ -46,86 +50,139 @@ fn plain() -> Result<Json, String> {
         .with("pages_per_s_median", stats::median(&rates)))
 }
 
-fn hooked(dev: &Device) -> Result<Json, String> {
-    let count = (TOTAL / OBJ_SIZE) as usize;
-    let objs = Objects::create(dev, count, OBJ_SIZE)?;
+/// Bound idle objects of `obj_size` bytes, `total` bytes of them, moved
+/// with `hook=mode`.
+fn hooked(dev: &Device, mode: &str, obj_size: u64, total: u64) -> Result<Json, String> {
+    let count = (total / obj_size) as usize;
+    let objs = Objects::create(dev, count, obj_size)?;
     // First bind of resident pages: written with PWRITE, then bound.
     objs.pwrite_all(&sys::sample_page(3))?;
     let t = Instant::now();
     objs.execbuf(uapi::OP_NOP, 0)?;
     let first_bind_ms = sys::secs(t) * 1e3;
-    let maps = objs.map_first(OBJ_SIZE)?;
+    let maps = objs.map_first(obj_size)?;
     let addrs = maps.addrs();
+    env::set_param("hook", mode)?;
     let mut rates = Vec::new();
     let mut moved = Vec::new();
-    let mut rebind_ms = Vec::new();
+    let mut batch_ms = Vec::new();
     let mut released = Vec::new();
+    let mut released_per_moved = Vec::new();
+    let mut in_place = Vec::new();
     let mut rebinds = Vec::new();
+    let mut result = Ok(());
     for _ in 0..REPS {
         let before = Counters::read()?;
-        let m = sys::move_all_across(&addrs)?;
+        let m = match sys::move_all_across(&addrs) {
+            Ok(m) => m,
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        };
         let d = Counters::read()?.since(&before);
         rates.push(rate(&m));
         moved.push(m.moved);
-        released.push(d.get("released_objects"));
-        // Rebind: what the next GPU use of the released objects costs.
+        released.push(d.get("released_pages"));
+        released_per_moved.push(d.get("released_pages") as f64 / m.moved.max(1) as f64);
+        in_place.push(d.get("migrated_in_place"));
+        // The next GPU use of every object.
         let before = Counters::read()?;
         let t = Instant::now();
-        objs.execbuf(uapi::OP_NOP, 0)?;
-        rebind_ms.push(sys::secs(t) * 1e3);
+        if let Err(e) = objs.execbuf(uapi::OP_NOP, 0) {
+            result = Err(e);
+            break;
+        }
+        batch_ms.push(sys::secs(t) * 1e3);
         rebinds.push(Counters::read()?.since(&before).get("rebinds"));
     }
-    // The same pages with the hook off: they are pinned and stay put;
-    // this is the time migrate_pages() spends failing on them.
-    env::set_param("hook", "0")?;
-    let off = sys::move_all_across(&addrs);
-    env::set_param("hook", "1")?;
-    let off = off?;
+    env::set_param("hook", "inplace")?;
+    result?;
     drop(maps);
     let mib = objs.bytes() as f64 / MIB as f64;
-    let per_mib: Vec<f64> = rebind_ms.iter().map(|ms| ms / mib).collect();
+    let per_mib: Vec<f64> = batch_ms.iter().map(|ms| ms / mib).collect();
     Ok(Json::obj()
+        .with("hook", mode)
         .with("objects", count)
-        .with("object_mib", OBJ_SIZE / MIB)
+        .with("object_kib", obj_size / 1024)
         .with("pages", addrs.len())
         .with("pages_moved", moved)
-        .with("released_objects", released)
+        .with("migrated_in_place", in_place)
+        .with("released_pages", released)
+        .with("released_pages_per_page_moved", released_per_moved.clone())
+        .with(
+            "released_pages_per_page_moved_median",
+            stats::median(&released_per_moved),
+        )
         .with("pages_per_s", rates.clone())
         .with("pages_per_s_median", stats::median(&rates))
         .with("rebinds", rebinds)
-        .with("rebind_ms", rebind_ms)
-        .with("rebind_ms_per_mib", per_mib.clone())
-        .with("rebind_ms_per_mib_median", stats::median(&per_mib))
-        .with("first_bind_ms_per_mib", first_bind_ms / mib)
-        .with("hook_off_pages_asked", off.asked)
-        .with("hook_off_pages_moved", off.moved)
-        .with("hook_off_s", off.secs))
+        .with("first_batch_ms", batch_ms)
+        .with("first_batch_ms_per_mib", per_mib.clone())
+        .with("first_batch_ms_per_mib_median", stats::median(&per_mib))
+        .with("first_bind_ms_per_mib", first_bind_ms / mib))
+}
+
+/// The same pages with the hook off: they are pinned and stay put; this
+/// is the time migrate_pages() spends failing on them.
+fn hook_off(dev: &Device) -> Result<Json, String> {
+    let objs = Objects::create(dev, (TOTAL_4M / (4 * MIB)) as usize, 4 * MIB)?;
+    objs.pwrite_all(&sys::sample_page(5))?;
+    objs.execbuf(uapi::OP_NOP, 0)?;
+    let maps = objs.map_first(4 * MIB)?;
+    let addrs = maps.addrs();
+    env::set_param("hook", "off")?;
+    let off = sys::move_all_across(&addrs);
+    env::set_param("hook", "inplace")?;
+    let off = off?;
+    Ok(Json::obj()
+        .with("pages_asked", off.asked)
+        .with("pages_moved", off.moved)
+        .with("seconds", off.secs))
+}
+
+fn med(j: &Json, key: &str) -> f64 {
+    match j.get(key) {
+        Some(Json::Num(x)) => *x,
+        Some(Json::Int(i)) => *i as f64,
+        _ => f64::NAN,
+    }
 }
 
 pub fn run() -> Result<Json, String> {
     let _awake = GpuAwake::new()?;
     let dev = io(Device::open(), "open")?;
-    let plain = plain()?;
-    let hook = hooked(&dev)?;
-    let med = |j: &Json| match j.get("pages_per_s_median") {
-        Some(Json::Num(x)) => *x,
-        _ => f64::NAN,
-    };
-    let ratio = med(&hook) / med(&plain);
-    println!(
-        "movgem-bench: migration: plain {:.0} pages/s, bound via hook {:.0} pages/s (ratio {ratio:.2})",
-        med(&plain),
-        med(&hook)
-    );
-    let rebind = hook
-        .get("rebind_ms_per_mib_median")
-        .cloned()
-        .unwrap_or(Json::Null);
-    Ok(Json::obj()
-        .with("total_mib", TOTAL / MIB)
-        .with("reps", REPS)
-        .with("ratio_hook_vs_plain", ratio)
-        .with("rebind_ms_per_mib", rebind)
-        .with("plain_shmem", plain)
-        .with("bound_idle_hook", hook))
+    let mut out = Json::obj().with("reps", REPS);
+    for (label, obj_size, total) in [("4m", 4 * MIB, TOTAL_4M), ("4k", 4096, TOTAL_4K)] {
+        let plain = plain(total)?;
+        let inplace = hooked(&dev, "inplace", obj_size, total)?;
+        let release = hooked(&dev, "release", obj_size, total)?;
+        let p = med(&plain, "pages_per_s_median");
+        let ratio_in_place = med(&inplace, "pages_per_s_median") / p;
+        let ratio_release = med(&release, "pages_per_s_median") / p;
+        let batch_ratio = med(&release, "first_batch_ms_per_mib_median")
+            / med(&inplace, "first_batch_ms_per_mib_median");
+        println!(
+            "movgem-bench: migration, {label} objects: plain {p:.0} pages/s; in place {:.2} of it, \
+             release {:.2}; pages released per page moved: in place {}, release {}; \
+             first batch after the move: release/in place {batch_ratio:.2}",
+            ratio_in_place,
+            ratio_release,
+            med(&inplace, "released_pages_per_page_moved_median"),
+            med(&release, "released_pages_per_page_moved_median"),
+        );
+        out.set(
+            label,
+            Json::obj()
+                .with("total_mib", total / MIB)
+                .with("ratio_inplace_vs_plain", ratio_in_place)
+                .with("ratio_release_vs_plain", ratio_release)
+                .with("first_batch_release_vs_inplace", batch_ratio)
+                .with("plain_shmem", plain)
+                .with("inplace", inplace)
+                .with("release", release),
+        );
+    }
+    out.set("hook_off_4m", hook_off(&dev)?);
+    Ok(out)
 }

@@ -4,16 +4,18 @@
 //!
 //! Objects filling a large share of memory are bound by the (simulated)
 //! GPU while memory is fragmented, so their pinned pages end up spread
-//! over the whole zone.  Then, once with the hook off and once with it
-//! on, the guest compacts and asks for as many 2 MiB hugepages as it can
-//! get, printing /proc/buddyinfo and the hugepages obtained.  The
-//! shrinker is off for both rounds, so that only the hook differs.
+//! over the whole zone.  Then the GPU goes idle and runtime-suspends, as
+//! an idle GPU does, and in three rounds, `hook=off` (an unpatched
+//! kernel), `hook=release` (the 2016 design) and `hook=inplace` (the
+//! default), the guest compacts and asks for as many 2 MiB hugepages as
+//! it can get, printing /proc/buddyinfo and the hugepages obtained.  The
+//! shrinker is off for all rounds, so that only the hook differs.
 
 use std::fs;
 
 use movgem_uapi::{self as uapi, Device};
 
-use movgem_guest::env::{self, compact, Counters, GpuAwake};
+use movgem_guest::env::{self, compact, Counters};
 use movgem_guest::TestResult;
 
 const OBJ_SIZE: u64 = 4 << 20;
@@ -40,7 +42,6 @@ fn hugepages() -> Result<u64, String> {
 }
 
 pub fn demo() -> TestResult {
-    let _awake = GpuAwake::new()?;
     let dev = Device::open().map_err(|e| format!("open: errno {e}"))?;
     let avail = meminfo("MemAvailable") * 1024;
     let total = (avail * 2 / 5) / OBJ_SIZE * OBJ_SIZE;
@@ -83,24 +84,35 @@ pub fn demo() -> TestResult {
     // would unbind idle objects when the hugepage allocations reclaim,
     // out of both rounds.
     env::set_param("shrinker", "0")?;
+    // An idle GPU suspends: the rounds run with it asleep.
+    env::wait_runtime_status("suspended", 60_000)?;
     let mut results = Vec::new();
-    for hook in ["0", "1"] {
+    for hook in ["off", "release", "inplace"] {
         env::set_param("hook", hook)?;
         let before = Counters::read()?;
         let got = hugepages()?;
         let d = Counters::read()?.since(&before);
+        let info = dev.info().map_err(|e| format!("info: errno {e}"))?;
         print!(
             "movgem demo: hook={hook}: /proc/buddyinfo after compaction:\n{}",
             buddyinfo()
         );
         println!(
-            "movgem demo: hook={hook}: {got} hugepages of 2 MiB obtained; hook calls {}, folios migrated {}, objects unbound {}",
+            "movgem demo: hook={hook}: {got} hugepages of 2 MiB obtained; hook calls {}, folios migrated {} \
+             ({} in place), refused while suspended {}, objects unbound {}, pages released {}; \
+             {} objects still bound, device {}",
             d.get("hook_calls"),
             d.get("migrated"),
-            d.get("unbinds")
+            d.get("migrated_in_place"),
+            d.get("refused_suspended"),
+            d.get("unbinds"),
+            d.get("released_pages"),
+            info.bound_objects,
+            env::runtime_status()?
         );
         results.push(got);
     }
+    env::set_param("hook", "inplace")?;
     env::set_param("shrinker", "1")?;
     // Every object must still hold what the GPU wrote, for the GPU and the CPU.
     let before = Counters::read()?;
@@ -124,12 +136,12 @@ pub fn demo() -> TestResult {
             .count();
     }
     println!(
-        "movgem demo: data check after both rounds: GPU found {errors} wrong dwords, CPU found {cpu_bad} (of {} MiB)",
+        "movgem demo: data check after the rounds: GPU found {errors} wrong dwords, CPU found {cpu_bad} (of {} MiB)",
         total >> 20
     );
     println!(
-        "movgem demo: hugepages with the hook off: {}, with the hook on: {}",
-        results[0], results[1]
+        "movgem demo: hugepages with the GPU asleep: hook off {}, release (2016 design) {}, in place {}",
+        results[0], results[1], results[2]
     );
     for h in handles {
         let _ = dev.close(h);

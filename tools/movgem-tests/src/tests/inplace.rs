@@ -251,6 +251,102 @@ fn compaction_in_place_device_asleep() -> TestResult {
     out
 }
 
+/// Objects of the hugepage rounds: 4 MiB.
+const ROUND_OBJ: u64 = 4 << 20;
+
+/// One round of the hugepage comparison: memory fragmented by a filler
+/// of 3/4 of what is available with every other page punched out,
+/// objects filling 3/8 of it (so they land in the holes, all over the
+/// zone), the filler freed; then, with `hook` set and the device
+/// runtime-suspended, compaction and as many 2 MiB hugetlb pages as the
+/// kernel can assemble.  `ceiling`: the objects are written with PWRITE
+/// and never bound (plain shmem pages).  Returns the hugepages and the
+/// counters of compaction and allocation.
+fn hugepage_round(dev: &Device, hook: &str, ceiling: bool) -> Result<(u64, Counters), String> {
+    let avail = env::meminfo_kib("MemAvailable")? * 1024;
+    let count = (avail * 3 / 8 / ROUND_OBJ) as usize;
+    let filler = env::fragment_fraction(3, 4)?;
+    let mut handles = Vec::with_capacity(count);
+    let made = (|| {
+        for _ in 0..count {
+            handles.push(ok(dev.create(ROUND_OBJ), "create")?);
+        }
+        if ceiling {
+            let data = 0x0123_4567u32.to_le_bytes().repeat((ROUND_OBJ / 4) as usize);
+            for &h in &handles {
+                ok(dev.pwrite(h, 0, &data), "pwrite")?;
+            }
+        } else {
+            let list: Vec<(u32, bool)> = handles.iter().map(|&h| (h, true)).collect();
+            ok(
+                dev.execbuf(&list, uapi::OP_FILL, 0x0123_4567, 0, 0),
+                "execbuf",
+            )?;
+            for &h in &handles {
+                ok(dev.wait(h, -1), "wait")?;
+            }
+        }
+        Ok::<(), String>(())
+    })();
+    drop(filler);
+    let out = made.and_then(|()| {
+        env::wait_runtime_status("suspended", 60_000)?;
+        let _mode = Param::set("hook", hook)?;
+        let before = Counters::read()?;
+        env::compact()?;
+        std::fs::write("/proc/sys/vm/nr_hugepages", "100000")
+            .map_err(|e| format!("nr_hugepages: {e}"))?;
+        let got = env::meminfo_kib("HugePages_Total")?;
+        std::fs::write("/proc/sys/vm/nr_hugepages", "0")
+            .map_err(|e| format!("nr_hugepages: {e}"))?;
+        let d = Counters::read()?.since(&before);
+        ensure!(
+            env::runtime_status()? == "suspended",
+            "the round woke the device"
+        );
+        Ok((got, d))
+    });
+    for h in handles {
+        let _ = dev.close(h);
+    }
+    out
+}
+
+/// Hugepages with the device asleep: in place recovers at least 0.9 of
+/// the unbound ceiling of the same boot without unbinding anything, and
+/// the same layout with the hook off stays below that (so the bound can
+/// fail).
+fn hugepages_device_asleep_near_ceiling() -> TestResult {
+    let _shrinker = Param::set("shrinker", "0")?;
+    let dev = ok(Device::open(), "open")?;
+    let (ceiling, _) = hugepage_round(&dev, "inplace", true)?;
+    let (inplace, d) = hugepage_round(&dev, "inplace", false)?;
+    let (off, d_off) = hugepage_round(&dev, "off", false)?;
+    println!(
+        "  hugepages, device asleep: unbound ceiling {ceiling}, in place {inplace} \
+         ({} folios moved in place), hook off {off}",
+        d.get("migrated_in_place")
+    );
+    ensure!(ceiling > 0, "no hugepage even unbound");
+    ensure!(
+        d.get("migrated_in_place") > 0 && d.get("unbinds") == 0 && d.get("released_objects") == 0,
+        "not by moving in place: {d}"
+    );
+    ensure!(
+        d_off.get("migrated") == 0,
+        "pages moved with the hook off: {d_off}"
+    );
+    ensure!(
+        inplace * 10 >= ceiling * 9,
+        "in place got {inplace}, below 0.9 of the ceiling {ceiling}"
+    );
+    ensure!(
+        off * 10 < ceiling * 9,
+        "the hook off got {off} of {ceiling}: the layout does not tell the modes apart"
+    );
+    Ok(())
+}
+
 /// Negative control: entries left behind are found, by the GTT check and
 /// by the GPU and the CPU disagreeing.
 fn skipped_gtt_rewrite_is_caught() -> TestResult {
@@ -380,6 +476,10 @@ pub(super) const TESTS: &[Test] = &[
     (
         "inplace_compaction_device_asleep",
         compaction_in_place_device_asleep,
+    ),
+    (
+        "inplace_hugepages_device_asleep_near_ceiling",
+        hugepages_device_asleep_near_ceiling,
     ),
     (
         "inplace_skipped_gtt_rewrite_is_caught",

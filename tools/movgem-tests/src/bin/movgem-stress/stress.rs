@@ -313,8 +313,23 @@ impl Worker {
                     }
                 }
             }
-            30..=39 => {
+            30..=34 => {
                 self.wait(h);
+            }
+            35..=39 => {
+                // The GPU reads what it last wrote (a mismatch counts in
+                // `gpu_check_errors`, which the verdict requires to be 0).
+                let o = &self.objs[i];
+                if let (Content::Fill(value), false) = (o.content, unusable) {
+                    let r = self
+                        .dev
+                        .execbuf(&[(h, false)], uapi::OP_CHECK, value, 0, 0)
+                        .map(|_| ());
+                    let done = self.check("execbuf check", r, EXEC, &[]);
+                    self.log(i, format!("execbuf check {value:#x} ok={done}"));
+                } else {
+                    self.wait(h);
+                }
             }
             40..=54 => {
                 if self.wait(h) {
@@ -399,8 +414,24 @@ impl Worker {
                     }
                 };
                 // SAFETY: the kernel mapped `size` bytes at `addr` for us.
-                let data = unsafe { std::slice::from_raw_parts(addr as *const u8, size as usize) }
-                    .to_vec();
+                let mut data =
+                    unsafe { std::slice::from_raw_parts(addr as *const u8, size as usize) }
+                        .to_vec();
+                if self.rng.chance(50) {
+                    // Move every page to the other node (in place, if the
+                    // object is bound and idle), then read them again.
+                    let addrs: Vec<*mut libc::c_void> = (0..size / PAGE)
+                        .map(|k| (addr + k * PAGE) as *mut libc::c_void)
+                        .collect();
+                    let mut status = vec![0i32; addrs.len()];
+                    let _ = env::move_pages(&addrs, None, &mut status);
+                    let there: Vec<i32> = status.iter().map(|&s| i32::from(s == 0)).collect();
+                    let _ = env::move_pages(&addrs, Some(&there), &mut status);
+                    self.log(i, "move_pages".into());
+                    // SAFETY: as above, still mapped.
+                    data = unsafe { std::slice::from_raw_parts(addr as *const u8, size as usize) }
+                        .to_vec();
+                }
                 // SAFETY: unmapping our own mapping.
                 if unsafe { libc::munmap(addr as *mut libc::c_void, size as usize) } != 0 {
                     self.stats
