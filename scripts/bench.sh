@@ -51,7 +51,12 @@ for boot in "${boots[@]}"; do
 	report_args+=("$label:$mem:$took:$boot_rc:$log")
 done
 
+# The README's headline is rewritten only by a run into the committed
+# results directory.
+readme=()
+[ "$out" = "$MOVGEM_TOP/bench/results" ] && readme=(--readme "$MOVGEM_TOP/README.md")
 python3 "$MOVGEM_TOP/scripts/bench-report.py" --out "$out" --cpus "$cpus" \
-	--kernel-dir "$boot_kdir" --total-s "$(($(date +%s) - start))" "${report_args[@]}"
+	--kernel-dir "$boot_kdir" --ko "$boot_ko" --top "$MOVGEM_TOP" "${readme[@]}" \
+	--total-s "$(($(date +%s) - start))" "${report_args[@]}"
 say "bench: results in $out (took $(($(date +%s) - start)) s)"
 exit $rc
