@@ -255,17 +255,17 @@ fn compaction_in_place_device_asleep() -> TestResult {
 const ROUND_OBJ: u64 = 4 << 20;
 
 /// One round of the hugepage comparison: memory fragmented by a filler
-/// of 3/8 of what is available with every other page punched out,
-/// objects filling 3/16 of it (so they land in the holes), the filler
-/// freed (half of `make bench`'s layout, to keep `make check` short); then, with `hook` set and the device
+/// of 3/4 of what is available with every other page punched out,
+/// objects filling 3/8 of it (so they land in the holes, all over the
+/// zone), the filler freed; then, with `hook` set and the device
 /// runtime-suspended, compaction and as many 2 MiB hugetlb pages as the
 /// kernel can assemble.  `ceiling`: the objects are written with PWRITE
 /// and never bound (plain shmem pages).  Returns the hugepages and the
 /// counters of compaction and allocation.
 fn hugepage_round(dev: &Device, ceiling: bool) -> Result<(u64, Counters), String> {
     let avail = env::meminfo_kib("MemAvailable")? * 1024;
-    let count = (avail * 3 / 16 / ROUND_OBJ) as usize;
-    let filler = env::fragment_fraction(3, 8)?;
+    let count = (avail * 3 / 8 / ROUND_OBJ) as usize;
+    let filler = env::fragment_fraction(3, 4)?;
     let mut handles = Vec::with_capacity(count);
     let made = (|| {
         for _ in 0..count {
@@ -315,7 +315,7 @@ fn hugepage_round(dev: &Device, ceiling: bool) -> Result<(u64, Counters), String
 
 /// Hugepages with the device asleep: in place recovers at least 0.9 of
 /// the unbound ceiling of the same boot without unbinding anything.  Two
-/// rounds of about a minute each on the debug kernel.  Loaded with
+/// rounds of about 90 s each on the debug kernel.  Loaded with
 /// `hook=off` or `hook=release` (`movgem_params=hook=off`), the same
 /// test fails: those get about half the ceiling with the device asleep
 /// (`make bench` measures all three).
