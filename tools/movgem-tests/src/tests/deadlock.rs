@@ -13,7 +13,7 @@
 //! two minutes instead of hanging itself.
 
 use std::fs;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::fd::FromRawFd;
 use std::time::{Duration, Instant};
 
@@ -70,13 +70,29 @@ fn mbind(addr: *mut libc::c_void, len: usize, node: u32) -> bool {
 }
 
 /// The child: everything up to the move, then the move.  Writes `s`
-/// once set up and `d` once `move_pages` returned; exits 0.
-fn child(report: libc::c_int) -> Result<(), String> {
+/// once set up, waits for a byte on `go` (the parent reads the counters
+/// meanwhile), and writes `d` once `move_pages` returned; exits 0.
+fn child(report: libc::c_int, go: libc::c_int) -> Result<(), String> {
     let say = |b: u8| {
         // SAFETY: writing one byte from our stack to our pipe.
         unsafe { libc::write(report, (&b as *const u8).cast(), 1) };
     };
     let dev = Device::open().map_err(|e| format!("open: {e}"))?;
+    // Node 1 nearly full of anonymous memory bound to it, first: filling
+    // it later would let the shrinker release the idle object meanwhile,
+    // and then there is nothing to move.
+    let room = node_free_kib(1)?.saturating_sub(LEAVE_KIB) << 10;
+    let mut anon = Anon::new(room as usize, 0)?;
+    ensure!(mbind(anon.addr, anon.len, 1), "mbind node 1");
+    const STEP: usize = 1 << 20;
+    for chunk in anon.words().chunks_mut(STEP / 4) {
+        if node_free_kib(1)? < LEAVE_KIB {
+            break;
+        }
+        for w in chunk.iter_mut().step_by(PAGE as usize / 4) {
+            *w = 1;
+        }
+    }
     ensure!(set_mempolicy(MPOL_BIND, Some(0)), "set_mempolicy node 0");
     let h = dev.create(OBJ).map_err(|e| format!("create: {e}"))?;
     dev.execbuf(&[(h, true)], uapi::OP_FILL, 0x0dea_d10c, 0, 0)
@@ -91,26 +107,32 @@ fn child(report: libc::c_int) -> Result<(), String> {
         // SAFETY: inside the mapping the kernel gave us.
         let _ = unsafe { std::ptr::read_volatile(*a as *const u8) };
     }
-    // Node 1 nearly full of anonymous memory bound to it.
-    let room = node_free_kib(1)?.saturating_sub(LEAVE_KIB) << 10;
-    let mut anon = Anon::new(room as usize, 0)?;
-    ensure!(mbind(anon.addr, anon.len, 1), "mbind node 1");
-    const STEP: usize = 1 << 20;
-    for chunk in anon.words().chunks_mut(STEP / 4) {
-        if node_free_kib(1)? < LEAVE_KIB {
-            break;
-        }
-        for w in chunk.iter_mut().step_by(PAGE as usize / 4) {
-            *w = 1;
-        }
-    }
+    // The recipe holds only if every page is there, on node 0.
+    let mut status = vec![0i32; addrs.len()];
+    env::move_pages(&addrs, None, &mut status)?;
+    let on_0 = status.iter().filter(|&&s| s == 0).count();
+    ensure!(
+        on_0 == addrs.len(),
+        "set up: {on_0} of {} pages on node 0 (node 1 free {} KiB)",
+        addrs.len(),
+        node_free_kib(1)?
+    );
     dev.madvise(h, uapi::MADV_DONTNEED)
         .map_err(|e| format!("madvise: {e}"))?;
     say(b's');
+    let mut b = 0u8;
+    // SAFETY: reading one byte from our pipe into our stack.
+    let n = unsafe { libc::read(go, (&mut b as *mut u8).cast(), 1) };
+    ensure!(n == 1, "the parent never said go");
     let there = vec![1i32; addrs.len()];
-    let mut status = vec![0i32; addrs.len()];
-    let _ = env::move_pages(&addrs, Some(&there), &mut status);
+    let r = env::move_pages(&addrs, Some(&there), &mut status);
     say(b'd');
+    let mut seen = std::collections::BTreeMap::new();
+    for s in &status {
+        *seen.entry(*s).or_insert(0u32) += 1;
+    }
+    // Informational: how far the move got (status: node or -errno).
+    println!("  move_pages: {r:?}, page status counts {seen:?}");
     drop(anon);
     Ok(())
 }
@@ -148,15 +170,22 @@ fn move_pages_of_dontneed_object_does_not_hang() -> TestResult {
 
 fn run_recipe() -> TestResult {
     let mut fds = [0; 2];
-    // SAFETY: `fds` has room for two descriptors.
-    ensure!(unsafe { libc::pipe(fds.as_mut_ptr()) } == 0, "pipe");
+    let mut go = [0; 2];
+    // SAFETY: `fds` and `go` have room for two descriptors each.
+    ensure!(
+        unsafe { libc::pipe(fds.as_mut_ptr()) == 0 && libc::pipe(go.as_mut_ptr()) == 0 },
+        "pipe"
+    );
     let before = Counters::read()?;
     // SAFETY: the child runs `child` and leaves with `_exit`.
     let pid = unsafe { libc::fork() };
     if pid == 0 {
-        // SAFETY: our own descriptor.
-        unsafe { libc::close(fds[0]) };
-        let code = match child(fds[1]) {
+        // SAFETY: our own descriptors.
+        unsafe {
+            libc::close(fds[0]);
+            libc::close(go[1]);
+        }
+        let code = match child(fds[1], go[0]) {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("  deadlock child: {e}");
@@ -166,9 +195,15 @@ fn run_recipe() -> TestResult {
         // SAFETY: leave at once, without our atexit handlers.
         unsafe { libc::_exit(code) };
     }
-    // SAFETY: our own descriptors; the read end is ours alone from here.
-    unsafe { libc::close(fds[1]) };
+    // SAFETY: our own descriptors.
+    unsafe {
+        libc::close(fds[1]);
+        libc::close(go[0]);
+    }
+    // SAFETY: the read end is ours, and owned by `pipe` alone from here.
     let mut pipe = unsafe { fs::File::from_raw_fd(fds[0]) };
+    // SAFETY: likewise the write end of `go`.
+    let mut go = unsafe { fs::File::from_raw_fd(go[1]) };
     let mut set_up = Counters::read()?;
     let mut stage = 0u8;
     let mut moved_at = None;
@@ -190,6 +225,7 @@ fn run_recipe() -> TestResult {
                     if stage == b's' {
                         set_up = Counters::read()?;
                         moved_at = Some(Instant::now());
+                        go.write_all(b"g").map_err(|e| format!("go: {e}"))?;
                     }
                 }
                 _ => break,
@@ -224,7 +260,8 @@ fn run_recipe() -> TestResult {
     let d = Counters::read()?.since(&set_up);
     let all = Counters::read()?.since(&before);
     println!(
-        "  move_pages of a DONTNEED object into a full node returned; during it: {d}"
+        "  move_pages of a DONTNEED object into a full node returned; during it: {d}; \
+         in all: {all}"
     );
     // The recipe must have reached the shrinker with the object's folios
     // locked, or the test proves nothing.
