@@ -137,6 +137,25 @@ fn child(report: libc::c_int, go: libc::c_int) -> Result<(), String> {
     Ok(())
 }
 
+/// The console scan's no-memory window: inside it, the failed
+/// allocation of the move into the full node may be reported (by our
+/// own task only); closed on every way out.
+struct NomemWindow;
+
+impl NomemWindow {
+    fn open() -> Result<Self, String> {
+        fs::write("/dev/kmsg", "movgem-nomem: window begin")
+            .map_err(|e| format!("/dev/kmsg: {e}"))?;
+        Ok(Self)
+    }
+}
+
+impl Drop for NomemWindow {
+    fn drop(&mut self) {
+        let _ = fs::write("/dev/kmsg", "movgem-nomem: window end");
+    }
+}
+
 fn state_of(pid: libc::pid_t) -> String {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let state = stat
@@ -207,6 +226,7 @@ fn run_recipe() -> TestResult {
     let mut set_up = Counters::read()?;
     let mut stage = 0u8;
     let mut moved_at = None;
+    let mut window = None;
     // Setting up takes long under TCG; the move itself gets two minutes.
     let start = Instant::now();
     loop {
@@ -225,6 +245,7 @@ fn run_recipe() -> TestResult {
                     if stage == b's' {
                         set_up = Counters::read()?;
                         moved_at = Some(Instant::now());
+                        window = Some(NomemWindow::open()?);
                         go.write_all(b"g").map_err(|e| format!("go: {e}"))?;
                     }
                 }
@@ -249,6 +270,7 @@ fn run_recipe() -> TestResult {
             ));
         }
     }
+    drop(window);
     let mut status = 0;
     // SAFETY: waiting for our own child.
     unsafe { libc::waitpid(pid, &mut status, 0) };
