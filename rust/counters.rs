@@ -104,9 +104,12 @@ pub(crate) enum Counter {
     /// Entries `gtt_check` found pointing at another frame than the page
     /// cache's.
     GttMismatches,
+    /// Purged objects whose truncation went to the purge worker (the
+    /// shrinker ran in direct reclaim, perhaps under a folio lock).
+    PurgesDeferred,
 }
 
-const FIRST_REFUSAL: usize = Counter::GttMismatches as usize + 1;
+const FIRST_REFUSAL: usize = Counter::PurgesDeferred as usize + 1;
 
 /// Number of counters, refusals included.
 pub(crate) const COUNT: usize = FIRST_REFUSAL + Refusal::ALL.len();
@@ -155,6 +158,7 @@ pub(crate) const NAMES: [&kernel::str::CStr; COUNT] = [
     kernel::c_str!("gtt_faults"),
     kernel::c_str!("gtt_checked"),
     kernel::c_str!("gtt_mismatches"),
+    kernel::c_str!("purges_deferred"),
     kernel::c_str!("refused_hook_disabled"),
     kernel::c_str!("refused_lock_contended"),
     kernel::c_str!("refused_active"),

@@ -39,6 +39,7 @@ use kernel::rbtree::{RBTree, RBTreeNodeReservation};
 use kernel::sync::{Arc, SpinLock};
 
 use crate::counters::{Counter, Counters};
+use crate::engine::WorkQueue;
 use crate::object::Object;
 use crate::params;
 use crate::pm::RuntimePm;
@@ -129,6 +130,8 @@ pub(crate) struct Device {
     pub(crate) counters: Counters,
     /// The shrinker's state outside the lock.
     pub(crate) shrink: ShrinkStats,
+    /// Truncates objects purged in direct reclaim (see `shrinker.rs`).
+    pub(crate) purge_wq: WorkQueue,
 }
 
 static STRUCT_MUTEX_KEY: LockKey = LockKey::new();
@@ -147,6 +150,7 @@ impl Device {
 
     fn with_pm(numbered: bool) -> Result<Arc<Self>> {
         let pm = RuntimePm::new(params::autosuspend_ms(), numbered)?;
+        let purge_wq = WorkQueue::new()?;
         let dev = Arc::pin_init(
             pin_init!(Self {
                 struct_mutex <- TryMutex::new(
@@ -165,6 +169,7 @@ impl Device {
                 notifier_lock <- kernel::new_spinlock!((), "movgem_notifier_lock"),
                 counters: Counters::new(),
                 shrink: ShrinkStats::new(),
+                purge_wq,
             }),
             GFP_KERNEL,
         )?;

@@ -546,12 +546,13 @@ impl Engine {
     }
 }
 
-/// The engine's workqueue; destroying it waits for queued requests.
+/// A workqueue of ours (the engine's ring, the device's purge worker);
+/// destroying it waits for what is queued.
 ///
 /// # Invariants
 ///
 /// `wq` came from `alloc_workqueue` and is destroyed only on drop.
-struct WorkQueue {
+pub(crate) struct WorkQueue {
     wq: core::ptr::NonNull<kernel::ffi::c_void>,
 }
 
@@ -567,7 +568,9 @@ unsafe impl Send for WorkQueue {}
 unsafe impl Sync for WorkQueue {}
 
 impl WorkQueue {
-    fn new() -> Result<Self> {
+    /// An ordered `WQ_MEM_RECLAIM` queue (it makes progress when no
+    /// kworker can be created).
+    pub(crate) fn new() -> Result<Self> {
         // SAFETY: no preconditions.
         let wq = unsafe { movgem_wq_alloc() };
         core::ptr::NonNull::new(wq)
@@ -576,12 +579,12 @@ impl WorkQueue {
     }
 
     /// Waits until every work item queued so far has finished.
-    fn flush(&self) {
+    pub(crate) fn flush(&self) {
         // SAFETY: `wq` is a live workqueue by the type invariant.
         unsafe { movgem_wq_flush(self.wq.as_ptr()) }
     }
 
-    fn queue(&self) -> &Queue {
+    pub(crate) fn queue(&self) -> &Queue {
         // SAFETY: `wq` is a live workqueue until drop, and the returned
         // reference borrows `self`.
         unsafe { Queue::from_raw(self.wq.as_ptr().cast::<bindings::workqueue_struct>()) }

@@ -98,6 +98,9 @@ impl Drop for Movgem {
         // Waits for scans and notifier calls in flight; none start
         // afterwards.
         self.reclaim.take();
+        // Truncations the shrinker deferred hold their objects, which
+        // hold the device: let them finish while the device is ours.
+        self.device.flush_purges();
         // Waits for operations in flight on the files.
         self.debugfs.take();
         // Requests may outlive their files: end them, wait for them and

@@ -10,6 +10,7 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use kernel::ffi::{c_ulong, c_void};
 use kernel::prelude::*;
 use kernel::sync::{Arc, SpinLock};
+use kernel::workqueue::{Work, WorkItem};
 
 use crate::counters::Counter;
 use crate::device::{Device, DeviceLocked};
@@ -110,6 +111,25 @@ pub(crate) struct Object {
     /// Pages were truncated after DONTNEED.
     purged: AtomicBool,
     registered: AtomicBool,
+    /// Truncation of a purged object, on the device's purge worker.
+    #[pin]
+    purge_work: Work<Object>,
+}
+
+kernel::impl_has_work! {
+    impl HasWork<Self> for Object { self.purge_work }
+}
+
+impl WorkItem for Object {
+    type Pointer = Arc<Object>;
+
+    /// The deferred half of a purge from direct reclaim: truncating
+    /// waits for folio locks, which a worker may.
+    fn run(this: Arc<Object>) {
+        if let Some(file) = this.file() {
+            file.truncate();
+        }
+    }
 }
 
 impl Object {
@@ -186,6 +206,7 @@ impl Object {
                 closed: AtomicBool::new(false),
                 purged: AtomicBool::new(false),
                 registered: AtomicBool::new(false),
+                purge_work <- kernel::new_work!("movgem_purge"),
             }),
             GFP_KERNEL,
         )

@@ -7,10 +7,18 @@
 //! `notifier_block` inside [`Reclaim`]), never through a global.
 //!
 //! Reclaim and the notifiers may run inside an allocation that holds
-//! folio locks (migration's), so they only try-lock `struct_mutex`, for
-//! at most the lock budget and only where they may sleep; without
-//! `__GFP_FS` the shrinker does nothing (allocations under the lock are
-//! NOFS).  Swap writeback runs after the lock is dropped, from kswapd.
+//! folio locks (migration's: `migrate_pages_batch()` keeps the folios it
+//! unmapped locked while it allocates the next destination), so they
+//! only try-lock `struct_mutex`, for at most the lock budget and only
+//! where they may sleep; without `__GFP_FS` the shrinker does nothing
+//! (allocations under the lock are NOFS).  Nothing in direct reclaim
+//! waits for a folio lock: a purge there only drops the object's
+//! references and marks it purged, and a `WQ_MEM_RECLAIM` worker
+//! truncates it (truncation waits for every folio lock, perhaps one this
+//! very task holds).  kswapd, drop_caches and our own allocations, which
+//! hold no folio lock, truncate at once, after `struct_mutex` is
+//! dropped.  Swap writeback runs after the lock is dropped, from kswapd,
+//! and only try-locks folios.
 
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -36,7 +44,7 @@ use crate::uapi;
 /// default) and the batches queued behind it.
 const OOM_WAIT_NS: u64 = 2_000_000_000;
 
-/// Most objects one shrink writes back.
+/// Most objects one shrink writes back, or truncates at once.
 const WRITEBACK_BATCH: usize = 16;
 
 /// The shrinker's state outside `struct_mutex` (the cursor is inside).
@@ -77,6 +85,10 @@ pub(crate) struct ShrinkScope {
     pub(crate) bound: bool,
     /// Push released pages to swap.
     pub(crate) writeback: bool,
+    /// Truncate purged objects before returning (after `struct_mutex`
+    /// is dropped); otherwise the purge worker does.  Only where the
+    /// task cannot hold a folio lock: see the module documentation.
+    pub(crate) truncate: bool,
     /// The caller may sleep (and so wait for `struct_mutex` a bit).
     pub(crate) may_block: bool,
     /// Take `struct_mutex` without a time limit (debugfs only).
@@ -94,6 +106,7 @@ impl ShrinkScope {
         unbound: true,
         bound: true,
         writeback: true,
+        truncate: true,
         may_block: true,
         lock: false,
         resume: false,
@@ -170,9 +183,12 @@ impl Device {
         }
         self.counters.inc(Counter::ShrinkScans);
         // As i915 does, only kswapd writes back: direct reclaim should not
-        // stall on swap I/O for us.
+        // stall on swap I/O for us.  Direct reclaim may come from
+        // migration with folios of ours locked: it must not truncate.
+        let kswapd = current_is_kswapd();
         let scope = ShrinkScope {
-            writeback: may_block && current_is_kswapd(),
+            writeback: may_block && kswapd,
+            truncate: may_block && kswapd,
             may_block,
             lock: false,
             resume: true,
@@ -198,10 +214,12 @@ impl Device {
         let generation = self.shrink.counts.load(Ordering::Relaxed);
         let mut freed = 0u64;
         let mut gone = 0u64;
-        // Objects to write back once the lock is dropped (a fixed array:
-        // nothing here may allocate).
+        // Objects to write back, and to truncate, once the lock is
+        // dropped (fixed arrays: nothing here may allocate).
         let mut to_write: [Option<Arc<Object>>; WRITEBACK_BATCH] = Default::default();
         let mut queued = 0;
+        let mut to_truncate: [Option<Arc<Object>>; WRITEBACK_BATCH] = Default::default();
+        let mut truncating = 0;
         for pass in 0..PASSES {
             let hinted_empty = scope.resume && locked.shrink_cursor.skip(pass, generation);
             if !scope.allows(pass) || hinted_empty {
@@ -230,14 +248,22 @@ impl Device {
                 locked.shrink_cursor.took(pass);
                 match action {
                     ShrinkAction::Purge { unbind } => {
+                        if scope.truncate && truncating == WRITEBACK_BATCH {
+                            continue;
+                        }
                         let n = obj.release_pages(&mut locked, unbind) as u64;
                         freed += n;
-                        gone += n;
-                        if let Some(file) = obj.file() {
-                            file.truncate();
-                        }
+                        // Purged from now on: nothing fetches its pages
+                        // again, whenever the truncation comes.
                         obj.set_purged();
                         self.counters.inc(Counter::ShrinkPurged);
+                        if scope.truncate {
+                            gone += n;
+                            to_truncate[truncating] = Some(obj.clone());
+                            truncating += 1;
+                        } else {
+                            self.purge_later(&obj);
+                        }
                     }
                     ShrinkAction::Release { unbind } => {
                         freed += obj.release_pages(&mut locked, unbind) as u64;
@@ -253,6 +279,11 @@ impl Device {
         }
         self.counters.add(Counter::ShrinkFreedPages, freed);
         drop(locked);
+        for obj in to_truncate.iter().flatten() {
+            if let Some(file) = obj.file() {
+                file.truncate();
+            }
+        }
         // Swap I/O allocates (zram, swap slots) and may wait for reclaim:
         // never under struct_mutex, which reclaim needs to purge.  A page
         // fetched again meanwhile is the same folio, now in the swap
@@ -268,6 +299,19 @@ impl Device {
             released: freed,
             gone,
         })
+    }
+
+    /// Queues the truncation of a purged object on the purge worker.
+    fn purge_later(&self, obj: &Arc<Object>) {
+        // Already queued: that run truncates it.
+        if self.purge_wq.queue().enqueue(obj.clone()).is_ok() {
+            self.counters.inc(Counter::PurgesDeferred);
+        }
+    }
+
+    /// Waits until every deferred truncation has run (module unload).
+    pub(crate) fn flush_purges(&self) {
+        self.purge_wq.flush();
     }
 
     /// Our own allocation of object pages failed: give back `nr` pages
@@ -367,6 +411,8 @@ pub(crate) fn drop_caches(engine: &Engine, flags: u64) -> Result {
         unbound: has(uapi::DROP_UNBOUND),
         bound: has(uapi::DROP_BOUND),
         writeback: has(uapi::DROP_WRITEBACK),
+        // A debugfs write: the task holds no folio lock.
+        truncate: true,
         may_block: true,
         lock: true,
         resume: false,

@@ -47,7 +47,9 @@ def kunit_cases():
 METRIC = re.compile(r"movgem-metric: (\w+)=(\S+)")
 # Inside a window, the one report the test causes on purpose is
 # tolerated, and only from the test's own task: in the fault-injection
-# window, an injected allocation failure of movgem-stress; in the OOM
+# window, an injected allocation failure of movgem-stress; in the
+# no-memory window (the migration-vs-reclaim test moving pages into a
+# full node), the failed __GFP_THISNODE allocation of movgem-tests; in the OOM
 # window (gem-shrink's -oom subtests with the shrinker off), the OOM
 # killer invoked by and killing gem-shrink workers.  Each such header
 # admits the one stack dump that follows it; any other report, another
@@ -58,13 +60,18 @@ WINDOWS = {
         "header": re.compile(r"(?:^|\] |\s)([\w.:/-]+): page allocation failure"),
         "killed": None,
     },
+    "movgem-nomem": {
+        "task": "movgem-tests",
+        "header": re.compile(r"(?:^|\] |\s)([\w.:/-]+): page allocation failure"),
+        "killed": None,
+    },
     "movgem-oom": {
         "task": "gem-shrink",
         "header": re.compile(r"(?:^|\] |\s)([\w.:/-]+) invoked oom-killer"),
         "killed": re.compile(r"Out of memory: Killed process \d+ \(([^)]*)\)"),
     },
 }
-WINDOW_MARK = re.compile(r"(movgem-faults|movgem-oom): window (begin|end)(?: task=(\S+))?")
+WINDOW_MARK = re.compile(r"(movgem-faults|movgem-nomem|movgem-oom): window (begin|end)(?: task=(\S+))?")
 TRACE = re.compile(r"Call Trace:")
 GUEST = re.compile(r"movgem-test: (PASS|FAIL) (\S+?):?(?: (.*))?$")
 DONE = re.compile(r"movgem-guest: done rc=(\d+)")

@@ -119,7 +119,9 @@ unsigned long movgem_shmem_writeback(struct file *filp)
 	if (get_nr_swap_pages() <= 0)
 		return 0;
 	for (i = 0; i < end; i++) {
-		struct folio *folio = filemap_lock_folio(mapping, i);
+		/* Never wait for a folio lock: migration may hold it. */
+		struct folio *folio = __filemap_get_folio(mapping, i,
+							  FGP_LOCK | FGP_NOWAIT, 0);
 
 		if (IS_ERR(folio))
 			continue;

@@ -7,6 +7,7 @@
 use movgem_guest::TestResult;
 
 mod common;
+mod deadlock;
 mod debugfs;
 mod engine;
 mod inplace;
@@ -31,6 +32,7 @@ pub(crate) const SUITES: &[&[Test]] = &[
     migrate::TESTS,
     reclaim::TESTS,
     userptr::TESTS,
+    deadlock::TESTS,
     teardown::TESTS,
 ];
 

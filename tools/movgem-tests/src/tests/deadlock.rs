@@ -1,0 +1,304 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Migration against our own reclaim.  `migrate_pages_batch()` keeps the
+//! folios it unmapped locked while it allocates the next destination;
+//! that allocation may enter direct reclaim and call our shrinker, which
+//! used to purge a DONTNEED object by truncating it, waiting for a folio
+//! lock the same task holds: the task hung in `folio_wait_bit_common`
+//! for good, holding `struct_mutex` behind it.  The recipe (found on
+//! a3423c7): a 48 MiB object on node 0, filled by the GPU and mapped;
+//! node 1 filled with anonymous memory until about 25 MB are free; the
+//! object marked DONTNEED; `move_pages(2)` of its mapping to node 1.
+//! The move runs in a child process: if it hangs, the test says so after
+//! two minutes instead of hanging itself.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::os::fd::FromRawFd;
+use std::time::{Duration, Instant};
+
+use movgem_uapi::{self as uapi, Device};
+
+use movgem_guest::env::{self, Counters, GpuAwake};
+use movgem_guest::{ensure, TestResult};
+
+use super::common::{Anon, PAGE};
+use super::Test;
+
+const OBJ: u64 = 48 << 20;
+/// Free memory left on node 1 before the move.
+const LEAVE_KIB: u64 = 25 << 10;
+const MPOL_DEFAULT: libc::c_int = 0;
+const MPOL_BIND: libc::c_int = 2;
+
+/// `MemFree` of a NUMA node, in KiB.
+fn node_free_kib(node: u32) -> Result<u64, String> {
+    let path = format!("/sys/devices/system/node/node{node}/meminfo");
+    let text = fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+    text.lines()
+        .find_map(|l| {
+            let mut w = l.split_whitespace();
+            (w.nth(2)? == "MemFree:").then(|| w.next()?.parse().ok())?
+        })
+        .ok_or(format!("no MemFree in {path}"))
+}
+
+fn set_mempolicy(mode: libc::c_int, node: Option<u32>) -> bool {
+    let mask: libc::c_ulong = node.map_or(0, |n| 1 << n);
+    let (maskp, maxnode) = match node {
+        Some(_) => (&mask as *const libc::c_ulong, 64usize),
+        None => (std::ptr::null(), 0),
+    };
+    // SAFETY: `maskp` is null or points to one word of node mask.
+    unsafe { libc::syscall(libc::SYS_set_mempolicy, mode, maskp, maxnode) == 0 }
+}
+
+fn mbind(addr: *mut libc::c_void, len: usize, node: u32) -> bool {
+    let mask: libc::c_ulong = 1 << node;
+    // SAFETY: a range of our own mapping and one word of node mask.
+    unsafe {
+        libc::syscall(
+            libc::SYS_mbind,
+            addr,
+            len,
+            MPOL_BIND,
+            &mask as *const libc::c_ulong,
+            64usize,
+            0u32,
+        ) == 0
+    }
+}
+
+/// The child: everything up to the move, then the move.  Writes `s`
+/// once set up, waits for a byte on `go` (the parent reads the counters
+/// meanwhile), and writes `d` once `move_pages` returned; exits 0.
+fn child(report: libc::c_int, go: libc::c_int) -> Result<(), String> {
+    let say = |b: u8| {
+        // SAFETY: writing one byte from our stack to our pipe.
+        unsafe { libc::write(report, (&b as *const u8).cast(), 1) };
+    };
+    let dev = Device::open().map_err(|e| format!("open: {e}"))?;
+    // Node 1 nearly full of anonymous memory bound to it, first: filling
+    // it later would let the shrinker release the idle object meanwhile,
+    // and then there is nothing to move.
+    let room = node_free_kib(1)?.saturating_sub(LEAVE_KIB) << 10;
+    let mut anon = Anon::new(room as usize, 0)?;
+    ensure!(mbind(anon.addr, anon.len, 1), "mbind node 1");
+    const STEP: usize = 1 << 20;
+    for chunk in anon.words().chunks_mut(STEP / 4) {
+        if node_free_kib(1)? < LEAVE_KIB {
+            break;
+        }
+        for w in chunk.iter_mut().step_by(PAGE as usize / 4) {
+            *w = 1;
+        }
+    }
+    ensure!(set_mempolicy(MPOL_BIND, Some(0)), "set_mempolicy node 0");
+    let h = dev.create(OBJ).map_err(|e| format!("create: {e}"))?;
+    dev.execbuf(&[(h, true)], uapi::OP_FILL, 0x0dea_d10c, 0, 0)
+        .map_err(|e| format!("execbuf: {e}"))?;
+    dev.wait(h, -1).map_err(|e| format!("wait: {e}"))?;
+    ensure!(set_mempolicy(MPOL_DEFAULT, None), "set_mempolicy default");
+    let addr = dev.mmap(h, 0, OBJ).map_err(|e| format!("mmap: {e}"))?;
+    let addrs: Vec<*mut libc::c_void> = (0..OBJ / PAGE)
+        .map(|i| (addr + i * PAGE) as *mut libc::c_void)
+        .collect();
+    for a in &addrs {
+        // SAFETY: inside the mapping the kernel gave us.
+        let _ = unsafe { std::ptr::read_volatile(*a as *const u8) };
+    }
+    // The recipe holds only if every page is there, on node 0.
+    let mut status = vec![0i32; addrs.len()];
+    env::move_pages(&addrs, None, &mut status)?;
+    let on_0 = status.iter().filter(|&&s| s == 0).count();
+    ensure!(
+        on_0 == addrs.len(),
+        "set up: {on_0} of {} pages on node 0 (node 1 free {} KiB)",
+        addrs.len(),
+        node_free_kib(1)?
+    );
+    dev.madvise(h, uapi::MADV_DONTNEED)
+        .map_err(|e| format!("madvise: {e}"))?;
+    say(b's');
+    let mut b = 0u8;
+    // SAFETY: reading one byte from our pipe into our stack.
+    let n = unsafe { libc::read(go, (&mut b as *mut u8).cast(), 1) };
+    ensure!(n == 1, "the parent never said go");
+    let there = vec![1i32; addrs.len()];
+    let r = env::move_pages(&addrs, Some(&there), &mut status);
+    say(b'd');
+    let mut seen = std::collections::BTreeMap::new();
+    for s in &status {
+        *seen.entry(*s).or_insert(0u32) += 1;
+    }
+    // Informational: how far the move got (status: node or -errno).
+    println!("  move_pages: {r:?}, page status counts {seen:?}");
+    drop(anon);
+    Ok(())
+}
+
+/// The console scan's no-memory window: inside it, the failed
+/// allocation of the move into the full node may be reported (by our
+/// own task only); closed on every way out.
+struct NomemWindow;
+
+impl NomemWindow {
+    fn open() -> Result<Self, String> {
+        fs::write("/dev/kmsg", "movgem-nomem: window begin")
+            .map_err(|e| format!("/dev/kmsg: {e}"))?;
+        Ok(Self)
+    }
+}
+
+impl Drop for NomemWindow {
+    fn drop(&mut self) {
+        let _ = fs::write("/dev/kmsg", "movgem-nomem: window end");
+    }
+}
+
+fn state_of(pid: libc::pid_t) -> String {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat
+        .rsplit(')')
+        .next()
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or("?")
+        .to_string();
+    let wchan = fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+    format!("state {state}, wchan {wchan}")
+}
+
+fn move_pages_of_dontneed_object_does_not_hang() -> TestResult {
+    let _awake = GpuAwake::new()?;
+    let had_swap = env::meminfo_kib("SwapTotal")? > 0;
+    if had_swap {
+        let st = std::process::Command::new("swapoff")
+            .arg("/dev/zram0")
+            .status()
+            .map_err(|e| format!("swapoff: {e}"))?;
+        ensure!(st.success(), "swapoff failed: {st}");
+    }
+    let out = run_recipe();
+    if had_swap {
+        let _ = std::process::Command::new("swapon")
+            .arg("/dev/zram0")
+            .status();
+    }
+    out
+}
+
+fn run_recipe() -> TestResult {
+    let mut fds = [0; 2];
+    let mut go = [0; 2];
+    // SAFETY: `fds` and `go` have room for two descriptors each.
+    ensure!(
+        unsafe { libc::pipe(fds.as_mut_ptr()) == 0 && libc::pipe(go.as_mut_ptr()) == 0 },
+        "pipe"
+    );
+    let before = Counters::read()?;
+    // SAFETY: the child runs `child` and leaves with `_exit`.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: our own descriptors.
+        unsafe {
+            libc::close(fds[0]);
+            libc::close(go[1]);
+        }
+        let code = match child(fds[1], go[0]) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("  deadlock child: {e}");
+                2
+            }
+        };
+        // SAFETY: leave at once, without our atexit handlers.
+        unsafe { libc::_exit(code) };
+    }
+    // SAFETY: our own descriptors.
+    unsafe {
+        libc::close(fds[1]);
+        libc::close(go[0]);
+    }
+    // SAFETY: the read end is ours, and owned by `pipe` alone from here.
+    let mut pipe = unsafe { fs::File::from_raw_fd(fds[0]) };
+    // SAFETY: likewise the write end of `go`.
+    let mut go = unsafe { fs::File::from_raw_fd(go[1]) };
+    let mut set_up = Counters::read()?;
+    let mut stage = 0u8;
+    let mut moved_at = None;
+    let mut window = None;
+    // Setting up takes long under TCG; the move itself gets two minutes.
+    let start = Instant::now();
+    loop {
+        let mut b = [0u8; 1];
+        let mut poll = libc::pollfd {
+            fd: fds[0],
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one pollfd of ours.
+        let ready = unsafe { libc::poll(&mut poll, 1, 1000) };
+        if ready > 0 {
+            match pipe.read(&mut b) {
+                Ok(1) => {
+                    stage = b[0];
+                    if stage == b's' {
+                        set_up = Counters::read()?;
+                        moved_at = Some(Instant::now());
+                        window = Some(NomemWindow::open()?);
+                        go.write_all(b"g").map_err(|e| format!("go: {e}"))?;
+                    }
+                }
+                _ => break,
+            }
+            if stage == b'd' {
+                break;
+            }
+        }
+        let waited = moved_at.map_or(start.elapsed(), |t| t.elapsed());
+        let limit = if moved_at.is_some() { 120 } else { 600 };
+        if waited > Duration::from_secs(limit) {
+            let what = state_of(pid);
+            let d = Counters::read()?.since(&set_up);
+            return Err(format!(
+                "{} did not return after {limit} s ({what}): {d}",
+                if moved_at.is_some() {
+                    "move_pages of the DONTNEED object"
+                } else {
+                    "the setup"
+                }
+            ));
+        }
+    }
+    drop(window);
+    let mut status = 0;
+    // SAFETY: waiting for our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    ensure!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 && stage == b'd',
+        "the child failed (status {status:#x}, stage {:?})",
+        stage as char
+    );
+    let d = Counters::read()?.since(&set_up);
+    let all = Counters::read()?.since(&before);
+    println!(
+        "  move_pages of a DONTNEED object into a full node returned; during it: {d}; \
+         in all: {all}"
+    );
+    // The recipe must have reached the shrinker with the object's folios
+    // locked, or the test proves nothing.
+    ensure!(
+        d.get("shrink_scans") > 0,
+        "the move never reached our shrinker: {d}"
+    );
+    ensure!(
+        all.get("purged_objects") >= 1,
+        "the DONTNEED object was not purged: {all}"
+    );
+    Ok(())
+}
+
+pub(super) const TESTS: &[Test] = &[(
+    "move_pages_of_dontneed_object_does_not_hang",
+    move_pages_of_dontneed_object_does_not_hang,
+)];
