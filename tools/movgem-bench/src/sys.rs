@@ -141,6 +141,23 @@ pub fn memfd(len: u64) -> Result<(libc::c_int, u64), String> {
     Ok((fd, addr))
 }
 
+/// `count` memfds of `len` bytes each, each written and mapped on its
+/// own (the layout of as many objects, without the hook); the fds are
+/// closed, the mappings keep the files.
+pub fn memfds(count: usize, len: u64) -> Result<Mappings, String> {
+    let mut m = Mappings {
+        bases: Vec::with_capacity(count),
+        len,
+    };
+    for _ in 0..count {
+        let (fd, addr) = memfd(len)?;
+        m.bases.push(addr);
+        // SAFETY: our memfd, closed once; its mapping stays.
+        unsafe { libc::close(fd) };
+    }
+    Ok(m)
+}
+
 /// A `/proc/meminfo` value in KiB (0 when missing).
 pub fn meminfo(key: &str) -> u64 {
     env::meminfo_kib(key).unwrap_or(0)
