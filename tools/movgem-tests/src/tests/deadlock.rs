@@ -7,8 +7,9 @@
 //! lock the same task holds: the task hung in `folio_wait_bit_common`
 //! for good, holding `struct_mutex` behind it.  The recipe (found on
 //! a3423c7): a 48 MiB object on node 0, filled by the GPU and mapped;
-//! node 1 filled with anonymous memory until about 25 MB are free; the
-//! object marked DONTNEED; `move_pages(2)` of its mapping to node 1.
+//! node 1 filled with anonymous memory until about 25 MB are free above
+//! its low watermark; the object marked DONTNEED; `move_pages(2)` of its
+//! mapping to node 1.
 //! The move runs in a child process: if it hangs, the test says so after
 //! two minutes instead of hanging itself.
 
@@ -26,10 +27,37 @@ use super::common::{Anon, PAGE};
 use super::Test;
 
 const OBJ: u64 = 48 << 20;
-/// Free memory left on node 1 before the move.
+/// Free memory left on node 1 above its low watermark before the move:
+/// less than the object, so the move runs the node below its minimum
+/// watermark and into direct reclaim.  Counting from the watermark, not
+/// from zero, matters: once khugepaged has started, it raises
+/// `min_free_kbytes` (to about 5% of a 1 GiB guest), and a fill that
+/// leaves 25 MB in all goes below node 1's minimum and gets the filler
+/// OOM-killed (seen in CI).
 const LEAVE_KIB: u64 = 25 << 10;
 const MPOL_DEFAULT: libc::c_int = 0;
 const MPOL_BIND: libc::c_int = 2;
+
+/// The sum of one watermark (`min`, `low` or `high`) over the zones of a
+/// NUMA node, in KiB, from /proc/zoneinfo.
+fn node_watermark_kib(node: u32, which: &str) -> Result<u64, String> {
+    let text = fs::read_to_string("/proc/zoneinfo").map_err(|e| format!("zoneinfo: {e}"))?;
+    let mut in_node = false;
+    let mut pages = 0u64;
+    for l in text.lines() {
+        let mut w = l.split_whitespace();
+        match (w.next(), w.next()) {
+            (Some("Node"), Some(n)) => in_node = n.trim_end_matches(',') == node.to_string(),
+            (Some(k), Some(v)) if in_node && k == which => {
+                pages += v
+                    .parse::<u64>()
+                    .map_err(|e| format!("zoneinfo {k} {v}: {e}"))?;
+            }
+            _ => {}
+        }
+    }
+    Ok(pages * PAGE / 1024)
+}
 
 /// `MemFree` of a NUMA node, in KiB.
 fn node_free_kib(node: u32) -> Result<u64, String> {
@@ -81,12 +109,17 @@ fn child(report: libc::c_int, go: libc::c_int) -> Result<(), String> {
     // Node 1 nearly full of anonymous memory bound to it, first: filling
     // it later would let the shrinker release the idle object meanwhile,
     // and then there is nothing to move.
-    let room = node_free_kib(1)?.saturating_sub(LEAVE_KIB) << 10;
+    let keep = node_watermark_kib(1, "low")? + LEAVE_KIB;
+    ensure!(
+        keep > LEAVE_KIB,
+        "no low watermark for node 1 in /proc/zoneinfo"
+    );
+    let room = node_free_kib(1)?.saturating_sub(keep) << 10;
     let mut anon = Anon::new(room as usize, 0)?;
     ensure!(mbind(anon.addr, anon.len, 1), "mbind node 1");
     const STEP: usize = 1 << 20;
     for chunk in anon.words().chunks_mut(STEP / 4) {
-        if node_free_kib(1)? < LEAVE_KIB {
+        if node_free_kib(1)? < keep {
             break;
         }
         for w in chunk.iter_mut().step_by(PAGE as usize / 4) {
@@ -113,9 +146,16 @@ fn child(report: libc::c_int, go: libc::c_int) -> Result<(), String> {
     let on_0 = status.iter().filter(|&&s| s == 0).count();
     ensure!(
         on_0 == addrs.len(),
-        "set up: {on_0} of {} pages on node 0 (node 1 free {} KiB)",
+        "set up: {on_0} of {} pages on node 0 (node 1 free {} KiB, low watermark {} KiB)",
         addrs.len(),
-        node_free_kib(1)?
+        node_free_kib(1)?,
+        node_watermark_kib(1, "low")?
+    );
+    println!(
+        "  node 1: {} KiB free, watermarks min {} low {} KiB",
+        node_free_kib(1)?,
+        node_watermark_kib(1, "min")?,
+        node_watermark_kib(1, "low")?
     );
     dev.madvise(h, uapi::MADV_DONTNEED)
         .map_err(|e| format!("madvise: {e}"))?;
