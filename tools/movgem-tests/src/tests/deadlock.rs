@@ -23,7 +23,9 @@ use movgem_uapi::{self as uapi, Device};
 use movgem_guest::env::{self, Counters, GpuAwake};
 use movgem_guest::{ensure, TestResult};
 
-use super::common::{Anon, PAGE};
+use super::common::{
+    mbind, node_free_kib, node_watermark_kib, set_mempolicy, Anon, MPOL_BIND, MPOL_DEFAULT, PAGE,
+};
 use super::Test;
 
 const OBJ: u64 = 48 << 20;
@@ -35,67 +37,6 @@ const OBJ: u64 = 48 << 20;
 /// leaves 25 MB in all goes below node 1's minimum and gets the filler
 /// OOM-killed (seen in CI).
 const LEAVE_KIB: u64 = 25 << 10;
-const MPOL_DEFAULT: libc::c_int = 0;
-const MPOL_BIND: libc::c_int = 2;
-
-/// The sum of one watermark (`min`, `low` or `high`) over the zones of a
-/// NUMA node, in KiB, from /proc/zoneinfo.
-fn node_watermark_kib(node: u32, which: &str) -> Result<u64, String> {
-    let text = fs::read_to_string("/proc/zoneinfo").map_err(|e| format!("zoneinfo: {e}"))?;
-    let mut in_node = false;
-    let mut pages = 0u64;
-    for l in text.lines() {
-        let mut w = l.split_whitespace();
-        match (w.next(), w.next()) {
-            (Some("Node"), Some(n)) => in_node = n.trim_end_matches(',') == node.to_string(),
-            (Some(k), Some(v)) if in_node && k == which => {
-                pages += v
-                    .parse::<u64>()
-                    .map_err(|e| format!("zoneinfo {k} {v}: {e}"))?;
-            }
-            _ => {}
-        }
-    }
-    Ok(pages * PAGE / 1024)
-}
-
-/// `MemFree` of a NUMA node, in KiB.
-fn node_free_kib(node: u32) -> Result<u64, String> {
-    let path = format!("/sys/devices/system/node/node{node}/meminfo");
-    let text = fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
-    text.lines()
-        .find_map(|l| {
-            let mut w = l.split_whitespace();
-            (w.nth(2)? == "MemFree:").then(|| w.next()?.parse().ok())?
-        })
-        .ok_or(format!("no MemFree in {path}"))
-}
-
-fn set_mempolicy(mode: libc::c_int, node: Option<u32>) -> bool {
-    let mask: libc::c_ulong = node.map_or(0, |n| 1 << n);
-    let (maskp, maxnode) = match node {
-        Some(_) => (&mask as *const libc::c_ulong, 64usize),
-        None => (std::ptr::null(), 0),
-    };
-    // SAFETY: `maskp` is null or points to one word of node mask.
-    unsafe { libc::syscall(libc::SYS_set_mempolicy, mode, maskp, maxnode) == 0 }
-}
-
-fn mbind(addr: *mut libc::c_void, len: usize, node: u32) -> bool {
-    let mask: libc::c_ulong = 1 << node;
-    // SAFETY: a range of our own mapping and one word of node mask.
-    unsafe {
-        libc::syscall(
-            libc::SYS_mbind,
-            addr,
-            len,
-            MPOL_BIND,
-            &mask as *const libc::c_ulong,
-            64usize,
-            0u32,
-        ) == 0
-    }
-}
 
 /// The child: everything up to the move, then the move.  Writes `s`
 /// once set up, waits for a byte on `go` (the parent reads the counters

@@ -17,22 +17,22 @@ use super::common::{check_fill_sized, filled_object, ok, where_are, PAGE};
 use super::Test;
 
 /// Object size: 1 MiB, 256 pages.
-const SIZE: u64 = 1 << 20;
+pub(super) const SIZE: u64 = 1 << 20;
 /// The page that moves.
-const PICK: usize = 7;
+pub(super) const PICK: usize = 7;
 
 /// A bound, idle object filled by the GPU with `value`, mapped into this
 /// process with every page faulted in; unmapped and closed on drop.
-struct Mapped<'a> {
-    dev: &'a Device,
-    h: u32,
-    offset: u64,
+pub(super) struct Mapped<'a> {
+    pub(super) dev: &'a Device,
+    pub(super) h: u32,
+    pub(super) offset: u64,
     addr: u64,
-    addrs: Vec<*mut libc::c_void>,
+    pub(super) addrs: Vec<*mut libc::c_void>,
 }
 
 impl<'a> Mapped<'a> {
-    fn new(dev: &'a Device, value: u32) -> Result<Self, String> {
+    pub(super) fn new(dev: &'a Device, value: u32) -> Result<Self, String> {
         let h = ok(dev.create(SIZE), "create")?;
         let offsets = ok(
             dev.execbuf(&[(h, true)], uapi::OP_FILL, value, 0, 0),
@@ -81,7 +81,7 @@ impl<'a> Mapped<'a> {
     }
 
     /// A GPU batch over the object; returns its GTT offset.
-    fn gpu(&self, op: u32, value: u32) -> Result<u64, String> {
+    pub(super) fn gpu(&self, op: u32, value: u32) -> Result<u64, String> {
         let offsets = ok(
             self.dev
                 .execbuf(&[(self.h, op == uapi::OP_FILL)], op, value, 0, 0),
@@ -101,7 +101,7 @@ impl Drop for Mapped<'_> {
 }
 
 /// Runs the GTT check; returns (entries checked, mismatches).
-fn gtt_check() -> Result<(u64, u64), String> {
+pub(super) fn gtt_check() -> Result<(u64, u64), String> {
     let before = Counters::read()?;
     Control::open()?.cmd("gtt_check")?;
     let d = Counters::read()?.since(&before);
@@ -109,7 +109,7 @@ fn gtt_check() -> Result<(u64, u64), String> {
 }
 
 /// Only page `i` changed frame between `before` and `after`.
-fn only_frame_changed(before: &[u64], after: &[u64], i: usize) -> TestResult {
+pub(super) fn only_frame_changed(before: &[u64], after: &[u64], i: usize) -> TestResult {
     ensure!(
         before.iter().all(|&f| f != 0) && after.iter().all(|&f| f != 0),
         "pagemap shows no frames (not root?)"
@@ -125,7 +125,7 @@ fn only_frame_changed(before: &[u64], after: &[u64], i: usize) -> TestResult {
 }
 
 /// What every in-place move must leave unchanged: no release.
-fn nothing_released(d: &Counters) -> TestResult {
+pub(super) fn nothing_released(d: &Counters) -> TestResult {
     ensure!(
         d.get("unbinds") == 0 && d.get("released_objects") == 0 && d.get("released_pages") == 0,
         "the object was released: {d}"

@@ -16,6 +16,7 @@ mod reclaim;
 mod teardown;
 mod uapi;
 mod userptr;
+mod users;
 
 /// A test: the name in its `movgem-test: PASS|FAIL` line, and the test.
 pub(crate) type Test = (&'static str, fn() -> TestResult);
@@ -30,6 +31,7 @@ pub(crate) const SUITES: &[&[Test]] = &[
     engine::TESTS,
     inplace::TESTS,
     migrate::TESTS,
+    users::TESTS,
     reclaim::TESTS,
     userptr::TESTS,
     deadlock::TESTS,

@@ -1,0 +1,326 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Migration users beyond compaction and `move_pages(2)`: soft offline of
+//! a page that reports errors (`madvise(MADV_SOFT_OFFLINE)`) and CMA
+//! (`cma_alloc()`, through CMA's debugfs, on the `cma=` area of the check
+//! boot), over bound idle objects, with the device awake and asleep.
+//! Each first runs with `hook=off`, where it must fail: the objects'
+//! references make their folios unmovable for plain `migrate_folio()`.
+//! That run is what shows the test can fail; then the same request with
+//! the default hook must succeed, in place, with the data intact.
+
+use std::fs;
+use std::path::PathBuf;
+
+use movgem_uapi::{self as uapi, Device};
+
+use movgem_guest::env::{self, Counters, GpuAwake, Param};
+use movgem_guest::{ensure, TestResult};
+
+use super::common::{
+    check_fill_sized, mbind, node_free_kib, node_of_pfn, node_watermark_kib, ok, set_mempolicy,
+    Anon, MPOL_BIND, MPOL_DEFAULT, PAGE,
+};
+use super::inplace::{gtt_check, nothing_released, only_frame_changed, Mapped, PICK, SIZE};
+use super::Test;
+
+/// `MADV_SOFT_OFFLINE` from the uAPI (not in the libc crate).
+const MADV_SOFT_OFFLINE: libc::c_int = 101;
+
+/// Soft-offlines the page at `addr`; the errno if the kernel refused.
+fn soft_offline(addr: *mut libc::c_void) -> Result<(), i32> {
+    // SAFETY: one page of our own mapping; the kernel migrates it away
+    // and leaves the mapping pointing at the copy.
+    match unsafe { libc::madvise(addr, PAGE as usize, MADV_SOFT_OFFLINE) } {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0)),
+    }
+}
+
+/// The device's state for one run: held awake, or left to suspend.
+fn power(awake: bool) -> Result<Option<GpuAwake>, String> {
+    if awake {
+        Ok(Some(GpuAwake::new()?))
+    } else {
+        env::wait_runtime_status("suspended", 60_000)?;
+        Ok(None)
+    }
+}
+
+/// What an in-place move must show for the device's state: the hardware
+/// entry written if awake; asleep, not woken and nothing refused.
+fn power_respected(awake: bool, d: &Counters) -> TestResult {
+    if awake {
+        ensure!(
+            d.get("hw_entries_rewritten") > 0,
+            "the awake device's entries were not rewritten: {d}"
+        );
+    } else {
+        ensure!(
+            env::runtime_status()? == "suspended" && d.get("runtime_resumes") == 0,
+            "the migration woke the device: {d}"
+        );
+        ensure!(
+            d.get("hw_entries_rewritten") == 0 && d.get("refused_suspended") == 0,
+            "hardware written or refused while suspended: {d}"
+        );
+    }
+    Ok(())
+}
+
+fn soft_offline_in_place(awake: bool) -> TestResult {
+    let dev = ok(Device::open(), "open")?;
+    let value = if awake { 0x50f7_0001 } else { 0x50f7_0002 };
+    let m = Mapped::new(&dev, value)?;
+    let _power = power(awake)?;
+    let frames = env::frames(&m.addrs)?;
+    // Negative control: plain migrate_folio() cannot move a folio the
+    // object holds, so soft offline fails and nothing changes.
+    let before = Counters::read()?;
+    let refused = {
+        let _off = Param::set("hook", "off")?;
+        soft_offline(m.addrs[PICK + 1])
+    };
+    let d = Counters::read()?.since(&before);
+    ensure!(
+        refused.is_err(),
+        "soft offline succeeded with hook=off: this test could not fail"
+    );
+    ensure!(
+        d.get("migrated_in_place") == 0 && env::frames(&m.addrs)? == frames,
+        "hook=off moved something: {d}"
+    );
+    // With the hook: the page moves in place, the object stays bound.
+    let before = Counters::read()?;
+    soft_offline(m.addrs[PICK]).map_err(|e| {
+        format!(
+            "soft offline failed: {}",
+            std::io::Error::from_raw_os_error(e)
+        )
+    })?;
+    let d = Counters::read()?.since(&before);
+    ensure!(
+        d.get("migrated_in_place") == 1 && d.get("gtt_entries_rewritten") == 1,
+        "not one folio moved in place: {d}"
+    );
+    power_respected(awake, &d)?;
+    nothing_released(&d)?;
+    only_frame_changed(&frames, &env::frames(&m.addrs)?, PICK)?;
+    let (_, wrong) = gtt_check()?;
+    ensure!(wrong == 0, "GTT check: {wrong} entries wrong");
+    let got = m.gpu(uapi::OP_CHECK, value)?;
+    ensure!(got == m.offset, "GTT offset changed");
+    check_fill_sized(&dev, m.h, value, SIZE)?;
+    println!(
+        "  soft offline ({}): refused with hook=off ({}), moved in place with it",
+        if awake { "awake" } else { "asleep" },
+        std::io::Error::from_raw_os_error(refused.unwrap_err())
+    );
+    Ok(())
+}
+
+fn soft_offline_awake() -> TestResult {
+    soft_offline_in_place(true)
+}
+
+fn soft_offline_asleep() -> TestResult {
+    soft_offline_in_place(false)
+}
+
+/// The CMA area of the check boot (`cma=` on the command line), through
+/// CMA's debugfs.
+struct Cma {
+    dir: PathBuf,
+    base_pfn: u64,
+    count: u64,
+}
+
+impl Cma {
+    fn find() -> Result<Self, String> {
+        let root = "/sys/kernel/debug/cma";
+        let dir = fs::read_dir(root)
+            .map_err(|e| format!("{root}: {e} (no CMA area: boot with cma=)"))?
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .next()
+            .ok_or(format!("{root} is empty: boot with cma="))?;
+        let read = |f: &str| -> Result<u64, String> {
+            let p = dir.join(f);
+            fs::read_to_string(&p)
+                .map_err(|e| format!("{}: {e}", p.display()))?
+                .trim()
+                .parse()
+                .map_err(|e| format!("{}: {e}", p.display()))
+        };
+        Ok(Self {
+            base_pfn: read("base_pfn")?,
+            count: read("count")?,
+            dir,
+        })
+    }
+
+    /// `cma_alloc()` of the whole area; the error if it failed.
+    fn take_all(&self) -> Result<Taken<'_>, String> {
+        fs::write(self.dir.join("alloc"), self.count.to_string())
+            .map_err(|e| format!("cma_alloc of {} pages: {e}", self.count))?;
+        Ok(Taken(self))
+    }
+}
+
+/// The whole CMA area, allocated; released on drop.
+struct Taken<'a>(&'a Cma);
+
+impl Drop for Taken<'_> {
+    fn drop(&mut self) {
+        let _ = fs::write(self.0.dir.join("free"), self.0.count.to_string());
+    }
+}
+
+/// This task's memory policy bound to one node until dropped.
+struct Bound;
+
+impl Bound {
+    fn to(node: u32) -> Result<Self, String> {
+        ensure!(set_mempolicy(MPOL_BIND, Some(node)), "set_mempolicy");
+        Ok(Self)
+    }
+}
+
+impl Drop for Bound {
+    fn drop(&mut self) {
+        set_mempolicy(MPOL_DEFAULT, None);
+    }
+}
+
+/// Objects put into CMA: 48 MiB in 4 MiB objects.
+const CMA_OBJ: u64 = 4 << 20;
+const CMA_OBJS: u32 = 12;
+/// Node free memory left above the low watermark while the area is held.
+const CMA_LEAVE_KIB: u64 = 4 << 10;
+
+/// Bound idle objects written by the GPU, placed in the CMA area: the
+/// area is taken, the node filled with anonymous memory to just above
+/// its low watermark, the area given back, and the objects created
+/// there; movable allocations prefer CMA while it holds more than half of
+/// a zone's free memory.  The shrinker is off meanwhile, so that it
+/// cannot release the objects and make the test pass for that reason.
+fn objects_in_cma(dev: &Device, cma: &Cma, value: u32) -> Result<Vec<(u32, u64)>, String> {
+    let node = node_of_pfn(cma.base_pfn)?;
+    let _no_shrinker = Param::set("shrinker", "0")?;
+    let mut objs = Vec::new();
+    {
+        let taken = cma
+            .take_all()
+            .map_err(|e| format!("the CMA area is not free: {e}"))?;
+        let keep = node_watermark_kib(node, "low")? + CMA_LEAVE_KIB;
+        let room = node_free_kib(node)?.saturating_sub(keep) << 10;
+        let mut anon = Anon::new(room.max(PAGE) as usize, 0)?;
+        ensure!(mbind(anon.addr, anon.len, node), "mbind");
+        for chunk in anon.words().chunks_mut(1 << 18) {
+            if node_free_kib(node)? < keep {
+                break;
+            }
+            for w in chunk.iter_mut().step_by(PAGE as usize / 4) {
+                *w = 1;
+            }
+        }
+        drop(taken);
+        let _bound = Bound::to(node)?;
+        for i in 0..CMA_OBJS {
+            let h = ok(dev.create(CMA_OBJ), "create")?;
+            let offsets = ok(
+                dev.execbuf(&[(h, true)], uapi::OP_FILL, value + i, 0, 0),
+                "execbuf fill",
+            );
+            match offsets {
+                Ok(o) => objs.push((h, o[0])),
+                Err(e) => {
+                    let _ = dev.close(h);
+                    return Err(e);
+                }
+            }
+            ok(dev.wait(h, -1), "wait")?;
+        }
+    }
+    Ok(objs)
+}
+
+fn cma_alloc_over_objects(awake: bool) -> TestResult {
+    let cma = Cma::find()?;
+    let dev = ok(Device::open(), "open")?;
+    let value = if awake { 0xc3a0_0000 } else { 0xc3b0_0000 };
+    let placed = objects_in_cma(&dev, &cma, value);
+    let out = placed.as_ref().map_err(|e| e.clone()).and_then(|objs| {
+        let total = env::meminfo_kib("CmaTotal")?;
+        let free = env::meminfo_kib("CmaFree")?;
+        let _power = power(awake)?;
+        // Negative control: with plain migrate_folio() the objects' folios
+        // stay where they are, so the area cannot be allocated.
+        let before = Counters::read()?;
+        let refused = {
+            let _off = Param::set("hook", "off")?;
+            cma.take_all().map(drop)
+        };
+        let d = Counters::read()?.since(&before);
+        ensure!(
+            refused.is_err(),
+            "cma_alloc succeeded with hook=off ({free} of {total} KiB of CMA free before): \
+             the objects were not in the area, this test could not fail"
+        );
+        ensure!(
+            d.get("migrated_in_place") == 0,
+            "hook=off moved folios: {d}"
+        );
+        // With the hook: the whole area is allocated, the objects' folios
+        // move out in place.
+        let before = Counters::read()?;
+        let taken = cma.take_all()?;
+        let d = Counters::read()?.since(&before);
+        drop(taken);
+        ensure!(
+            d.get("migrated_in_place") > 0,
+            "cma_alloc succeeded without moving an object's folio: {d}"
+        );
+        power_respected(awake, &d)?;
+        nothing_released(&d)?;
+        let (_, wrong) = gtt_check()?;
+        ensure!(wrong == 0, "GTT check: {wrong} entries wrong");
+        for (i, &(h, offset)) in objs.iter().enumerate() {
+            let got = ok(
+                dev.execbuf(&[(h, false)], uapi::OP_CHECK, value + i as u32, 0, 0),
+                "execbuf check",
+            )?;
+            ensure!(got[0] == offset, "object {i}: GTT offset changed");
+            check_fill_sized(&dev, h, value + i as u32, CMA_OBJ)?;
+        }
+        println!(
+            "  cma_alloc of {} pages ({}): {free} of {total} KiB of CMA free with the objects in \
+             it; refused with hook=off, done with it: {} folios moved in place",
+            cma.count,
+            if awake { "awake" } else { "asleep" },
+            d.get("migrated_in_place")
+        );
+        Ok(())
+    });
+    if let Ok(objs) = &placed {
+        for &(h, _) in objs {
+            let _ = dev.close(h);
+        }
+    }
+    out
+}
+
+fn cma_alloc_awake() -> TestResult {
+    cma_alloc_over_objects(true)
+}
+
+fn cma_alloc_asleep() -> TestResult {
+    cma_alloc_over_objects(false)
+}
+
+pub(super) const TESTS: &[Test] = &[
+    ("soft_offline_in_place_awake", soft_offline_awake),
+    ("soft_offline_in_place_asleep", soft_offline_asleep),
+    ("cma_alloc_over_bound_objects_awake", cma_alloc_awake),
+    ("cma_alloc_over_bound_objects_asleep", cma_alloc_asleep),
+];
