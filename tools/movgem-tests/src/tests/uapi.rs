@@ -47,11 +47,7 @@ fn bad_arguments() -> TestResult {
         libc::E2BIG,
         "create too big",
     )?;
-    expect_err(
-        dev.create(!(PAGE - 1)),
-        libc::E2BIG,
-        "create 2^64 - 4096",
-    )?;
+    expect_err(dev.create(!(PAGE - 1)), libc::E2BIG, "create 2^64 - 4096")?;
     let mut c = uapi::Create {
         size: PAGE,
         handle: 0,

@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! Migration users beyond compaction and `move_pages(2)`: soft offline of
-//! a page that reports errors (`madvise(MADV_SOFT_OFFLINE)`) and CMA
+//! a page that reports errors (`madvise(MADV_SOFT_OFFLINE)`), CMA
 //! (`cma_alloc()`, through CMA's debugfs, on the `cma=` area of the check
-//! boot), over bound idle objects, with the device awake and asleep.
+//! boot) and NUMA balancing (hinting faults on a CPU mapping, which
+//! migrate in `MIGRATE_ASYNC`), over bound idle objects, with the device
+//! awake and asleep.
 //! Each first runs with `hook=off`, where it must fail: the objects'
 //! references make their folios unmovable for plain `migrate_folio()`.
 //! That run is what shows the test can fail; then the same request with
@@ -17,9 +19,11 @@ use movgem_uapi::{self as uapi, Device};
 use movgem_guest::env::{self, Counters, GpuAwake, Param};
 use movgem_guest::{ensure, TestResult};
 
+use std::time::{Duration, Instant};
+
 use super::common::{
     check_fill_sized, mbind, node_free_kib, node_of_pfn, node_watermark_kib, ok, set_mempolicy,
-    Anon, MPOL_BIND, MPOL_DEFAULT, PAGE,
+    where_are, Anon, MPOL_BIND, MPOL_DEFAULT, PAGE,
 };
 use super::inplace::{gtt_check, nothing_released, only_frame_changed, Mapped, PICK, SIZE};
 use super::Test;
@@ -318,9 +322,198 @@ fn cma_alloc_asleep() -> TestResult {
     cma_alloc_over_objects(false)
 }
 
+/// A file (sysctl, debugfs tunable) set for as long as the value lives.
+struct Knob {
+    path: String,
+    old: String,
+}
+
+impl Knob {
+    fn set(path: &str, value: &str) -> Result<Self, String> {
+        let old = fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+        fs::write(path, value).map_err(|e| format!("{path}: {e}"))?;
+        Ok(Self {
+            path: path.to_string(),
+            old: old.trim().to_string(),
+        })
+    }
+}
+
+impl Drop for Knob {
+    fn drop(&mut self) {
+        let _ = fs::write(&self.path, &self.old);
+    }
+}
+
+/// `MPOL_F_NUMA_BALANCING`: with `MPOL_BIND`, lets NUMA balancing move
+/// the pages between the bound nodes.  A shmem mapping needs a policy of
+/// its own with this flag: `task_numa_work()` skips a VMA whose
+/// `get_policy()` has no `MPOL_F_MOF`.
+const MPOL_F_NUMA_BALANCING: libc::c_int = 1 << 13;
+
+/// The node whose CPUs this guest runs on (`numa=fake` puts every CPU
+/// on one node); the other node is where the object's pages start.
+fn cpu_node() -> Result<u32, String> {
+    let mut with_cpus = Vec::new();
+    for n in 0..2u32 {
+        let p = format!("/sys/devices/system/node/node{n}/cpulist");
+        if !fs::read_to_string(&p)
+            .map_err(|e| format!("{p}: {e}"))?
+            .trim()
+            .is_empty()
+        {
+            with_cpus.push(n);
+        }
+    }
+    ensure!(
+        with_cpus.len() == 1,
+        "CPUs on nodes {with_cpus:?}: the test wants them all on one"
+    );
+    Ok(with_cpus[0])
+}
+
+/// Reads every page of `m` until `until` says stop or `secs` pass;
+/// returns whether `until` said stop.
+fn touch_until(
+    m: &Mapped,
+    secs: u64,
+    mut until: impl FnMut() -> Result<bool, String>,
+) -> Result<bool, String> {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(secs) {
+        for _ in 0..20 {
+            for a in &m.addrs {
+                // SAFETY: inside the object's mapping.
+                let _ = unsafe { std::ptr::read_volatile(*a as *const u32) };
+            }
+        }
+        if until()? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+fn numa_balancing_in_place(awake: bool) -> TestResult {
+    let home = cpu_node()?;
+    let away = 1 - home;
+    let dev = ok(Device::open(), "open")?;
+    let value = if awake { 0x4e0b_0001 } else { 0x4e0b_0002 };
+    let m = {
+        let _bound = Bound::to(away)?;
+        Mapped::new(&dev, value)?
+    };
+    ensure!(
+        where_are(&m.addrs)?.iter().all(|&n| n == away as i32),
+        "the object's pages did not start on node {away}"
+    );
+    let both: libc::c_ulong = 0b11;
+    // SAFETY: the object's mapping and one word of node mask.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mbind,
+            m.addrs[0],
+            SIZE as usize,
+            MPOL_BIND | MPOL_F_NUMA_BALANCING,
+            &both as *const libc::c_ulong,
+            64usize,
+            0u32,
+        )
+    };
+    ensure!(
+        r == 0,
+        "mbind MPOL_F_NUMA_BALANCING: {}",
+        std::io::Error::last_os_error()
+    );
+    let _power = power(awake)?;
+    let _on = Knob::set("/proc/sys/kernel/numa_balancing", "1")?;
+    // Faster scanning where the scheduler's debugfs has the tunables.
+    let tune = "/sys/kernel/debug/sched/numa_balancing";
+    let _fast: Vec<Knob> = [
+        ("scan_delay_ms", "0"),
+        ("scan_period_min_ms", "10"),
+        ("scan_period_max_ms", "100"),
+    ]
+    .iter()
+    .filter_map(|(k, v)| Knob::set(&format!("{tune}/{k}"), v).ok())
+    .collect();
+    let home_pages = || -> Result<usize, String> {
+        Ok(where_are(&m.addrs)?
+            .iter()
+            .filter(|&&n| n == home as i32)
+            .count())
+    };
+    // Negative control: hinting faults come, plain migrate_folio() cannot
+    // move the object's folios, the pages stay away.
+    let frames = env::frames(&m.addrs)?;
+    let vm = Counters::vmstat()?;
+    let before = Counters::read()?;
+    {
+        let _off = Param::set("hook", "off")?;
+        touch_until(&m, 60, || {
+            Ok(Counters::vmstat()?.since(&vm).get("numa_hint_faults") >= 2 * SIZE / PAGE)
+        })?;
+    }
+    let off_faults = Counters::vmstat()?.since(&vm).get("numa_hint_faults");
+    let faults = Counters::vmstat()?.since(&vm);
+    let d = Counters::read()?.since(&before);
+    ensure!(
+        off_faults > 0,
+        "no NUMA hinting fault in 60 s: NUMA balancing never scanned the mapping, \
+         this test could not fail"
+    );
+    ensure!(
+        home_pages()? == 0 && d.get("migrated_in_place") == 0 && env::frames(&m.addrs)? == frames,
+        "pages moved with hook=off: {d}; {}",
+        faults.pick(&["numa_hint_faults", "numa_pages_migrated"])
+    );
+    // With the hook: the pages follow the CPU, in place.
+    let vm = Counters::vmstat()?;
+    let before = Counters::read()?;
+    let all = touch_until(&m, 120, || Ok(home_pages()? == m.addrs.len()))?;
+    let d = Counters::read()?.since(&before);
+    let faults = Counters::vmstat()?.since(&vm);
+    let moved = home_pages()?;
+    ensure!(
+        all,
+        "{moved} of {} pages followed the CPU in 120 s: {d}; {}",
+        m.addrs.len(),
+        faults.pick(&["numa_hint_faults", "numa_pages_migrated", "pgmigrate_fail"])
+    );
+    ensure!(
+        d.get("migrated_in_place") >= moved as u64,
+        "pages moved, not by the hook in place: {d}"
+    );
+    power_respected(awake, &d)?;
+    nothing_released(&d)?;
+    let (_, wrong) = gtt_check()?;
+    ensure!(wrong == 0, "GTT check: {wrong} entries wrong");
+    let got = m.gpu(uapi::OP_CHECK, value)?;
+    ensure!(got == m.offset, "GTT offset changed");
+    check_fill_sized(&dev, m.h, value, SIZE)?;
+    println!(
+        "  NUMA balancing ({}): hook=off {} hinting faults, nothing moved; with the hook all {moved} \
+         pages followed the CPU, in place ({})",
+        if awake { "awake" } else { "asleep" },
+        off_faults,
+        faults.pick(&["numa_hint_faults", "numa_pages_migrated"])
+    );
+    Ok(())
+}
+
+fn numa_balancing_awake() -> TestResult {
+    numa_balancing_in_place(true)
+}
+
+fn numa_balancing_asleep() -> TestResult {
+    numa_balancing_in_place(false)
+}
+
 pub(super) const TESTS: &[Test] = &[
     ("soft_offline_in_place_awake", soft_offline_awake),
     ("soft_offline_in_place_asleep", soft_offline_asleep),
     ("cma_alloc_over_bound_objects_awake", cma_alloc_awake),
     ("cma_alloc_over_bound_objects_asleep", cma_alloc_asleep),
+    ("numa_balancing_in_place_awake", numa_balancing_awake),
+    ("numa_balancing_in_place_asleep", numa_balancing_asleep),
 ];
