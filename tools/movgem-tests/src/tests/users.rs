@@ -3,9 +3,10 @@
 //! Migration users beyond compaction and `move_pages(2)`: soft offline of
 //! a page that reports errors (`madvise(MADV_SOFT_OFFLINE)`), CMA
 //! (`cma_alloc()`, through CMA's debugfs, on the `cma=` area of the check
-//! boot) and NUMA balancing (hinting faults on a CPU mapping, which
-//! migrate in `MIGRATE_ASYNC`), over bound idle objects, with the device
-//! awake and asleep.
+//! boot), memory offlining (a ZONE_MOVABLE memory block through sysfs)
+//! and NUMA balancing (hinting faults on a CPU mapping, which migrate in
+//! `MIGRATE_ASYNC`), over bound idle objects, with the device awake and
+//! asleep.
 //! Each first runs with `hook=off`, where it must fail: the objects'
 //! references make their folios unmovable for plain `migrate_folio()`.
 //! That run is what shows the test can fail; then the same request with
@@ -322,6 +323,203 @@ fn cma_alloc_asleep() -> TestResult {
     cma_alloc_over_objects(false)
 }
 
+/// How a write to a memory block's `state` ended.
+#[derive(Debug, PartialEq)]
+enum Done {
+    Yes,
+    Failed(i32),
+    /// Still retrying when the time was up (offlining retries migration
+    /// until it succeeds or the writer gets a fatal signal).
+    TimedOut,
+}
+
+/// Writes `state` to memory block `block` from a child process, which is
+/// killed after `secs`.
+fn set_block(block: u32, state: &str, secs: u64) -> Result<Done, String> {
+    let path = format!("/sys/devices/system/memory/memory{block}/state");
+    // SAFETY: the child only writes one file and leaves with `_exit`.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        let code = match fs::write(&path, state) {
+            Ok(()) => 0,
+            Err(e) => e.raw_os_error().unwrap_or(255).min(255),
+        };
+        // SAFETY: leave at once, without our atexit handlers.
+        unsafe { libc::_exit(code) };
+    }
+    ensure!(pid > 0, "fork: {}", std::io::Error::last_os_error());
+    let start = Instant::now();
+    let mut status = 0;
+    loop {
+        // SAFETY: our own child.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if r == pid {
+            break;
+        }
+        if start.elapsed() > Duration::from_secs(secs) {
+            // SAFETY: our own child.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, &mut status, 0);
+            }
+            return Ok(Done::TimedOut);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(match (libc::WIFEXITED(status), libc::WEXITSTATUS(status)) {
+        (true, 0) => Done::Yes,
+        (true, e) => Done::Failed(e),
+        _ => Done::Failed(-1),
+    })
+}
+
+fn block_file(block: u32, f: &str) -> Result<String, String> {
+    let p = format!("/sys/devices/system/memory/memory{block}/{f}");
+    fs::read_to_string(&p)
+        .map(|s| s.trim().to_string())
+        .map_err(|e| format!("{p}: {e}"))
+}
+
+/// The memory blocks of a node, highest first.
+fn blocks_of(node: u32) -> Result<Vec<u32>, String> {
+    let dir = format!("/sys/devices/system/node/node{node}");
+    let mut blocks: Vec<u32> = fs::read_dir(&dir)
+        .map_err(|e| format!("{dir}: {e}"))?
+        .filter_map(|e| {
+            e.ok()?
+                .file_name()
+                .to_str()?
+                .strip_prefix("memory")?
+                .parse()
+                .ok()
+        })
+        .collect();
+    blocks.sort_unstable_by(|a, b| b.cmp(a));
+    Ok(blocks)
+}
+
+/// A memory block of node 1 taken offline and brought back as
+/// ZONE_MOVABLE (empty, so the next movable allocations bound to the
+/// node land in it); onlined as it was on drop.
+struct MovableBlock(u32);
+
+impl MovableBlock {
+    fn new() -> Result<Self, String> {
+        let mut tried = Vec::new();
+        for b in blocks_of(1)?.into_iter().take(4) {
+            // A block with unmovable pages (or the CMA area) refuses at
+            // once; try the next one down.
+            match set_block(b, "offline", 120)? {
+                Done::Yes => {}
+                other => {
+                    tried.push(format!("memory{b}: {other:?}"));
+                    continue;
+                }
+            }
+            let zones = block_file(b, "valid_zones")?;
+            if !zones.split_whitespace().any(|z| z == "Movable") {
+                let _ = set_block(b, "online", 60);
+                return Err(format!("memory{b} cannot be ZONE_MOVABLE: {zones}"));
+            }
+            ensure!(
+                set_block(b, "online_movable", 60)? == Done::Yes,
+                "memory{b}: online_movable failed"
+            );
+            return Ok(Self(b));
+        }
+        Err(format!(
+            "no memory block of node 1 could go offline: {tried:?}"
+        ))
+    }
+}
+
+impl Drop for MovableBlock {
+    fn drop(&mut self) {
+        if block_file(self.0, "state").as_deref() == Ok("offline") {
+            let _ = set_block(self.0, "online", 60);
+        }
+    }
+}
+
+fn memory_offline_over_objects(awake: bool) -> TestResult {
+    let block = MovableBlock::new()?;
+    let dev = ok(Device::open(), "open")?;
+    let value = if awake { 0x0ff1_0000 } else { 0x0ff2_0000 };
+    let mut objs = Vec::new();
+    {
+        let _no_shrinker = Param::set("shrinker", "0")?;
+        let _bound = Bound::to(1)?;
+        for i in 0..4u32 {
+            let h = ok(dev.create(CMA_OBJ), "create")?;
+            let o = ok(
+                dev.execbuf(&[(h, true)], uapi::OP_FILL, value + i, 0, 0),
+                "execbuf fill",
+            )?;
+            objs.push((h, o[0]));
+            ok(dev.wait(h, -1), "wait")?;
+        }
+    }
+    let _power = power(awake)?;
+    // Negative control: with plain migrate_folio() offlining retries the
+    // objects' folios until it is killed.
+    let before = Counters::read()?;
+    let refused = {
+        let _off = Param::set("hook", "off")?;
+        set_block(block.0, "offline", 20)?
+    };
+    let d = Counters::read()?.since(&before);
+    ensure!(
+        refused != Done::Yes,
+        "memory{} went offline with hook=off: the objects were not in it, \
+         this test could not fail",
+        block.0
+    );
+    ensure!(
+        d.get("migrated_in_place") == 0,
+        "hook=off moved folios: {d}"
+    );
+    let before = Counters::read()?;
+    let done = set_block(block.0, "offline", 120)?;
+    let d = Counters::read()?.since(&before);
+    ensure!(
+        done == Done::Yes,
+        "memory{} did not go offline with the hook: {done:?}; {d}",
+        block.0
+    );
+    ensure!(
+        d.get("migrated_in_place") > 0,
+        "offline without moving an object's folio: {d}"
+    );
+    power_respected(awake, &d)?;
+    nothing_released(&d)?;
+    let (_, wrong) = gtt_check()?;
+    ensure!(wrong == 0, "GTT check: {wrong} entries wrong");
+    for (i, &(h, offset)) in objs.iter().enumerate() {
+        let got = ok(
+            dev.execbuf(&[(h, false)], uapi::OP_CHECK, value + i as u32, 0, 0),
+            "execbuf check",
+        )?;
+        ensure!(got[0] == offset, "object {i}: GTT offset changed");
+        check_fill_sized(&dev, h, value + i as u32, CMA_OBJ)?;
+    }
+    println!(
+        "  memory{} offline ({}): hook=off {refused:?}; with the hook done, {} folios moved in place",
+        block.0,
+        if awake { "awake" } else { "asleep" },
+        d.get("migrated_in_place")
+    );
+    drop(block);
+    Ok(())
+}
+
+fn memory_offline_awake() -> TestResult {
+    memory_offline_over_objects(true)
+}
+
+fn memory_offline_asleep() -> TestResult {
+    memory_offline_over_objects(false)
+}
+
 /// A file (sysctl, debugfs tunable) set for as long as the value lives.
 struct Knob {
     path: String,
@@ -514,6 +712,14 @@ pub(super) const TESTS: &[Test] = &[
     ("soft_offline_in_place_asleep", soft_offline_asleep),
     ("cma_alloc_over_bound_objects_awake", cma_alloc_awake),
     ("cma_alloc_over_bound_objects_asleep", cma_alloc_asleep),
+    (
+        "memory_offline_over_bound_objects_awake",
+        memory_offline_awake,
+    ),
+    (
+        "memory_offline_over_bound_objects_asleep",
+        memory_offline_asleep,
+    ),
     ("numa_balancing_in_place_awake", numa_balancing_awake),
     ("numa_balancing_in_place_asleep", numa_balancing_asleep),
 ];
