@@ -107,9 +107,12 @@ pub(crate) enum Counter {
     /// Purged objects whose truncation went to the purge worker (the
     /// shrinker ran in direct reclaim, perhaps under a folio lock).
     PurgesDeferred,
+    /// A batch's object could not get its pages, requests were in
+    /// flight: the submitter waited for one to retire and tried again.
+    PopulateWaits,
 }
 
-const FIRST_REFUSAL: usize = Counter::PurgesDeferred as usize + 1;
+const FIRST_REFUSAL: usize = Counter::PopulateWaits as usize + 1;
 
 /// Number of counters, refusals included.
 pub(crate) const COUNT: usize = FIRST_REFUSAL + Refusal::ALL.len();
@@ -159,6 +162,7 @@ pub(crate) const NAMES: [&kernel::str::CStr; COUNT] = [
     kernel::c_str!("gtt_checked"),
     kernel::c_str!("gtt_mismatches"),
     kernel::c_str!("purges_deferred"),
+    kernel::c_str!("populate_waits"),
     kernel::c_str!("refused_hook_disabled"),
     kernel::c_str!("refused_lock_contended"),
     kernel::c_str!("refused_active"),

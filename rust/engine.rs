@@ -39,6 +39,10 @@ use crate::vma::GttNode;
 /// Longest batch a user may ask for: 60 s.
 pub(crate) const MAX_DURATION_NS: u64 = 60_000_000_000;
 
+/// Longest a batch's submitter waits for retirements to free memory for
+/// its objects' pages, in all (as the OOM notifier's wait).
+const POPULATE_WAIT_NS: u64 = 2_000_000_000;
+
 /// What waiters on the engine look at.
 struct EngineState {
     /// Requests submitted and not yet retired.
@@ -351,7 +355,7 @@ impl Engine {
                 None => {
                     // Bound objects hold their pages already; others get them
                     // here, without struct_mutex (see `Object::populate`).
-                    obj.populate()?;
+                    self.populate_waiting(obj)?;
                     None
                 }
             };
@@ -533,6 +537,31 @@ impl Engine {
                 self.idle.wait_interruptible_timeout(&mut guard, jiffies)
             {
                 return false;
+            }
+        }
+    }
+
+    /// [`Object::populate`] for a batch; if it fails for memory while
+    /// requests are in flight, waits for one to retire and tries again
+    /// (its objects may then be purged or released by the next attempt's
+    /// `shrink_self`), for at most `POPULATE_WAIT_NS` in all: `ENOMEM`
+    /// once the GPU holds nothing more that it is about to give back.
+    /// i915's `shmem_get_pages()` gives up at once; here every batch
+    /// queued behind a hang stays active until the reset, and gem_shrink's
+    /// `hang` got `ENOMEM` while the memory it needed was one reset away.
+    /// Without the shrinker nothing of ours would be given back: no wait.
+    fn populate_waiting(&self, obj: &Object) -> Result {
+        let deadline = now_ns() + POPULATE_WAIT_NS;
+        loop {
+            match obj.populate() {
+                Err(e) if e == ENOMEM && params::shrinker_enabled() => {
+                    let left = deadline.saturating_sub(now_ns());
+                    if left == 0 || !self.wait_for_retire(left) {
+                        return Err(e);
+                    }
+                    self.device.counters.inc(Counter::PopulateWaits);
+                }
+                done => return done,
             }
         }
     }

@@ -341,7 +341,7 @@ pub fn pattern_word(seed: u64, page: u64, word: u64) -> u64 {
 /// Number of pages needed for `size` bytes, or `None` if `size` is zero,
 /// not page aligned, or above `max_pages` pages.
 pub fn pages_for_size(size: u64, page_size: u64, max_pages: u64) -> Option<u64> {
-    if size == 0 || page_size == 0 || !size.is_multiple_of(page_size) {
+    if size == 0 || page_size == 0 || size % page_size != 0 {
         return None;
     }
     let pages = size / page_size;
