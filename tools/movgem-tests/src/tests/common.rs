@@ -182,6 +182,29 @@ pub(crate) fn mbind(addr: *mut libc::c_void, len: usize, node: u32) -> bool {
     }
 }
 
+/// A file (sysctl, debugfs tunable) set for as long as the value lives.
+pub(crate) struct Knob {
+    path: String,
+    old: String,
+}
+
+impl Knob {
+    pub(crate) fn set(path: &str, value: &str) -> Result<Self, String> {
+        let old = fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+        fs::write(path, value).map_err(|e| format!("{path}: {e}"))?;
+        Ok(Self {
+            path: path.to_string(),
+            old: old.trim().to_string(),
+        })
+    }
+}
+
+impl Drop for Knob {
+    fn drop(&mut self) {
+        let _ = fs::write(&self.path, &self.old);
+    }
+}
+
 /// Anonymous private memory, unmapped on drop (unless already unmapped).
 pub(crate) struct Anon {
     pub(crate) addr: *mut libc::c_void,

@@ -7,9 +7,19 @@
 //! lock the same task holds: the task hung in `folio_wait_bit_common`
 //! for good, holding `struct_mutex` behind it.  The recipe (found on
 //! a3423c7): a 48 MiB object on node 0, filled by the GPU and mapped;
-//! node 1 filled with anonymous memory until about 25 MB are free above
-//! its low watermark; the object marked DONTNEED; `move_pages(2)` of its
-//! mapping to node 1.
+//! node 1 filled with anonymous memory until about 25 MB are free; the
+//! object marked DONTNEED; `move_pages(2)` of its mapping to node 1.
+//! Here the fill stops between node 1's minimum and low watermarks
+//! (widened by `vm.watermark_scale_factor`), whatever `min_free_kbytes`
+//! is (khugepaged raises it to about 5% of a 1 GiB guest, and a fixed
+//! 25 MB then went below the minimum and got the filler OOM-killed):
+//! above the minimum the fill never enters direct reclaim, below the low
+//! watermark kswapd is woken during the fill, gives up on node 1 (no
+//! swap, nothing to reclaim) and sleeps, so that the first reclaim to
+//! meet the DONTNEED object is the move's own direct reclaim, with the
+//! object's folios locked: the deadlock's path.  A fill that left more
+//! room (25 MB above the low watermark) let kswapd purge the object
+//! instead, and the old code passed.
 //! The move runs in a child process: if it hangs, the test says so after
 //! two minutes instead of hanging itself.
 
@@ -24,19 +34,43 @@ use movgem_guest::env::{self, Counters, GpuAwake};
 use movgem_guest::{ensure, TestResult};
 
 use super::common::{
-    mbind, node_free_kib, node_watermark_kib, set_mempolicy, Anon, MPOL_BIND, MPOL_DEFAULT, PAGE,
+    mbind, node_free_kib, node_watermark_kib, set_mempolicy, Anon, Knob, MPOL_BIND, MPOL_DEFAULT,
+    PAGE,
 };
+
+/// `MemFree` of a node with the per-CPU counter deltas folded in first
+/// (`vm.stat_refresh`): exact enough to stop a fill a few MB above a
+/// watermark.
+fn node_free_exact_kib(node: u32) -> Result<u64, String> {
+    fs::write("/proc/sys/vm/stat_refresh", "1").map_err(|e| format!("stat_refresh: {e}"))?;
+    node_free_kib(node)
+}
+
+/// Whether kswapd has given up on `node` (`node_unreclaimable` in
+/// /proc/zoneinfo).
+fn node_unreclaimable(node: u32) -> Result<bool, String> {
+    let text = fs::read_to_string("/proc/zoneinfo").map_err(|e| format!("zoneinfo: {e}"))?;
+    let mut in_node = false;
+    for l in text.lines() {
+        let mut w = l.split_whitespace();
+        match (w.next(), w.next()) {
+            (Some("Node"), Some(n)) => in_node = n.trim_end_matches(',') == node.to_string(),
+            (Some("node_unreclaimable:"), Some(v)) if in_node => return Ok(v == "1"),
+            _ => {}
+        }
+    }
+    Err(format!("no node_unreclaimable for node {node}"))
+}
 use super::Test;
 
 const OBJ: u64 = 48 << 20;
-/// Free memory left on node 1 above its low watermark before the move:
-/// less than the object, so the move runs the node below its minimum
-/// watermark and into direct reclaim.  Counting from the watermark, not
-/// from zero, matters: once khugepaged has started, it raises
-/// `min_free_kbytes` (to about 5% of a 1 GiB guest), and a fill that
-/// leaves 25 MB in all goes below node 1's minimum and gets the filler
-/// OOM-killed (seen in CI).
-const LEAVE_KIB: u64 = 25 << 10;
+/// `vm.watermark_scale_factor` during the test: the gap between the
+/// minimum and low watermarks becomes 2% of the node (about 10 MB), room
+/// to stop the fill inside it despite counters that lag by a page batch
+/// per CPU.
+const WATERMARK_SCALE: &str = "200";
+/// The narrowest gap the recipe accepts.
+const GAP_KIB: u64 = 4 << 10;
 
 /// The child: everything up to the move, then the move.  Writes `s`
 /// once set up, waits for a byte on `go` (the parent reads the counters
@@ -50,23 +84,36 @@ fn child(report: libc::c_int, go: libc::c_int) -> Result<(), String> {
     // Node 1 nearly full of anonymous memory bound to it, first: filling
     // it later would let the shrinker release the idle object meanwhile,
     // and then there is nothing to move.
-    let keep = node_watermark_kib(1, "low")? + LEAVE_KIB;
+    let min = node_watermark_kib(1, "min")?;
+    let low = node_watermark_kib(1, "low")?;
     ensure!(
-        keep > LEAVE_KIB,
-        "no low watermark for node 1 in /proc/zoneinfo"
+        low >= min + GAP_KIB,
+        "node 1's watermarks min {min} low {low} KiB: too close for the recipe"
     );
-    let room = node_free_kib(1)?.saturating_sub(keep) << 10;
+    let keep = min + (low - min) / 2;
+    let room = node_free_exact_kib(1)?.saturating_sub(keep) << 10;
     let mut anon = Anon::new(room as usize, 0)?;
     ensure!(mbind(anon.addr, anon.len, 1), "mbind node 1");
     const STEP: usize = 1 << 20;
     for chunk in anon.words().chunks_mut(STEP / 4) {
-        if node_free_kib(1)? < keep {
+        let free = match node_free_kib(1)? {
+            f if f < keep + (16 << 10) => node_free_exact_kib(1)?,
+            f => f,
+        };
+        if free < keep {
             break;
         }
         for w in chunk.iter_mut().step_by(PAGE as usize / 4) {
             *w = 1;
         }
     }
+    // kswapd was woken below the low watermark; wait until it gives the
+    // node up, so that it is not the one to meet the DONTNEED object.
+    let start = Instant::now();
+    while !node_unreclaimable(1)? && start.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let hopeless = node_unreclaimable(1)?;
     ensure!(set_mempolicy(MPOL_BIND, Some(0)), "set_mempolicy node 0");
     let h = dev.create(OBJ).map_err(|e| format!("create: {e}"))?;
     dev.execbuf(&[(h, true)], uapi::OP_FILL, 0x0dea_d10c, 0, 0)
@@ -93,10 +140,8 @@ fn child(report: libc::c_int, go: libc::c_int) -> Result<(), String> {
         node_watermark_kib(1, "low")?
     );
     println!(
-        "  node 1: {} KiB free, watermarks min {} low {} KiB",
-        node_free_kib(1)?,
-        node_watermark_kib(1, "min")?,
-        node_watermark_kib(1, "low")?
+        "  node 1: {} KiB free, watermarks min {min} low {low} KiB; kswapd gave it up: {hopeless}",
+        node_free_exact_kib(1)?
     );
     dev.madvise(h, uapi::MADV_DONTNEED)
         .map_err(|e| format!("madvise: {e}"))?;
@@ -151,6 +196,7 @@ fn state_of(pid: libc::pid_t) -> String {
 
 fn move_pages_of_dontneed_object_does_not_hang() -> TestResult {
     let _awake = GpuAwake::new()?;
+    let _gap = Knob::set("/proc/sys/vm/watermark_scale_factor", WATERMARK_SCALE)?;
     let had_swap = env::meminfo_kib("SwapTotal")? > 0;
     if had_swap {
         let st = std::process::Command::new("swapoff")
@@ -275,6 +321,12 @@ fn run_recipe() -> TestResult {
     ensure!(
         all.get("purged_objects") >= 1,
         "the DONTNEED object was not purged: {all}"
+    );
+    // And from the move's own direct reclaim (which defers truncation to
+    // the purge worker), not from kswapd: the path that used to hang.
+    ensure!(
+        d.get("purges_deferred") >= 1,
+        "the object was not purged by the move's direct reclaim: {d}"
     );
     Ok(())
 }

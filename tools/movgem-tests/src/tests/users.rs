@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use super::common::{
     check_fill_sized, mbind, node_free_kib, node_of_pfn, node_watermark_kib, ok, set_mempolicy,
-    where_are, Anon, MPOL_BIND, MPOL_DEFAULT, PAGE,
+    where_are, Anon, Knob, MPOL_BIND, MPOL_DEFAULT, PAGE,
 };
 use super::inplace::{gtt_check, nothing_released, only_frame_changed, Mapped, PICK, SIZE};
 use super::Test;
@@ -529,29 +529,6 @@ fn memory_offline_awake() -> TestResult {
 
 fn memory_offline_asleep() -> TestResult {
     memory_offline_over_objects(false)
-}
-
-/// A file (sysctl, debugfs tunable) set for as long as the value lives.
-struct Knob {
-    path: String,
-    old: String,
-}
-
-impl Knob {
-    fn set(path: &str, value: &str) -> Result<Self, String> {
-        let old = fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
-        fs::write(path, value).map_err(|e| format!("{path}: {e}"))?;
-        Ok(Self {
-            path: path.to_string(),
-            old: old.trim().to_string(),
-        })
-    }
-}
-
-impl Drop for Knob {
-    fn drop(&mut self) {
-        let _ = fs::write(&self.path, &self.old);
-    }
 }
 
 /// `MPOL_F_NUMA_BALANCING`: with `MPOL_BIND`, lets NUMA balancing move
