@@ -59,6 +59,8 @@ pub(crate) enum Counter {
     ShrinkFreedPages,
     /// DONTNEED objects the shrinker purged.
     ShrinkPurged,
+    /// Of those, the ones kswapd purged (the rest: direct reclaim).
+    ShrinkPurgedKswapd,
     /// WILLNEED objects whose pages the shrinker released.
     ShrinkReleased,
     /// Scans refused because the caller may not enter the filesystem.
@@ -142,6 +144,7 @@ pub(crate) const NAMES: [&kernel::str::CStr; COUNT] = [
     kernel::c_str!("shrink_contended"),
     kernel::c_str!("shrink_freed_pages"),
     kernel::c_str!("shrink_purged_objects"),
+    kernel::c_str!("shrink_purged_by_kswapd"),
     kernel::c_str!("shrink_released_objects"),
     kernel::c_str!("shrink_nofs"),
     kernel::c_str!("shrink_self"),

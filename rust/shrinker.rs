@@ -11,14 +11,17 @@
 //! unmapped locked while it allocates the next destination), so they
 //! only try-lock `struct_mutex`, for at most the lock budget and only
 //! where they may sleep; without `__GFP_FS` the shrinker does nothing
-//! (allocations under the lock are NOFS).  Nothing in direct reclaim
-//! waits for a folio lock: a purge there only drops the object's
-//! references and marks it purged, and a `WQ_MEM_RECLAIM` worker
-//! truncates it (truncation waits for every folio lock, perhaps one this
-//! very task holds).  kswapd, drop_caches and our own allocations, which
-//! hold no folio lock, truncate at once, after `struct_mutex` is
-//! dropped.  Swap writeback runs after the lock is dropped, from kswapd,
-//! and only try-locks folios.
+//! (allocations under the lock are NOFS).  Nothing in reclaim waits for
+//! a folio lock: a purge there only drops the object's references and
+//! marks it purged, and a `WQ_MEM_RECLAIM` worker truncates it
+//! (truncation waits for every folio lock).  Not in direct reclaim, where
+//! the lock may be this very task's; not in kswapd either, where it may
+//! be held by a task that `throttle_direct_reclaim()` keeps waiting for
+//! kswapd (seen: kswapd in `shmem_undo_range`, the migrating task in
+//! `try_to_free_pages`, for good).  drop_caches and our own allocations,
+//! which hold no folio lock and keep nobody waiting, truncate at once,
+//! after `struct_mutex` is dropped.  Swap writeback runs after the lock
+//! is dropped, from kswapd, and only try-locks folios.
 
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -72,6 +75,8 @@ pub(crate) struct Shrunk {
     /// Of those, pages that left memory or are on their way to swap:
     /// purged, or submitted for writeback.
     pub(crate) gone: u64,
+    /// DONTNEED objects purged.
+    pub(crate) purged: u64,
 }
 
 /// What one shrink may do (the passes it runs, and how it may wait).
@@ -182,19 +187,23 @@ impl Device {
             return None;
         }
         self.counters.inc(Counter::ShrinkScans);
-        // As i915 does, only kswapd writes back: direct reclaim should not
-        // stall on swap I/O for us.  Direct reclaim may come from
-        // migration with folios of ours locked: it must not truncate.
+        // As i915 does, only kswapd writes back (with folio trylocks):
+        // direct reclaim should not stall on swap I/O for us.  No reclaim
+        // truncates (module documentation): the purge worker does.
         let kswapd = current_is_kswapd();
         let scope = ShrinkScope {
             writeback: may_block && kswapd,
-            truncate: may_block && kswapd,
+            truncate: false,
             may_block,
             lock: false,
             resume: true,
             ..ShrinkScope::ALL
         };
-        self.shrink(nr, scope).map(|done| done.released)
+        let done = self.shrink(nr, scope)?;
+        if kswapd {
+            self.counters.add(Counter::ShrinkPurgedKswapd, done.purged);
+        }
+        Some(done.released)
     }
 
     /// Runs the passes `scope` allows until `nr` pages are given back;
@@ -214,6 +223,7 @@ impl Device {
         let generation = self.shrink.counts.load(Ordering::Relaxed);
         let mut freed = 0u64;
         let mut gone = 0u64;
+        let mut purged = 0u64;
         // Objects to write back, and to truncate, once the lock is
         // dropped (fixed arrays: nothing here may allocate).
         let mut to_write: [Option<Arc<Object>>; WRITEBACK_BATCH] = Default::default();
@@ -256,6 +266,7 @@ impl Device {
                         // Purged from now on: nothing fetches its pages
                         // again, whenever the truncation comes.
                         obj.set_purged();
+                        purged += 1;
                         self.counters.inc(Counter::ShrinkPurged);
                         if scope.truncate {
                             gone += n;
@@ -298,6 +309,7 @@ impl Device {
         Some(Shrunk {
             released: freed,
             gone,
+            purged,
         })
     }
 
