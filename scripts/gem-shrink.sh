@@ -10,7 +10,7 @@
 #
 # Knobs: GEM_SHRINK_KERNEL (plain, or debug), GEM_SHRINK_MEM (384M),
 # GEM_SHRINK_TIMEOUT (boot limit, 1800 s), GEM_SHRINK_DURATION (seconds
-# per subtest, 1; igt's is 20), GEM_SHRINK_PASSES (passes per worker
+# per subtest, 3; igt's is 20), GEM_SHRINK_PASSES (passes per worker
 # iteration, 4; 0 is igt's), GEM_SHRINK_BACKGROUND_PASSES (passes per
 # leak or userptr worker iteration, 1; 0: as GEM_SHRINK_PASSES),
 # GEM_SHRINK_WATCHDOG (120 s per subtest with the shrinker),
@@ -33,7 +33,7 @@ prepare_boot "$flavour" gem-shrink
 # i915's per-engine reset keeps igt's inside its timeout.
 watchdog=${GEM_SHRINK_WATCHDOG:-120}
 append="movgem_params=\"hang_timeout_ms=100\""
-append+=" movgem_gem_shrink_duration=${GEM_SHRINK_DURATION:-1}"
+append+=" movgem_gem_shrink_duration=${GEM_SHRINK_DURATION:-3}"
 append+=" movgem_gem_shrink_passes=${GEM_SHRINK_PASSES:-4}"
 append+=" movgem_gem_shrink_background_passes=${GEM_SHRINK_BACKGROUND_PASSES:-1}"
 append+=" movgem_gem_shrink_subtest_timeout=$watchdog"
