@@ -81,6 +81,52 @@ fn power_respected(awake: bool, d: &Counters) -> TestResult {
     Ok(())
 }
 
+/// What every in-place run must show after the migration user ran:
+/// the device's state respected, nothing released, the GTT clean.
+fn moved_in_place(awake: bool, d: &Counters) -> TestResult {
+    power_respected(awake, d)?;
+    nothing_released(d)?;
+    let (_, wrong) = gtt_check()?;
+    ensure!(wrong == 0, "GTT check: {wrong} entries wrong");
+    Ok(())
+}
+
+/// `n` objects of `CMA_OBJ` bytes, object `i` filled by the GPU with
+/// `value + i`; their handles and GTT offsets.
+fn filled_objects(dev: &Device, n: u32, value: u32) -> Result<Vec<(u32, u64)>, String> {
+    let mut objs = Vec::new();
+    for i in 0..n {
+        let h = ok(dev.create(CMA_OBJ), "create")?;
+        let filled = ok(
+            dev.execbuf(&[(h, true)], uapi::OP_FILL, value + i, 0, 0),
+            "execbuf fill",
+        )
+        .and_then(|o| ok(dev.wait(h, -1), "wait").map(|_| o[0]));
+        match filled {
+            Ok(offset) => objs.push((h, offset)),
+            Err(e) => {
+                let _ = dev.close(h);
+                return Err(e);
+            }
+        }
+    }
+    Ok(objs)
+}
+
+/// Every object of [`filled_objects`] still at its GTT offset, and what
+/// the GPU wrote is what the GPU and the CPU read.
+fn objects_intact(dev: &Device, objs: &[(u32, u64)], value: u32) -> TestResult {
+    for (i, &(h, offset)) in objs.iter().enumerate() {
+        let got = ok(
+            dev.execbuf(&[(h, false)], uapi::OP_CHECK, value + i as u32, 0, 0),
+            "execbuf check",
+        )?;
+        ensure!(got[0] == offset, "object {i}: GTT offset changed");
+        check_fill_sized(dev, h, value + i as u32, CMA_OBJ)?;
+    }
+    Ok(())
+}
+
 fn soft_offline_in_place(awake: bool) -> TestResult {
     let _awake = awake_if(awake)?;
     let dev = ok(Device::open(), "open")?;
@@ -118,11 +164,8 @@ fn soft_offline_in_place(awake: bool) -> TestResult {
         d.get("migrated_in_place") == 1 && d.get("gtt_entries_rewritten") == 1,
         "not one folio moved in place: {d}"
     );
-    power_respected(awake, &d)?;
-    nothing_released(&d)?;
+    moved_in_place(awake, &d)?;
     only_frame_changed(&frames, &env::frames(&m.addrs)?, PICK)?;
-    let (_, wrong) = gtt_check()?;
-    ensure!(wrong == 0, "GTT check: {wrong} entries wrong");
     let got = m.gpu(uapi::OP_CHECK, value)?;
     ensure!(got == m.offset, "GTT offset changed");
     check_fill_sized(&dev, m.h, value, SIZE)?;
@@ -221,42 +264,24 @@ const CMA_LEAVE_KIB: u64 = 4 << 10;
 fn objects_in_cma(dev: &Device, cma: &Cma, value: u32) -> Result<Vec<(u32, u64)>, String> {
     let node = node_of_pfn(cma.base_pfn)?;
     let _no_shrinker = Param::set("shrinker", "0")?;
-    let mut objs = Vec::new();
-    {
-        let taken = cma
-            .take_all()
-            .map_err(|e| format!("the CMA area is not free: {e}"))?;
-        let keep = node_watermark_kib(node, "low")? + CMA_LEAVE_KIB;
-        let room = node_free_kib(node)?.saturating_sub(keep) << 10;
-        let mut anon = Anon::new(room.max(PAGE) as usize, 0)?;
-        ensure!(mbind(anon.addr, anon.len, node), "mbind");
-        for chunk in anon.words().chunks_mut(1 << 18) {
-            if node_free_kib(node)? < keep {
-                break;
-            }
-            for w in chunk.iter_mut().step_by(PAGE as usize / 4) {
-                *w = 1;
-            }
+    let taken = cma
+        .take_all()
+        .map_err(|e| format!("the CMA area is not free: {e}"))?;
+    let keep = node_watermark_kib(node, "low")? + CMA_LEAVE_KIB;
+    let room = node_free_kib(node)?.saturating_sub(keep) << 10;
+    let mut anon = Anon::new(room.max(PAGE) as usize, 0)?;
+    ensure!(mbind(anon.addr, anon.len, node), "mbind");
+    for chunk in anon.words().chunks_mut(1 << 18) {
+        if node_free_kib(node)? < keep {
+            break;
         }
-        drop(taken);
-        let _bound = Bound::to(node)?;
-        for i in 0..CMA_OBJS {
-            let h = ok(dev.create(CMA_OBJ), "create")?;
-            let offsets = ok(
-                dev.execbuf(&[(h, true)], uapi::OP_FILL, value + i, 0, 0),
-                "execbuf fill",
-            );
-            match offsets {
-                Ok(o) => objs.push((h, o[0])),
-                Err(e) => {
-                    let _ = dev.close(h);
-                    return Err(e);
-                }
-            }
-            ok(dev.wait(h, -1), "wait")?;
+        for w in chunk.iter_mut().step_by(PAGE as usize / 4) {
+            *w = 1;
         }
     }
-    Ok(objs)
+    drop(taken);
+    let _bound = Bound::to(node)?;
+    filled_objects(dev, CMA_OBJS, value)
 }
 
 fn cma_alloc_over_objects(awake: bool) -> TestResult {
@@ -296,18 +321,8 @@ fn cma_alloc_over_objects(awake: bool) -> TestResult {
             d.get("migrated_in_place") > 0,
             "cma_alloc succeeded without moving an object's folio: {d}"
         );
-        power_respected(awake, &d)?;
-        nothing_released(&d)?;
-        let (_, wrong) = gtt_check()?;
-        ensure!(wrong == 0, "GTT check: {wrong} entries wrong");
-        for (i, &(h, offset)) in objs.iter().enumerate() {
-            let got = ok(
-                dev.execbuf(&[(h, false)], uapi::OP_CHECK, value + i as u32, 0, 0),
-                "execbuf check",
-            )?;
-            ensure!(got[0] == offset, "object {i}: GTT offset changed");
-            check_fill_sized(&dev, h, value + i as u32, CMA_OBJ)?;
-        }
+        moved_in_place(awake, &d)?;
+        objects_intact(&dev, objs, value)?;
         println!(
             "  cma_alloc of {} pages ({}): {free} of {total} KiB of CMA free with the objects in \
              it; refused with hook=off, done with it: {} folios moved in place",
@@ -456,20 +471,11 @@ fn memory_offline_over_objects(awake: bool) -> TestResult {
     let _awake = awake_if(awake)?;
     let dev = ok(Device::open(), "open")?;
     let value = if awake { 0x0ff1_0000 } else { 0x0ff2_0000 };
-    let mut objs = Vec::new();
-    {
+    let objs = {
         let _no_shrinker = Param::set("shrinker", "0")?;
         let _bound = Bound::to(1)?;
-        for i in 0..4u32 {
-            let h = ok(dev.create(CMA_OBJ), "create")?;
-            let o = ok(
-                dev.execbuf(&[(h, true)], uapi::OP_FILL, value + i, 0, 0),
-                "execbuf fill",
-            )?;
-            objs.push((h, o[0]));
-            ok(dev.wait(h, -1), "wait")?;
-        }
-    }
+        filled_objects(&dev, 4, value)?
+    };
     asleep_if(awake)?;
     // Negative control: with plain migrate_folio() offlining retries the
     // objects' folios until it is killed.
@@ -501,18 +507,8 @@ fn memory_offline_over_objects(awake: bool) -> TestResult {
         d.get("migrated_in_place") > 0,
         "offline without moving an object's folio: {d}"
     );
-    power_respected(awake, &d)?;
-    nothing_released(&d)?;
-    let (_, wrong) = gtt_check()?;
-    ensure!(wrong == 0, "GTT check: {wrong} entries wrong");
-    for (i, &(h, offset)) in objs.iter().enumerate() {
-        let got = ok(
-            dev.execbuf(&[(h, false)], uapi::OP_CHECK, value + i as u32, 0, 0),
-            "execbuf check",
-        )?;
-        ensure!(got[0] == offset, "object {i}: GTT offset changed");
-        check_fill_sized(&dev, h, value + i as u32, CMA_OBJ)?;
-    }
+    moved_in_place(awake, &d)?;
+    objects_intact(&dev, &objs, value)?;
     println!(
         "  memory{} offline ({}): hook=off {refused:?}; with the hook done, {} folios moved in place",
         block.0,
@@ -672,10 +668,7 @@ fn numa_balancing_in_place(awake: bool) -> TestResult {
         d.get("migrated_in_place") >= moved as u64,
         "pages moved, not by the hook in place: {d}"
     );
-    power_respected(awake, &d)?;
-    nothing_released(&d)?;
-    let (_, wrong) = gtt_check()?;
-    ensure!(wrong == 0, "GTT check: {wrong} entries wrong");
+    moved_in_place(awake, &d)?;
     let got = m.gpu(uapi::OP_CHECK, value)?;
     ensure!(got == m.offset, "GTT offset changed");
     check_fill_sized(&dev, m.h, value, SIZE)?;
