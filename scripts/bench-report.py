@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Turn the consoles of `make bench` boots into bench/results/.
 
   bench-report.py --out DIR --cpus N --kernel-dir KDIR --total-s S \
@@ -6,8 +6,14 @@
 
 Each LOG is a QEMU console; every `movgem-bench: {"key":K,"value":V}`
 line in it is nested under the dotted key K.  Writes DIR/latest.json,
-DIR/latest.md and DIR/*.svg (plots drawn here, standard library only).
-Reports numbers; judges nothing.
+DIR/latest.md and the plots, each as DIR/*.svg and DIR/*.png (matplotlib,
+Debian's python3-matplotlib: run it with /usr/bin/python3).  Reports
+numbers; judges nothing.
+
+  bench-report.py --out DIR --from-json latest.json
+      redraws the plots and latest.md of earlier results;
+  bench-report.py --out DIR --demo-buddyinfo LOG
+      draws DIR/demo-buddyinfo.{svg,png} from a `make demo` console.
 """
 import argparse
 import datetime
@@ -92,156 +98,266 @@ def table(head, rows):
     return "\n".join(out)
 
 
-# ---------------------------------------------------------------- SVG
+# ---------------------------------------------------------------- plots
 
 
-COLORS = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860"]
+# The configurations of the fragmentation rounds, in the order the plots
+# show them, with their labels.
+FRAG_SERIES = [("ceiling", "ceiling (unbound)"), ("inplace", "in place"), ("release", "release (2016)"),
+               ("hook_off", "hook off"), ("physical_limit", "physical limit")]
+BUDDY_CONFIGS = [("ceiling", "ceiling"), ("hook_off", "hook off"), ("release", "release"), ("inplace", "in place")]
 
 
-def esc(s):
-    return str(s).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+def pyplot():
+    """matplotlib.pyplot, set up for files (no display), or None."""
+    try:
+        import matplotlib
+    except ImportError:
+        return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    plt.rcParams.update({
+        # Reproducible SVG: the same results draw the same file.
+        "svg.hashsalt": "movgem",
+        "svg.fonttype": "none",
+        "font.size": 10,
+        "axes.titlesize": 12,
+        "axes.titleweight": "bold",
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+        "axes.grid": True,
+        "axes.axisbelow": True,
+        "grid.alpha": 0.35,
+        "legend.frameon": False,
+        "savefig.dpi": 120,
+    })
+    return plt
 
 
-class Svg:
-    def __init__(self, w=640, h=360):
-        self.w, self.h = w, h
-        self.items = []
-
-    def add(self, s):
-        self.items.append(s)
-
-    def text(self, x, y, s, size=12, anchor="start", rotate=None, weight="normal"):
-        rot = f' transform="rotate({rotate} {x:.1f} {y:.1f})"' if rotate else ""
-        self.add(f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size}" text-anchor="{anchor}" '
-                 f'font-weight="{weight}" font-family="sans-serif"{rot}>{esc(s)}</text>')
-
-    def line(self, x1, y1, x2, y2, color="#000", width=1, dash=None):
-        d = f' stroke-dasharray="{dash}"' if dash else ""
-        self.add(f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" '
-                 f'stroke="{color}" stroke-width="{width}"{d}/>')
-
-    def rect(self, x, y, w, h, color):
-        self.add(f'<rect x="{x:.1f}" y="{y:.1f}" width="{max(w, 0):.1f}" height="{max(h, 0):.1f}" fill="{color}"/>')
-
-    def circle(self, x, y, r, color):
-        self.add(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{r}" fill="{color}"/>')
-
-    def polyline(self, pts, color, width=2):
-        p = " ".join(f"{x:.1f},{y:.1f}" for x, y in pts)
-        self.add(f'<polyline points="{p}" fill="none" stroke="{color}" stroke-width="{width}"/>')
-
-    def save(self, path):
-        with open(path, "w") as f:
-            f.write(f'<svg xmlns="http://www.w3.org/2000/svg" width="{self.w}" height="{self.h}" '
-                    f'viewBox="0 0 {self.w} {self.h}">\n')
-            f.write(f'<rect width="{self.w}" height="{self.h}" fill="#fff"/>\n')
-            f.write("\n".join(self.items))
-            f.write("\n</svg>\n")
+def save(plt, fig, out, name, rect=(0, 0, 1, 1)):
+    """Writes `name` (an .svg file name) and the .png next to it."""
+    stem = os.path.join(out, os.path.splitext(name)[0])
+    fig.tight_layout(rect=rect)
+    fig.savefig(stem + ".svg", metadata={"Date": None})
+    fig.savefig(stem + ".png", metadata={"Software": None})
+    plt.close(fig)
 
 
-def nice_max(v):
-    if v <= 0:
-        return 1
-    e = 10 ** math.floor(math.log10(v))
-    for m in (1, 2, 2.5, 5, 10):
-        if m * e >= v:
-            return m * e
-    return 10 * e
+def num(x):
+    """x as a float, or NaN for a missing value."""
+    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else math.nan
 
 
-def bar_chart(path, title, groups, series, values, ylabel, log=False):
-    """Grouped bars: values[g][s] (None skipped)."""
-    svg = Svg(680, 380)
-    left, right, top, bottom = 70, 20, 40, 80
-    pw, ph = svg.w - left - right, svg.h - top - bottom
-    svg.text(svg.w / 2, 22, title, 15, "middle", weight="bold")
-    flat = [v for row in values for v in row if v is not None and v > 0]
-    if log:
-        lo = 10 ** math.floor(math.log10(min(flat))) if flat else 1
-        hi = 10 ** math.ceil(math.log10(max(flat))) if flat else 10
-        if hi <= lo:
-            hi = lo * 10
+def frag_figure(plt, res, out, name):
+    """Hugepages after compaction: the median of the rounds, whiskers
+    from the lowest to the highest round."""
+    sizes = sizes_of(res)
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    n = len(FRAG_SERIES)
+    width = 0.8 / n
+    for si, (key, label) in enumerate(FRAG_SERIES):
+        xs, med, lo, hi = [], [], [], []
+        for gi, s in enumerate(sizes):
+            v = num(get(res, f"fragmentation.{s}.hugepages.{key}"))
+            runs = [num(r) for r in get(res, f"fragmentation.{s}.hugepages_runs.{key}", []) or []]
+            runs = [r for r in runs if not math.isnan(r)] or [v]
+            xs.append(gi - 0.4 + width * (si + 0.5))
+            med.append(v)
+            lo.append(max(v - min(runs), 0) if not math.isnan(v) else 0)
+            hi.append(max(max(runs) - v, 0) if not math.isnan(v) else 0)
+        bars = ax.bar(xs, med, width * 0.92, label=label, color=f"C{si}",
+                      yerr=[lo, hi], capsize=3, error_kw={"elinewidth": 1, "ecolor": "#333"})
+        ax.bar_label(bars, labels=[fmt(int(v)) if not math.isnan(v) else "" for v in med],
+                     fontsize=8, padding=4)
+    ax.set_xticks(range(len(sizes)), [f"{s} guest" for s in sizes])
+    ax.set_ylabel("2 MiB hugepages")
+    ax.set_title("2 MiB hugepages after compaction, GPU asleep")
+    ax.grid(axis="x", visible=False)
+    ax.legend(ncol=3, fontsize=8, loc="upper left")
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.15)
+    ax.text(1.0, -0.13, "bars: median of the rounds; whiskers: lowest and highest round",
+            transform=ax.transAxes, ha="right", fontsize=7, color="#555")
+    save(plt, fig, out, name)
 
-        def y(v):
-            v = max(v, lo)
-            return top + ph - (math.log10(v) - math.log10(lo)) / (math.log10(hi) - math.log10(lo)) * ph
-        ticks = [10 ** e for e in range(int(math.log10(lo)), int(math.log10(hi)) + 1)]
+
+def migration_figure(plt, res, out, name):
+    """move_pages throughput: every run as a dot, the median as a bar."""
+    m = res.get("migration", {})
+    series = [("plain_shmem", "plain shmem"), ("inplace", "in place"), ("release", "release (2016)")]
+    fig, axes = plt.subplots(1, 2, figsize=(8, 4), sharey=True)
+    for ax, (o, title) in zip(axes, (("4m", "4 MiB objects"), ("4k", "4 KiB objects"))):
+        for i, (key, label) in enumerate(series):
+            d = get(m, f"{o}.{key}", {}) or {}
+            runs = [num(x) for x in d.get("pages_per_s", [])]
+            ax.bar(i, num(d.get("pages_per_s_median")), 0.6, color=f"C{i}", alpha=0.55)
+            if runs:
+                jitter = [(k - (len(runs) - 1) / 2) * 0.06 for k in range(len(runs))]
+                ax.scatter([i + j for j in jitter], runs, s=14, color=f"C{i}", edgecolor="#222",
+                           linewidth=0.5, zorder=3)
+        ax.set_xticks(range(len(series)), [label for _, label in series])
+        ax.set_title(title, fontsize=10)
+        ax.grid(axis="x", visible=False)
+    axes[0].set_ylabel("pages per second")
+    fig.suptitle("move_pages throughput: every run (dots), median (bars)", fontweight="bold")
+    save(plt, fig, out, name)
+
+
+def latency_figure(plt, res, out, name):
+    """One row per case: the range of the samples and their percentiles,
+    on a logarithmic axis."""
+    lat = res.get("latency", {})
+    cases = [(k, label) for k, label in LAT_CASES if k in lat]
+    fig, ax = plt.subplots(figsize=(8, 0.55 * len(cases) + 1.6))
+    marks = [("min", "|", "min"), ("p50", "o", "p50"), ("p90", "s", "p90"), ("p99", "D", "p99"),
+             ("max", "x", "max")]
+    for row, (k, _) in enumerate(cases):
+        d = lat[k]
+        y = len(cases) - 1 - row
+        ax.plot([num(d.get("min")), num(d.get("max"))], [y, y], color="#999", lw=1.2, zorder=1)
+        ax.plot([num(d.get("p50")), num(d.get("p99"))], [y, y], color="C0", lw=4, alpha=0.35, zorder=1)
+        for mi, (q, marker, label) in enumerate(marks):
+            ax.scatter([num(d.get(q))], [y], marker=marker, color=f"C{mi}", s=30, zorder=3,
+                       label=label if row == 0 else None)
+    ax.set_yticks([len(cases) - 1 - r for r in range(len(cases))],
+                  [f"{label} (n={fmt(lat[k].get('n'))})" for k, label in cases], fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("µs per call (log scale)")
+    ax.set_title("single-page move_pages latency")
+    ax.grid(axis="y", visible=False)
+    ax.legend(ncol=5, fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.06))
+    save(plt, fig, out, name)
+
+
+def reclaim_figure(plt, res, out, name):
+    """Memory hog wall time: the median run as a bar, every run a dot."""
+    rc = res.get("reclaim", {})
+    kinds = ["purgeable", "swappable"]
+    series = [("hog_shrinker_off", "shrinker off"), ("hog_shrinker_on", "shrinker on")]
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    width = 0.35
+    for si, (run, label) in enumerate(series):
+        xs = [gi - width / 2 + si * width for gi in range(len(kinds))]
+        vals = [num(get(rc, f"{k}.{run}.seconds")) for k in kinds]
+        bars = ax.bar(xs, vals, width * 0.92, color=f"C{si}", alpha=0.75, label=label)
+        ax.bar_label(bars, labels=[fmt(v) for v in vals], fontsize=8, label_type="center")
+        for x, k in zip(xs, kinds):
+            runs = [num(v) for v in get(rc, f"{k}.{run}.seconds_runs", []) or []]
+            ax.scatter([x] * len(runs), runs, s=14, color="#222", zorder=3,
+                       label="every run" if si == 0 and k == kinds[0] else None)
+    ax.set_xticks(range(len(kinds)), [f"{k} objects" for k in kinds])
+    ax.set_ylabel("seconds")
+    ax.set_title("memory hog wall time (median run, every run)")
+    ax.grid(axis="x", visible=False)
+    ax.legend(fontsize=8)
+    save(plt, fig, out, name)
+
+
+def loglog_fit(points, slope=None):
+    """(slope, intercept) of log10(y) over log10(x), by least squares over
+    the positive points, as the guest computes it; None below two.  With
+    `slope` (the guest's, from unrounded samples), only the intercept."""
+    pts = [(math.log10(x), math.log10(y)) for x, y in points if x > 0 and y > 0]
+    if len(pts) < 2:
+        return None
+    mx = sum(p[0] for p in pts) / len(pts)
+    my = sum(p[1] for p in pts) / len(pts)
+    sxx = sum((p[0] - mx) ** 2 for p in pts)
+    if sxx == 0:
+        return None
+    if not isinstance(slope, (int, float)) or isinstance(slope, bool):
+        slope = sum((p[0] - mx) * (p[1] - my) for p in pts) / sxx
+    return slope, my - slope * mx
+
+
+def loglog_figure(plt, out, name, title, series, xlabel, ylabel):
+    """series: [(label, [(x, y), ...], slope or None)]; both axes
+    logarithmic, each series with its least-squares line and slope."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    drawn = False
+    for si, (label, pts, slope) in enumerate(series):
+        pts = [(num(x), num(y)) for x, y in pts]
+        good = [(x, y) for x, y in pts if x > 0 and y > 0]
+        if not good:
+            continue
+        drawn = True
+        fit = loglog_fit(good, slope)
+        text = label if fit is None else f"{label}: slope {fit[0]:.2f}"
+        ax.plot([p[0] for p in good], [p[1] for p in good], "o", color=f"C{si}", label=text)
+        if fit is not None:
+            xs = [min(p[0] for p in good), max(p[0] for p in good)]
+            ax.plot(xs, [10 ** (fit[1] + fit[0] * math.log10(x)) for x in xs], "-", color=f"C{si}",
+                    lw=1.2, alpha=0.8)
+    if drawn:
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.legend(fontsize=8, title="least-squares fit, log-log (1 = linear)", title_fontsize=8)
     else:
-        hi = nice_max(max(flat) if flat else 1)
-
-        def y(v):
-            return top + ph - v / hi * ph
-        ticks = [hi * i / 5 for i in range(6)]
-    for t in ticks:
-        svg.line(left, y(t), left + pw, y(t), "#ddd")
-        svg.text(left - 6, y(t) + 4, fmt(float(t)) if not log else f"{t:g}", 11, "end")
-    svg.line(left, top, left, top + ph)
-    svg.line(left, top + ph, left + pw, top + ph)
-    svg.text(16, top + ph / 2, ylabel, 12, "middle", rotate=-90)
-    gw = pw / max(len(groups), 1)
-    bw = gw * 0.8 / max(len(series), 1)
-    for gi, g in enumerate(groups):
-        x0 = left + gi * gw + gw * 0.1
-        for si in range(len(series)):
-            v = values[gi][si]
-            if v is None:
-                continue
-            x = x0 + si * bw
-            svg.rect(x, y(v), bw - 2, top + ph - y(v), COLORS[si % len(COLORS)])
-            svg.text(x + bw / 2 - 1, y(v) - 3, fmt(v), 10, "middle")
-        svg.text(left + gi * gw + gw / 2, top + ph + 16, g, 12, "middle")
-    lx = left
-    for si, s in enumerate(series):
-        svg.rect(lx, svg.h - 28, 12, 12, COLORS[si % len(COLORS)])
-        svg.text(lx + 16, svg.h - 18, s, 11)
-        lx += 16 + 7 * len(s) + 18
-    svg.save(path)
+        ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.25)
+    save(plt, fig, out, name)
 
 
-def loglog_chart(path, title, series, xlabel, ylabel):
-    """series: [(name, [(x, y), ...])], both axes logarithmic."""
-    svg = Svg(680, 380)
-    left, right, top, bottom = 80, 20, 40, 80
-    pw, ph = svg.w - left - right, svg.h - top - bottom
-    svg.text(svg.w / 2, 22, title, 15, "middle", weight="bold")
-    pts = [p for _, s in series for p in s if p[0] and p[1] and p[0] > 0 and p[1] > 0]
-    if not pts:
-        svg.text(svg.w / 2, svg.h / 2, "no data", 14, "middle")
-        svg.save(path)
-        return
-    xlo = math.floor(math.log10(min(p[0] for p in pts)))
-    xhi = math.ceil(math.log10(max(p[0] for p in pts)))
-    ylo = math.floor(math.log10(min(p[1] for p in pts)))
-    yhi = math.ceil(math.log10(max(p[1] for p in pts)))
-    xhi, yhi = max(xhi, xlo + 1), max(yhi, ylo + 1)
+def free_mib(counts, page_kib=4):
+    """MiB free in blocks of each order, from per-order block counts."""
+    return [c * (page_kib << order) / 1024 for order, c in enumerate(counts)]
 
-    def X(v):
-        return left + (math.log10(v) - xlo) / (xhi - xlo) * pw
 
-    def Y(v):
-        return top + ph - (math.log10(v) - ylo) / (yhi - ylo) * ph
-    for e in range(xlo, xhi + 1):
-        svg.line(X(10 ** e), top, X(10 ** e), top + ph, "#ddd")
-        svg.text(X(10 ** e), top + ph + 16, f"{10 ** e:g}", 11, "middle")
-    for e in range(ylo, yhi + 1):
-        svg.line(left, Y(10 ** e), left + pw, Y(10 ** e), "#ddd")
-        svg.text(left - 6, Y(10 ** e) + 4, f"{10 ** e:g}", 11, "end")
-    svg.line(left, top, left, top + ph)
-    svg.line(left, top + ph, left + pw, top + ph)
-    svg.text(left + pw / 2, top + ph + 36, xlabel, 12, "middle")
-    svg.text(18, top + ph / 2, ylabel, 12, "middle", rotate=-90)
-    lx = left
-    for si, (name, s) in enumerate(series):
-        c = COLORS[si % len(COLORS)]
-        good = [(X(x), Y(y)) for x, y in s if x and y and x > 0 and y > 0]
-        if len(good) > 1:
-            svg.polyline(good, c)
-        for x, y in good:
-            svg.circle(x, y, 3.5, c)
-        svg.rect(lx, svg.h - 22, 12, 12, c)
-        svg.text(lx + 16, svg.h - 12, name, 11)
-        lx += 16 + 7 * len(name) + 18
-    svg.save(path)
+def buddy_figure(plt, out, name, title, panels, page_kib=4):
+    """Free memory by order, stacked: panels is [(panel title, [(group,
+    bar label, per-order free block counts), ...])], one bar per
+    snapshot, a gap between groups.  False if there is nothing to draw."""
+    orders = max((len(c) for _, bars in panels for _, _, c in bars), default=0)
+    if not orders:
+        return False
+    cmap = plt.get_cmap("viridis", orders)
+    nbars = max(len(bars) for _, bars in panels)
+    fig, axes = plt.subplots(1, len(panels), figsize=(max(0.55 * nbars * len(panels) + 3.2, 6.5), 4.6),
+                             sharey=True, squeeze=False)
+    for ax, (ptitle, bars) in zip(axes[0], panels):
+        xs, x, last = [], 0.0, None
+        for group, _, _ in bars:
+            if xs and group != last:
+                x += 0.5
+            xs.append(x)
+            x += 1
+            last = group
+        bottom = [0.0] * len(bars)
+        for order in range(orders):
+            vals = [free_mib(c, page_kib)[order] if order < len(c) else 0 for _, _, c in bars]
+            kib = page_kib << order
+            size = f"{kib // 1024} MiB" if kib >= 1024 else f"{kib} KiB"
+            ax.bar(xs, vals, 0.8, bottom=bottom, color=cmap(order), label=f"order {order} ({size})")
+            bottom = [b + v for b, v in zip(bottom, vals)]
+        ax.set_xticks(xs, [f"{label}\n{group}" if group else label for group, label, _ in bars], fontsize=7)
+        ax.set_title(ptitle, fontsize=10)
+        ax.grid(axis="x", visible=False)
+    axes[0][0].set_ylabel("free MiB, by the order of its block")
+    fig.suptitle(title, fontweight="bold")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles[::-1], labels[::-1], loc="center right", fontsize=7)
+    save(plt, fig, out, name, rect=(0, 0, 1 - 1.45 / fig.get_figwidth(), 1))
+    return True
+
+
+def frag_buddy_panels(res):
+    """The fragmentation rounds' /proc/buddyinfo panels, one per guest."""
+    panels = []
+    for s in sizes_of(res):
+        fb = get(res, f"fragmentation.{s}.free_blocks_by_order")
+        if not isinstance(fb, dict):
+            continue
+        bars = []
+        for key, label in BUDDY_CONFIGS:
+            d = fb.get(key)
+            if isinstance(d, dict):
+                bars.append((label, "before", d.get("before_compaction") or []))
+                bars.append((label, "after", d.get("after_compaction") or []))
+        if bars:
+            panels.append((f"{s} guest", bars))
+    return panels
 
 
 # ---------------------------------------------------------------- report
@@ -300,6 +416,11 @@ def markdown(res, plots):
               "got (THP enabled=always, defrag=madvise); unusable index: "
               "order 9, mean over zones, after compaction (0 = all free memory usable for 2 MiB).")
     md.append(f"\n![fragmentation]({plots['fragmentation']})\n")
+    if "buddyinfo" in plots:
+        md.append("Free memory by the order of its block (/proc/buddyinfo, every zone summed), right before "
+                  "and right after compaction, in the median round (by hugepages) of each configuration: "
+                  "`free_blocks_by_order` in `latest.json`.")
+        md.append(f"\n![free memory by order]({plots['buddyinfo']})\n")
 
     m = res.get("migration")
     if m:
@@ -401,49 +522,97 @@ LAT_CASES = [
 ]
 
 
+PLOTS = {
+    "fragmentation": "fragmentation.svg",
+    "buddyinfo": "buddyinfo.svg",
+    "migration": "migration.svg",
+    "latency": "latency.svg",
+    "reclaim": "reclaim.svg",
+    "scale_count": "scale-count.svg",
+    "scale_size": "scale-size.svg",
+}
+
+
 def plots(res, out):
-    names = {
-        "fragmentation": "fragmentation.svg",
-        "migration": "migration.svg",
-        "latency": "latency.svg",
-        "reclaim": "reclaim.svg",
-        "scale_count": "scale-count.svg",
-        "scale_size": "scale-size.svg",
-    }
-    sizes = sizes_of(res)
-    series = ["ceiling", "inplace", "release", "hook_off", "physical_limit"]
-    bar_chart(os.path.join(out, names["fragmentation"]), "2 MiB hugepages after compaction, GPU asleep",
-              [f"{s} guest" for s in sizes],
-              ["ceiling (unbound)", "in place", "release (2016)", "hook off", "physical limit"],
-              [[get(res, f"fragmentation.{s}.hugepages.{k}") for k in series] for s in sizes], "hugepages")
-    m = res.get("migration", {})
-    bar_chart(os.path.join(out, names["migration"]), "move_pages throughput (median of runs)",
-              ["4 MiB objects", "4 KiB objects"], ["plain shmem", "in place", "release (2016)"],
-              [[get(m, f"{o}.plain_shmem.pages_per_s_median"), get(m, f"{o}.inplace.pages_per_s_median"),
-                get(m, f"{o}.release.pages_per_s_median")] for o in ("4m", "4k")],
-              "pages per second")
-    lat = res.get("latency", {})
-    cases = [(k, l) for k, l in LAT_CASES if k in lat]
-    bar_chart(os.path.join(out, names["latency"]), "single-page move_pages latency (µs, log scale)",
-              [k.replace("lock_contended_", "lock ").replace("_", " ") for k, _ in cases], ["p50", "p99", "max"],
-              [[get(lat, f"{k}.{q}") for q in ("p50", "p99", "max")] for k, _ in cases], "µs", log=True)
-    rc = res.get("reclaim", {})
-    bar_chart(os.path.join(out, names["reclaim"]), "memory hog wall time (s)", ["purgeable", "swappable"],
-              ["shrinker off", "shrinker on"],
-              [[get(rc, f"{k}.hog_shrinker_off.seconds"), get(rc, f"{k}.hog_shrinker_on.seconds")]
-               for k in ("purgeable", "swappable")], "seconds")
+    """Draws every figure as SVG and PNG; returns the SVG names by figure
+    (for the Markdown) and the problems met."""
+    names = dict(PLOTS)
+    buddy = frag_buddy_panels(res)
+    if not buddy:
+        del names["buddyinfo"]
+    plt = pyplot()
+    if plt is None:
+        return names, ["matplotlib is missing (apt-get install python3-matplotlib): no plots drawn"]
+    frag_figure(plt, res, out, names["fragmentation"])
+    if buddy:
+        buddy_figure(plt, out, names["buddyinfo"], "free memory by block order, before and after compaction",
+                     buddy)
+    migration_figure(plt, res, out, names["migration"])
+    latency_figure(plt, res, out, names["latency"])
+    reclaim_figure(plt, res, out, names["reclaim"])
     sc = res.get("scale", {})
+    sl = sc.get("loglog_slopes", {})
     bc = sc.get("by_count", [])
-    loglog_chart(os.path.join(out, names["scale_count"]), "total cost vs object count (4 KiB objects)",
-                 [("hook (move_pages all)", [(r.get("objects"), r.get("hook_s")) for r in bc]),
-                  ("shrinker (drop_caches)", [(r.get("objects"), r.get("shrink_s")) for r in bc])],
-                 "objects", "seconds")
+    loglog_figure(plt, out, names["scale_count"], "total cost vs object count (4 KiB objects)",
+                  [("hook (move_pages all)", [(r.get("objects"), r.get("hook_s")) for r in bc],
+                    sl.get("hook_total_vs_count")),
+                   ("shrinker (drop_caches)", [(r.get("objects"), r.get("shrink_s")) for r in bc],
+                    sl.get("shrinker_total_vs_count"))],
+                  "objects", "seconds")
     bs = sc.get("by_size", [])
-    loglog_chart(os.path.join(out, names["scale_size"]), "cost per object vs object size",
-                 [("hook net µs/object", [(r.get("pages_per_object"), r.get("hook_net_us_per_object")) for r in bs]),
-                  ("shrinker µs/object", [(r.get("pages_per_object"), r.get("shrink_us_per_object")) for r in bs])],
-                 "pages per object", "µs")
-    return names
+    loglog_figure(plt, out, names["scale_size"], "cost per object vs object size",
+                  [("hook net µs/object", [(r.get("pages_per_object"), r.get("hook_net_us_per_object")) for r in bs],
+                    sl.get("hook_per_object_vs_pages")),
+                   ("shrinker µs/object", [(r.get("pages_per_object"), r.get("shrink_us_per_object")) for r in bs],
+                    sl.get("shrinker_per_object_vs_pages"))],
+                  "pages per object", "µs")
+    return names, []
+
+
+BUDDY_HEAD = re.compile(r"movgem demo: (?:hook=(\S+): )?/proc/buddyinfo (before|after) compaction:")
+BUDDY_LINE = re.compile(r"^Node\s+\d+,\s+zone\s+\S+((?:\s+\d+)+)\s*$")
+
+
+def demo_buddyinfo(log):
+    """The /proc/buddyinfo snapshots `make demo` printed: [(hook, "before"
+    or "after", per-order free blocks summed over zones)], in console
+    order."""
+    snaps, cur = [], None
+    for line in open(log, errors="replace").read().replace("\r", "").splitlines():
+        m = BUDDY_HEAD.search(line)
+        if m:
+            hook, when = m.group(1), m.group(2)
+            cur = [f"hook={hook}" if hook else "", when, []]
+            snaps.append(cur)
+            continue
+        z = BUDDY_LINE.match(line)
+        if z and cur is not None:
+            counts = [int(c) for c in z.group(1).split()]
+            acc = cur[2]
+            acc.extend([0] * (len(counts) - len(acc)))
+            for order, c in enumerate(counts):
+                acc[order] += c
+        elif cur is not None and cur[2]:
+            cur = None
+    return [tuple(snap) for snap in snaps if snap[2]]
+
+
+def demo_main(log, out):
+    """`make demo`'s picture: free memory by order before compaction and
+    after each hook's round."""
+    snaps = demo_buddyinfo(log)
+    if not snaps:
+        print(f"problem: {log}: no /proc/buddyinfo in it", file=sys.stderr)
+        return 1
+    plt = pyplot()
+    if plt is None:
+        print("problem: matplotlib is missing (apt-get install python3-matplotlib)", file=sys.stderr)
+        return 1
+    os.makedirs(out, exist_ok=True)
+    buddy_figure(plt, out, "demo-buddyinfo.svg", "make demo: free memory by block order",
+                 [("every zone summed; the hook rounds run in turn", snaps)])
+    print(os.path.join(out, "demo-buddyinfo.png"))
+    return 0
 
 
 def describe(top):
@@ -523,15 +692,47 @@ def rewrite_readme(path, text):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
-    ap.add_argument("--cpus", required=True)
+    ap.add_argument("--cpus")
     ap.add_argument("--kernel-dir", default="")
     ap.add_argument("--total-s", type=int, default=0)
     ap.add_argument("--ko", default="", help="the movgem.ko the guests loaded")
     ap.add_argument("--top", default="", help="the source tree (for git describe)")
     ap.add_argument("--readme", default="", help="rewrite its bench-headline section")
+    ap.add_argument("--from-json", default="",
+                    help="redraw from a latest.json (no consoles) into --out")
+    ap.add_argument("--demo-buddyinfo", default="", metavar="LOG",
+                    help="draw the /proc/buddyinfo snapshots of a `make demo` console into --out")
     ap.add_argument("boots", nargs="*")
     a = ap.parse_args()
+    if a.demo_buddyinfo:
+        sys.exit(demo_main(a.demo_buddyinfo, a.out))
+    if not a.from_json and a.cpus is None:
+        ap.error("--cpus is required unless --from-json is given")
     os.makedirs(a.out, exist_ok=True)
+    if a.from_json:
+        with open(a.from_json) as f:
+            res = json.load(f)
+        problems = list(res.get("run", {}).get("problems", []))
+    else:
+        res, problems = collect_boots(a)
+        problems = list(problems)
+    names, plot_problems = plots(res, a.out)
+    problems += plot_problems
+    with open(os.path.join(a.out, "latest.json"), "w") as f:
+        json.dump(res, f, indent=1, sort_keys=False)
+        f.write("\n")
+    with open(os.path.join(a.out, "latest.md"), "w") as f:
+        f.write(markdown(res, names))
+    print(open(os.path.join(a.out, "latest.md")).read())
+    if a.readme:
+        rewrite_readme(a.readme, headline(res))
+    for p in problems:
+        print(f"problem: {p}", file=sys.stderr)
+
+
+def collect_boots(a):
+    """(results, problems) of the boots on the command line, with the
+    run's description under `run`."""
     res, problems, boots = {}, [], []
     for b in a.boots:
         label, mem, secs, rc, log = b.split(":", 4)
@@ -564,17 +765,7 @@ def main():
         "boots": boots,
         "problems": problems,
     }
-    names = plots(res, a.out)
-    with open(os.path.join(a.out, "latest.json"), "w") as f:
-        json.dump(res, f, indent=1, sort_keys=False)
-        f.write("\n")
-    with open(os.path.join(a.out, "latest.md"), "w") as f:
-        f.write(markdown(res, names))
-    print(open(os.path.join(a.out, "latest.md")).read())
-    if a.readme:
-        rewrite_readme(a.readme, headline(res))
-    for p in problems:
-        print(f"problem: {p}", file=sys.stderr)
+    return res, problems
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 # `make bench`: build what is missing (plain kernel flavour), boot the
 # patched kernel under QEMU once per guest size, run the in-guest
 # benchmarks (tools/movgem-bench), and write bench/results/: latest.json,
-# latest.md and the SVG plots (scripts/bench-report.py).
+# latest.md and the plots, SVG and PNG (scripts/bench-report.py).
 #
 # Boots (TCG, QEMU_CPUS vCPUs, default 2):
 #   1 GiB: migration, latency, reclaim, fragmentation
@@ -55,7 +55,9 @@ done
 # results directory.
 readme=()
 [ "$out" = "$MOVGEM_TOP/bench/results" ] && readme=(--readme "$MOVGEM_TOP/README.md")
-python3 "$MOVGEM_TOP/scripts/bench-report.py" --out "$out" --cpus "$cpus" \
+# Debian's interpreter: python3-matplotlib (scripts/setup.sh) is
+# installed for it, not for a python3 earlier on PATH.
+/usr/bin/python3 "$MOVGEM_TOP/scripts/bench-report.py" --out "$out" --cpus "$cpus" \
 	--kernel-dir "$boot_kdir" --ko "$boot_ko" --top "$MOVGEM_TOP" "${readme[@]}" \
 	--total-s "$(($(date +%s) - start))" "${report_args[@]}"
 say "bench: results in $out (took $(($(date +%s) - start)) s)"

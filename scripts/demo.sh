@@ -18,5 +18,11 @@ echo
 echo "=== what the guest printed (full console: $log) ==="
 grep -E '^(movgem|Node )' "$log" || true
 echo
+# The /proc/buddyinfo snapshots above as one picture (matplotlib, from
+# Debian's python3-matplotlib: scripts/setup.sh); no picture, no failure.
+pic="$MOVGEM_CACHE/demo"
+if /usr/bin/python3 "$MOVGEM_TOP/scripts/bench-report.py" --out "$pic" --demo-buddyinfo "$log" >/dev/null; then
+	echo "free memory by block order, before and after each round: $pic/demo-buddyinfo.png (.svg)"
+fi
 python3 "$MOVGEM_TOP/scripts/console.py" verdict "$log" | tail -1
 exit $rc

@@ -6,7 +6,7 @@ source "$(dirname "$0")/lib.sh"
 
 packages=(linux-source-6.12 rustc-web rust-web-src rust-web-clippy clang lld llvm libclang-dev
 	bc flex bison libelf-dev libssl-dev cpio busybox-static kmod qemu-system-x86
-	python3 gzip)
+	python3 python3-matplotlib gzip)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -24,19 +24,70 @@
 //! free memory (physical limit = free / 2 MiB), hugetlb pages obtained,
 //! and a THP attempt.  The shrinker is off throughout, so that only the
 //! hook differs; the bench guest has no swap at this point.
+//!
+//! Free memory by order: every round records /proc/buddyinfo right
+//! before and right after compaction, the free blocks of each order
+//! (0 to 10) summed over every zone of every node (a bench guest, 1 or
+//! 2 GiB as two fake nodes, has one DMA32 zone on each, no Normal);
+//! `free_blocks_by_order` lists those of the median round (by
+//! hugepages) of each configuration.
 
 use std::time::Instant;
+
+use serde::Serialize;
 
 use movgem_guest::env::{self, Counters};
 use movgem_uapi::{self as uapi, Device};
 
-use crate::json::Json;
-use crate::stats;
-use crate::sys::{self, io, Objects, MIB};
+use crate::stats::{self, num};
+use crate::sys::{self, io, Objects, Unusable, MIB};
 
 const OBJ_SIZE: u64 = 4 * MIB;
 
-fn round(cfg: &str) -> Result<Json, String> {
+/// One round of one configuration.
+#[derive(Debug, Serialize)]
+struct Round {
+    objects: usize,
+    object_mib: u64,
+    objects_total_mib: u64,
+    bound_objects: u64,
+    available_mib_at_start: u64,
+    free_mib_before_alloc: u64,
+    physical_limit: u64,
+    hugepages: u64,
+    thp_pages: u64,
+    thp_region_mib: u64,
+    thp_fault_alloc: u64,
+    thp_fault_fallback: u64,
+    thp_eligible: bool,
+    thp_madvised: bool,
+    unusable_index_order9_before: Unusable,
+    unusable_index_order9_after: Unusable,
+    #[serde(serialize_with = "num")]
+    setup_s: f64,
+    #[serde(serialize_with = "num")]
+    compact_s: f64,
+    #[serde(serialize_with = "num")]
+    hugetlb_alloc_s: f64,
+    #[serde(serialize_with = "num")]
+    thp_touch_s: f64,
+    hook_calls: u64,
+    hook_bypassed: u64,
+    migrated: u64,
+    migrated_in_place: u64,
+    released_objects: u64,
+    released_pages: u64,
+    unbinds: u64,
+    refused_suspended: u64,
+    runtime_resumes: u64,
+    bound_objects_after: u64,
+    runtime_status_after: String,
+    /// Free blocks per order, all zones summed: see the module doc.
+    free_blocks_by_order_before: Vec<u64>,
+    free_blocks_by_order_after: Vec<u64>,
+}
+
+fn round(cfg: &str) -> Result<Round, String> {
     let dev = io(Device::open(), "open")?;
     let avail = sys::meminfo("MemAvailable") * 1024;
     println!(
@@ -64,11 +115,13 @@ fn round(cfg: &str) -> Result<Json, String> {
     let info = io(dev.info(), "info")?;
 
     let before = Counters::read()?;
-    let unusable_before = sys::unusable_index_order9();
+    let unusable_before = Unusable(sys::unusable_index_order9());
+    let buddy_before = sys::free_blocks_by_order();
     let t = Instant::now();
     env::compact()?;
     let compact_s = sys::secs(t);
-    let unusable_after = sys::unusable_index_order9();
+    let unusable_after = Unusable(sys::unusable_index_order9());
+    let buddy_after = sys::free_blocks_by_order();
     let free_kib = sys::meminfo("MemFree");
     let physical_limit = free_kib / 2048;
     let (hugepages, huge_s) = sys::hugetlb_pages()?;
@@ -82,44 +135,41 @@ fn round(cfg: &str) -> Result<Json, String> {
     env::set_param("hook", "inplace")?;
     drop(objs);
 
-    let out = Json::obj()
-        .with("objects", count)
-        .with("object_mib", OBJ_SIZE / MIB)
-        .with("objects_total_mib", count as u64 * OBJ_SIZE / MIB)
-        .with("bound_objects", info.bound_objects)
-        .with("available_mib_at_start", avail / MIB)
-        .with("free_mib_before_alloc", free_kib / 1024)
-        .with("physical_limit", physical_limit)
-        .with("hugepages", hugepages)
-        .with("thp_pages", thp.pages)
-        .with("thp_region_mib", thp_len / MIB)
-        .with("thp_fault_alloc", thp.fault_alloc)
-        .with("thp_fault_fallback", thp.fault_fallback)
-        .with("thp_eligible", thp.eligible)
-        .with("thp_madvised", thp.advised)
-        .with(
-            "unusable_index_order9_before",
-            sys::unusable_json(&unusable_before),
-        )
-        .with(
-            "unusable_index_order9_after",
-            sys::unusable_json(&unusable_after),
-        )
-        .with("setup_s", setup_s)
-        .with("compact_s", compact_s)
-        .with("hugetlb_alloc_s", huge_s)
-        .with("thp_touch_s", thp.secs)
-        .with("hook_calls", d.get("hook_calls"))
-        .with("hook_bypassed", d.get("hook_bypassed"))
-        .with("migrated", d.get("migrated"))
-        .with("migrated_in_place", d.get("migrated_in_place"))
-        .with("released_objects", d.get("released_objects"))
-        .with("released_pages", d.get("released_pages"))
-        .with("unbinds", d.get("unbinds"))
-        .with("refused_suspended", d.get("refused_suspended"))
-        .with("runtime_resumes", d.get("runtime_resumes"))
-        .with("bound_objects_after", bound_after)
-        .with("runtime_status_after", status_after.as_str());
+    let out = Round {
+        objects: count,
+        object_mib: OBJ_SIZE / MIB,
+        objects_total_mib: count as u64 * OBJ_SIZE / MIB,
+        bound_objects: info.bound_objects,
+        available_mib_at_start: avail / MIB,
+        free_mib_before_alloc: free_kib / 1024,
+        physical_limit,
+        hugepages,
+        thp_pages: thp.pages,
+        thp_region_mib: thp_len / MIB,
+        thp_fault_alloc: thp.fault_alloc,
+        thp_fault_fallback: thp.fault_fallback,
+        thp_eligible: thp.eligible,
+        thp_madvised: thp.advised,
+        unusable_index_order9_before: unusable_before,
+        unusable_index_order9_after: unusable_after,
+        setup_s,
+        compact_s,
+        hugetlb_alloc_s: huge_s,
+        thp_touch_s: thp.secs,
+        hook_calls: d.get("hook_calls"),
+        hook_bypassed: d.get("hook_bypassed"),
+        migrated: d.get("migrated"),
+        migrated_in_place: d.get("migrated_in_place"),
+        released_objects: d.get("released_objects"),
+        released_pages: d.get("released_pages"),
+        unbinds: d.get("unbinds"),
+        refused_suspended: d.get("refused_suspended"),
+        runtime_resumes: d.get("runtime_resumes"),
+        bound_objects_after: bound_after,
+        runtime_status_after: status_after,
+        free_blocks_by_order_before: buddy_before,
+        free_blocks_by_order_after: buddy_after,
+    };
     println!(
         "movgem-bench: fragmentation {cfg}: {hugepages} hugepages (physical limit {physical_limit}), \
          THP {} (eligible {}, faults: {} huge, {} fell back), unusable index {:.3} -> {:.3}",
@@ -127,8 +177,8 @@ fn round(cfg: &str) -> Result<Json, String> {
         thp.eligible,
         thp.fault_alloc,
         thp.fault_fallback,
-        mean(&unusable_before),
-        mean(&unusable_after)
+        out.unusable_index_order9_before.mean().unwrap_or(0.0),
+        out.unusable_index_order9_after.mean().unwrap_or(0.0)
     );
     Ok(out)
 }
@@ -142,25 +192,121 @@ fn hook_mode(cfg: &str) -> &'static str {
     }
 }
 
-fn mean(z: &[(String, f64)]) -> f64 {
-    z.iter().map(|x| x.1).sum::<f64>() / z.len().max(1) as f64
-}
-
 /// Rounds of each configuration, interleaved (ceiling, off, release,
 /// in place, ceiling, ...): the page allocator varies from round to
 /// round; the medians are the results.
 pub const REPS: usize = 3;
 const CONFIGS: [&str; 4] = ["ceiling", "hook_off", "release", "inplace"];
 
-fn num(j: Option<&Json>) -> f64 {
-    match j {
-        Some(Json::Int(i)) => *i as f64,
-        Some(Json::Num(x)) => *x,
-        _ => f64::NAN,
+/// A value of each configuration, in [`CONFIGS`] order.
+#[derive(Debug, Serialize)]
+struct PerConfig<T> {
+    ceiling: T,
+    hook_off: T,
+    release: T,
+    inplace: T,
+}
+
+impl<T> PerConfig<T> {
+    fn new(mut f: impl FnMut(&str) -> T) -> Self {
+        Self {
+            ceiling: f(CONFIGS[0]),
+            hook_off: f(CONFIGS[1]),
+            release: f(CONFIGS[2]),
+            inplace: f(CONFIGS[3]),
+        }
     }
 }
 
-pub fn run() -> Result<Json, String> {
+/// Hugepages of each configuration, and the physical limit (of the
+/// in-place rounds).
+#[derive(Debug, Serialize)]
+struct Hugepages<T> {
+    ceiling: T,
+    hook_off: T,
+    release: T,
+    inplace: T,
+    physical_limit: T,
+}
+
+#[derive(Debug, Serialize)]
+struct UnusableMedians {
+    #[serde(serialize_with = "num")]
+    before_compaction: Option<f64>,
+    #[serde(serialize_with = "num")]
+    after_compaction: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+struct Released {
+    #[serde(serialize_with = "num")]
+    release: Option<f64>,
+    #[serde(serialize_with = "num")]
+    inplace: Option<f64>,
+}
+
+/// /proc/buddyinfo around the compaction of one round.
+#[derive(Debug, Serialize)]
+struct Buddy {
+    /// Which of the configuration's rounds (0-based, in `rounds`).
+    round: usize,
+    hugepages: u64,
+    before_compaction: Vec<u64>,
+    after_compaction: Vec<u64>,
+}
+
+/// Free blocks by order before and after compaction, from the median
+/// round (by hugepages) of each configuration.
+#[derive(Debug, Serialize)]
+struct FreeByOrder {
+    /// What the counts cover.
+    zones: &'static str,
+    /// The size of an order-0 block.
+    page_kib: u64,
+    #[serde(flatten)]
+    configs: PerConfig<Option<Buddy>>,
+}
+
+/// The fragmentation benchmark's result.
+#[derive(Debug, Serialize)]
+pub struct Fragmentation {
+    hugepages: Hugepages<Option<u64>>,
+    hugepages_runs: Hugepages<Vec<u64>>,
+    #[serde(serialize_with = "num")]
+    inplace_vs_ceiling: f64,
+    #[serde(serialize_with = "num")]
+    release_vs_ceiling: f64,
+    #[serde(serialize_with = "num")]
+    hook_off_vs_ceiling: f64,
+    released_pages: Released,
+    thp_pages: PerConfig<Option<u64>>,
+    unusable_index_order9: PerConfig<UnusableMedians>,
+    rounds_per_config: usize,
+    rounds: PerConfig<Vec<Round>>,
+    free_blocks_by_order: FreeByOrder,
+}
+
+fn nan(x: Option<f64>) -> f64 {
+    x.unwrap_or(f64::NAN)
+}
+
+/// Buddyinfo of the round of median hugepages among `rounds` (by
+/// nearest rank, as [`stats::median`]: its hugepages are the median
+/// reported).
+fn median_round(rounds: &[&Round]) -> Option<Buddy> {
+    let mut order: Vec<usize> = (0..rounds.len()).collect();
+    order.sort_by_key(|&i| rounds[i].hugepages);
+    let i = *order.get(order.len().checked_sub(1)? / 2)?;
+    let r = rounds[i];
+    Some(Buddy {
+        round: i,
+        hugepages: r.hugepages,
+        before_compaction: r.free_blocks_by_order_before.clone(),
+        after_compaction: r.free_blocks_by_order_after.clone(),
+    })
+}
+
+pub fn run() -> Result<Fragmentation, String> {
     // `always`: the tiny kernel has no madvise(2), so MADV_HUGEPAGE
     // alone cannot make the THP region eligible.  `defrag` stays
     // `madvise` (the default): THP faults take the 2 MiB blocks the
@@ -175,7 +321,7 @@ pub fn run() -> Result<Json, String> {
     // lowest in trial runs.
     println!("movgem-bench: fragmentation: warm-up round (not reported)");
     let warmup = round("ceiling");
-    let mut rounds: Vec<(&str, Json)> = Vec::new();
+    let mut rounds: Vec<(&str, Round)> = Vec::new();
     let mut result = warmup.map(|_| ());
     'reps: for rep in 0..REPS {
         if result.is_err() {
@@ -194,83 +340,154 @@ pub fn run() -> Result<Json, String> {
     env::set_param("shrinker", "1")?;
     env::set_param("hook", "inplace")?;
     result?;
-    // Every value of `key` over the rounds of `cfg`, and their median.
-    let values = |cfg: &str, key: &str| -> Vec<f64> {
+    let of = |cfg: &str| -> Vec<&Round> {
         rounds
             .iter()
             .filter(|(c, _)| *c == cfg)
-            .map(|(_, r)| match key.split_once('.') {
-                Some((a, b)) => num(r.get(a).and_then(|j| j.get(b))),
-                None => num(r.get(key)),
-            })
+            .map(|(_, r)| r)
             .collect()
     };
-    let med = |cfg: &str, key: &str| stats::median(&values(cfg, key));
-    let mut huge = Json::obj();
-    let mut huge_runs = Json::obj();
-    let mut thp = Json::obj();
-    let mut unusable = Json::obj();
-    let mut per_cfg = Json::obj();
-    for cfg in CONFIGS {
-        huge.set(cfg, med(cfg, "hugepages").map(|x| x as u64));
-        huge_runs.set(cfg, values(cfg, "hugepages"));
-        thp.set(cfg, med(cfg, "thp_pages").map(|x| x as u64));
-        unusable.set(
-            cfg,
-            Json::obj()
-                .with(
-                    "before_compaction",
-                    med(cfg, "unusable_index_order9_before.mean"),
-                )
-                .with(
-                    "after_compaction",
-                    med(cfg, "unusable_index_order9_after.mean"),
-                ),
-        );
-        per_cfg.set(
-            cfg,
-            Json::Arr(
-                rounds
-                    .iter()
-                    .filter(|(c, _)| *c == cfg)
-                    .map(|(_, r)| r.clone())
-                    .collect(),
-            ),
-        );
-    }
+    // Every value of `key` over the rounds of `cfg`, and their median.
+    let values =
+        |cfg: &str, key: fn(&Round) -> f64| -> Vec<f64> { of(cfg).into_iter().map(key).collect() };
+    let med = |cfg: &str, key: fn(&Round) -> f64| stats::median(&values(cfg, key));
+    let hugepages = |r: &Round| r.hugepages as f64;
+    let limit = |r: &Round| r.physical_limit as f64;
+    let runs =
+        |cfg: &str, key: fn(&Round) -> u64| -> Vec<u64> { of(cfg).into_iter().map(key).collect() };
     // Every round frees about the same; the headline compares against
     // the median physical limit of the in-place rounds.
-    huge.set(
-        "physical_limit",
-        med("inplace", "physical_limit").map(|x| x as u64),
-    );
-    huge_runs.set("physical_limit", values("inplace", "physical_limit"));
-    let ratio = |cfg: &str| {
-        let c = med("ceiling", "hugepages").unwrap_or(f64::NAN);
-        med(cfg, "hugepages").unwrap_or(f64::NAN) / c
+    let huge = Hugepages {
+        ceiling: med("ceiling", hugepages).map(|x| x as u64),
+        hook_off: med("hook_off", hugepages).map(|x| x as u64),
+        release: med("release", hugepages).map(|x| x as u64),
+        inplace: med("inplace", hugepages).map(|x| x as u64),
+        physical_limit: med("inplace", limit).map(|x| x as u64),
     };
+    let huge_runs = Hugepages {
+        ceiling: runs("ceiling", |r| r.hugepages),
+        hook_off: runs("hook_off", |r| r.hugepages),
+        release: runs("release", |r| r.hugepages),
+        inplace: runs("inplace", |r| r.hugepages),
+        physical_limit: runs("inplace", |r| r.physical_limit),
+    };
+    let thp = PerConfig::new(|cfg| med(cfg, |r| r.thp_pages as f64).map(|x| x as u64));
+    let unusable = PerConfig::new(|cfg| UnusableMedians {
+        before_compaction: med(cfg, |r| nan(r.unusable_index_order9_before.mean())),
+        after_compaction: med(cfg, |r| nan(r.unusable_index_order9_after.mean())),
+    });
+    let free_by_order = FreeByOrder {
+        zones: "every zone of every node, summed",
+        page_kib: sys::PAGE / 1024,
+        configs: PerConfig::new(|cfg| median_round(&of(cfg))),
+    };
+    let ratio = |cfg: &str| {
+        let c = med("ceiling", hugepages).unwrap_or(f64::NAN);
+        med(cfg, hugepages).unwrap_or(f64::NAN) / c
+    };
+    let show = |x: Option<u64>| x.map_or("null".to_string(), |x| x.to_string());
     println!(
         "movgem-bench: fragmentation medians of {REPS}, device asleep: ceiling {}, in place {}, release {}, \
          hook off {}, physical limit {}",
-        huge.get("ceiling").cloned().unwrap_or(Json::Null),
-        huge.get("inplace").cloned().unwrap_or(Json::Null),
-        huge.get("release").cloned().unwrap_or(Json::Null),
-        huge.get("hook_off").cloned().unwrap_or(Json::Null),
-        huge.get("physical_limit").cloned().unwrap_or(Json::Null)
+        show(huge.ceiling),
+        show(huge.inplace),
+        show(huge.release),
+        show(huge.hook_off),
+        show(huge.physical_limit)
     );
-    let mut pages_released = Json::obj();
-    for cfg in ["release", "inplace"] {
-        pages_released.set(cfg, med(cfg, "released_pages"));
+    let released = |r: &Round| r.released_pages as f64;
+    let pages_released = Released {
+        release: med("release", released),
+        inplace: med("inplace", released),
+    };
+    let (inplace_vs_ceiling, release_vs_ceiling, hook_off_vs_ceiling) =
+        (ratio("inplace"), ratio("release"), ratio("hook_off"));
+    let mut per_cfg: [Vec<Round>; 4] = Default::default();
+    for (cfg, r) in rounds {
+        let i = CONFIGS.iter().position(|c| *c == cfg).unwrap_or(0);
+        per_cfg[i].push(r);
     }
-    Ok(Json::obj()
-        .with("hugepages", huge)
-        .with("hugepages_runs", huge_runs)
-        .with("inplace_vs_ceiling", ratio("inplace"))
-        .with("release_vs_ceiling", ratio("release"))
-        .with("hook_off_vs_ceiling", ratio("hook_off"))
-        .with("released_pages", pages_released)
-        .with("thp_pages", thp)
-        .with("unusable_index_order9", unusable)
-        .with("rounds_per_config", REPS)
-        .with("rounds", per_cfg))
+    let [ceiling, hook_off, release, inplace] = per_cfg;
+    Ok(Fragmentation {
+        hugepages: huge,
+        hugepages_runs: huge_runs,
+        inplace_vs_ceiling,
+        release_vs_ceiling,
+        hook_off_vs_ceiling,
+        released_pages: pages_released,
+        thp_pages: thp,
+        unusable_index_order9: unusable,
+        rounds_per_config: REPS,
+        rounds: PerConfig {
+            ceiling,
+            hook_off,
+            release,
+            inplace,
+        },
+        free_blocks_by_order: free_by_order,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round(hugepages: u64) -> Round {
+        Round {
+            objects: 0,
+            object_mib: 4,
+            objects_total_mib: 0,
+            bound_objects: 0,
+            available_mib_at_start: 0,
+            free_mib_before_alloc: 0,
+            physical_limit: 0,
+            hugepages,
+            thp_pages: 0,
+            thp_region_mib: 0,
+            thp_fault_alloc: 0,
+            thp_fault_fallback: 0,
+            thp_eligible: false,
+            thp_madvised: false,
+            unusable_index_order9_before: Unusable::default(),
+            unusable_index_order9_after: Unusable::default(),
+            setup_s: 0.0,
+            compact_s: 0.0,
+            hugetlb_alloc_s: 0.0,
+            thp_touch_s: 0.0,
+            hook_calls: 0,
+            hook_bypassed: 0,
+            migrated: 0,
+            migrated_in_place: 0,
+            released_objects: 0,
+            released_pages: 0,
+            unbinds: 0,
+            refused_suspended: 0,
+            runtime_resumes: 0,
+            bound_objects_after: 0,
+            runtime_status_after: String::new(),
+            free_blocks_by_order_before: vec![hugepages; 11],
+            free_blocks_by_order_after: vec![hugepages + 1; 11],
+        }
+    }
+
+    /// The buddyinfo reported is that of the round whose hugepages are
+    /// the median reported.
+    #[test]
+    fn buddyinfo_of_the_median_round() {
+        let rounds = [round(30), round(10), round(20)];
+        let refs: Vec<&Round> = rounds.iter().collect();
+        let b = median_round(&refs).unwrap();
+        let hp: Vec<f64> = rounds.iter().map(|r| r.hugepages as f64).collect();
+        assert_eq!(Some(b.hugepages as f64), stats::median(&hp));
+        assert_eq!((b.round, b.hugepages), (2, 20));
+        assert_eq!(b.before_compaction, vec![20; 11]);
+        let two = [round(10), round(20)];
+        let refs: Vec<&Round> = two.iter().collect();
+        assert_eq!(median_round(&refs).unwrap().hugepages, 10);
+        assert!(median_round(&[]).is_none());
+        assert_eq!(
+            serde_json::to_string(&median_round(&refs[..1]).unwrap()).unwrap(),
+            r#"{"round":0,"hugepages":10,"before_compaction":[10,10,10,10,10,10,10,10,10,10,10],"after_compaction":[11,11,11,11,11,11,11,11,11,11,11]}"#
+        );
+    }
 }

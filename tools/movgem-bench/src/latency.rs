@@ -21,11 +21,12 @@
 
 use std::time::{Duration, Instant};
 
+use serde::Serialize;
+
 use movgem_guest::env::{self, Control, Counters, GpuAwake};
 use movgem_uapi::{self as uapi, Device};
 
-use crate::json::Json;
-use crate::stats;
+use crate::stats::{self, Distribution};
 use crate::sys::{self, io, Addr, Objects, MIB};
 
 const SAMPLES: usize = 400;
@@ -33,7 +34,48 @@ const SAMPLES: usize = 400;
 const BUSY_NS: u64 = 40_000_000_000;
 /// How long `hold_lock` holds struct_mutex.
 const HOLD_MS: u64 = 3000;
-const LOCK_TIMEOUTS_MS: [u32; 2] = [10, 2];
+
+/// The distribution of one case's latencies, pages that moved, and
+/// what else the case counted.
+#[derive(Debug, Serialize)]
+pub struct Summary<E = ()> {
+    #[serde(flatten)]
+    dist: Distribution,
+    pages_moved: usize,
+    #[serde(flatten)]
+    extra: E,
+}
+
+/// What the active-object cases count.
+#[derive(Debug, Serialize)]
+pub struct Active {
+    hook: &'static str,
+    still_busy_after: bool,
+    hook_calls: u64,
+    refused_active: u64,
+    hook_bypassed: u64,
+}
+
+/// What the contended-lock cases count.
+#[derive(Debug, Serialize)]
+pub struct Contended {
+    lock_timeout_ms: u32,
+    hold_ms: u64,
+    hook_calls: u64,
+    refused_lock_contended: u64,
+}
+
+/// The latency benchmark's result (microseconds).
+#[derive(Debug, Serialize)]
+pub struct Latency {
+    unit: &'static str,
+    same_node_floor: Summary,
+    plain_migration: Summary,
+    active: Summary<Active>,
+    active_hook_off: Summary<Active>,
+    lock_contended_10ms: Summary<Contended>,
+    lock_contended_2ms: Summary<Contended>,
+}
 
 /// Times single-page move_pages calls on `addrs` (round robin, each to
 /// the node it is not on) until `n` samples or `deadline`; returns the
@@ -59,20 +101,17 @@ fn sample(addrs: &[Addr], n: usize, deadline: Instant) -> Result<(Vec<f64>, usiz
     Ok((lat, moved))
 }
 
-fn summary(lat: &[f64], moved: usize, extra: Json) -> Json {
-    let mut j = stats::distribution(lat);
-    j.set("pages_moved", moved);
-    if let Json::Obj(fields) = extra {
-        for (k, v) in fields {
-            j.set(&k, v);
-        }
+fn summary<E>(lat: &[f64], moved: usize, extra: E) -> Summary<E> {
+    Summary {
+        dist: stats::distribution(lat),
+        pages_moved: moved,
+        extra,
     }
-    j
 }
 
 /// Single-page calls that ask to move a page to the node it is already
 /// on: no migration at all, only what every call pays (the floor).
-fn same_node() -> Result<Json, String> {
+fn same_node() -> Result<Summary, String> {
     let len = MIB;
     let (fd, addr) = sys::memfd(len)?;
     let addrs = sys::page_addrs(addr, len);
@@ -88,10 +127,10 @@ fn same_node() -> Result<Json, String> {
     sys::unmap(addr, len);
     // SAFETY: our memfd, closed once.
     unsafe { libc::close(fd) };
-    Ok(summary(&lat, 0, Json::obj()))
+    Ok(summary(&lat, 0, ()))
 }
 
-fn plain() -> Result<Json, String> {
+fn plain() -> Result<Summary, String> {
     let len = 4 * MIB;
     let (fd, addr) = sys::memfd(len)?;
     let addrs = sys::page_addrs(addr, len);
@@ -100,7 +139,7 @@ fn plain() -> Result<Json, String> {
     sys::unmap(addr, len);
     // SAFETY: our memfd, closed once.
     unsafe { libc::close(fd) };
-    Ok(summary(&lat, moved, Json::obj()))
+    Ok(summary(&lat, moved, ()))
 }
 
 fn far() -> Instant {
@@ -109,7 +148,9 @@ fn far() -> Instant {
 
 /// The active-object cases, hook on and off, sample by sample in turn,
 /// so that both see the same host noise.
-fn active(dev: &Device) -> Result<(Json, Json), String> {
+type Pair = (Summary<Active>, Summary<Active>);
+
+fn active(dev: &Device) -> Result<Pair, String> {
     let objs = Objects::create(dev, 1, 4 * MIB)?;
     objs.execbuf(uapi::OP_FILL, 1)?;
     let maps = objs.map_first(4 * MIB)?;
@@ -158,18 +199,19 @@ fn active(dev: &Device) -> Result<(Json, Json), String> {
         summary(
             &lat[slot],
             moved[slot],
-            Json::obj()
-                .with("hook", if slot == 0 { "1" } else { "0" })
-                .with("still_busy_after", busy_after)
-                .with("hook_calls", counted[slot].0)
-                .with("refused_active", counted[slot].1)
-                .with("hook_bypassed", counted[slot].2),
+            Active {
+                hook: if slot == 0 { "1" } else { "0" },
+                still_busy_after: busy_after,
+                hook_calls: counted[slot].0,
+                refused_active: counted[slot].1,
+                hook_bypassed: counted[slot].2,
+            },
         )
     };
     Ok((row(0), row(1)))
 }
 
-fn contended(dev: &Device, timeout_ms: u32) -> Result<Json, String> {
+fn contended(dev: &Device, timeout_ms: u32) -> Result<Summary<Contended>, String> {
     let objs = Objects::create(dev, 1, 4 * MIB)?;
     objs.execbuf(uapi::OP_FILL, 2)?;
     let maps = objs.map_first(4 * MIB)?;
@@ -190,38 +232,40 @@ fn contended(dev: &Device, timeout_ms: u32) -> Result<Json, String> {
     Ok(summary(
         &lat,
         moved,
-        Json::obj()
-            .with("lock_timeout_ms", timeout_ms)
-            .with("hold_ms", HOLD_MS)
-            .with("hook_calls", d.get("hook_calls"))
-            .with("refused_lock_contended", d.get("refused_lock_contended")),
+        Contended {
+            lock_timeout_ms: timeout_ms,
+            hold_ms: HOLD_MS,
+            hook_calls: d.get("hook_calls"),
+            refused_lock_contended: d.get("refused_lock_contended"),
+        },
     ))
 }
 
-pub fn run() -> Result<Json, String> {
+pub fn run() -> Result<Latency, String> {
     let _awake = GpuAwake::new()?;
     let dev = io(Device::open(), "open")?;
-    let mut out = Json::obj().with("unit", "us");
-    out.set("same_node_floor", same_node()?);
-    out.set("plain_migration", plain()?);
-    let (on, off) = active(&dev)?;
-    out.set("active", on);
-    out.set("active_hook_off", off);
-    for ms in LOCK_TIMEOUTS_MS {
-        out.set(&format!("lock_contended_{ms}ms"), contended(&dev, ms)?);
-    }
-    let p = |k: &str, q: &str| match out.get(k).and_then(|j| j.get(q)) {
-        Some(Json::Num(x)) => *x,
-        _ => f64::NAN,
-    };
+    let same_node_floor = same_node()?;
+    let plain_migration = plain()?;
+    let (active, active_hook_off) = active(&dev)?;
+    let lock_contended_10ms = contended(&dev, 10)?;
+    let lock_contended_2ms = contended(&dev, 2)?;
+    let p = |x: Option<f64>| x.unwrap_or(f64::NAN);
     println!(
         "movgem-bench: latency: active refusal p50 {:.0} us p99 {:.0} us; hook off {:.0} us; \
          contended lock (10 ms budget) p50 {:.0} us max {:.0} us",
-        p("active", "p50"),
-        p("active", "p99"),
-        p("active_hook_off", "p50"),
-        p("lock_contended_10ms", "p50"),
-        p("lock_contended_10ms", "max")
+        p(active.dist.p50),
+        p(active.dist.p99),
+        p(active_hook_off.dist.p50),
+        p(lock_contended_10ms.dist.p50),
+        p(lock_contended_10ms.dist.max)
     );
-    Ok(out)
+    Ok(Latency {
+        unit: "us",
+        same_node_floor,
+        plain_migration,
+        active,
+        active_hook_off,
+        lock_contended_10ms,
+        lock_contended_2ms,
+    })
 }

@@ -14,11 +14,12 @@
 
 use std::time::Instant;
 
+use serde::Serialize;
+
 use movgem_guest::env::{self, Counters, GpuAwake};
 use movgem_uapi::{self as uapi, Device};
 
-use crate::json::Json;
-use crate::stats;
+use crate::stats::{self, num};
 use crate::sys::{self, io, Objects, MIB};
 
 /// Memory moved per measurement, by object size.
@@ -30,11 +31,87 @@ fn rate(m: &sys::Moved) -> f64 {
     m.moved as f64 / m.secs
 }
 
+/// Plain shmem pages moved.
+#[derive(Debug, Serialize)]
+struct Plain {
+    pages: usize,
+    mappings: usize,
+    pages_moved: Vec<usize>,
+    #[serde(serialize_with = "num")]
+    pages_per_s: Vec<f64>,
+    #[serde(serialize_with = "num")]
+    pages_per_s_median: Option<f64>,
+}
+
+/// Bound idle objects moved through the hook.
+#[derive(Debug, Serialize)]
+struct Hooked {
+    hook: String,
+    objects: usize,
+    object_kib: u64,
+    pages: usize,
+    pages_moved: Vec<usize>,
+    migrated_in_place: Vec<u64>,
+    released_pages: Vec<u64>,
+    #[serde(serialize_with = "num")]
+    released_pages_per_page_moved: Vec<f64>,
+    #[serde(serialize_with = "num")]
+    released_pages_per_page_moved_median: Option<f64>,
+    #[serde(serialize_with = "num")]
+    pages_per_s: Vec<f64>,
+    #[serde(serialize_with = "num")]
+    pages_per_s_median: Option<f64>,
+    rebinds: Vec<u64>,
+    #[serde(serialize_with = "num")]
+    first_batch_ms: Vec<f64>,
+    #[serde(serialize_with = "num")]
+    first_batch_ms_per_mib: Vec<f64>,
+    #[serde(serialize_with = "num")]
+    first_batch_ms_per_mib_median: Option<f64>,
+    #[serde(serialize_with = "num")]
+    first_bind_ms_per_mib: f64,
+}
+
+/// Pinned pages with the hook off.
+#[derive(Debug, Serialize)]
+struct HookOff {
+    pages_asked: usize,
+    pages_moved: usize,
+    #[serde(serialize_with = "num")]
+    seconds: f64,
+}
+
+/// One object size.
+#[derive(Debug, Serialize)]
+struct BySize {
+    total_mib: u64,
+    #[serde(serialize_with = "num")]
+    ratio_inplace_vs_plain: f64,
+    #[serde(serialize_with = "num")]
+    ratio_release_vs_plain: f64,
+    #[serde(serialize_with = "num")]
+    first_batch_release_vs_inplace: f64,
+    plain_shmem: Plain,
+    inplace: Hooked,
+    release: Hooked,
+}
+
+/// The migration benchmark's result.
+#[derive(Debug, Serialize)]
+pub struct Migration {
+    reps: usize,
+    #[serde(rename = "4m")]
+    m4: BySize,
+    #[serde(rename = "4k")]
+    k4: BySize,
+    hook_off_4m: HookOff,
+}
+
 /// Plain shmem in the objects' layout: `total / obj_size` memfds of
 /// `obj_size` bytes, each mapped on its own, so that the comparison
 /// differs only by the hook (one mapping per 4 KiB page costs
 /// `move_pages()` more than one large mapping, hook or not).
-fn plain(obj_size: u64, total: u64) -> Result<Json, String> {
+fn plain(obj_size: u64, total: u64) -> Result<Plain, String> {
     let maps = sys::memfds((total / obj_size) as usize, obj_size)?;
     let addrs = maps.addrs();
     let mut rates = Vec::new();
@@ -45,17 +122,18 @@ fn plain(obj_size: u64, total: u64) -> Result<Json, String> {
         moved.push(m.moved);
     }
     drop(maps);
-    Ok(Json::obj()
-        .with("pages", addrs.len())
-        .with("mappings", (total / obj_size) as usize)
-        .with("pages_moved", moved)
-        .with("pages_per_s", rates.clone())
-        .with("pages_per_s_median", stats::median(&rates)))
+    Ok(Plain {
+        pages: addrs.len(),
+        mappings: (total / obj_size) as usize,
+        pages_moved: moved,
+        pages_per_s_median: stats::median(&rates),
+        pages_per_s: rates,
+    })
 }
 
 /// Bound idle objects of `obj_size` bytes, `total` bytes of them, moved
 /// with `hook=mode`.
-fn hooked(dev: &Device, mode: &str, obj_size: u64, total: u64) -> Result<Json, String> {
+fn hooked(dev: &Device, mode: &str, obj_size: u64, total: u64) -> Result<Hooked, String> {
     let count = (total / obj_size) as usize;
     let objs = Objects::create(dev, count, obj_size)?;
     // First bind of resident pages: written with PWRITE, then bound.
@@ -104,31 +182,29 @@ fn hooked(dev: &Device, mode: &str, obj_size: u64, total: u64) -> Result<Json, S
     drop(maps);
     let mib = objs.bytes() as f64 / MIB as f64;
     let per_mib: Vec<f64> = batch_ms.iter().map(|ms| ms / mib).collect();
-    Ok(Json::obj()
-        .with("hook", mode)
-        .with("objects", count)
-        .with("object_kib", obj_size / 1024)
-        .with("pages", addrs.len())
-        .with("pages_moved", moved)
-        .with("migrated_in_place", in_place)
-        .with("released_pages", released)
-        .with("released_pages_per_page_moved", released_per_moved.clone())
-        .with(
-            "released_pages_per_page_moved_median",
-            stats::median(&released_per_moved),
-        )
-        .with("pages_per_s", rates.clone())
-        .with("pages_per_s_median", stats::median(&rates))
-        .with("rebinds", rebinds)
-        .with("first_batch_ms", batch_ms)
-        .with("first_batch_ms_per_mib", per_mib.clone())
-        .with("first_batch_ms_per_mib_median", stats::median(&per_mib))
-        .with("first_bind_ms_per_mib", first_bind_ms / mib))
+    Ok(Hooked {
+        hook: mode.to_string(),
+        objects: count,
+        object_kib: obj_size / 1024,
+        pages: addrs.len(),
+        pages_moved: moved,
+        migrated_in_place: in_place,
+        released_pages: released,
+        released_pages_per_page_moved_median: stats::median(&released_per_moved),
+        released_pages_per_page_moved: released_per_moved,
+        pages_per_s_median: stats::median(&rates),
+        pages_per_s: rates,
+        rebinds,
+        first_batch_ms: batch_ms,
+        first_batch_ms_per_mib_median: stats::median(&per_mib),
+        first_batch_ms_per_mib: per_mib,
+        first_bind_ms_per_mib: first_bind_ms / mib,
+    })
 }
 
 /// The same pages with the hook off: they are pinned and stay put; this
 /// is the time migrate_pages() spends failing on them.
-fn hook_off(dev: &Device) -> Result<Json, String> {
+fn hook_off(dev: &Device) -> Result<HookOff, String> {
     let objs = Objects::create(dev, (TOTAL_4M / (4 * MIB)) as usize, 4 * MIB)?;
     objs.pwrite_all(&sys::sample_page(5))?;
     objs.execbuf(uapi::OP_NOP, 0)?;
@@ -138,54 +214,57 @@ fn hook_off(dev: &Device) -> Result<Json, String> {
     let off = sys::move_all_across(&addrs);
     env::set_param("hook", "inplace")?;
     let off = off?;
-    Ok(Json::obj()
-        .with("pages_asked", off.asked)
-        .with("pages_moved", off.moved)
-        .with("seconds", off.secs))
+    Ok(HookOff {
+        pages_asked: off.asked,
+        pages_moved: off.moved,
+        seconds: off.secs,
+    })
 }
 
-fn med(j: &Json, key: &str) -> f64 {
-    match j.get(key) {
-        Some(Json::Num(x)) => *x,
-        Some(Json::Int(i)) => *i as f64,
-        _ => f64::NAN,
-    }
+fn nan(x: Option<f64>) -> f64 {
+    x.unwrap_or(f64::NAN)
 }
 
-pub fn run() -> Result<Json, String> {
+pub fn run() -> Result<Migration, String> {
     let _awake = GpuAwake::new()?;
     let dev = io(Device::open(), "open")?;
-    let mut out = Json::obj().with("reps", REPS);
+    let mut sizes = Vec::new();
     for (label, obj_size, total) in [("4m", 4 * MIB, TOTAL_4M), ("4k", 4096, TOTAL_4K)] {
         let plain = plain(obj_size, total)?;
         let inplace = hooked(&dev, "inplace", obj_size, total)?;
         let release = hooked(&dev, "release", obj_size, total)?;
-        let p = med(&plain, "pages_per_s_median");
-        let ratio_in_place = med(&inplace, "pages_per_s_median") / p;
-        let ratio_release = med(&release, "pages_per_s_median") / p;
-        let batch_ratio = med(&release, "first_batch_ms_per_mib_median")
-            / med(&inplace, "first_batch_ms_per_mib_median");
+        let p = nan(plain.pages_per_s_median);
+        let ratio_in_place = nan(inplace.pages_per_s_median) / p;
+        let ratio_release = nan(release.pages_per_s_median) / p;
+        let batch_ratio =
+            nan(release.first_batch_ms_per_mib_median) / nan(inplace.first_batch_ms_per_mib_median);
         println!(
             "movgem-bench: migration, {label} objects: plain {p:.0} pages/s; in place {:.2} of it, \
              release {:.2}; pages released per page moved: in place {}, release {}; \
              first batch after the move: release/in place {batch_ratio:.2}",
             ratio_in_place,
             ratio_release,
-            med(&inplace, "released_pages_per_page_moved_median"),
-            med(&release, "released_pages_per_page_moved_median"),
+            nan(inplace.released_pages_per_page_moved_median),
+            nan(release.released_pages_per_page_moved_median),
         );
-        out.set(
-            label,
-            Json::obj()
-                .with("total_mib", total / MIB)
-                .with("ratio_inplace_vs_plain", ratio_in_place)
-                .with("ratio_release_vs_plain", ratio_release)
-                .with("first_batch_release_vs_inplace", batch_ratio)
-                .with("plain_shmem", plain)
-                .with("inplace", inplace)
-                .with("release", release),
-        );
+        sizes.push(BySize {
+            total_mib: total / MIB,
+            ratio_inplace_vs_plain: ratio_in_place,
+            ratio_release_vs_plain: ratio_release,
+            first_batch_release_vs_inplace: batch_ratio,
+            plain_shmem: plain,
+            inplace,
+            release,
+        });
     }
-    out.set("hook_off_4m", hook_off(&dev)?);
-    Ok(out)
+    let hook_off_4m = hook_off(&dev)?;
+    let [m4, k4]: [BySize; 2] = sizes
+        .try_into()
+        .map_err(|_| "two object sizes".to_string())?;
+    Ok(Migration {
+        reps: REPS,
+        m4,
+        k4,
+        hook_off_4m,
+    })
 }

@@ -24,10 +24,12 @@
 use std::process::Command;
 use std::time::Instant;
 
+use serde::Serialize;
+
 use movgem_guest::env::{self, Counters, GpuAwake};
 use movgem_uapi::{self as uapi, Device};
 
-use crate::json::Json;
+use crate::stats::num;
 use crate::sys::{self, io, Objects, MIB, PAGE};
 
 const OBJ_SIZE: u64 = 4 * MIB;
@@ -35,21 +37,54 @@ const OBJ_SIZE: u64 = 4 * MIB;
 /// median time is reported, with every time.
 const REPS: usize = 3;
 
-fn seconds(j: &Json) -> f64 {
-    match j.get("seconds") {
-        Some(Json::Num(x)) => *x,
-        _ => f64::NAN,
-    }
+/// One driver run next to fresh objects.
+#[derive(Debug, Serialize)]
+struct Run {
+    objects: usize,
+    objects_mib: u64,
+    #[serde(serialize_with = "num")]
+    seconds: f64,
+    completed: bool,
+    shrink_scans: u64,
+    shrink_freed_mib: u64,
+    shrink_purged_objects: u64,
+    shrink_released_objects: u64,
+    #[serde(serialize_with = "num")]
+    freed_mib_per_s: f64,
+    objects_swap_used_mib: u64,
+    /// The seconds of every run, when this is the median one.
+    #[serde(serialize_with = "num", skip_serializing_if = "Option::is_none")]
+    seconds_runs: Option<Vec<f64>>,
+}
+
+/// One kind of objects.
+#[derive(Debug, Serialize)]
+struct Kind {
+    hog_shrinker_off: Option<Run>,
+    hog_shrinker_on: Option<Run>,
+    drop_caches: Run,
+    #[serde(serialize_with = "num")]
+    hog_wait_ratio_on_vs_off: f64,
+}
+
+/// The reclaim benchmark's result.
+#[derive(Debug, Serialize)]
+pub struct Reclaim {
+    available_mib: u64,
+    objects_mib: u64,
+    hog_mib: u64,
+    swap: &'static str,
+    purgeable: Kind,
+    swappable: Kind,
 }
 
 /// The run of median `seconds`, with `seconds_runs` listing them all.
-fn median_run(mut runs: Vec<Json>) -> Json {
-    runs.sort_by(|a, b| seconds(a).total_cmp(&seconds(b)));
-    let all: Vec<f64> = runs.iter().map(seconds).collect();
-    match runs.into_iter().nth(all.len() / 2) {
-        Some(r) => r.with("seconds_runs", all),
-        None => Json::Null,
-    }
+fn median_run(mut runs: Vec<Run>) -> Option<Run> {
+    runs.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
+    let all: Vec<f64> = runs.iter().map(|r| r.seconds).collect();
+    let mut r = runs.into_iter().nth(all.len() / 2)?;
+    r.seconds_runs = Some(all);
+    Some(r)
 }
 
 fn sh(cmd: &str, args: &[&str]) -> Result<(), String> {
@@ -106,7 +141,7 @@ fn measure(
     kind: &str,
     bytes: u64,
     driver: &dyn Fn() -> (f64, bool),
-) -> Result<Json, String> {
+) -> Result<Run, String> {
     let objs = populate(dev, kind, bytes)?;
     let swap0 = swap_used_kib();
     let before = Counters::read()?;
@@ -114,43 +149,40 @@ fn measure(
     let d = Counters::read()?.since(&before);
     let freed = d.get("shrink_freed_pages");
     let swap_used = swap_used_kib().saturating_sub(swap0);
-    let out = Json::obj()
-        .with("objects", objs.handles.len())
-        .with("objects_mib", objs.bytes() / MIB)
-        .with("seconds", took)
-        .with("completed", completed)
-        .with("shrink_scans", d.get("shrink_scans"))
-        .with("shrink_freed_mib", freed * PAGE / MIB)
-        .with("shrink_purged_objects", d.get("shrink_purged_objects"))
-        .with("shrink_released_objects", d.get("shrink_released_objects"))
-        .with("freed_mib_per_s", (freed * PAGE) as f64 / MIB as f64 / took)
-        .with("objects_swap_used_mib", swap_used / 1024);
+    let out = Run {
+        objects: objs.handles.len(),
+        objects_mib: objs.bytes() / MIB,
+        seconds: took,
+        completed,
+        shrink_scans: d.get("shrink_scans"),
+        shrink_freed_mib: freed * PAGE / MIB,
+        shrink_purged_objects: d.get("shrink_purged_objects"),
+        shrink_released_objects: d.get("shrink_released_objects"),
+        freed_mib_per_s: (freed * PAGE) as f64 / MIB as f64 / took,
+        objects_swap_used_mib: swap_used / 1024,
+        seconds_runs: None,
+    };
     drop(objs);
     Ok(out)
 }
 
-pub fn run() -> Result<Json, String> {
+pub fn run() -> Result<Reclaim, String> {
     let _awake = GpuAwake::new()?;
     let _zram = Zram::on()?;
     let dev = io(Device::open(), "open")?;
     let avail = sys::meminfo("MemAvailable") * 1024;
     let bytes = avail * 2 / 5 / OBJ_SIZE * OBJ_SIZE;
     let hog_bytes = avail * 3 / 4 / MIB * MIB;
-    let mut out = Json::obj()
-        .with("available_mib", avail / MIB)
-        .with("objects_mib", bytes / MIB)
-        .with("hog_mib", hog_bytes / MIB)
-        .with("swap", "zram 1 GiB");
     let hog = move || sys::hog(hog_bytes);
     let drop3 = || {
         let t = Instant::now();
         let ok = sys::drop_caches(3).is_ok();
         (sys::secs(t), ok)
     };
-    let mut result = Ok(());
+    let mut kinds = Vec::new();
     for kind in ["purgeable", "swappable"] {
-        let mut k = Json::obj();
-        let mut runs: [Vec<Json>; 2] = [Vec::new(), Vec::new()];
+        let mut runs: [Vec<Run>; 2] = [Vec::new(), Vec::new()];
+        let mut result = Ok(());
         'reps: for _ in 0..REPS {
             for (i, shrinker) in ["0", "1"].into_iter().enumerate() {
                 let r = env::set_param("shrinker", shrinker)
@@ -164,31 +196,35 @@ pub fn run() -> Result<Json, String> {
                 }
             }
         }
-        let [off_runs, on_runs] = runs;
-        k.set("hog_shrinker_off", median_run(off_runs));
-        k.set("hog_shrinker_on", median_run(on_runs));
         let _ = env::set_param("shrinker", "1");
-        result.clone()?;
-        k.set("drop_caches", measure(&dev, kind, bytes, &drop3)?);
-        let s = |run: &str, key: &str| match k.get(run).and_then(|j| j.get(key)) {
-            Some(Json::Num(x)) => *x,
-            _ => f64::NAN,
-        };
-        let (on, off) = (
-            s("hog_shrinker_on", "seconds"),
-            s("hog_shrinker_off", "seconds"),
-        );
-        let (hog_rate, drop_rate) = (
-            s("hog_shrinker_on", "freed_mib_per_s"),
-            s("drop_caches", "freed_mib_per_s"),
-        );
-        k.set("hog_wait_ratio_on_vs_off", on / off);
+        result?;
+        let [off_runs, on_runs] = runs;
+        let (off_run, on_run) = (median_run(off_runs), median_run(on_runs));
+        let drop_caches = measure(&dev, kind, bytes, &drop3)?;
+        let secs = |r: &Option<Run>| r.as_ref().map_or(f64::NAN, |r| r.seconds);
+        let (on, off) = (secs(&on_run), secs(&off_run));
+        let hog_rate = on_run.as_ref().map_or(f64::NAN, |r| r.freed_mib_per_s);
+        let drop_rate = drop_caches.freed_mib_per_s;
         println!(
             "movgem-bench: reclaim {kind}: hog {on:.2} s with the shrinker, {off:.2} s without; \
              shrinker freed {hog_rate:.0} MiB/s under the hog, {drop_rate:.0} MiB/s from drop_caches"
         );
-        out.set(kind, k);
+        kinds.push(Kind {
+            hog_shrinker_off: off_run,
+            hog_shrinker_on: on_run,
+            drop_caches,
+            hog_wait_ratio_on_vs_off: on / off,
+        });
     }
-    result?;
-    Ok(out)
+    let [purgeable, swappable]: [Kind; 2] = kinds
+        .try_into()
+        .map_err(|_| "two kinds of objects".to_string())?;
+    Ok(Reclaim {
+        available_mib: avail / MIB,
+        objects_mib: bytes / MIB,
+        hog_mib: hog_bytes / MIB,
+        swap: "zram 1 GiB",
+        purgeable,
+        swappable,
+    })
 }

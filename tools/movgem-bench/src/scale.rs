@@ -23,17 +23,90 @@
 
 use std::time::Instant;
 
+use serde::Serialize;
+
 use movgem_guest::env::{Counters, GpuAwake};
 use movgem_uapi::{self as uapi, Device};
 
-use crate::json::Json;
-use crate::stats;
+use crate::stats::{self, num};
 use crate::sys::{self, io, Objects, MIB, PAGE};
 
 pub const COUNTS: [usize; 3] = [1_000, 10_000, 100_000];
 pub const SIZES: [u64; 5] = [4 << 10, 64 << 10, MIB, 16 * MIB, 64 * MIB];
 
-fn by_count(dev: &Device, n: usize) -> Result<Json, String> {
+/// One object count.
+#[derive(Debug, Serialize)]
+struct ByCount {
+    objects: usize,
+    #[serde(serialize_with = "num")]
+    create_s: f64,
+    #[serde(serialize_with = "num")]
+    populate_s: f64,
+    #[serde(serialize_with = "num")]
+    close_s: f64,
+    #[serde(serialize_with = "num")]
+    hook_s: f64,
+    #[serde(serialize_with = "num")]
+    hook_us_per_object: f64,
+    pages_moved: usize,
+    hook_released_objects: u64,
+    #[serde(serialize_with = "num")]
+    shrink_s: f64,
+    #[serde(serialize_with = "num")]
+    shrink_us_per_object: f64,
+    shrink_freed_pages: u64,
+    shrink_scans: u64,
+}
+
+/// One object size.
+#[derive(Debug, Serialize)]
+struct BySize {
+    object_kib: u64,
+    objects: usize,
+    pages_per_object: u64,
+    #[serde(serialize_with = "num")]
+    bind_us_per_page: f64,
+    #[serde(serialize_with = "num")]
+    hook_us_per_object: f64,
+    #[serde(serialize_with = "num")]
+    plain_us_per_page_moved: f64,
+    #[serde(serialize_with = "num")]
+    hook_net_us_per_object: f64,
+    #[serde(serialize_with = "num")]
+    hook_net_us_per_page: f64,
+    hook_pages_moved: usize,
+    hook_released_pages: u64,
+    #[serde(serialize_with = "num")]
+    shrink_s: f64,
+    #[serde(serialize_with = "num")]
+    shrink_us_per_object: f64,
+    #[serde(serialize_with = "num")]
+    shrink_us_per_page: f64,
+    shrink_freed_pages: u64,
+}
+
+/// Log-log slopes of cost over count or size (1: linear).
+#[derive(Debug, Serialize)]
+struct Slopes {
+    #[serde(serialize_with = "num")]
+    hook_total_vs_count: Option<f64>,
+    #[serde(serialize_with = "num")]
+    shrinker_total_vs_count: Option<f64>,
+    #[serde(serialize_with = "num")]
+    hook_per_object_vs_pages: Option<f64>,
+    #[serde(serialize_with = "num")]
+    shrinker_per_object_vs_pages: Option<f64>,
+}
+
+/// The scale benchmark's result.
+#[derive(Debug, Serialize)]
+pub struct Scale {
+    loglog_slopes: Slopes,
+    by_count: Vec<ByCount>,
+    by_size: Vec<BySize>,
+}
+
+fn by_count_of(dev: &Device, n: usize) -> Result<ByCount, String> {
     let t = Instant::now();
     let objs = Objects::create(dev, n, PAGE)?;
     let create_s = sys::secs(t);
@@ -60,19 +133,20 @@ fn by_count(dev: &Device, n: usize) -> Result<Json, String> {
         m.secs * 1e6 / n as f64,
         shrink_s * 1e6 / n as f64
     );
-    Ok(Json::obj()
-        .with("objects", n)
-        .with("create_s", create_s)
-        .with("populate_s", populate_s)
-        .with("close_s", close_s)
-        .with("hook_s", m.secs)
-        .with("hook_us_per_object", m.secs * 1e6 / n as f64)
-        .with("pages_moved", m.moved)
-        .with("hook_released_objects", hook.get("released_objects"))
-        .with("shrink_s", shrink_s)
-        .with("shrink_us_per_object", shrink_s * 1e6 / n as f64)
-        .with("shrink_freed_pages", shrink.get("shrink_freed_pages"))
-        .with("shrink_scans", shrink.get("shrink_scans")))
+    Ok(ByCount {
+        objects: n,
+        create_s,
+        populate_s,
+        close_s,
+        hook_s: m.secs,
+        hook_us_per_object: m.secs * 1e6 / n as f64,
+        pages_moved: m.moved,
+        hook_released_objects: hook.get("released_objects"),
+        shrink_s,
+        shrink_us_per_object: shrink_s * 1e6 / n as f64,
+        shrink_freed_pages: shrink.get("shrink_freed_pages"),
+        shrink_scans: shrink.get("shrink_scans"),
+    })
 }
 
 /// Objects of `size` in the size sweep: 256 MiB worth, at least 8 and
@@ -81,7 +155,7 @@ fn per_size(size: u64) -> usize {
     ((256 * MIB / size) as usize).clamp(8, 256)
 }
 
-fn by_size(dev: &Device, size: u64) -> Result<Json, String> {
+fn by_size_of(dev: &Device, size: u64) -> Result<BySize, String> {
     let n = per_size(size);
     let pages = size / PAGE;
     let objs = Objects::create(dev, n, size)?;
@@ -116,68 +190,58 @@ fn by_size(dev: &Device, size: u64) -> Result<Json, String> {
          shrinker {shrink_us:.1} us/object",
         size >> 10
     );
-    Ok(Json::obj()
-        .with("object_kib", size >> 10)
-        .with("objects", n)
-        .with("pages_per_object", pages)
-        .with("bind_us_per_page", bind_s * 1e6 / (n as f64 * pages as f64))
-        .with("hook_us_per_object", hook_us)
-        .with("plain_us_per_page_moved", base.secs * 1e6 / n as f64)
-        .with("hook_net_us_per_object", net_us)
-        .with("hook_net_us_per_page", net_us / pages as f64)
-        .with("hook_pages_moved", m.moved)
-        .with("hook_released_pages", hook.get("released_pages"))
-        .with("shrink_s", shrink_s)
-        .with("shrink_us_per_object", shrink_us)
-        .with("shrink_us_per_page", shrink_us / pages as f64)
-        .with("shrink_freed_pages", shrink.get("shrink_freed_pages")))
+    Ok(BySize {
+        object_kib: size >> 10,
+        objects: n,
+        pages_per_object: pages,
+        bind_us_per_page: bind_s * 1e6 / (n as f64 * pages as f64),
+        hook_us_per_object: hook_us,
+        plain_us_per_page_moved: base.secs * 1e6 / n as f64,
+        hook_net_us_per_object: net_us,
+        hook_net_us_per_page: net_us / pages as f64,
+        hook_pages_moved: m.moved,
+        hook_released_pages: hook.get("released_pages"),
+        shrink_s,
+        shrink_us_per_object: shrink_us,
+        shrink_us_per_page: shrink_us / pages as f64,
+        shrink_freed_pages: shrink.get("shrink_freed_pages"),
+    })
 }
 
-fn num(j: &Json, k: &str) -> f64 {
-    match j.get(k) {
-        Some(Json::Num(x)) => *x,
-        Some(Json::Int(i)) => *i as f64,
-        _ => f64::NAN,
-    }
-}
-
-pub fn run(counts: &[usize]) -> Result<Json, String> {
+pub fn run(counts: &[usize]) -> Result<Scale, String> {
     let _awake = GpuAwake::new()?;
     // One user mapping per object, and 100k of them.
     sys::write("/proc/sys/vm/max_map_count", "1000000")?;
     let dev = io(Device::open(), "open")?;
-    let mut count_rows = Vec::new();
+    let mut by_count = Vec::new();
     for &n in counts {
-        count_rows.push(by_count(&dev, n)?);
+        by_count.push(by_count_of(&dev, n)?);
     }
-    let mut size_rows = Vec::new();
+    let mut by_size = Vec::new();
     for size in SIZES {
-        size_rows.push(by_size(&dev, size)?);
+        by_size.push(by_size_of(&dev, size)?);
     }
-    let slope = |rows: &[Json], x: &str, y: &str| {
-        let pts: Vec<(f64, f64)> = rows.iter().map(|r| (num(r, x), num(r, y))).collect();
+    fn slope<R>(rows: &[R], xy: impl Fn(&R) -> (f64, f64)) -> Option<f64> {
+        let pts: Vec<(f64, f64)> = rows.iter().map(xy).collect();
         stats::loglog_slope(&pts)
+    }
+    let loglog_slopes = Slopes {
+        hook_total_vs_count: slope(&by_count, |r| (r.objects as f64, r.hook_s)),
+        shrinker_total_vs_count: slope(&by_count, |r| (r.objects as f64, r.shrink_s)),
+        hook_per_object_vs_pages: slope(&by_size, |r| {
+            (r.pages_per_object as f64, r.hook_net_us_per_object)
+        }),
+        shrinker_per_object_vs_pages: slope(&by_size, |r| {
+            (r.pages_per_object as f64, r.shrink_us_per_object)
+        }),
     };
-    let slopes = Json::obj()
-        .with(
-            "hook_total_vs_count",
-            slope(&count_rows, "objects", "hook_s"),
-        )
-        .with(
-            "shrinker_total_vs_count",
-            slope(&count_rows, "objects", "shrink_s"),
-        )
-        .with(
-            "hook_per_object_vs_pages",
-            slope(&size_rows, "pages_per_object", "hook_net_us_per_object"),
-        )
-        .with(
-            "shrinker_per_object_vs_pages",
-            slope(&size_rows, "pages_per_object", "shrink_us_per_object"),
-        );
-    println!("movgem-bench: scale log-log slopes (1 = linear): {slopes}");
-    Ok(Json::obj()
-        .with("loglog_slopes", slopes)
-        .with("by_count", Json::Arr(count_rows))
-        .with("by_size", Json::Arr(size_rows)))
+    println!(
+        "movgem-bench: scale log-log slopes (1 = linear): {}",
+        serde_json::to_string(&loglog_slopes).map_err(|e| e.to_string())?
+    );
+    Ok(Scale {
+        loglog_slopes,
+        by_count,
+        by_size,
+    })
 }

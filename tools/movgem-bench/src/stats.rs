@@ -1,8 +1,63 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Summaries of measured samples: percentiles and log-log slopes.
+//! Summaries of measured samples: percentiles and log-log slopes, and
+//! how the results print a measurement.
 
-use crate::json::Json;
+use serde::{Serialize, Serializer};
+
+/// A measurement as the results print it: three decimals at most (no
+/// float noise), a whole number without a fraction, and `null` for NaN
+/// and infinities, which JSON lacks.  The host's reader formats integers
+/// and fractions differently, so `1.0` must print as `1`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Num(pub f64);
+
+impl Serialize for Num {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let x = self.0;
+        if !x.is_finite() {
+            return s.serialize_none();
+        }
+        let r = (x * 1000.0).round() / 1000.0;
+        if r == r.trunc() && r.abs() < 1e15 {
+            s.serialize_i64(r as i64)
+        } else {
+            s.serialize_f64(r)
+        }
+    }
+}
+
+/// Fields of `f64` or `Vec<f64>`, or options of them, that serialize as
+/// [`Num`]: `#[serde(serialize_with = "stats::num")]`.
+pub trait Measured {
+    fn serialize_num<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error>;
+}
+
+impl Measured for f64 {
+    fn serialize_num<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        Num(*self).serialize(s)
+    }
+}
+
+impl<T: Measured> Measured for Option<T> {
+    fn serialize_num<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Some(v) => v.serialize_num(s),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+impl Measured for Vec<f64> {
+    fn serialize_num<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter().map(|&x| Num(x)))
+    }
+}
+
+/// See [`Measured`].
+pub fn num<T: Measured, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    v.serialize_num(s)
+}
 
 /// The `p`-th percentile (0..=100) of `samples` by the nearest-rank
 /// method; `None` when there are no samples.
@@ -21,21 +76,40 @@ pub fn median(samples: &[f64]) -> Option<f64> {
     percentile(samples, 50.0)
 }
 
-/// Count, min, p50, p90, p99, max and mean of latencies, as JSON.
-pub fn distribution(samples: &[f64]) -> Json {
+/// Count, min, p50, p90, p99, max and mean of latencies.
+#[derive(Debug, Serialize)]
+pub struct Distribution {
+    pub n: usize,
+    #[serde(serialize_with = "num")]
+    pub min: Option<f64>,
+    #[serde(serialize_with = "num")]
+    pub p50: Option<f64>,
+    #[serde(serialize_with = "num")]
+    pub p90: Option<f64>,
+    #[serde(serialize_with = "num")]
+    pub p99: Option<f64>,
+    #[serde(serialize_with = "num")]
+    pub max: Option<f64>,
+    #[serde(serialize_with = "num")]
+    pub mean: Option<f64>,
+}
+
+/// The [`Distribution`] of `samples`.
+pub fn distribution(samples: &[f64]) -> Distribution {
     let mean = if samples.is_empty() {
         None
     } else {
         Some(samples.iter().sum::<f64>() / samples.len() as f64)
     };
-    Json::obj()
-        .with("n", samples.len())
-        .with("min", percentile(samples, 0.0))
-        .with("p50", percentile(samples, 50.0))
-        .with("p90", percentile(samples, 90.0))
-        .with("p99", percentile(samples, 99.0))
-        .with("max", percentile(samples, 100.0))
-        .with("mean", mean)
+    Distribution {
+        n: samples.len(),
+        min: percentile(samples, 0.0),
+        p50: percentile(samples, 50.0),
+        p90: percentile(samples, 90.0),
+        p99: percentile(samples, 99.0),
+        max: percentile(samples, 100.0),
+        mean,
+    }
 }
 
 /// Least-squares slope of log(y) over log(x): 1 means y grows linearly
@@ -88,9 +162,51 @@ mod tests {
     #[test]
     fn distribution_fields() {
         let d = distribution(&[1.0, 2.0, 3.0, 4.0]);
-        assert_eq!(d.get("n"), Some(&Json::Int(4)));
-        assert_eq!(d.get("p50"), Some(&Json::Num(2.0)));
-        assert_eq!(d.get("max"), Some(&Json::Num(4.0)));
-        assert_eq!(d.get("mean"), Some(&Json::Num(2.5)));
+        assert_eq!(
+            serde_json::to_string(&d).unwrap(),
+            r#"{"n":4,"min":1,"p50":2,"p90":4,"p99":4,"max":4,"mean":2.5}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&distribution(&[])).unwrap(),
+            r#"{"n":0,"min":null,"p50":null,"p90":null,"p99":null,"max":null,"mean":null}"#
+        );
+    }
+
+    /// What the hand-written writer this replaced printed.
+    #[test]
+    fn numbers_print_as_before() {
+        let v = vec![
+            Num(1.0),
+            Num(f64::NAN),
+            Num(f64::INFINITY),
+            Num(0.12345),
+            Num(-2.5),
+            Num(0.0004),
+            Num(1234567.891_2),
+            Num(3.0e-3),
+            Num(-0.0),
+        ];
+        assert_eq!(
+            serde_json::to_string(&v).unwrap(),
+            "[1,null,null,0.123,-2.5,0,1234567.891,0.003,0]"
+        );
+        #[derive(Serialize)]
+        struct T {
+            #[serde(serialize_with = "num")]
+            a: f64,
+            #[serde(serialize_with = "num")]
+            b: Option<f64>,
+            #[serde(serialize_with = "num")]
+            c: Vec<f64>,
+        }
+        let t = T {
+            a: 2.0,
+            b: None,
+            c: vec![0.5, 7.0],
+        };
+        assert_eq!(
+            serde_json::to_string(&t).unwrap(),
+            r#"{"a":2,"b":null,"c":[0.5,7]}"#
+        );
     }
 }

@@ -7,8 +7,12 @@
 use std::fs;
 use std::time::Instant;
 
+use serde::ser::{Serialize, SerializeMap, Serializer};
+
 use movgem_guest::env;
 use movgem_uapi::{self as uapi, Device};
+
+use crate::stats::Num;
 
 pub const PAGE: u64 = 4096;
 pub const MIB: u64 = 1 << 20;
@@ -201,18 +205,54 @@ pub fn parse_unusable(text: &str, order: usize) -> Vec<(String, f64)> {
         .collect()
 }
 
-/// The zone indices as JSON, plus their mean over zones.
-pub fn unusable_json(zones: &[(String, f64)]) -> crate::json::Json {
-    let mut j = crate::json::Json::obj();
-    for (k, v) in zones {
-        j.set(k, *v);
+/// The zone indices of [`unusable_index_order9`]; serialized as an
+/// object of zone: index, then `mean`, the mean over zones.
+#[derive(Clone, Debug, Default)]
+pub struct Unusable(pub Vec<(String, f64)>);
+
+impl Unusable {
+    /// The mean over zones (`None` without zones).
+    pub fn mean(&self) -> Option<f64> {
+        let z = &self.0;
+        (!z.is_empty()).then(|| z.iter().map(|z| z.1).sum::<f64>() / z.len() as f64)
     }
-    let mean = if zones.is_empty() {
-        None
-    } else {
-        Some(zones.iter().map(|z| z.1).sum::<f64>() / zones.len() as f64)
-    };
-    j.with("mean", mean)
+}
+
+impl Serialize for Unusable {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.0.len() + 1))?;
+        for (k, v) in &self.0 {
+            m.serialize_entry(k, &Num(*v))?;
+        }
+        m.serialize_entry("mean", &self.mean().map(Num))?;
+        m.end()
+    }
+}
+
+/// Free blocks of each order (0 to 10: 4 KiB to 4 MiB), summed over
+/// every zone of every node, from `/proc/buddyinfo`.
+pub fn free_blocks_by_order() -> Vec<u64> {
+    parse_buddyinfo(&read("/proc/buddyinfo"))
+}
+
+/// Sums the `Node 0, zone   DMA32  3 1 0 ...` lines of /proc/buddyinfo
+/// per order.
+pub fn parse_buddyinfo(text: &str) -> Vec<u64> {
+    let mut sum: Vec<u64> = Vec::new();
+    for l in text.lines() {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        // "Node", "0,", "zone", "DMA32", counts...
+        if w.len() < 5 || w[0] != "Node" || w[2] != "zone" {
+            continue;
+        }
+        for (order, c) in w[4..].iter().enumerate() {
+            if sum.len() <= order {
+                sum.resize(order + 1, 0);
+            }
+            sum[order] += c.parse::<u64>().unwrap_or(0);
+        }
+    }
+    sum
 }
 
 /// Asks for as many 2 MiB hugepages as the kernel gives; returns the
@@ -481,13 +521,7 @@ impl Drop for Mappings {
 /// repeated word, which zram would store for free).
 pub fn sample_page(seed: u64) -> Vec<u8> {
     let mut p = vec![0u8; PAGE as usize];
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    for b in p.iter_mut().take(64) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        *b = x as u8;
-    }
+    fastrand::Rng::with_seed(seed).fill(&mut p[..64]);
     p
 }
 
@@ -508,6 +542,35 @@ mod tests {
                 ("node1_Normal".to_string(), 0.25)
             ]
         );
+    }
+
+    #[test]
+    fn unusable_serializes_zones_then_mean() {
+        let z = Unusable(vec![
+            ("node0_DMA32".into(), 0.9),
+            ("node1_Normal".into(), 0.25),
+        ]);
+        assert_eq!(
+            serde_json::to_string(&z).unwrap(),
+            r#"{"node0_DMA32":0.9,"node1_Normal":0.25,"mean":0.575}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&Unusable::default()).unwrap(),
+            r#"{"mean":null}"#
+        );
+    }
+
+    #[test]
+    fn buddyinfo_sums_over_zones() {
+        let t = "Node 0, zone      DMA      1      0      1      0      2      1      1      0      1      1      3\n\
+                 Node 0, zone    DMA32    100     50     20     10      5      2      1      0      0      0      0\n\
+                 Node 1, zone    DMA32     10      5      2      1      0      0      0      0      0      0    100\n\
+                 not buddyinfo\n";
+        assert_eq!(
+            parse_buddyinfo(t),
+            vec![111, 55, 23, 11, 7, 3, 2, 0, 1, 1, 103]
+        );
+        assert_eq!(parse_buddyinfo(""), Vec::<u64>::new());
     }
 
     #[test]

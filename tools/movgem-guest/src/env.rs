@@ -104,6 +104,11 @@ impl Counters {
         )
     }
 
+    /// Every counter's name.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+
     pub fn get(&self, name: &str) -> u64 {
         self.0.get(name).copied().unwrap_or(0)
     }
@@ -266,13 +271,8 @@ fn fragment_bytes(bytes: u64) -> Result<Filler, String> {
     let written = std::time::Instant::now();
     let fd = f.as_raw_fd();
     let mut holes: Vec<u64> = (0..size / (2 * PAGE)).collect();
-    let mut rng = 0x2545_f491_4f6c_dd1d_u64;
-    for i in (1..holes.len()).rev() {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        holes.swap(i, (rng % (i as u64 + 1)) as usize);
-    }
+    // A fixed seed: every run punches the same order.
+    fastrand::Rng::with_seed(0x2545_f491_4f6c_dd1d).shuffle(&mut holes);
     for hole in holes {
         // SAFETY: `fd` is an open tmpfs file; the range lies inside it.
         let r = unsafe {

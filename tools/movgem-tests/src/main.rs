@@ -20,21 +20,49 @@ fn selected(name: &str, filter: &str) -> bool {
     filter.split(',').any(|part| name.contains(part))
 }
 
-fn main() {
-    let filter = std::env::args().nth(1).unwrap_or_default();
-    if filter == "--demo" {
-        if !report("demo", &demo::demo()) {
-            std::process::exit(1);
+/// What to do.
+enum Mode {
+    Run,
+    List,
+    Demo,
+}
+
+fn options(args: impl IntoIterator<Item = String>) -> Result<(Mode, String), lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut mode = Mode::Run;
+    let mut filter = None;
+    let mut p = lexopt::Parser::from_args(args);
+    while let Some(arg) = p.next()? {
+        match arg {
+            Long("demo") => mode = Mode::Demo,
+            Long("list") => mode = Mode::List,
+            Value(v) if filter.is_none() => filter = Some(v.string()?),
+            _ => return Err(arg.unexpected()),
         }
-        return;
     }
-    if filter == "--list" {
-        // The names this run would report, for the runner's inventory.
-        let only = std::env::args().nth(2).unwrap_or_default();
-        for (name, _) in tests::all().filter(|(n, _)| selected(n, &only)) {
-            println!("{name}");
+    Ok((mode, filter.unwrap_or_default()))
+}
+
+fn main() {
+    let (mode, filter) = options(std::env::args().skip(1)).unwrap_or_else(|e| {
+        eprintln!("movgem-tests: {e}\nusage: movgem-tests [FILTER] | --list [FILTER] | --demo");
+        std::process::exit(2);
+    });
+    match mode {
+        Mode::Demo => {
+            if !report("demo", &demo::demo()) {
+                std::process::exit(1);
+            }
+            return;
         }
-        return;
+        Mode::List => {
+            // The names this run would report, for the runner's inventory.
+            for (name, _) in tests::all().filter(|(n, _)| selected(n, &filter)) {
+                println!("{name}");
+            }
+            return;
+        }
+        Mode::Run => {}
     }
     let (mut passed, mut failed) = (0, 0);
     for (name, test) in tests::all().filter(|(n, _)| selected(n, &filter)) {

@@ -76,17 +76,33 @@ struct Options {
     without_shrinker: bool,
 }
 
-fn usage() -> ! {
-    eprintln!(
-        "usage: gem-shrink [--duration SECONDS] [--passes N] [--background-passes N] \
-         [--subtest-timeout SECONDS] \
-         [--summary FILE] [--run-subtest PATTERN]... [--list-subtests] [--expect-fail] \
-         [--without-shrinker]"
-    );
-    std::process::exit(2);
+const USAGE: &str = "usage: gem-shrink [--duration SECONDS] [--passes N] [--background-passes N] \
+                     [--subtest-timeout SECONDS] [--summary FILE] [--run-subtest PATTERN]... \
+                     [--list-subtests] [--expect-fail] [--without-shrinker]";
+
+/// A positive number, the value of the option just read.
+fn positive<T>(p: &mut lexopt::Parser) -> Result<T, lexopt::Error>
+where
+    T: std::str::FromStr + PartialOrd + Default,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    use lexopt::prelude::*;
+    let value = p.value()?.string()?;
+    match value.parse::<T>() {
+        Ok(v) if v > T::default() => Ok(v),
+        Ok(_) => Err(lexopt::Error::ParsingFailed {
+            value,
+            error: "not a positive number".into(),
+        }),
+        Err(e) => Err(lexopt::Error::ParsingFailed {
+            value,
+            error: Box::new(e),
+        }),
+    }
 }
 
-fn options() -> Options {
+fn parse_options(args: impl IntoIterator<Item = String>) -> Result<Options, lexopt::Error> {
+    use lexopt::prelude::*;
     let mut o = Options {
         duration: 20.0,
         summary: None,
@@ -98,42 +114,29 @@ fn options() -> Options {
         expect_fail: false,
         without_shrinker: false,
     };
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--duration" => {
-                o.duration = match args.next().and_then(|s| s.parse().ok()) {
-                    Some(d) if d > 0.0 => d,
-                    _ => usage(),
-                }
-            }
-            "--passes" => {
-                o.max_passes = match args.next().and_then(|s| s.parse().ok()) {
-                    Some(n) if n > 0 => Some(n),
-                    _ => usage(),
-                }
-            }
-            "--background-passes" => {
-                o.max_background = match args.next().and_then(|s| s.parse().ok()) {
-                    Some(n) if n > 0 => Some(n),
-                    _ => usage(),
-                }
-            }
-            "--subtest-timeout" => {
-                o.watchdog = match args.next().and_then(|s| s.parse().ok()) {
-                    Some(t) if t > 0.0 => Some(t),
-                    _ => usage(),
-                }
-            }
-            "--summary" => o.summary = Some(args.next().unwrap_or_else(|| usage())),
-            "--run-subtest" => o.patterns.push(args.next().unwrap_or_else(|| usage())),
-            "--list-subtests" => o.list = true,
-            "--expect-fail" => o.expect_fail = true,
-            "--without-shrinker" => o.without_shrinker = true,
-            _ => usage(),
+    let mut p = lexopt::Parser::from_args(args);
+    while let Some(arg) = p.next()? {
+        match arg {
+            Long("duration") => o.duration = positive(&mut p)?,
+            Long("passes") => o.max_passes = Some(positive(&mut p)?),
+            Long("background-passes") => o.max_background = Some(positive(&mut p)?),
+            Long("subtest-timeout") => o.watchdog = Some(positive(&mut p)?),
+            Long("summary") => o.summary = Some(p.value()?.string()?),
+            Long("run-subtest") => o.patterns.push(p.value()?.string()?),
+            Long("list-subtests") => o.list = true,
+            Long("expect-fail") => o.expect_fail = true,
+            Long("without-shrinker") => o.without_shrinker = true,
+            _ => return Err(arg.unexpected()),
         }
     }
-    o
+    Ok(o)
+}
+
+fn options() -> Options {
+    parse_options(std::env::args().skip(1)).unwrap_or_else(|e| {
+        eprintln!("gem-shrink: {e}\n{USAGE}");
+        std::process::exit(2);
+    })
 }
 
 const ITERATIONS: usize = 0;
@@ -639,4 +642,53 @@ fn main() {
         passed == selected.len()
     };
     std::process::exit(i32::from(!ok));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(line: &str) -> Result<Options, String> {
+        parse_options(line.split_whitespace().map(String::from)).map_err(|e| e.to_string())
+    }
+
+    /// What scripts/guest/init passes.
+    #[test]
+    fn guest_command_lines() {
+        let o = parse(
+            "--duration 1 --subtest-timeout 120 --passes 4 --background-passes 1 \
+             --summary /tmp/gs.sum",
+        )
+        .unwrap();
+        assert_eq!(o.duration, 1.0);
+        assert_eq!(o.watchdog, Some(120.0));
+        assert_eq!(o.max_passes, Some(4));
+        assert_eq!(o.max_background, Some(1));
+        assert_eq!(o.summary.as_deref(), Some("/tmp/gs.sum"));
+        assert!(!o.list && !o.expect_fail && !o.without_shrinker);
+        let o = parse(
+            "--expect-fail --without-shrinker --run-subtest get-pages*-oom \
+             --run-subtest mmap-*-oom --duration 0.5 --summary /tmp/gs.sum",
+        )
+        .unwrap();
+        assert!(o.expect_fail && o.without_shrinker);
+        assert_eq!(o.patterns, ["get-pages*-oom", "mmap-*-oom"]);
+        assert_eq!(o.duration, 0.5);
+        assert!(parse("--list-subtests").unwrap().list);
+    }
+
+    #[test]
+    fn bad_options() {
+        for bad in [
+            "--duration 0",
+            "--duration",
+            "--passes -1",
+            "--passes x",
+            "--subtest-timeout 0",
+            "--bogus",
+            "stray",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
 }

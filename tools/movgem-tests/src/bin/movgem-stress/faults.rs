@@ -15,7 +15,6 @@ use movgem_guest::{ensure, TestResult};
 use movgem_uapi::{self as uapi, Device};
 
 use crate::metric;
-use crate::rng::Rng;
 
 const PAGE: u64 = 4096;
 
@@ -114,7 +113,7 @@ pub fn run(rounds: u64) -> TestResult {
     let before = crate::settled_info(&probe)?;
     let range = module_range()?;
     let dev = Device::open().map_err(|e| format!("open: errno {e}"))?;
-    let mut rng = Rng::new(7);
+    let mut rng = fastrand::Rng::with_seed(7);
     let mut objs: Vec<Obj> = Vec::new();
     let mut results: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
     let mut unexpected = Vec::new();
@@ -141,9 +140,9 @@ pub fn run(rounds: u64) -> TestResult {
     // guard disarms injection and closes the window on every way out.
     let window = Window::open(range)?;
     for _ in 0..rounds {
-        match rng.below(8) {
+        match rng.u64(..8) {
             0 | 1 if objs.len() < 6 => {
-                let pages = 1 + rng.below(64);
+                let pages = 1 + rng.u64(..64);
                 let mut h = 0;
                 let r = dev.create(pages * PAGE).map(|x| h = x);
                 if note("create", r, &mut unexpected) {
@@ -157,8 +156,8 @@ pub fn run(rounds: u64) -> TestResult {
                 }
             }
             2 if !objs.is_empty() => {
-                let i = rng.below(objs.len() as u64) as usize;
-                let v = rng.next() as u32;
+                let i = rng.usize(..objs.len());
+                let v = rng.u32(..);
                 let r = dev
                     .execbuf(&[(objs[i].h, true)], uapi::OP_FILL, v, 0, 0)
                     .map(|_| ());
@@ -172,7 +171,7 @@ pub fn run(rounds: u64) -> TestResult {
                 }
             }
             3 if !objs.is_empty() => {
-                let i = rng.below(objs.len() as u64) as usize;
+                let i = rng.usize(..objs.len());
                 let o = objs[i];
                 // Touched before the call: its page faults must not be
                 // what the injected failures hit.
@@ -186,7 +185,7 @@ pub fn run(rounds: u64) -> TestResult {
                 }
             }
             4 if !objs.is_empty() => {
-                let i = rng.below(objs.len() as u64) as usize;
+                let i = rng.usize(..objs.len());
                 if objs[i].vmaps > 0 {
                     if note("vunmap", dev.vunmap(objs[i].h), &mut unexpected) {
                         objs[i].vmaps -= 1;
@@ -196,7 +195,7 @@ pub fn run(rounds: u64) -> TestResult {
                 }
             }
             5 if !objs.is_empty() => {
-                let i = rng.below(objs.len() as u64) as usize;
+                let i = rng.usize(..objs.len());
                 if objs[i].pins > 0 {
                     if note("unpin", dev.unpin(objs[i].h), &mut unexpected) {
                         objs[i].pins -= 1;
@@ -206,7 +205,7 @@ pub fn run(rounds: u64) -> TestResult {
                 }
             }
             6 if !objs.is_empty() => {
-                let o = objs[rng.below(objs.len() as u64) as usize];
+                let o = objs[rng.usize(..objs.len())];
                 let r = dev.mmap(o.h, 0, o.pages * PAGE).map(|addr| {
                     // SAFETY: unmapping what the kernel just mapped for us.
                     unsafe { libc::munmap(addr as *mut libc::c_void, (o.pages * PAGE) as usize) };
@@ -214,7 +213,7 @@ pub fn run(rounds: u64) -> TestResult {
                 note("mmap", r, &mut unexpected);
             }
             _ if !objs.is_empty() => {
-                let o = objs.swap_remove(rng.below(objs.len() as u64) as usize);
+                let o = objs.swap_remove(rng.usize(..objs.len()));
                 note("close", dev.close(o.h), &mut unexpected);
             }
             _ => {}

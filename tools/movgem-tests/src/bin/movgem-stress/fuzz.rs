@@ -21,7 +21,6 @@ use movgem_guest::env::Control;
 use movgem_uapi::{self as uapi, Device};
 
 use crate::metric;
-use crate::rng::Rng;
 
 const CMDS: &[u32] = &[
     uapi::IOCTL_CREATE,
@@ -208,7 +207,7 @@ impl Drop for Scratch {
 }
 
 struct Fuzzer {
-    rng: Rng,
+    rng: fastrand::Rng,
     dev: Device,
     other: Device,
     live: Vec<u32>,
@@ -220,29 +219,29 @@ struct Fuzzer {
 impl Fuzzer {
     fn pointer(&mut self) -> u64 {
         let base = self.scratch.addr();
-        match self.rng.below(10) {
+        match self.rng.u64(..10) {
             0 => 0,
             1 => 0xffff_8880_0000_0000,
             2 => 0x1000,
-            3 => base + SCRATCH as u64 - 1 - self.rng.below(64),
-            4 => u64::MAX - self.rng.below(4096),
-            _ => base + self.rng.below(SCRATCH as u64 / 2),
+            3 => base + SCRATCH as u64 - 1 - self.rng.u64(..64),
+            4 => u64::MAX - self.rng.u64(..4096),
+            _ => base + self.rng.u64(..SCRATCH as u64 / 2),
         }
     }
 
     fn handle(&mut self) -> u32 {
-        match self.rng.below(10) {
-            0..=5 if !self.live.is_empty() => *self.rng.pick(&self.live.clone()),
-            6 if !self.stale.is_empty() => *self.rng.pick(&self.stale.clone()),
+        match self.rng.u64(..10) {
+            0..=5 if !self.live.is_empty() => self.live[self.rng.usize(..self.live.len())],
+            6 if !self.stale.is_empty() => self.stale[self.rng.usize(..self.stale.len())],
             7 => self.foreign,
             8 => 0,
-            _ => self.rng.next() as u32,
+            _ => self.rng.u32(..),
         }
     }
 
     fn word(&mut self) -> u64 {
-        let r = self.rng.next();
-        *self.rng.pick(&[
+        let r = self.rng.u64(..);
+        let words = [
             0,
             1,
             2,
@@ -260,7 +259,8 @@ impl Fuzzer {
             r,
             r & 0xffff_f000,
             r & 0xff,
-        ])
+        ];
+        words[self.rng.usize(..words.len())]
     }
 
     /// A structure for `cmd`: 8-byte fields, each a handle, a pointer or
@@ -268,8 +268,8 @@ impl Fuzzer {
     /// handles often.
     fn fill(&mut self, buf: &mut [u64; 8]) {
         for slot in buf.iter_mut() {
-            *slot = match self.rng.below(4) {
-                0 => u64::from(self.handle()) | (self.rng.below(3) << 32),
+            *slot = match self.rng.u64(..4) {
+                0 => u64::from(self.handle()) | (self.rng.u64(..3) << 32),
                 1 => self.pointer(),
                 _ => self.word(),
             };
@@ -278,11 +278,13 @@ impl Fuzzer {
 
     /// One call; `tally` counts the outcomes per ioctl (0: success).
     fn one(&mut self, tally: &mut Tally) -> Result<(), String> {
-        let cmd: u64 = match self.rng.below(10) {
-            0 => self.rng.next() as u32 as u64,
+        let cmd: u64 = match self.rng.u64(..10) {
+            0 => self.rng.u32(..) as u64,
             // Right type and number, wrong size or direction.
-            1 => u64::from(*self.rng.pick(CMDS) ^ ((1 + self.rng.below(0x3fff) as u32) << 16)),
-            _ => u64::from(*self.rng.pick(CMDS)),
+            1 => u64::from(
+                CMDS[self.rng.usize(..CMDS.len())] ^ ((1 + self.rng.u64(..0x3fff) as u32) << 16),
+            ),
+            _ => u64::from(CMDS[self.rng.usize(..CMDS.len())]),
         };
         let mut arg = [0u64; 8];
         self.fill(&mut arg);
@@ -291,17 +293,17 @@ impl Fuzzer {
         for i in 0..4 {
             let h = self.handle();
             let off = i * 16;
-            let f = self.rng.below(3) as u32;
+            let f = self.rng.u64(..3) as u32;
             let bytes = self.scratch.bytes();
             bytes[off..off + 4].copy_from_slice(&h.to_le_bytes());
             bytes[off + 4..off + 8].copy_from_slice(&f.to_le_bytes());
         }
-        let argp: *mut libc::c_void = match self.rng.below(20) {
+        let argp: *mut libc::c_void = match self.rng.u64(..20) {
             0 => std::ptr::null_mut(),
             1 => 0xffff_8880_0000_0000u64 as *mut libc::c_void,
             _ => arg.as_mut_ptr().cast(),
         };
-        let on_other = self.rng.chance(5);
+        let on_other = self.rng.u64(..100) < 5;
         let dev = if on_other { &self.other } else { &self.dev };
         // Every pointer the kernel may write through is invalid (it must
         // fault cleanly), inside `arg`, or inside the scratch buffer, past
@@ -391,7 +393,7 @@ pub fn run(calls: u64, seed: u64) -> Result<String, String> {
         .create(4096)
         .map_err(|e| format!("create: errno {e}"))?;
     let mut f = Fuzzer {
-        rng: Rng::new(seed),
+        rng: fastrand::Rng::with_seed(seed),
         dev: Device::open().map_err(|e| format!("open: errno {e}"))?,
         other,
         live: Vec::new(),

@@ -18,7 +18,6 @@
 mod faults;
 mod fuzz;
 mod lifecycle;
-mod rng;
 mod stress;
 
 use movgem_guest::report;
@@ -33,20 +32,64 @@ fn report_numbers(name: &str, r: &Result<String, String>) -> bool {
     r.is_ok()
 }
 
-fn arg(args: &[String], i: usize, default: u64) -> u64 {
-    args.get(i).and_then(|s| s.parse().ok()).unwrap_or(default)
+const USAGE: &str =
+    "usage: movgem-stress stress SECONDS | fuzz CALLS SEED | faults ROUNDS | lifecycle LOOPS";
+
+/// What to run, with its numbers (each defaults when left out).
+#[derive(Debug, PartialEq)]
+enum Command {
+    Stress { seconds: u64 },
+    Fuzz { calls: u64, seed: u64 },
+    Faults { rounds: u64 },
+    Lifecycle { loops: u64 },
+    Hold,
+}
+
+fn command(args: impl IntoIterator<Item = String>) -> Result<Command, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut p = lexopt::Parser::from_args(args);
+    let mut words = Vec::new();
+    while let Some(arg) = p.next()? {
+        match arg {
+            Value(v) => words.push(v),
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    let mut words = words.into_iter();
+    let name = words.next().ok_or("no command")?.string()?;
+    let mut number = |default: u64| -> Result<u64, lexopt::Error> {
+        words.next().map_or(Ok(default), |w| w.parse())
+    };
+    let cmd = match name.as_str() {
+        "stress" => Command::Stress {
+            seconds: number(20)?,
+        },
+        "fuzz" => Command::Fuzz {
+            calls: number(20_000)?,
+            seed: number(1)?,
+        },
+        "faults" => Command::Faults {
+            rounds: number(200)?,
+        },
+        "lifecycle" => Command::Lifecycle { loops: number(5)? },
+        "hold" => Command::Hold,
+        _ => return Err(format!("unknown command '{name}'").into()),
+    };
+    match words.next() {
+        Some(extra) => Err(lexopt::Error::UnexpectedArgument(extra)),
+        None => Ok(cmd),
+    }
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let ok = match args.get(1).map(String::as_str) {
-        Some("stress") => report_numbers("stress", &stress::run(arg(&args, 2, 20))),
-        Some("fuzz") => report_numbers("fuzz", &fuzz::run(arg(&args, 2, 20_000), arg(&args, 3, 1))),
-        Some("faults") => report("fault_injection", &faults::run(arg(&args, 2, 200))),
-        Some("lifecycle") => report_numbers("lifecycle", &lifecycle::run(arg(&args, 2, 5))),
-        Some("hold") => lifecycle::hold(),
-        _ => {
-            eprintln!("usage: movgem-stress stress SECONDS | fuzz CALLS SEED | faults ROUNDS | lifecycle LOOPS");
+    let ok = match command(std::env::args().skip(1)) {
+        Ok(Command::Stress { seconds }) => report_numbers("stress", &stress::run(seconds)),
+        Ok(Command::Fuzz { calls, seed }) => report_numbers("fuzz", &fuzz::run(calls, seed)),
+        Ok(Command::Faults { rounds }) => report("fault_injection", &faults::run(rounds)),
+        Ok(Command::Lifecycle { loops }) => report_numbers("lifecycle", &lifecycle::run(loops)),
+        Ok(Command::Hold) => lifecycle::hold(),
+        Err(e) => {
+            eprintln!("movgem-stress: {e}\n{USAGE}");
             false
         }
     };
@@ -78,4 +121,34 @@ pub fn settled_info(dev: &movgem_uapi::Device) -> Result<movgem_uapi::Info, Stri
         last = now;
     }
     Err(format!("device never settled: {last:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(line: &str) -> Result<Command, String> {
+        command(line.split_whitespace().map(String::from)).map_err(|e| e.to_string())
+    }
+
+    /// What scripts/guest/init and lifecycle's children pass.
+    #[test]
+    fn command_lines() {
+        assert_eq!(parse("stress 20"), Ok(Command::Stress { seconds: 20 }));
+        assert_eq!(parse("stress"), Ok(Command::Stress { seconds: 20 }));
+        assert_eq!(
+            parse("fuzz 20000 7"),
+            Ok(Command::Fuzz {
+                calls: 20_000,
+                seed: 7
+            })
+        );
+        assert_eq!(parse("fuzz 5"), Ok(Command::Fuzz { calls: 5, seed: 1 }));
+        assert_eq!(parse("faults 300"), Ok(Command::Faults { rounds: 300 }));
+        assert_eq!(parse("lifecycle"), Ok(Command::Lifecycle { loops: 5 }));
+        assert_eq!(parse("hold"), Ok(Command::Hold));
+        for bad in ["", "stress x", "stress 1 2", "nothing", "--stress"] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -24,7 +24,6 @@ use movgem_guest::env::{self, Control, Counters};
 use movgem_uapi::{self as uapi, Device};
 
 use crate::metric;
-use crate::rng::Rng;
 
 const PAGE: u64 = 4096;
 const WORKERS: u64 = 4;
@@ -147,7 +146,7 @@ const EXEC: &[i32] = &[libc::ENOMEM, libc::EAGAIN];
 
 struct Worker {
     dev: Device,
-    rng: Rng,
+    rng: fastrand::Rng,
     objs: Vec<Obj>,
     stats: Arc<Stats>,
 }
@@ -231,9 +230,9 @@ impl Worker {
     fn step(&mut self) {
         self.stats.ops.fetch_add(1, Ordering::Relaxed);
         let n = self.objs.len();
-        let op = self.rng.below(100);
+        let op = self.rng.u64(..100);
         if n == 0 || (op < 10 && n < MAX_OBJECTS) {
-            let size = (1 + self.rng.below(256)) * PAGE;
+            let size = (1 + self.rng.u64(..256)) * PAGE;
             let h = match self.dev.create(size) {
                 Ok(h) => h,
                 Err(e) => {
@@ -241,7 +240,7 @@ impl Worker {
                     return;
                 }
             };
-            let seed = self.rng.next() as u32;
+            let seed = self.rng.u32(..);
             let content = if self.check(
                 "pwrite",
                 self.dev.pwrite(h, 0, &pattern_bytes(seed, size)),
@@ -264,16 +263,16 @@ impl Worker {
             });
             return;
         }
-        let i = self.rng.below(n as u64) as usize;
+        let i = self.rng.usize(..n);
         let h = self.objs[i].h;
         let unusable = self.objs[i].dontneed || self.objs[i].purged;
         let efault: &[i32] = if unusable { &[libc::EFAULT] } else { &[] };
         match op {
             0..=29 => {
                 // A batch over this object and maybe a second one.
-                let value = self.rng.next() as u32;
+                let value = self.rng.u32(..);
                 let mut list = vec![(h, true)];
-                let j = self.rng.below(n as u64) as usize;
+                let j = self.rng.usize(..n);
                 if j != i {
                     list.push((self.objs[j].h, false));
                 }
@@ -281,12 +280,12 @@ impl Worker {
                     let o = self.objs.iter().find(|o| o.h == h).unwrap();
                     o.dontneed || o.purged
                 });
-                let flags = if self.rng.chance(3) {
+                let flags = if self.rng.u64(..100) < 3 {
                     uapi::EXEC_HANG
                 } else {
                     0
                 };
-                let dur = self.rng.below(20_000_000);
+                let dur = self.rng.u64(..20_000_000);
                 let r = self
                     .dev
                     .execbuf(&list, uapi::OP_FILL, value, dur, flags)
@@ -368,7 +367,7 @@ impl Worker {
                 }
             }
             63..=70 => {
-                if self.objs[i].pins > 0 && self.rng.chance(60) {
+                if self.objs[i].pins > 0 && self.rng.u64(..100) < 60 {
                     if self.check("unpin", self.dev.unpin(h), &[], &[]) {
                         self.objs[i].pins -= 1;
                         self.log(i, "unpin".into());
@@ -379,7 +378,7 @@ impl Worker {
                 }
             }
             71..=78 => {
-                if self.objs[i].vmaps > 0 && self.rng.chance(60) {
+                if self.objs[i].vmaps > 0 && self.rng.u64(..100) < 60 {
                     if self.check("vunmap", self.dev.vunmap(h), &[], &[]) {
                         self.objs[i].vmaps -= 1;
                         self.log(i, "vunmap".into());
@@ -391,7 +390,7 @@ impl Worker {
             }
             79..=85 => {
                 if self.wait(h) {
-                    let seed = self.rng.next() as u32;
+                    let seed = self.rng.u32(..);
                     let size = self.objs[i].size;
                     let r = self.dev.pwrite(h, 0, &pattern_bytes(seed, size));
                     self.objs[i].content = if self.check("pwrite", r, ALLOC, efault) {
@@ -417,7 +416,7 @@ impl Worker {
                 let mut data =
                     unsafe { std::slice::from_raw_parts(addr as *const u8, size as usize) }
                         .to_vec();
-                if self.rng.chance(50) {
+                if self.rng.u64(..100) < 50 {
                     // Move every page to the other node (in place, if the
                     // object is bound and idle), then read them again.
                     let addrs: Vec<*mut libc::c_void> = (0..size / PAGE)
@@ -581,7 +580,7 @@ pub fn run(seconds: u64) -> Result<String, String> {
         threads.push(thread::spawn(move || {
             let mut worker = Worker {
                 dev,
-                rng: Rng::new(w + 1),
+                rng: fastrand::Rng::with_seed(w + 1),
                 objs: Vec::new(),
                 stats,
             };
