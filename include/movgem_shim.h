@@ -23,6 +23,7 @@ struct mutex;
 struct notifier_block;
 struct shmem_dev_info;
 struct shrinker;
+struct vfsmount;
 struct workqueue_struct;
 struct movgem_misc;
 struct movgem_userptr;
@@ -35,8 +36,12 @@ struct movgem_userptr;
  */
 #define MOVGEM_SHMEM_DEV_INFO_SIZE 8
 
-/* A kernel-internal shmem file whose folios are allocated movable. */
-struct file *movgem_shmem_create(const char *name, size_t size);
+/* A private huge=within_size tmpfs mount (gemfs), and its unmount. */
+struct vfsmount *movgem_gemfs_mount(void);
+void movgem_gemfs_unmount(struct vfsmount *mnt);
+/* A shmem file whose folios are allocated movable, on @mnt or (NULL) the
+ * kernel-internal mount. */
+struct file *movgem_shmem_create(const char *name, size_t size, struct vfsmount *mnt);
 /* How movgem_shmem_get_page() allocates a missing page: PageAlloc in Rust. */
 #define MOVGEM_PAGE_DEFAULT 0
 #define MOVGEM_PAGE_LIGHT 1
@@ -63,17 +68,23 @@ void movgem_shmem_set_unevictable(struct file *filp);
 void movgem_shmem_clear_unevictable(struct file *filp, struct page *const *pages,
 				    unsigned long n);
 void movgem_shmem_truncate(struct file *filp);
+/* Before a long-term pin: migrate out of ZONE_MOVABLE/CMA, then check. */
+int movgem_shmem_migrate_unpinnable(struct file *filp);
+bool movgem_shmem_longterm_pinnable(struct file *filp);
 void movgem_fput(struct file *filp);
 /* Reference count, what the page cache accounts for, size, index. */
 int movgem_folio_ref_count(struct folio *folio);
 int movgem_folio_expected_refs(struct folio *folio);
-bool movgem_folio_large(struct folio *folio);
+unsigned long movgem_folio_nr_pages(struct folio *folio);
 unsigned long movgem_folio_index(struct folio *folio);
-struct page *movgem_folio_page(struct folio *folio);
+unsigned long movgem_folio_pfn(struct folio *folio);
+/* Page @n of @folio (@n below its number of pages). */
+struct page *movgem_folio_page(struct folio *folio, unsigned long n);
 /*
  * Moves locked @src to locked @dst in place: the owner holds @extra
- * references on @src, which it gets on @dst.  0, -EAGAIN (references
- * changed: nothing done) or -EHWPOISON.
+ * references on @src (one per page), which it gets on @dst.  0, -EAGAIN
+ * (references changed: nothing done) or -EHWPOISON.  Sleeps (copying)
+ * only for a large folio.
  */
 int movgem_folio_move(struct folio *dst, struct folio *src, int extra);
 /* The frame of page @index in the page cache of @filp, or 0 if absent. */
@@ -133,6 +144,7 @@ int movgem_frame_write(unsigned long pfn, size_t offset, const void *buf,
 int movgem_param_hook_mode(void);
 bool movgem_param_debug_skip_gtt_rewrite(void);
 bool movgem_param_debug_skip_restore(void);
+bool movgem_param_debug_skip_longterm_migrate(void);
 unsigned int movgem_param_lock_timeout_ms(void);
 unsigned int movgem_param_autosuspend_ms(void);
 unsigned int movgem_param_hang_timeout_ms(void);
@@ -230,5 +242,31 @@ void movgem_rs_runtime_resume(void *owner);
  */
 bool movgem_rs_userptr_invalidate(void *owner, struct movgem_userptr *up,
 				  unsigned long cur_seq, bool blockable);
+
+/* --- rust/shims/trace.c (rust/trace.rs) ---------------------------- */
+
+/* The hook's outcomes, as movgem_migrate_folio shows them. */
+#define MOVGEM_OUTCOME_BYPASSED 0
+#define MOVGEM_OUTCOME_PASSTHROUGH 1
+#define MOVGEM_OUTCOME_IN_PLACE 2
+#define MOVGEM_OUTCOME_RELEASED 3
+#define MOVGEM_OUTCOME_REFUSED 4
+#define MOVGEM_OUTCOME_FAILED 5
+/* How a request ended, as movgem_request_retire shows it. */
+#define MOVGEM_RETIRE_COMPLETED 0
+#define MOVGEM_RETIRE_RESET 1
+#define MOVGEM_RETIRE_HANG_TIMED_OUT 2
+void movgem_trace_migrate_folio(u64 obj, unsigned long index, unsigned int nr,
+				unsigned long pfn_from, unsigned long pfn_to,
+				bool sync, int outcome, const char *reason,
+				u64 wait_ns, u64 locked_ns);
+void movgem_trace_shrink_scan(bool kswapd, u64 nr_to_scan, u64 freed,
+			      bool contended);
+void movgem_trace_oom_notify(u64 freed);
+void movgem_trace_vmap_purge(u64 freed);
+void movgem_trace_request_submit(u64 seqno, unsigned int op,
+				 unsigned int nobjs, bool hang);
+void movgem_trace_request_retire(u64 seqno, int how);
+void movgem_trace_runtime_pm(bool resumed);
 
 #endif /* MOVGEM_SHIM_H */

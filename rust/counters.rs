@@ -90,6 +90,8 @@ pub(crate) enum Counter {
     HookLockWaitMaxUs,
     /// Folios the hook moved in place, the object staying bound.
     MigratedInPlace,
+    /// Of those, large folios (a huge object's, `CREATE_HUGE`).
+    MigratedInPlaceLarge,
     /// Shadow (software) GTT entries rewritten by in-place migration.
     GttEntriesRewritten,
     /// Hardware GTT entries rewritten by in-place migration (the device
@@ -112,9 +114,18 @@ pub(crate) enum Counter {
     /// A batch's object could not get its pages, requests were in
     /// flight: the submitter waited for one to retire and tried again.
     PopulateWaits,
+    /// PIN and VMAP calls that first migrated pages out of ZONE_MOVABLE
+    /// or CMA (`FOLL_LONGTERM`'s rule).
+    LongtermMigrations,
+    /// Of those, rounds that found a page unpinnable again under the
+    /// lock and undid the pin to try once more.
+    LongtermRetries,
+    /// PIN and VMAP calls that failed (`ENOMEM`) because pages could
+    /// not leave ZONE_MOVABLE or CMA.
+    LongtermFailed,
 }
 
-const FIRST_REFUSAL: usize = Counter::PopulateWaits as usize + 1;
+const FIRST_REFUSAL: usize = Counter::LongtermFailed as usize + 1;
 
 /// Number of counters, refusals included.
 pub(crate) const COUNT: usize = FIRST_REFUSAL + Refusal::ALL.len();
@@ -158,6 +169,7 @@ pub(crate) const NAMES: [&kernel::str::CStr; COUNT] = [
     kernel::c_str!("lock_holds"),
     kernel::c_str!("hook_lock_wait_max_us"),
     kernel::c_str!("migrated_in_place"),
+    kernel::c_str!("migrated_in_place_large"),
     kernel::c_str!("gtt_entries_rewritten"),
     kernel::c_str!("hw_entries_rewritten"),
     kernel::c_str!("gtt_restores"),
@@ -166,6 +178,9 @@ pub(crate) const NAMES: [&kernel::str::CStr; COUNT] = [
     kernel::c_str!("gtt_mismatches"),
     kernel::c_str!("purges_deferred"),
     kernel::c_str!("populate_waits"),
+    kernel::c_str!("longterm_migrations"),
+    kernel::c_str!("longterm_retries"),
+    kernel::c_str!("longterm_failed"),
     kernel::c_str!("refused_hook_disabled"),
     kernel::c_str!("refused_lock_contended"),
     kernel::c_str!("refused_active"),
@@ -220,6 +235,11 @@ impl Counters {
     pub(crate) fn value(&self, id: usize) -> Option<&AtomicU64> {
         self.values.get(id)
     }
+}
+
+/// The counter name of refusal `r`, as the trace shows it.
+pub(crate) fn refusal_name(r: Refusal) -> &'static kernel::str::CStr {
+    NAMES[FIRST_REFUSAL + r.index()]
 }
 
 /// Whether the refusal names agree with `policy.rs`.

@@ -128,7 +128,7 @@ impl Debugfs {
                 if self.device.struct_mutex.lock().selftest.is_some() {
                     return Err(EEXIST);
                 }
-                let obj = Object::new(&self.device, pages as usize)?;
+                let obj = Object::new(&self.device, pages as usize, None)?;
                 if let Err(e) = obj.fill(seed) {
                     obj.destroy();
                     return Err(e);

@@ -43,9 +43,11 @@ use crate::engine::WorkQueue;
 use crate::object::Object;
 use crate::params;
 use crate::pm::RuntimePm;
+use crate::shmem::Gemfs;
 use crate::shrink_cursor::ShrinkCursor;
 use crate::shrinker::ShrinkStats;
 use crate::sync::{LockKey, TryMutex};
+use crate::trace;
 use crate::uapi;
 use crate::vma::Gtt;
 
@@ -132,6 +134,10 @@ pub(crate) struct Device {
     pub(crate) shrink: ShrinkStats,
     /// Truncates objects purged in direct reclaim (see `shrinker.rs`).
     pub(crate) purge_wq: WorkQueue,
+    /// Where `CREATE_HUGE` objects live; `None` if it could not be
+    /// mounted (they are ordinary objects then, as i915 falls back to
+    /// the kernel's shmem mount).
+    pub(crate) gemfs: Option<Gemfs>,
 }
 
 static STRUCT_MUTEX_KEY: LockKey = LockKey::new();
@@ -151,6 +157,13 @@ impl Device {
     fn with_pm(numbered: bool) -> Result<Arc<Self>> {
         let pm = RuntimePm::new(params::autosuspend_ms(), numbered)?;
         let purge_wq = WorkQueue::new()?;
+        let gemfs = Gemfs::new()
+            .inspect_err(|e| {
+                pr_warn!(
+                    "movgem: no huge=within_size mount ({e:?}); huge objects use small pages\n"
+                )
+            })
+            .ok();
         let dev = Arc::pin_init(
             pin_init!(Self {
                 struct_mutex <- TryMutex::new(
@@ -170,6 +183,7 @@ impl Device {
                 counters: Counters::new(),
                 shrink: ShrinkStats::new(),
                 purge_wq,
+                gemfs,
             }),
             GFP_KERNEL,
         )?;
@@ -189,6 +203,7 @@ impl Device {
     pub(crate) fn runtime_suspended(&self) {
         self.hw_generation.fetch_add(1, Ordering::AcqRel);
         self.counters.inc(Counter::RuntimeSuspends);
+        trace::runtime_pm(false);
     }
 
     /// The runtime resume callback.  Entries are restored before the
@@ -196,11 +211,17 @@ impl Device {
     /// callback must not take (see `vma.rs`).
     pub(crate) fn runtime_resumed(&self) {
         self.counters.inc(Counter::RuntimeResumes);
+        trace::runtime_pm(true);
     }
 
     /// Creates an object of `npages` pages and lists it on the device.
-    pub(crate) fn create_object(self: &Arc<Self>, npages: usize) -> Result<Arc<Object>> {
-        self.list_object(Object::new(self, npages)?)
+    pub(crate) fn create_object(
+        self: &Arc<Self>,
+        npages: usize,
+        huge: bool,
+    ) -> Result<Arc<Object>> {
+        let on = if huge { self.gemfs.as_ref() } else { None };
+        self.list_object(Object::new(self, npages, on)?)
     }
 
     /// Creates a userptr object over `npages` pages of the current

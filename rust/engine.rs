@@ -32,6 +32,7 @@ use crate::pages::page_buffer;
 use crate::params;
 use crate::shmem::{PageArray, PageRef};
 use crate::sync::now_ns;
+use crate::trace::{self, RetireHow};
 use crate::uapi;
 use crate::userptr::Seq;
 use crate::vma::GttNode;
@@ -65,6 +66,8 @@ pub(crate) struct Engine {
     /// Signalled whenever a request retires or the engine is reset.
     #[pin]
     idle: CondVar,
+    /// The last request's number, for the trace.
+    seqno: core::sync::atomic::AtomicU64,
 }
 
 /// One page of a userptr object the batch touches.
@@ -147,6 +150,8 @@ pub(crate) struct Request {
     hang: bool,
     /// `EngineState::resets` when submitted.
     resets: u64,
+    /// Its number on the engine, for the trace.
+    seqno: u64,
 }
 
 kernel::impl_has_work! {
@@ -157,8 +162,9 @@ impl WorkItem for Request {
     type Pointer = Arc<Request>;
 
     fn run(this: Arc<Request>) {
-        this.execute();
+        let how = this.execute();
         this.retire();
+        trace::request_retire(this.seqno, how);
     }
 }
 
@@ -177,8 +183,9 @@ impl Request {
         self.engine.state.lock().resets != self.resets
     }
 
-    /// Runs the batch over the pages, then keeps the objects busy.
-    fn execute(&self) {
+    /// Runs the batch over the pages, then keeps the objects busy;
+    /// returns how it ended.
+    fn execute(&self) -> RetireHow {
         let start = now_ns();
         {
             let mut payload = self.pages.lock();
@@ -251,13 +258,14 @@ impl Request {
             };
             if self.reset_requested() {
                 self.engine.device.counters.inc(Counter::RequestsReset);
-                break;
+                return RetireHow::Reset;
             }
             if elapsed >= limit {
                 if self.hang {
                     self.engine.device.counters.inc(Counter::HangsTimedOut);
+                    return RetireHow::HangTimedOut;
                 }
-                break;
+                return RetireHow::Completed;
             }
             let ms = ((limit - elapsed) / 1_000_000).clamp(1, 5) as u32;
             // SAFETY: a worker may sleep.
@@ -302,6 +310,7 @@ impl Engine {
                     "movgem_engine"
                 ),
                 idle <- kernel::new_condvar!("movgem_engine_idle"),
+                seqno: core::sync::atomic::AtomicU64::new(0),
             }),
             GFP_KERNEL,
         )
@@ -403,6 +412,7 @@ impl Engine {
                 duration_ns: batch.duration_ns,
                 hang: batch.hang,
                 resets,
+                seqno: self.seqno.fetch_add(1, core::sync::atomic::Ordering::Relaxed) + 1,
             }),
             GFP_KERNEL,
         )?;
@@ -462,6 +472,7 @@ impl Engine {
         // The request owns the wakeref from here; it drops it on retiring.
         core::mem::forget(wakeref);
         device.counters.inc(Counter::Requests);
+        trace::request_submit(req.seqno, req.op, req.objects.len(), req.hang);
         // A freshly allocated work item cannot be queued already.
         let _ = self.wq.queue().enqueue(req);
         Ok(offsets)

@@ -17,9 +17,11 @@ use kernel::rbtree::RBTree;
 use kernel::sync::{Arc, Mutex};
 use kernel::uaccess::{UserPtr, UserSlice};
 
-use crate::device::Device;
+use crate::counters::Counter;
+use crate::device::{Device, DeviceLocked};
 use crate::engine::{self, Batch, Engine};
 use crate::object::Object;
+use crate::params;
 use crate::policy;
 use crate::uapi;
 
@@ -191,13 +193,67 @@ impl FileState {
         res.map(|_| 0)
     }
 
+    /// Runs `pin` (PIN or VMAP) under `struct_mutex` once no page of
+    /// `obj` sits in ZONE_MOVABLE or CMA, `FOLL_LONGTERM`'s rule: a pin
+    /// held for as long as user space likes would make memory offlining
+    /// retry forever and `cma_alloc()` fail.  Pages there are migrated
+    /// out first, without the lock (the moves go through our hook, in
+    /// place), and checked again under it, which keeps them where they
+    /// are; if one got back meanwhile, `unpin` undoes the pin and the
+    /// round starts again.
+    fn pin_longterm<T>(
+        &self,
+        obj: &Object,
+        pin: impl Fn(&Object, &mut DeviceLocked) -> Result<T>,
+        unpin: impl Fn(&Object, &mut DeviceLocked),
+    ) -> Result<T> {
+        /// Rounds before giving up with `ENOMEM`, as GUP does when
+        /// migration fails.
+        const ROUNDS: usize = 3;
+        /// How long a round waits for the object's requests (the hook
+        /// refuses to move the pages of a busy object).
+        const IDLE_WAIT_NS: i64 = 1_000_000_000;
+        let check = !params::debug_skip_longterm_migrate();
+        let counters = &self.device.counters;
+        for round in 0..ROUNDS {
+            obj.populate()?;
+            if let (Some(file), true) = (obj.file(), check) {
+                if !file.longterm_pinnable() {
+                    counters.inc(if round == 0 {
+                        Counter::LongtermMigrations
+                    } else {
+                        Counter::LongtermRetries
+                    });
+                    match self.engine.wait_idle(obj, IDLE_WAIT_NS) {
+                        Err(e) if e == ERESTARTSYS => return Err(e),
+                        // Still busy: the check under the lock decides.
+                        _ => (),
+                    }
+                    // Whatever failed here, the check below sees.
+                    let _ = file.migrate_unpinnable();
+                }
+            }
+            let mut locked = self.device.struct_mutex.lock_killable()?;
+            let v = pin(obj, &mut locked)?;
+            if !check || obj.file().map_or(true, |f| f.longterm_pinnable()) {
+                return Ok(v);
+            }
+            unpin(obj, &mut locked);
+        }
+        counters.inc(Counter::LongtermFailed);
+        Err(ENOMEM)
+    }
+
     /// `PIN`: a display-style pin (binding first); reports the offset.
+    /// The pages leave ZONE_MOVABLE and CMA first ([`Self::pin_longterm`]).
     fn pin(&self, arg: UserPtr) -> Result<c_long> {
         let mut a: uapi::Pin = read(arg)?;
         pad_zero(a.pad)?;
         let obj = self.lookup(a.handle)?;
-        obj.populate()?;
-        a.offset = obj.pin(&mut self.device.struct_mutex.lock())?;
+        a.offset = self.pin_longterm(&obj, Object::pin, |obj, locked| {
+            // We took the pin just now, so there is one to drop.
+            let _ = obj.unpin(locked);
+        })?;
         if let Err(e) = write(arg, &a) {
             let _ = obj.unpin(&mut self.device.struct_mutex.lock());
             return Err(e);
@@ -214,19 +270,20 @@ impl FileState {
         Ok(0)
     }
 
-    /// `VMAP` (`map`) and `VUNMAP`: a pinned kernel mapping of all pages.
+    /// `VMAP` (`map`) and `VUNMAP`: a pinned kernel mapping of all
+    /// pages, which leave ZONE_MOVABLE and CMA first
+    /// ([`Self::pin_longterm`]).
     fn vmap(&self, arg: UserPtr, map: bool) -> Result<c_long> {
         let a: uapi::Vmap = read(arg)?;
         pad_zero(a.pad)?;
         let obj = self.lookup(a.handle)?;
         if map {
-            obj.populate()?;
-        }
-        let mut locked = self.device.struct_mutex.lock();
-        if map {
-            obj.vmap(&mut locked)?;
+            self.pin_longterm(&obj, Object::vmap, |obj, locked| {
+                // We took the pin just now, so there is one to drop.
+                let _ = obj.vunmap(locked);
+            })?;
         } else {
-            obj.vunmap(&mut locked)?;
+            obj.vunmap(&mut self.device.struct_mutex.lock())?;
         }
         Ok(0)
     }
@@ -240,17 +297,21 @@ impl FileState {
     }
 
     /// `CREATE`: a shmem object of the size asked for, rounded up to
-    /// pages; reports its handle.
+    /// pages, on the huge mount with `CREATE_HUGE`; reports its handle.
     fn create(&self, arg: UserPtr) -> Result<c_long> {
         let mut a: uapi::Create = read(arg)?;
-        pad_zero(a.pad)?;
+        if a.flags & !uapi::CREATE_HUGE != 0 {
+            return Err(EINVAL);
+        }
         let pages = policy::pages_for_size(a.size, PAGE_SIZE, uapi::MAX_OBJECT_SIZE / PAGE_SIZE)
             .ok_or(if a.size > uapi::MAX_OBJECT_SIZE {
                 E2BIG
             } else {
                 EINVAL
             })?;
-        let obj = self.device.create_object(pages as usize)?;
+        let obj = self
+            .device
+            .create_object(pages as usize, a.flags & uapi::CREATE_HUGE != 0)?;
         let handle = self.insert_or_close(obj)?;
         a.handle = handle;
         if let Err(e) = write(arg, &a) {

@@ -64,7 +64,7 @@ fn object_roundtrip() -> Result {
     const PAGES: usize = 16;
     // A device of its own: nothing the module's device counts or lists.
     let device = Device::new_for_test()?;
-    let obj = Object::new(&device, PAGES)?;
+    let obj = Object::new(&device, PAGES, None)?;
     check!(obj.file().is_some_and(|f| f.is_movable()));
     check!(obj.hook_registered());
     obj.fill(42)?;

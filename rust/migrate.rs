@@ -3,7 +3,8 @@
 //! The Rust side of the shmem migrate callback (`rust/shims/shmem.c`),
 //! called with the source and destination folios locked.
 //!
-//! `hook=inplace` (the default) moves the one folio and keeps the object
+//! `hook=inplace` (the default) moves the one folio (of one page, or a
+//! huge object's PMD-sized folio as one unit) and keeps the object
 //! bound: a glance at the reference count first (a foreign reference
 //! means the folio cannot move: nothing is locked or touched), then
 //! `struct_mutex` within the lock budget, `policy::decide_in_place`, and
@@ -17,8 +18,9 @@
 //! `migrate_folio()`.
 //!
 //! `MIGRATE_ASYNC` (`may_block` false) never sleeps: one try-lock, no
-//! allocation, no `vunmap()`, no array freed; a cached vmap means a
-//! refusal there.
+//! allocation, no `vunmap()`, no array freed, no large copy; a cached
+//! vmap or a large folio means a refusal there.  Every call leaves one
+//! `movgem_migrate_folio` trace event (`trace.rs`).
 
 use kernel::ffi::c_int;
 use kernel::prelude::*;
@@ -29,6 +31,7 @@ use crate::params;
 use crate::policy::{self, Decision, HookMode, InPlace, Precheck, Refusal};
 use crate::shmem::{DevInfoSlot, PageRef, RawFolio, RawPage, ShmemDevInfo};
 use crate::sync::now_ns;
+use crate::trace::{self, MigrateEvent, Outcome};
 
 /// `MOVGEM_HOOK_BYPASS` in `include/movgem_shim.h`: the callback calls
 /// `migrate_folio()` and returns its answer unchanged, exactly as an
@@ -45,9 +48,10 @@ const HOOK_PASS: c_int = 3;
 extern "C" {
     fn movgem_folio_ref_count(folio: *mut RawFolio) -> c_int;
     fn movgem_folio_expected_refs(folio: *mut RawFolio) -> c_int;
-    fn movgem_folio_large(folio: *mut RawFolio) -> bool;
+    fn movgem_folio_nr_pages(folio: *mut RawFolio) -> kernel::ffi::c_ulong;
     fn movgem_folio_index(folio: *mut RawFolio) -> kernel::ffi::c_ulong;
-    fn movgem_folio_page(folio: *mut RawFolio) -> *mut RawPage;
+    fn movgem_folio_pfn(folio: *mut RawFolio) -> kernel::ffi::c_ulong;
+    fn movgem_folio_page(folio: *mut RawFolio, n: kernel::ffi::c_ulong) -> *mut RawPage;
     fn movgem_folio_move(dst: *mut RawFolio, src: *mut RawFolio, extra: c_int) -> c_int;
 }
 
@@ -75,9 +79,22 @@ impl Move {
         policy::extra_refs(i64::from(count), i64::from(expected))
     }
 
-    fn large(&self) -> bool {
+    /// Pages in `src` (and `dst`): 1, or 512 for a huge object's
+    /// PMD-sized folio.
+    fn nr_pages(&self) -> usize {
         // SAFETY: `src` is valid by the type invariant.
-        unsafe { movgem_folio_large(self.src) }
+        unsafe { movgem_folio_nr_pages(self.src) as usize }
+    }
+
+    /// The frames of `src` and `dst`, for the trace.
+    fn pfns(&self) -> (usize, usize) {
+        // SAFETY: both are valid by the type invariant.
+        unsafe {
+            (
+                movgem_folio_pfn(self.src) as usize,
+                movgem_folio_pfn(self.dst) as usize,
+            )
+        }
     }
 
     fn index(&self) -> usize {
@@ -85,23 +102,38 @@ impl Move {
         unsafe { movgem_folio_index(self.src) as usize }
     }
 
-    fn src_page(&self) -> *mut RawPage {
-        // SAFETY: `src` is valid by the type invariant.
-        unsafe { movgem_folio_page(self.src) }
+    /// Page `i` of `src`; `i` below [`Self::nr_pages`].
+    fn src_page(&self, i: usize) -> *mut RawPage {
+        // SAFETY: `src` is valid by the type invariant, `i` in range by
+        // the caller's word.
+        unsafe { movgem_folio_page(self.src, i as kernel::ffi::c_ulong) }
     }
 
-    /// Moves `src` to `dst`, the object's one reference with it; returns
-    /// the reference on `dst`.  `EAGAIN` if the references changed.
-    fn move_one(&self) -> Result<PageRef> {
+    /// Moves `src` to `dst`, the object's reference on each of its `nr`
+    /// pages with it.  `EAGAIN` if the references changed.  Sleeps
+    /// (copying) for a large folio: only when the migration may block.
+    fn move_folio(&self, nr: usize) -> Result {
+        let nr = c_int::try_from(nr).map_err(|_| EINVAL)?;
         // SAFETY: both folios are valid and locked (type invariant); the
-        // caller holds one reference on `src` through the object, which
-        // the shim moves to `dst`; order-0 only (no sleeping copy).
-        kernel::error::to_result(unsafe { movgem_folio_move(self.dst, self.src, 1) })?;
-        // SAFETY: `dst` is valid.
-        let page = unsafe { movgem_folio_page(self.dst) };
-        let page = core::ptr::NonNull::new(page).ok_or(EINVAL)?;
-        // SAFETY: the shim took one reference on `dst` for us.
-        Ok(unsafe { PageRef::from_raw(page) })
+        // caller holds one reference per page of `src` through the
+        // object, which the shim moves to `dst`.
+        kernel::error::to_result(unsafe { movgem_folio_move(self.dst, self.src, nr) })
+    }
+
+    /// The object's reference on page `i` of `dst`.
+    ///
+    /// # Safety
+    ///
+    /// [`Self::move_folio`] succeeded, and this is called at most once
+    /// for each `i` below [`Self::nr_pages`]: each call takes over one of
+    /// the references the move took on `dst`.
+    unsafe fn dst_ref(&self, i: usize) -> PageRef {
+        // SAFETY: `dst` is valid by the type invariant, `i` in range by
+        // the caller's contract.
+        let page = unsafe { movgem_folio_page(self.dst, i as kernel::ffi::c_ulong) };
+        // SAFETY: `folio_page()` of a valid folio is never null, and the
+        // move took the reference this takes over (caller's contract).
+        unsafe { PageRef::from_raw(core::ptr::NonNull::new_unchecked(page)) }
     }
 }
 
@@ -111,21 +143,53 @@ impl Object {
     fn migrate_folio(&self, mv: &Move, may_block: bool) -> c_int {
         let counters = &self.device.counters;
         counters.inc(Counter::HookCalls);
-        match params::hook_mode() {
+        let mut ev = MigrateEvent {
+            obj: self.id(),
+            index: mv.index(),
+            nr: mv.nr_pages(),
+            pfn_from: mv.pfns().0,
+            pfn_to: 0,
+            sync: may_block,
+            outcome: Outcome::PassThrough,
+            reason: kernel::c_str!(""),
+            wait_ns: 0,
+            locked_ns: 0,
+        };
+        let ret = match params::hook_mode() {
             HookMode::Off => {
                 counters.inc(Counter::HookBypassed);
+                ev.outcome = Outcome::Bypassed;
                 HOOK_BYPASS
             }
-            HookMode::Release => self.migrate_release(may_block),
-            HookMode::InPlace => self.migrate_in_place(mv, may_block),
+            HookMode::Release => self.migrate_release(may_block, &mut ev),
+            HookMode::InPlace => self.migrate_in_place(mv, may_block, &mut ev),
+        };
+        trace::migrate_folio(&ev);
+        ret
+    }
+
+    /// Counts a refusal and records it for the trace; the answer for
+    /// migration.
+    fn refuse(&self, ev: &mut MigrateEvent, why: Refusal) -> c_int {
+        self.device.counters.refused(why);
+        ev.outcome = Outcome::Refused;
+        ev.reason = crate::counters::refusal_name(why);
+        // A transient reference: let migration retry, as it would for
+        // plain shmem.
+        if why == Refusal::ForeignReference {
+            EAGAIN.to_errno()
+        } else {
+            EBUSY.to_errno()
         }
     }
 
     /// Takes `struct_mutex` within the hook's budget, never waiting for
     /// a lock the task holds itself.
+    /// Records the wait in `ev`.
     fn hook_lock(
         &self,
         may_block: bool,
+        ev: &mut MigrateEvent,
     ) -> core::result::Result<crate::sync::TryMutexGuard<'_, crate::device::DeviceLocked>, Refusal>
     {
         let counters = &self.device.counters;
@@ -134,7 +198,9 @@ impl Object {
         }
         let wait = policy::lock_wait(may_block, params::lock_timeout_ms());
         let start = now_ns();
-        match self.device.struct_mutex.try_lock_for(wait) {
+        let locked = self.device.struct_mutex.try_lock_for(wait);
+        ev.wait_ns = now_ns().saturating_sub(start);
+        match locked {
             Some(locked) => Ok(locked),
             None => {
                 // What the folio lock was held for, waiting: the budget's
@@ -147,49 +213,41 @@ impl Object {
     }
 
     /// `hook=inplace`.
-    fn migrate_in_place(&self, mv: &Move, may_block: bool) -> c_int {
+    fn migrate_in_place(&self, mv: &Move, may_block: bool, ev: &mut MigrateEvent) -> c_int {
         let counters = &self.device.counters;
-        match policy::precheck(mv.extra_refs(), mv.large()) {
+        let nr = mv.nr_pages();
+        match policy::precheck(mv.extra_refs(), nr as u64, may_block) {
             Precheck::PassThrough => {
                 counters.inc(Counter::PassThrough);
                 return HOOK_PASS;
             }
-            Precheck::Refuse(why) => {
-                counters.refused(why);
-                // A transient reference: let migration retry, as it
-                // would for plain shmem.
-                return if why == Refusal::ForeignReference {
-                    EAGAIN.to_errno()
-                } else {
-                    EBUSY.to_errno()
-                };
-            }
+            Precheck::Refuse(why) => return self.refuse(ev, why),
             Precheck::Candidate => {}
         }
-        let mut locked = match self.hook_lock(may_block) {
+        let mut locked = match self.hook_lock(may_block, ev) {
             Ok(locked) => locked,
-            Err(why) => {
-                counters.refused(why);
-                return EBUSY.to_errno();
-            }
+            Err(why) => return self.refuse(ev, why),
         };
+        let locked_at = now_ns();
         let index = mv.index();
         let st = self.state(&mut locked);
         let holds = !st.dead
-            && st
-                .pages
-                .get(index)
-                .is_some_and(|p| core::ptr::eq(p.as_ptr(), mv.src_page()));
+            && index
+                .checked_add(nr)
+                .and_then(|end| st.pages.get(index..end))
+                .is_some_and(|pages| {
+                    pages
+                        .iter()
+                        .enumerate()
+                        .all(|(i, p)| core::ptr::eq(p.as_ptr(), mv.src_page(i)))
+                });
         if !holds {
             // The extra reference is not ours: `migrate_folio()` decides.
             counters.inc(Counter::PassThrough);
             return HOOK_PASS;
         }
         let drop_vmap = match policy::decide_in_place(&self.snapshot(st), may_block) {
-            InPlace::Refuse(why) => {
-                counters.refused(why);
-                return EBUSY.to_errno();
-            }
+            InPlace::Refuse(why) => return self.refuse(ev, why),
             InPlace::Move { drop_vmap } => drop_vmap,
         };
         if drop_vmap {
@@ -197,49 +255,57 @@ impl Object {
             st.vmap = None;
             counters.inc(Counter::HookVunmaps);
         }
-        let new = match mv.move_one() {
-            Ok(new) => new,
-            Err(e) => {
-                counters.inc(Counter::MigrateFailed);
-                return e.to_errno();
-            }
-        };
+        if let Err(e) = mv.move_folio(nr) {
+            counters.inc(Counter::MigrateFailed);
+            ev.outcome = Outcome::Failed;
+            return e.to_errno();
+        }
+        // Deliberately broken: the entries keep pointing at the old
+        // frames, which the object keeps alive, so that the engine writes
+        // stray pages, never freed memory (without room, no breakage).
+        let orphan = params::debug_skip_gtt_rewrite() && st.orphans.reserve(nr, GFP_NOWAIT).is_ok();
         // Never wakes the device: asleep, only the shadow is written.
         let wakeref = self.device.pm.get_if_active();
-        let pfn = new.pfn();
-        let old = core::mem::replace(&mut st.pages[index], new);
-        // Deliberately broken: the entries keep pointing at the old frame,
-        // which the object keeps alive, so that the engine writes a stray
-        // page, never freed memory (without room for it, no breakage).
-        if params::debug_skip_gtt_rewrite() && st.orphans.reserve(1, GFP_NOWAIT).is_ok() {
-            // Cannot fail: room was reserved.
-            let _ = st.orphans.push(old, GFP_NOWAIT);
-        } else {
-            drop(old);
-            if st.gtt_offset.is_some() {
-                let hw = self.rewrite_entry(st, index, pfn, wakeref.is_some());
-                counters.inc(Counter::GttEntriesRewritten);
-                if hw {
-                    counters.inc(Counter::HwEntriesRewritten);
+        let (mut rewritten, mut hw_rewritten) = (0, 0);
+        for i in 0..nr {
+            // SAFETY: the move succeeded; each page once.
+            let new = unsafe { mv.dst_ref(i) };
+            let pfn = new.pfn();
+            let old = core::mem::replace(&mut st.pages[index + i], new);
+            if orphan {
+                // Cannot fail: room was reserved.
+                let _ = st.orphans.push(old, GFP_NOWAIT);
+            } else {
+                drop(old);
+                if st.gtt_offset.is_some() {
+                    rewritten += 1;
+                    if self.rewrite_entry(st, index + i, pfn, wakeref.is_some()) {
+                        hw_rewritten += 1;
+                    }
                 }
             }
         }
+        counters.add(Counter::GttEntriesRewritten, rewritten);
+        counters.add(Counter::HwEntriesRewritten, hw_rewritten);
         counters.inc(Counter::MigratedInPlace);
+        if nr > 1 {
+            counters.inc(Counter::MigratedInPlaceLarge);
+        }
         counters.inc(Counter::Migrated);
+        ev.outcome = Outcome::InPlace;
+        ev.pfn_to = mv.pfns().1;
+        ev.locked_ns = now_ns().saturating_sub(locked_at);
         0
     }
 
     /// `hook=release`, the 2016 design: decide, and release the pages if
     /// allowed.  Never sleeps unless `may_block`, and then only within
     /// the lock budget.
-    fn migrate_release(&self, may_block: bool) -> c_int {
+    fn migrate_release(&self, may_block: bool, ev: &mut MigrateEvent) -> c_int {
         let counters = &self.device.counters;
-        let mut locked = match self.hook_lock(may_block) {
+        let mut locked = match self.hook_lock(may_block, ev) {
             Ok(locked) => locked,
-            Err(why) => {
-                counters.refused(why);
-                return EBUSY.to_errno();
-            }
+            Err(why) => return self.refuse(ev, why),
         };
         let st = self.state(&mut locked);
         if st.dead {
@@ -258,10 +324,7 @@ impl Object {
                 counters.inc(Counter::PassThrough);
                 HOOK_PASS
             }
-            Decision::Refuse(why) => {
-                counters.refused(why);
-                EBUSY.to_errno()
-            }
+            Decision::Refuse(why) => self.refuse(ev, why),
             Decision::Release { unbind, vunmap } => {
                 if vunmap {
                     counters.inc(Counter::HookVunmaps);
@@ -269,6 +332,7 @@ impl Object {
                 let n = self.release_pages(&mut locked, unbind);
                 counters.inc(Counter::Released);
                 counters.add(Counter::ReleasedPages, n as u64);
+                ev.outcome = Outcome::Released;
                 HOOK_RELEASED
             }
         }

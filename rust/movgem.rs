@@ -29,6 +29,7 @@ mod shmem;
 pub mod shrink_cursor;
 mod shrinker;
 mod sync;
+mod trace;
 mod uapi;
 pub mod uapi_abi;
 mod userptr;

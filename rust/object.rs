@@ -16,7 +16,7 @@ use crate::counters::Counter;
 use crate::device::{Device, DeviceLocked};
 use crate::params;
 use crate::policy::ObjectState;
-use crate::shmem::{DevInfoSlot, PageArray, PageRef, ShmemFile, Vmap};
+use crate::shmem::{DevInfoSlot, Gemfs, PageArray, PageRef, ShmemFile, Vmap};
 use crate::sync::LockedBy;
 use crate::uapi;
 use crate::userptr::{RawUserptr, UserRange};
@@ -136,12 +136,16 @@ impl Object {
     /// Creates an object of `npages` pages, not yet populated, with the
     /// migrate hook registered.  Not listed on the device: see
     /// [`Device::create_object`].
-    pub(crate) fn new(device: &Arc<Device>, npages: usize) -> Result<Arc<Self>> {
+    pub(crate) fn new(
+        device: &Arc<Device>,
+        npages: usize,
+        on: Option<&Gemfs>,
+    ) -> Result<Arc<Self>> {
         if npages == 0 {
             return Err(EINVAL);
         }
         let size = npages.checked_mul(PAGE_SIZE).ok_or(EINVAL)?;
-        let file = ShmemFile::new(kernel::c_str!("movgem"), size)?;
+        let file = ShmemFile::new(kernel::c_str!("movgem"), size, on)?;
         let obj = Self::alloc(device, npages, Some(file), None)?;
         let Some(file) = obj.file() else {
             return Err(EINVAL);

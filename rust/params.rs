@@ -9,6 +9,7 @@ extern "C" {
     fn movgem_param_lock_timeout_ms() -> kernel::ffi::c_uint;
     fn movgem_param_debug_skip_gtt_rewrite() -> bool;
     fn movgem_param_debug_skip_restore() -> bool;
+    fn movgem_param_debug_skip_longterm_migrate() -> bool;
 }
 
 /// `hook`: how migration of an object's folio goes.
@@ -27,6 +28,12 @@ pub(crate) fn debug_skip_gtt_rewrite() -> bool {
 pub(crate) fn debug_skip_restore() -> bool {
     // SAFETY: reads a module parameter; no preconditions.
     unsafe { movgem_param_debug_skip_restore() }
+}
+
+/// `debug_skip_longterm_migrate`: a deliberate breakage for the tests.
+pub(crate) fn debug_skip_longterm_migrate() -> bool {
+    // SAFETY: reads a module parameter; no preconditions.
+    unsafe { movgem_param_debug_skip_longterm_migrate() }
 }
 
 /// `lock_timeout_ms`: the hook's budget for `struct_mutex`.

@@ -58,8 +58,10 @@ pub enum Refusal {
     /// The migrating task holds `struct_mutex` itself (migration reached
     /// from an allocation made under it): waiting would wait for itself.
     LockOwned,
-    /// A large folio: the object holds one reference per page of it,
-    /// which in-place migration does not move.
+    /// A large folio (a huge object's, `CREATE_HUGE`) in
+    /// `MIGRATE_ASYNC`: copying it may sleep.  Compaction never isolates
+    /// folios of pageblock order; the sync users (`move_pages(2)`,
+    /// offlining, CMA) move them.
     LargeFolio,
 }
 
@@ -182,25 +184,28 @@ pub fn extra_refs(refcount: i64, expected: i64) -> Option<u64> {
 }
 
 /// What the in-place hook does before taking any lock, from the folio's
-/// extra references ([`extra_refs`]) and whether the folio is large.
+/// extra references ([`extra_refs`]), its size in pages and whether it
+/// may block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Precheck {
     /// No reference beyond the kernel's: the object holds none, so
     /// `migrate_folio()` decides alone.
     PassThrough,
-    /// Exactly one extra: maybe the object's; look under the lock.
+    /// Exactly one extra per page: maybe the object's; look under the
+    /// lock.
     Candidate,
     /// More than the object can hold: refuse at once, touching nothing.
     Refuse(Refusal),
 }
 
-/// See [`Precheck`].  An object holds at most one reference per page.
-pub fn precheck(extra: Option<u64>, large: bool) -> Precheck {
+/// See [`Precheck`].  An object holds at most one reference per page,
+/// so `nr_pages` for a folio of `nr_pages` pages.
+pub fn precheck(extra: Option<u64>, nr_pages: u64, may_block: bool) -> Precheck {
     match extra {
         None | Some(0) => Precheck::PassThrough,
-        Some(_) if large => Precheck::Refuse(Refusal::LargeFolio),
-        Some(1) => Precheck::Candidate,
-        Some(_) => Precheck::Refuse(Refusal::ForeignReference),
+        Some(e) if e != nr_pages => Precheck::Refuse(Refusal::ForeignReference),
+        Some(_) if nr_pages > 1 && !may_block => Precheck::Refuse(Refusal::LargeFolio),
+        Some(_) => Precheck::Candidate,
     }
 }
 
@@ -595,16 +600,30 @@ mod tests {
 
     #[test]
     fn precheck_passes_refuses_or_looks_closer() {
-        assert_eq!(precheck(None, false), Precheck::PassThrough);
-        assert_eq!(precheck(Some(0), false), Precheck::PassThrough);
-        assert_eq!(precheck(Some(0), true), Precheck::PassThrough);
-        assert_eq!(precheck(Some(1), false), Precheck::Candidate);
+        for may_block in [false, true] {
+            assert_eq!(precheck(None, 1, may_block), Precheck::PassThrough);
+            assert_eq!(precheck(Some(0), 1, may_block), Precheck::PassThrough);
+            assert_eq!(precheck(Some(0), 512, may_block), Precheck::PassThrough);
+            assert_eq!(precheck(Some(1), 1, may_block), Precheck::Candidate);
+            assert_eq!(
+                precheck(Some(2), 1, may_block),
+                Precheck::Refuse(Refusal::ForeignReference)
+            );
+            // A huge object's folio: one reference per page, no more, no
+            // fewer.
+            assert_eq!(
+                precheck(Some(1), 512, may_block),
+                Precheck::Refuse(Refusal::ForeignReference)
+            );
+            assert_eq!(
+                precheck(Some(513), 512, may_block),
+                Precheck::Refuse(Refusal::ForeignReference)
+            );
+        }
+        assert_eq!(precheck(Some(512), 512, true), Precheck::Candidate);
+        // Copying 2 MiB may sleep: never in MIGRATE_ASYNC.
         assert_eq!(
-            precheck(Some(2), false),
-            Precheck::Refuse(Refusal::ForeignReference)
-        );
-        assert_eq!(
-            precheck(Some(1), true),
+            precheck(Some(512), 512, false),
             Precheck::Refuse(Refusal::LargeFolio)
         );
     }

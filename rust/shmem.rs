@@ -21,6 +21,13 @@ pub(crate) struct RawFile {
     _marker: PhantomData<(*mut u8, PhantomPinned)>,
 }
 
+/// C `struct vfsmount`, only ever behind a pointer.
+#[repr(C)]
+pub(crate) struct RawMount {
+    _opaque: [u8; 0],
+    _marker: PhantomData<(*mut u8, PhantomPinned)>,
+}
+
 /// C `struct folio`, only ever behind a pointer.
 #[repr(C)]
 pub(crate) struct RawFolio {
@@ -73,7 +80,9 @@ impl DevInfoSlot {
 }
 
 extern "C" {
-    fn movgem_shmem_create(name: *const c_char, size: usize) -> *mut RawFile;
+    fn movgem_gemfs_mount() -> *mut RawMount;
+    fn movgem_gemfs_unmount(mnt: *mut RawMount);
+    fn movgem_shmem_create(name: *const c_char, size: usize, mnt: *mut RawMount) -> *mut RawFile;
     fn movgem_shmem_get_page(filp: *mut RawFile, index: c_ulong, how: c_int) -> *mut RawPage;
     fn movgem_page_get(page: *mut RawPage);
     fn movgem_page_put(page: *mut RawPage);
@@ -95,12 +104,48 @@ extern "C" {
     fn movgem_shmem_set_unevictable(filp: *mut RawFile);
     fn movgem_shmem_clear_unevictable(filp: *mut RawFile, pages: *const *mut RawPage, n: c_ulong);
     fn movgem_shmem_truncate(filp: *mut RawFile);
+    fn movgem_shmem_migrate_unpinnable(filp: *mut RawFile) -> c_int;
+    fn movgem_shmem_longterm_pinnable(filp: *mut RawFile) -> bool;
     fn movgem_fput(filp: *mut RawFile);
     fn movgem_shmem_writeback(filp: *mut RawFile) -> c_ulong;
     fn movgem_shmem_lookup_pfn(filp: *mut RawFile, index: c_ulong) -> c_ulong;
 }
 
-/// A kernel-internal shmem file with movable folios.
+/// A private tmpfs mount with `huge=within_size`, i915's "gemfs": files
+/// on it get PMD-sized folios wherever a whole 2 MiB range lies within
+/// them (`CREATE_HUGE` objects).
+///
+/// # Invariants
+///
+/// `mnt` is a mount from `movgem_gemfs_mount()`, unmounted on drop; the
+/// files created on it hold their own references to it.
+pub(crate) struct Gemfs {
+    mnt: NonNull<RawMount>,
+}
+
+// SAFETY: a mount may be used and unmounted from any task.
+unsafe impl Send for Gemfs {}
+// SAFETY: creating files on a mount may run concurrently.
+unsafe impl Sync for Gemfs {}
+
+impl Gemfs {
+    /// Mounts it.
+    pub(crate) fn new() -> Result<Self> {
+        // SAFETY: no preconditions.
+        let mnt = from_err_ptr(unsafe { movgem_gemfs_mount() })?;
+        // INVARIANT: a mount we now own.
+        NonNull::new(mnt).map(|mnt| Self { mnt }).ok_or(ENOMEM)
+    }
+}
+
+impl Drop for Gemfs {
+    fn drop(&mut self) {
+        // SAFETY: we own the mount by the type invariant.
+        unsafe { movgem_gemfs_unmount(self.mnt.as_ptr()) }
+    }
+}
+
+/// A shmem file with movable folios: kernel-internal, or on [`Gemfs`].
 ///
 /// # Invariants
 ///
@@ -118,9 +163,12 @@ unsafe impl Sync for ShmemFile {}
 
 impl ShmemFile {
     /// Creates a file of `size` bytes; no pages are allocated yet.
-    pub(crate) fn new(name: &CStr, size: usize) -> Result<Self> {
-        // SAFETY: `name` is NUL-terminated and outlives the call.
-        let filp = from_err_ptr(unsafe { movgem_shmem_create(name.as_char_ptr(), size) })?;
+    pub(crate) fn new(name: &CStr, size: usize, on: Option<&Gemfs>) -> Result<Self> {
+        let mnt = on.map_or(core::ptr::null_mut(), |g| g.mnt.as_ptr());
+        // SAFETY: `name` is NUL-terminated and outlives the call; `mnt`
+        // is null or a live mount (`Gemfs`'s invariant), which the file
+        // keeps referenced from now on.
+        let filp = from_err_ptr(unsafe { movgem_shmem_create(name.as_char_ptr(), size, mnt) })?;
         // INVARIANT: `from_err_ptr` succeeded, so `filp` is a valid file we own.
         NonNull::new(filp).map(|filp| Self { filp }).ok_or(ENOMEM)
     }
@@ -222,6 +270,23 @@ impl ShmemFile {
     pub(crate) fn truncate(&self) {
         // SAFETY: `self.filp` is valid by the type invariant.
         unsafe { movgem_shmem_truncate(self.filp.as_ptr()) }
+    }
+
+    /// Migrates every present folio that sits in ZONE_MOVABLE or in a
+    /// CMA area to memory that may be pinned long term, as GUP does for
+    /// `FOLL_LONGTERM`.  The moves go through our migrate hook, so the
+    /// caller must not hold `struct_mutex`.
+    pub(crate) fn migrate_unpinnable(&self) -> Result {
+        // SAFETY: `self.filp` is valid by the type invariant.
+        kernel::error::to_result(unsafe { movgem_shmem_migrate_unpinnable(self.filp.as_ptr()) })
+    }
+
+    /// Whether every present folio may be pinned long term (none is in
+    /// ZONE_MOVABLE or CMA).  Stays true while `struct_mutex` is held:
+    /// the hook cannot move our folios without it.
+    pub(crate) fn longterm_pinnable(&self) -> bool {
+        // SAFETY: `self.filp` is valid by the type invariant.
+        unsafe { movgem_shmem_longterm_pinnable(self.filp.as_ptr()) }
     }
 }
 

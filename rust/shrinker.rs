@@ -40,6 +40,7 @@ use crate::params;
 use crate::policy::{self, ShrinkAction};
 use crate::shrink_cursor::{Lap, PASSES};
 use crate::sync::now_ns;
+use crate::trace;
 use crate::uapi;
 
 /// How long the OOM notifier waits, at most, for requests in flight to
@@ -199,10 +200,14 @@ impl Device {
             resume: true,
             ..ShrinkScope::ALL
         };
-        let done = self.shrink(nr, scope)?;
+        let Some(done) = self.shrink(nr, scope) else {
+            trace::shrink_scan(kswapd, nr, 0, true);
+            return None;
+        };
         if kswapd {
             self.counters.add(Counter::ShrinkPurgedKswapd, done.purged);
         }
+        trace::shrink_scan(kswapd, nr, done.released, false);
         Some(done.released)
     }
 
@@ -352,6 +357,7 @@ impl Device {
         };
         let Some(mut locked) = guard else {
             self.counters.inc(Counter::VmapPurgeContended);
+            trace::vmap_purge(0);
             return 0;
         };
         let mut freed = 0;
@@ -365,6 +371,7 @@ impl Device {
             }
         }
         self.counters.add(Counter::VmapPurgedPages, freed as u64);
+        trace::vmap_purge(freed as u64);
         freed
     }
 }
@@ -401,6 +408,7 @@ pub(crate) fn oom_notify(engine: &Engine) -> u64 {
             .map_or(0, |done| done.gone);
     }
     device.counters.add(Counter::OomFreedPages, freed);
+    trace::oom_notify(freed);
     if freed > 0 {
         pr_info!("OOM notifier released {} pages of object memory\n", freed);
     }

@@ -36,8 +36,11 @@ pub const DROP_ALL: u32 = 0x1f;
 pub struct Create {
     pub size: u64,
     pub handle: u32,
-    pub pad: u32,
+    pub flags: u32,
 }
+
+/// `CREATE_HUGE`: on a private `huge=within_size` tmpfs mount.
+pub const CREATE_HUGE: u32 = 1 << 0;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]

@@ -19,11 +19,19 @@
 /* Most objects one execbuf may reference. */
 #define MOVGEM_MAX_EXEC_OBJECTS 256
 
+/*
+ * CREATE_HUGE: back the object with a private tmpfs mount with
+ * huge=within_size, as i915 does ("gemfs"), so that every 2 MiB range of
+ * it may get one PMD-sized folio (when the allocation succeeds; small
+ * pages otherwise).  Such a folio still migrates in place, as one unit.
+ */
+#define MOVGEM_CREATE_HUGE	(1 << 0)
+
 /* CREATE: a new object of @size bytes; its handle comes back. */
 struct movgem_create {
 	__u64 size;
 	__u32 handle;
-	__u32 pad;
+	__u32 flags;		/* MOVGEM_CREATE_* */
 };
 
 /* CLOSE: drop the handle; the object goes when nothing else holds it. */

@@ -17,7 +17,7 @@ int movgem_rs_kunit_trylock(u32 timeout_ms, u64 *elapsed_ns);
 
 static void movgem_shmem_file_is_movable(struct kunit *test)
 {
-	struct file *filp = movgem_shmem_create("movgem-kunit", 4 * PAGE_SIZE);
+	struct file *filp = movgem_shmem_create("movgem-kunit", 4 * PAGE_SIZE, NULL);
 
 	KUNIT_ASSERT_FALSE(test, IS_ERR(filp));
 	KUNIT_EXPECT_TRUE(test, movgem_gfp_is_movable(movgem_shmem_gfp_mask(filp)));
@@ -27,7 +27,7 @@ static void movgem_shmem_file_is_movable(struct kunit *test)
 
 static void movgem_dev_info_register(struct kunit *test)
 {
-	struct file *filp = movgem_shmem_create("movgem-kunit", 4 * PAGE_SIZE);
+	struct file *filp = movgem_shmem_create("movgem-kunit", 4 * PAGE_SIZE, NULL);
 	struct shmem_dev_info dev_info = {};
 
 	KUNIT_ASSERT_FALSE(test, IS_ERR(filp));

@@ -69,6 +69,19 @@ static bool debug_skip_restore;
 module_param(debug_skip_restore, bool, 0644);
 MODULE_PARM_DESC(debug_skip_restore, "Test aid: hardware GTT entries are not restored after a runtime suspend (default: off)");
 
+/*
+ * Deliberate breakage: PIN and VMAP pin pages where they are, even in
+ * ZONE_MOVABLE or CMA, as movgem did before it followed FOLL_LONGTERM.
+ */
+static bool debug_skip_longterm_migrate;
+module_param(debug_skip_longterm_migrate, bool, 0644);
+MODULE_PARM_DESC(debug_skip_longterm_migrate, "Test aid: PIN and VMAP do not move pages out of ZONE_MOVABLE and CMA first (default: off)");
+
+bool movgem_param_debug_skip_longterm_migrate(void)
+{
+	return READ_ONCE(debug_skip_longterm_migrate);
+}
+
 bool movgem_param_debug_skip_gtt_rewrite(void)
 {
 	return READ_ONCE(debug_skip_gtt_rewrite);

@@ -5,6 +5,8 @@
  */
 #include <linux/build_bug.h>
 #include <linux/fs.h>
+#include <linux/fs_context.h>
+#include <linux/mount.h>
 #include <linux/highmem.h>
 #include <linux/migrate.h>
 #include <linux/mman.h>
@@ -18,11 +20,44 @@
 
 static_assert(sizeof(struct shmem_dev_info) == MOVGEM_SHMEM_DEV_INFO_SIZE);
 
-struct file *movgem_shmem_create(const char *name, size_t size)
+/*
+ * A private tmpfs mount with huge=within_size, i915's "gemfs": a file on
+ * it gets PMD-sized folios wherever a whole 2 MiB range lies within it.
+ */
+struct vfsmount *movgem_gemfs_mount(void)
+{
+	struct file_system_type *type = get_fs_type("tmpfs");
+	struct fs_context *fc;
+	struct vfsmount *mnt;
+	int ret;
+
+	if (!type)
+		return ERR_PTR(-ENODEV);
+	fc = fs_context_for_mount(type, SB_KERNMOUNT);
+	if (IS_ERR(fc))
+		return ERR_CAST(fc);
+	ret = vfs_parse_fs_string(fc, "source", "movgem", 6);
+	if (!ret)
+		ret = vfs_parse_fs_string(fc, "huge", "within_size", 11);
+	mnt = ret ? ERR_PTR(ret) : fc_mount(fc);
+	put_fs_context(fc);
+	return mnt;
+}
+
+void movgem_gemfs_unmount(struct vfsmount *mnt)
+{
+	kern_unmount(mnt);
+}
+
+/* @mnt: NULL for the kernel's internal shmem mount. */
+struct file *movgem_shmem_create(const char *name, size_t size, struct vfsmount *mnt)
 {
 	struct file *filp;
 
-	filp = shmem_kernel_file_setup(name, size, VM_NORESERVE);
+	if (mnt)
+		filp = shmem_file_setup_with_mnt(mnt, name, size, VM_NORESERVE);
+	else
+		filp = shmem_kernel_file_setup(name, size, VM_NORESERVE);
 	if (IS_ERR(filp))
 		return filp;
 	/*
@@ -166,9 +201,14 @@ int movgem_folio_expected_refs(struct folio *folio)
 	return folio_expected_ref_count(folio);
 }
 
-bool movgem_folio_large(struct folio *folio)
+unsigned long movgem_folio_nr_pages(struct folio *folio)
 {
-	return folio_test_large(folio);
+	return folio_nr_pages(folio);
+}
+
+unsigned long movgem_folio_pfn(struct folio *folio)
+{
+	return folio_pfn(folio);
 }
 
 unsigned long movgem_folio_index(struct folio *folio)
@@ -176,15 +216,15 @@ unsigned long movgem_folio_index(struct folio *folio)
 	return folio->index;
 }
 
-struct page *movgem_folio_page(struct folio *folio)
+struct page *movgem_folio_page(struct folio *folio, unsigned long n)
 {
-	return &folio->page;
+	return folio_page(folio, n);
 }
 
 /*
  * __migrate_folio() with the owner's references accounted for: the
  * exported pieces, in its order.  Sleeps only in folio_mc_copy() for a
- * large folio, which the caller never passes.
+ * large folio, which the caller passes only when it may block.
  */
 int movgem_folio_move(struct folio *dst, struct folio *src, int extra)
 {
@@ -273,6 +313,22 @@ void movgem_shmem_clear_unevictable(struct file *filp, struct page *const *pages
 void movgem_shmem_truncate(struct file *filp)
 {
 	shmem_truncate_range(file_inode(filp), 0, (loff_t)-1);
+}
+
+/*
+ * FOLL_LONGTERM's rule for our own pins (PIN, VMAP): before pinning, move
+ * the folios that sit in ZONE_MOVABLE or CMA elsewhere, then check under
+ * struct_mutex (which keeps our folios from moving) that they all may be
+ * pinned long term.
+ */
+int movgem_shmem_migrate_unpinnable(struct file *filp)
+{
+	return shmem_migrate_longterm_unpinnable(filp->f_mapping, 0, ULONG_MAX);
+}
+
+bool movgem_shmem_longterm_pinnable(struct file *filp)
+{
+	return shmem_longterm_pinnable(filp->f_mapping, 0, ULONG_MAX);
 }
 
 void movgem_fput(struct file *filp)

@@ -63,8 +63,14 @@ impl Device {
     }
 
     pub fn create(&self, size: u64) -> Res<u32> {
+        self.create_with(size, 0)
+    }
+
+    /// CREATE with `flags` (`CREATE_HUGE`).
+    pub fn create_with(&self, size: u64, flags: u32) -> Res<u32> {
         let mut a = Create {
             size,
+            flags,
             ..Default::default()
         };
         self.call(IOCTL_CREATE, &mut a).map(|()| a.handle)

@@ -31,7 +31,7 @@ macro_rules! layout {
 #[test]
 fn c_header_matches_rust_mirror() {
     let (mut body, mut want) = layout!(
-        "movgem_create" => Create { size, handle, pad },
+        "movgem_create" => Create { size, handle, flags },
         "movgem_close" => Close { handle, pad },
         "movgem_rw" => Rw { handle, pad, offset, size, data_ptr },
         "movgem_mmap" => Mmap { handle, pad, offset, size, addr_ptr },

@@ -71,7 +71,7 @@ impl<'a> Mapped<'a> {
 
     /// Asks to move page `i` to the other node; returns whether it is
     /// there now.
-    fn move_page(&self, i: usize) -> Result<bool, String> {
+    pub(super) fn move_page(&self, i: usize) -> Result<bool, String> {
         let one = [self.addrs[i]];
         let here = where_are(&one)?;
         let there = [1 - here[0]];

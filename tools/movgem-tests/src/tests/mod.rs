@@ -10,10 +10,13 @@ mod common;
 mod deadlock;
 mod debugfs;
 mod engine;
+mod huge;
 mod inplace;
+mod longterm;
 mod migrate;
 mod reclaim;
 mod teardown;
+mod trace;
 mod uapi;
 mod userptr;
 mod users;
@@ -32,9 +35,12 @@ pub(crate) const SUITES: &[&[Test]] = &[
     inplace::TESTS,
     migrate::TESTS,
     users::TESTS,
+    longterm::TESTS,
+    huge::TESTS,
     reclaim::TESTS,
     userptr::TESTS,
     deadlock::TESTS,
+    trace::TESTS,
     teardown::TESTS,
 ];
 

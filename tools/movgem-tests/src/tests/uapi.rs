@@ -51,12 +51,12 @@ fn bad_arguments() -> TestResult {
     let mut c = uapi::Create {
         size: PAGE,
         handle: 0,
-        pad: 1,
+        flags: !uapi::CREATE_HUGE,
     };
     expect_err(
         dev.call(uapi::IOCTL_CREATE, &mut c),
         libc::EINVAL,
-        "create pad",
+        "create unknown flags",
     )?;
     // An unknown command must be rejected before the argument is looked at.
     expect_err(

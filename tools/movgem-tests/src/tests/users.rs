@@ -53,7 +53,7 @@ fn awake_if(awake: bool) -> Result<Option<GpuAwake>, String> {
 }
 
 /// For a run asleep, waits until the device has suspended.
-fn asleep_if(awake: bool) -> TestResult {
+pub(super) fn asleep_if(awake: bool) -> TestResult {
     if !awake {
         env::wait_runtime_status("suspended", 60_000)?;
     }
@@ -62,7 +62,7 @@ fn asleep_if(awake: bool) -> TestResult {
 
 /// What an in-place move must show for the device's state: the hardware
 /// entry written if awake; asleep, not woken and nothing refused.
-fn power_respected(awake: bool, d: &Counters) -> TestResult {
+pub(super) fn power_respected(awake: bool, d: &Counters) -> TestResult {
     if awake {
         ensure!(
             d.get("hw_entries_rewritten") > 0,
@@ -93,7 +93,7 @@ fn moved_in_place(awake: bool, d: &Counters) -> TestResult {
 
 /// `n` objects of `CMA_OBJ` bytes, object `i` filled by the GPU with
 /// `value + i`; their handles and GTT offsets.
-fn filled_objects(dev: &Device, n: u32, value: u32) -> Result<Vec<(u32, u64)>, String> {
+pub(super) fn filled_objects(dev: &Device, n: u32, value: u32) -> Result<Vec<(u32, u64)>, String> {
     let mut objs = Vec::new();
     for i in 0..n {
         let h = ok(dev.create(CMA_OBJ), "create")?;
@@ -115,7 +115,7 @@ fn filled_objects(dev: &Device, n: u32, value: u32) -> Result<Vec<(u32, u64)>, S
 
 /// Every object of [`filled_objects`] still at its GTT offset, and what
 /// the GPU wrote is what the GPU and the CPU read.
-fn objects_intact(dev: &Device, objs: &[(u32, u64)], value: u32) -> TestResult {
+pub(super) fn objects_intact(dev: &Device, objs: &[(u32, u64)], value: u32) -> TestResult {
     for (i, &(h, offset)) in objs.iter().enumerate() {
         let got = ok(
             dev.execbuf(&[(h, false)], uapi::OP_CHECK, value + i as u32, 0, 0),
@@ -186,14 +186,14 @@ fn soft_offline_asleep() -> TestResult {
 
 /// The CMA area of the check boot (`cma=` on the command line), through
 /// CMA's debugfs.
-struct Cma {
+pub(super) struct Cma {
     dir: PathBuf,
-    base_pfn: u64,
-    count: u64,
+    pub(super) base_pfn: u64,
+    pub(super) count: u64,
 }
 
 impl Cma {
-    fn find() -> Result<Self, String> {
+    pub(super) fn find() -> Result<Self, String> {
         let root = "/sys/kernel/debug/cma";
         let dir = fs::read_dir(root)
             .map_err(|e| format!("{root}: {e} (no CMA area: boot with cma=)"))?
@@ -217,7 +217,7 @@ impl Cma {
     }
 
     /// `cma_alloc()` of the whole area; the error if it failed.
-    fn take_all(&self) -> Result<Taken<'_>, String> {
+    pub(super) fn take_all(&self) -> Result<Taken<'_>, String> {
         fs::write(self.dir.join("alloc"), self.count.to_string())
             .map_err(|e| format!("cma_alloc of {} pages: {e}", self.count))?;
         Ok(Taken(self))
@@ -225,7 +225,7 @@ impl Cma {
 }
 
 /// The whole CMA area, allocated; released on drop.
-struct Taken<'a>(&'a Cma);
+pub(super) struct Taken<'a>(&'a Cma);
 
 impl Drop for Taken<'_> {
     fn drop(&mut self) {
@@ -234,10 +234,10 @@ impl Drop for Taken<'_> {
 }
 
 /// This task's memory policy bound to one node until dropped.
-struct Bound;
+pub(super) struct Bound;
 
 impl Bound {
-    fn to(node: u32) -> Result<Self, String> {
+    pub(super) fn to(node: u32) -> Result<Self, String> {
         ensure!(set_mempolicy(MPOL_BIND, Some(node)), "set_mempolicy");
         Ok(Self)
     }
@@ -250,7 +250,7 @@ impl Drop for Bound {
 }
 
 /// Objects put into CMA: 48 MiB in 4 MiB objects.
-const CMA_OBJ: u64 = 4 << 20;
+pub(super) const CMA_OBJ: u64 = 4 << 20;
 const CMA_OBJS: u32 = 12;
 /// Node free memory left above the low watermark while the area is held.
 const CMA_LEAVE_KIB: u64 = 4 << 10;
@@ -261,7 +261,11 @@ const CMA_LEAVE_KIB: u64 = 4 << 10;
 /// there; movable allocations prefer CMA while it holds more than half of
 /// a zone's free memory.  The shrinker is off meanwhile, so that it
 /// cannot release the objects and make the test pass for that reason.
-fn objects_in_cma(dev: &Device, cma: &Cma, value: u32) -> Result<Vec<(u32, u64)>, String> {
+pub(super) fn objects_in_cma(
+    dev: &Device,
+    cma: &Cma,
+    value: u32,
+) -> Result<Vec<(u32, u64)>, String> {
     let node = node_of_pfn(cma.base_pfn)?;
     let _no_shrinker = Param::set("shrinker", "0")?;
     let taken = cma
@@ -350,7 +354,7 @@ fn cma_alloc_asleep() -> TestResult {
 
 /// How a write to a memory block's `state` ended.
 #[derive(Debug, PartialEq)]
-enum Done {
+pub(super) enum Done {
     Yes,
     Failed(i32),
     /// Still retrying when the time was up (offlining retries migration
@@ -360,7 +364,7 @@ enum Done {
 
 /// Writes `state` to memory block `block` from a child process, which is
 /// killed after `secs`.
-fn set_block(block: u32, state: &str, secs: u64) -> Result<Done, String> {
+pub(super) fn set_block(block: u32, state: &str, secs: u64) -> Result<Done, String> {
     let path = format!("/sys/devices/system/memory/memory{block}/state");
     // SAFETY: the child only writes one file and leaves with `_exit`.
     let pid = unsafe { libc::fork() };
@@ -426,10 +430,10 @@ fn blocks_of(node: u32) -> Result<Vec<u32>, String> {
 /// A memory block of node 1 taken offline and brought back as
 /// ZONE_MOVABLE (empty, so the next movable allocations bound to the
 /// node land in it); onlined as it was on drop.
-struct MovableBlock(u32);
+pub(super) struct MovableBlock(pub(super) u32);
 
 impl MovableBlock {
-    fn new() -> Result<Self, String> {
+    pub(super) fn new() -> Result<Self, String> {
         let mut tried = Vec::new();
         for b in blocks_of(1)?.into_iter().take(4) {
             // A block with unmovable pages (or the CMA area) refuses at

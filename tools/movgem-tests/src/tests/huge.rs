@@ -1,0 +1,271 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Huge objects (`CREATE_HUGE`): i915's "gemfs", a private tmpfs mount
+//! with `huge=within_size`, gives each 2 MiB range of an object one
+//! PMD-sized folio, and the hook moves such a folio in place as one unit
+//! (its 512 references, its 512 GTT entries), the object staying bound.
+//! Compaction never isolates folios of pageblock order, so the users
+//! that move them are the sync ones: `move_pages(2)` and memory
+//! offlining here (CMA and `alloc_contig_range()` take the same path).
+//! Each test first counts how many objects really got huge folios
+//! (`/proc/kpageflags` of their frames) and needs at least one, then runs
+//! the user with `hook=off`, where the folios must stay, and with the
+//! default hook, where they must move in place with the data intact.
+
+use std::fs;
+use std::os::unix::fs::FileExt;
+
+use movgem_uapi::{self as uapi, Device};
+
+use movgem_guest::env::{self, Counters, GpuAwake, Param};
+use movgem_guest::{ensure, TestResult};
+
+use super::common::{move_to, ok, where_are, PAGE};
+use super::inplace::{gtt_check, nothing_released};
+use super::users::{set_block, Bound, Done, MovableBlock};
+use super::Test;
+
+/// One PMD-sized folio per object.
+const HUGE_OBJ: u64 = 2 << 20;
+const OBJS: u32 = 4;
+
+/// `KPF_COMPOUND_HEAD` and `KPF_COMPOUND_TAIL` in /proc/kpageflags.
+const KPF_COMPOUND: u64 = (1 << 15) | (1 << 16);
+
+/// Whether every frame belongs to a large folio.
+fn all_large(frames: &[u64]) -> Result<bool, String> {
+    let f = fs::File::open("/proc/kpageflags").map_err(|e| format!("kpageflags: {e}"))?;
+    for &pfn in frames {
+        let mut flags = [0u8; 8];
+        f.read_exact_at(&mut flags, pfn * 8)
+            .map_err(|e| format!("kpageflags: {e}"))?;
+        if u64::from_le_bytes(flags) & KPF_COMPOUND == 0 {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Huge objects written by the GPU (object `i` with `value + i`), bound,
+/// each mapped into this process with every page touched; unmapped and
+/// closed on drop.
+struct HugeObjects<'a> {
+    dev: &'a Device,
+    objs: Vec<(u32, u64, u64)>,
+}
+
+impl<'a> HugeObjects<'a> {
+    fn new(dev: &'a Device, value: u32) -> Result<Self, String> {
+        let mut this = Self {
+            dev,
+            objs: Vec::new(),
+        };
+        for i in 0..OBJS {
+            let h = ok(dev.create_with(HUGE_OBJ, uapi::CREATE_HUGE), "create huge")?;
+            let placed = ok(
+                dev.execbuf(&[(h, true)], uapi::OP_FILL, value + i, 0, 0),
+                "execbuf fill",
+            )
+            .and_then(|o| ok(dev.wait(h, -1), "wait").map(|_| o[0]))
+            .and_then(|offset| Ok((offset, ok(dev.mmap(h, 0, HUGE_OBJ), "mmap")?)));
+            match placed {
+                Ok((offset, addr)) => this.objs.push((h, offset, addr)),
+                Err(e) => {
+                    let _ = dev.close(h);
+                    return Err(e);
+                }
+            }
+        }
+        for a in this.addrs(0..OBJS as usize) {
+            // SAFETY: inside a mapping the kernel gave us.
+            let _ = unsafe { std::ptr::read_volatile(a as *const u8) };
+        }
+        Ok(this)
+    }
+
+    /// Every page address of the objects `which`.
+    fn addrs(&self, which: std::ops::Range<usize>) -> Vec<*mut libc::c_void> {
+        self.objs[which]
+            .iter()
+            .flat_map(|&(_, _, addr)| {
+                (0..HUGE_OBJ / PAGE).map(move |i| (addr + i * PAGE) as *mut libc::c_void)
+            })
+            .collect()
+    }
+
+    /// The objects whose pages all sit in large folios, by index.
+    fn huge(&self) -> Result<Vec<usize>, String> {
+        let mut out = Vec::new();
+        for i in 0..self.objs.len() {
+            let frames = env::frames(&self.addrs(i..i + 1))?;
+            ensure!(
+                frames.iter().all(|&f| f != 0),
+                "pagemap shows no frames (not root?)"
+            );
+            if all_large(&frames)? {
+                out.push(i);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Each object at its GTT offset, and what the GPU wrote is what the
+    /// GPU and the CPU (through the mapping) read.
+    fn intact(&self, value: u32) -> TestResult {
+        for (i, &(h, offset, addr)) in self.objs.iter().enumerate() {
+            let want = value + i as u32;
+            let before = Counters::read()?;
+            let got = ok(
+                self.dev.execbuf(&[(h, false)], uapi::OP_CHECK, want, 0, 0),
+                "execbuf check",
+            )?;
+            ok(self.dev.wait(h, -1), "wait")?;
+            let d = Counters::read()?.since(&before);
+            ensure!(got[0] == offset, "object {i}: GTT offset changed");
+            ensure!(
+                d.get("gpu_check_errors") == 0,
+                "object {i}: the GPU read stale data: {d}"
+            );
+            // SAFETY: the object's mapping, `HUGE_OBJ` bytes, alive until drop.
+            let words =
+                unsafe { std::slice::from_raw_parts(addr as *const u32, HUGE_OBJ as usize / 4) };
+            ensure!(
+                words.iter().all(|&w| w == want),
+                "object {i}: the CPU read other data than the GPU wrote"
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Drop for HugeObjects<'_> {
+    fn drop(&mut self) {
+        for &(h, _, addr) in &self.objs {
+            // SAFETY: unmapping what the kernel mapped for us.
+            unsafe { libc::munmap(addr as *mut libc::c_void, HUGE_OBJ as usize) };
+            let _ = self.dev.close(h);
+        }
+    }
+}
+
+/// What a move of huge objects in place must show.
+fn large_moved_in_place(d: &Counters, huge: usize) -> TestResult {
+    ensure!(
+        d.get("migrated_in_place_large") >= huge as u64,
+        "{huge} huge objects, fewer large folios moved in place: {d}"
+    );
+    nothing_released(d)?;
+    let (_, wrong) = gtt_check()?;
+    ensure!(wrong == 0, "GTT check: {wrong} entries wrong");
+    Ok(())
+}
+
+/// `move_pages(2)` of huge objects to the other node.
+fn huge_objects_move_pages_in_place() -> TestResult {
+    let _awake = GpuAwake::new()?;
+    let dev = ok(Device::open(), "open")?;
+    let value = 0x4a6e_0000;
+    let objs = HugeObjects::new(&dev, value)?;
+    let huge = objs.huge()?;
+    ensure!(
+        !huge.is_empty(),
+        "none of {OBJS} huge objects got a PMD-sized folio: nothing to test"
+    );
+    let addrs: Vec<*mut libc::c_void> = huge.iter().flat_map(|&i| objs.addrs(i..i + 1)).collect();
+    let target: Vec<i32> = where_are(&addrs)?.iter().map(|&n| 1 - n).collect();
+    // Negative control: plain migrate_folio() finds the object's 512
+    // references and the folios stay.
+    let before = Counters::read()?;
+    let moved_off = {
+        let _off = Param::set("hook", "off")?;
+        move_to(&addrs, &target)?
+    };
+    let d = Counters::read()?.since(&before);
+    ensure!(
+        moved_off == 0 && d.get("migrated_in_place") == 0,
+        "hook=off moved {moved_off} of {} pages: this test could not fail; {d}",
+        addrs.len()
+    );
+    let before = Counters::read()?;
+    let moved = move_to(&addrs, &target)?;
+    let d = Counters::read()?.since(&before);
+    ensure!(
+        moved == addrs.len(),
+        "the hook moved {moved} of {} pages: {d}",
+        addrs.len()
+    );
+    large_moved_in_place(&d, huge.len())?;
+    ensure!(
+        objs.huge()? == huge,
+        "an object lost its huge folio in the move"
+    );
+    objs.intact(value)?;
+    println!(
+        "  {} of {OBJS} huge objects got PMD-sized folios; move_pages: hook=off moved none, \
+         the hook {} large folios in place",
+        huge.len(),
+        d.get("migrated_in_place_large")
+    );
+    Ok(())
+}
+
+/// Offlining a ZONE_MOVABLE block that holds huge objects.
+fn huge_objects_offline_in_place() -> TestResult {
+    let block = MovableBlock::new()?;
+    let _awake = GpuAwake::new()?;
+    let dev = ok(Device::open(), "open")?;
+    let value = 0x4a6f_0000;
+    let objs = {
+        let _no_shrinker = Param::set("shrinker", "0")?;
+        let _bound = Bound::to(1)?;
+        HugeObjects::new(&dev, value)?
+    };
+    let huge = objs.huge()?;
+    ensure!(
+        !huge.is_empty(),
+        "none of {OBJS} huge objects got a PMD-sized folio: nothing to test"
+    );
+    let before = Counters::read()?;
+    let refused = {
+        let _off = Param::set("hook", "off")?;
+        set_block(block.0, "offline", 20)?
+    };
+    let d = Counters::read()?.since(&before);
+    ensure!(
+        refused != Done::Yes && d.get("migrated_in_place") == 0,
+        "memory{} went offline with hook=off ({refused:?}): the objects were not in it, \
+         this test could not fail; {d}",
+        block.0
+    );
+    let before = Counters::read()?;
+    let done = set_block(block.0, "offline", 120)?;
+    let d = Counters::read()?.since(&before);
+    ensure!(
+        done == Done::Yes,
+        "memory{} did not go offline with the hook: {done:?}; {d}",
+        block.0
+    );
+    large_moved_in_place(&d, huge.len())?;
+    objs.intact(value)?;
+    println!(
+        "  memory{}: {} of {OBJS} huge objects got PMD-sized folios; hook=off {refused:?}, \
+         with the hook offline, {} large folios moved in place",
+        block.0,
+        huge.len(),
+        d.get("migrated_in_place_large")
+    );
+    drop(objs);
+    drop(block);
+    Ok(())
+}
+
+pub(super) const TESTS: &[Test] = &[
+    (
+        "huge_objects_move_pages_in_place",
+        huge_objects_move_pages_in_place,
+    ),
+    (
+        "huge_objects_offline_in_place",
+        huge_objects_offline_in_place,
+    ),
+];

@@ -1,0 +1,333 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Long-term pins keep out of movable memory, `FOLL_LONGTERM`'s rule:
+//! PIN (a scanout pin) and VMAP (a pinned kernel mapping) first migrate
+//! every page of the object that sits in ZONE_MOVABLE or in the CMA area
+//! to other memory, so that memory offlining and `cma_alloc()` still
+//! succeed while the pins are held.  The objects are bound and idle,
+//! written by the GPU, and put where the test needs them (a memory block
+//! re-onlined as ZONE_MOVABLE, the `cma=` area of the check boot).
+//! The negative control pins with `debug_skip_longterm_migrate=1`, the
+//! module as it was before: the pinned pages stay in movable memory, and
+//! offlining or `cma_alloc()` must fail.
+
+use std::fmt;
+use std::fs;
+use std::ops::Range;
+
+use movgem_uapi::Device;
+
+use movgem_guest::env::{self, Counters, GpuAwake, Param};
+use movgem_guest::{ensure, TestResult};
+
+use super::common::{ok, PAGE};
+use super::inplace::nothing_released;
+use super::users::{
+    asleep_if, filled_objects, objects_in_cma, objects_intact, power_respected, set_block, Bound,
+    Cma, Done, MovableBlock, CMA_OBJ,
+};
+use super::Test;
+
+/// Frames that must not hold a long-term pin: every ZONE_MOVABLE span in
+/// /proc/zoneinfo, and the CMA area if the boot has one.
+struct Unpinnable(Vec<(&'static str, Range<u64>)>);
+
+impl Unpinnable {
+    fn read() -> Result<Self, String> {
+        let text = fs::read_to_string("/proc/zoneinfo").map_err(|e| format!("zoneinfo: {e}"))?;
+        let (mut movable, mut spanned, mut out) = (false, 0u64, Vec::new());
+        for l in text.lines() {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            match w.as_slice() {
+                ["Node", _, "zone", zone, ..] => movable = *zone == "Movable",
+                ["spanned", v, ..] => spanned = v.parse().unwrap_or(0),
+                ["start_pfn:", v, ..] if movable && spanned > 0 => {
+                    let start: u64 = v.parse().map_err(|e| format!("zoneinfo start_pfn: {e}"))?;
+                    out.push(("ZONE_MOVABLE", start..start + spanned));
+                }
+                _ => {}
+            }
+        }
+        if let Ok(cma) = Cma::find() {
+            out.push(("CMA", cma.base_pfn..cma.base_pfn + cma.count));
+        }
+        Ok(Self(out))
+    }
+
+    /// How many of `frames` are in one of the ranges.
+    fn count(&self, frames: &[u64]) -> usize {
+        frames
+            .iter()
+            .filter(|f| self.0.iter().any(|(_, r)| r.contains(f)))
+            .count()
+    }
+}
+
+impl fmt::Display for Unpinnable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (what, r) in &self.0 {
+            write!(f, "{what} {:#x}..{:#x} ", r.start, r.end)?;
+        }
+        Ok(())
+    }
+}
+
+/// The frames of every page of object `h` (`size` bytes), read through
+/// a CPU mapping and pagemap.
+fn object_frames(dev: &Device, h: u32, size: u64) -> Result<Vec<u64>, String> {
+    let addr = ok(dev.mmap(h, 0, size), "mmap")?;
+    let addrs: Vec<*mut libc::c_void> = (0..size / PAGE)
+        .map(|i| (addr + i * PAGE) as *mut libc::c_void)
+        .collect();
+    for a in &addrs {
+        // SAFETY: inside the mapping the kernel gave us.
+        let _ = unsafe { std::ptr::read_volatile(*a as *const u8) };
+    }
+    let frames = env::frames(&addrs);
+    // SAFETY: unmapping what the kernel mapped for us.
+    unsafe { libc::munmap(addr as *mut libc::c_void, size as usize) };
+    let frames = frames?;
+    ensure!(
+        frames.iter().all(|&f| f != 0),
+        "pagemap shows no frames (not root?)"
+    );
+    Ok(frames)
+}
+
+/// How many pages of each object are in `bad`.
+fn unpinnable_pages(dev: &Device, objs: &[u32], bad: &Unpinnable) -> Result<Vec<usize>, String> {
+    objs.iter()
+        .map(|&h| Ok(bad.count(&object_frames(dev, h, CMA_OBJ)?)))
+        .collect()
+}
+
+/// The two long-term pins of the uAPI.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Pin,
+    Vmap,
+}
+
+fn take(dev: &Device, h: u32, kind: Kind) -> TestResult {
+    match kind {
+        Kind::Pin => ok(dev.pin(h), "pin").map(drop),
+        Kind::Vmap => ok(dev.vmap(h), "vmap"),
+    }
+}
+
+fn give_back(dev: &Device, h: u32, kind: Kind) -> TestResult {
+    match kind {
+        Kind::Pin => ok(dev.unpin(h), "unpin"),
+        Kind::Vmap => ok(dev.vunmap(h), "vunmap"),
+    }
+}
+
+/// Takes each pin of `want`; the pins taken so far are given back if
+/// one fails.
+fn take_all<'a>(dev: &'a Device, want: &[(u32, Kind)]) -> Result<Pins<'a>, String> {
+    let mut pins = Pins(dev, Vec::new());
+    for &(h, kind) in want {
+        take(dev, h, kind)?;
+        pins.1.push((h, kind));
+    }
+    Ok(pins)
+}
+
+/// `kind` for each of `handles`.
+fn each(handles: &[u32], kind: Kind) -> Vec<(u32, Kind)> {
+    handles.iter().map(|&h| (h, kind)).collect()
+}
+
+/// Long-term pins held until dropped.
+struct Pins<'a>(&'a Device, Vec<(u32, Kind)>);
+
+impl Pins<'_> {
+    fn handles(&self) -> Vec<u32> {
+        self.1.iter().map(|p| p.0).collect()
+    }
+}
+
+impl Drop for Pins<'_> {
+    fn drop(&mut self) {
+        for &(h, kind) in &self.1 {
+            let _ = give_back(self.0, h, kind);
+        }
+    }
+}
+
+/// Every object has pages in `bad` before the pins: else the test could
+/// not fail.
+fn all_placed(dev: &Device, handles: &[u32], bad: &Unpinnable) -> TestResult {
+    let n = unpinnable_pages(dev, handles, bad)?;
+    ensure!(
+        n.iter().all(|&k| k > 0),
+        "pages in movable memory per object before pinning: {n:?} ({bad}): \
+         an object is not there, this test could not fail"
+    );
+    Ok(())
+}
+
+/// Pinning moved every page of `pins` out of `bad`, in place (the
+/// objects stayed bound), one migration per pin, and woke nothing.
+fn pins_moved_out(
+    dev: &Device,
+    pins: &Pins<'_>,
+    bad: &Unpinnable,
+    awake: bool,
+    d: &Counters,
+) -> TestResult {
+    let n = unpinnable_pages(dev, &pins.handles(), bad)?;
+    ensure!(
+        n.iter().all(|&k| k == 0),
+        "pinned objects still have pages in movable memory: {n:?} ({bad}); {d}"
+    );
+    ensure!(
+        d.get("longterm_migrations") == pins.1.len() as u64 && d.get("longterm_failed") == 0,
+        "{} pins, not one migration each: {d}",
+        pins.1.len()
+    );
+    ensure!(
+        d.get("migrated_in_place") > 0,
+        "no folio moved in place: {d}"
+    );
+    nothing_released(d)?;
+    power_respected(awake, d)
+}
+
+/// PIN and VMAP over objects in a ZONE_MOVABLE memory block: the pages
+/// leave the block, which then goes offline with the pins held.
+fn longterm_pins_leave_zone_movable() -> TestResult {
+    let block = MovableBlock::new()?;
+    let _awake = GpuAwake::new()?;
+    let dev = ok(Device::open(), "open")?;
+    let value = 0x1097_0000;
+    let objs = {
+        let _no_shrinker = Param::set("shrinker", "0")?;
+        let _bound = Bound::to(1)?;
+        filled_objects(&dev, 4, value)?
+    };
+    let handles: Vec<u32> = objs.iter().map(|o| o.0).collect();
+    let out = (|| {
+        let bad = Unpinnable::read()?;
+        all_placed(&dev, &handles, &bad)?;
+        // Objects 1 and 2 pinned, 3 vmapped, as the module does it.
+        let before = Counters::read()?;
+        let mut want = each(&handles[1..3], Kind::Pin);
+        want.extend(each(&handles[3..], Kind::Vmap));
+        let pins = take_all(&dev, &want)?;
+        pins_moved_out(&dev, &pins, &bad, true, &Counters::read()?.since(&before))?;
+        // Negative control: object 0 pinned where it is; the block
+        // cannot go offline (offlining retries until killed).
+        let before = Counters::read()?;
+        let (left, refused) = {
+            let _skip = Param::set("debug_skip_longterm_migrate", "1")?;
+            let _stuck = take_all(&dev, &each(&handles[..1], Kind::Pin))?;
+            let left = unpinnable_pages(&dev, &handles[..1], &bad)?[0];
+            (left, set_block(block.0, "offline", 20)?)
+        };
+        let d = Counters::read()?.since(&before);
+        ensure!(
+            left > 0 && refused != Done::Yes,
+            "with debug_skip_longterm_migrate the pinned object had {left} pages in movable \
+             memory and offlining gave {refused:?}: this test could not fail; {d}"
+        );
+        ensure!(
+            d.get("refused_pinned_vma") > 0,
+            "offlining met no pinned folio: {d}"
+        );
+        // The module as it is: object 0 too, then the block goes offline
+        // under all four pins.
+        let before = Counters::read()?;
+        let last = take_all(&dev, &each(&handles[..1], Kind::Pin))?;
+        let d = Counters::read()?.since(&before);
+        pins_moved_out(&dev, &last, &bad, true, &d)?;
+        let done = set_block(block.0, "offline", 120)?;
+        ensure!(
+            done == Done::Yes,
+            "memory{} did not go offline under pins that left it: {done:?}",
+            block.0
+        );
+        objects_intact(&dev, &objs, value)?;
+        println!(
+            "  memory{}: 3 PIN and 1 VMAP over objects in it moved their pages out; \
+             with debug_skip_longterm_migrate offlining gave {refused:?}, without it done",
+            block.0
+        );
+        drop((pins, last));
+        Ok(())
+    })();
+    for h in handles {
+        let _ = dev.close(h);
+    }
+    drop(block);
+    out
+}
+
+/// PIN and VMAP over objects in the CMA area, the device asleep: the
+/// pages leave the area, and `cma_alloc()` of the whole area succeeds
+/// with the pins held.
+fn longterm_pins_leave_cma() -> TestResult {
+    let cma = Cma::find()?;
+    let dev = ok(Device::open(), "open")?;
+    let value = 0x1c3a_0000;
+    let objs = objects_in_cma(&dev, &cma, value)?;
+    let handles: Vec<u32> = objs.iter().map(|o| o.0).collect();
+    let out = (|| {
+        let bad = Unpinnable::read()?;
+        let n = unpinnable_pages(&dev, &handles, &bad)?;
+        let placed: Vec<u32> = handles
+            .iter()
+            .zip(&n)
+            .filter(|(_, &k)| k > 0)
+            .map(|(&h, _)| h)
+            .collect();
+        ensure!(
+            placed.len() >= 2,
+            "objects with pages in movable memory: {n:?} ({bad}): fewer than two, \
+             this test could not fail"
+        );
+        asleep_if(false)?;
+        // Negative control: pinned where they are, the area cannot be
+        // allocated.
+        let refused = {
+            let _skip = Param::set("debug_skip_longterm_migrate", "1")?;
+            let _stuck = take_all(&dev, &each(&placed, Kind::Pin))?;
+            cma.take_all().map(drop)
+        };
+        ensure!(
+            refused.is_err(),
+            "cma_alloc succeeded over objects pinned in the area with \
+             debug_skip_longterm_migrate: this test could not fail"
+        );
+        let (half, rest) = placed.split_at(placed.len() / 2);
+        let mut want = each(half, Kind::Pin);
+        want.extend(each(rest, Kind::Vmap));
+        let before = Counters::read()?;
+        let pins = take_all(&dev, &want)?;
+        pins_moved_out(&dev, &pins, &bad, false, &Counters::read()?.since(&before))?;
+        let taken = cma.take_all()?;
+        drop(taken);
+        objects_intact(&dev, &objs, value)?;
+        println!(
+            "  CMA: {} objects with pages in the area ({} PIN, {} VMAP) moved out, asleep; \
+             with debug_skip_longterm_migrate cma_alloc failed, without it done",
+            placed.len(),
+            half.len(),
+            rest.len()
+        );
+        drop(pins);
+        Ok(())
+    })();
+    for h in handles {
+        let _ = dev.close(h);
+    }
+    out
+}
+
+pub(super) const TESTS: &[Test] = &[
+    (
+        "longterm_pins_leave_zone_movable",
+        longterm_pins_leave_zone_movable,
+    ),
+    ("longterm_pins_leave_cma", longterm_pins_leave_cma),
+];
