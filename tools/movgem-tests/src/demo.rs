@@ -28,6 +28,51 @@ fn buddyinfo() -> String {
     fs::read_to_string("/proc/buddyinfo").unwrap_or_default()
 }
 
+const TRACEFS: &str = "/sys/kernel/tracing";
+
+/// Turns the hook's trace event on (emptying the buffer) or off.
+fn trace_hook(on: bool) -> TestResult {
+    let w = |f: &str, v: &str| {
+        fs::write(format!("{TRACEFS}/{f}"), v).map_err(|e| format!("{TRACEFS}/{f}: {e}"))
+    };
+    if on {
+        w("buffer_size_kb", "8192")?;
+        w("trace", "")?;
+    }
+    w(
+        "events/movgem/movgem_migrate_folio/enable",
+        if on { "1" } else { "0" },
+    )
+}
+
+/// The hook's events of the round that the ring buffer kept (of the
+/// `calls` the counters saw): how many of each outcome, and the first
+/// few lines as the kernel's trace shows them.
+fn trace_excerpt(hook: &str, calls: u64) {
+    let text = fs::read_to_string(format!("{TRACEFS}/trace")).unwrap_or_default();
+    let events: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.find("movgem_migrate_folio: ").map(|at| &l[at..]))
+        .collect();
+    let mut outcomes = std::collections::BTreeMap::<&str, usize>::new();
+    for e in &events {
+        if let Some(o) = e
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("outcome="))
+        {
+            *outcomes.entry(o).or_default() += 1;
+        }
+    }
+    println!(
+        "movgem demo: hook={hook}: trace: the buffer kept {} of {calls} movgem_migrate_folio events, \
+         by outcome {outcomes:?}",
+        events.len()
+    );
+    for e in events.iter().take(3) {
+        println!("movgem demo: hook={hook}: trace:   {e}");
+    }
+}
+
 /// Compacts, then asks for hugepages until the kernel gives no more;
 /// returns how many it got, and gives them back.
 fn hugepages() -> Result<u64, String> {
@@ -90,7 +135,10 @@ pub fn demo() -> TestResult {
     for hook in ["off", "release", "inplace"] {
         env::set_param("hook", hook)?;
         let before = Counters::read()?;
-        let got = hugepages()?;
+        trace_hook(true)?;
+        let got = hugepages();
+        trace_hook(false)?;
+        let got = got?;
         let d = Counters::read()?.since(&before);
         let info = dev.info().map_err(|e| format!("info: errno {e}"))?;
         print!(
@@ -110,6 +158,7 @@ pub fn demo() -> TestResult {
             info.bound_objects,
             env::runtime_status()?
         );
+        trace_excerpt(hook, d.get("hook_calls"));
         results.push(got);
     }
     env::set_param("hook", "inplace")?;
