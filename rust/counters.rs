@@ -108,8 +108,9 @@ pub(crate) enum Counter {
     /// Entries `gtt_check` found pointing at another frame than the page
     /// cache's.
     GttMismatches,
-    /// Purged objects whose truncation went to the purge worker (the
-    /// shrinker ran in direct reclaim, perhaps under a folio lock).
+    /// Purged objects whose truncation went to the purge worker: every
+    /// reclaim context defers it (direct reclaim may run under a folio
+    /// lock of ours, and kswapd may wait on a task that does).
     PurgesDeferred,
     /// A batch's object could not get its pages, requests were in
     /// flight: the submitter waited for one to retire and tried again.

@@ -429,7 +429,8 @@ fn blocks_of(node: u32) -> Result<Vec<u32>, String> {
 
 /// A memory block of node 1 taken offline and brought back as
 /// ZONE_MOVABLE (empty, so the next movable allocations bound to the
-/// node land in it); onlined as it was on drop.
+/// node land in it); onlined movable again on drop.  The guest's init
+/// made one block of node 1 movable at boot, so that one can go offline.
 pub(super) struct MovableBlock(pub(super) u32);
 
 impl MovableBlock {
@@ -464,7 +465,11 @@ impl MovableBlock {
 
 impl Drop for MovableBlock {
     fn drop(&mut self) {
-        if block_file(self.0, "state").as_deref() == Ok("offline") {
+        // Movable again, as the guest's init made it: a block of a kernel
+        // zone collects unmovable pages and may never go offline again.
+        if block_file(self.0, "state").as_deref() == Ok("offline")
+            && set_block(self.0, "online_movable", 60).ok() != Some(Done::Yes)
+        {
             let _ = set_block(self.0, "online", 60);
         }
     }
