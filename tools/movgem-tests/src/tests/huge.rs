@@ -22,7 +22,7 @@ use movgem_guest::{ensure, TestResult};
 
 use super::common::{move_to, ok, where_are, PAGE};
 use super::inplace::{gtt_check, nothing_released};
-use super::users::{set_block, Bound, Done, MovableBlock};
+use super::users::{Bound, MovableBlock};
 use super::Test;
 
 /// One PMD-sized folio per object.
@@ -225,26 +225,7 @@ fn huge_objects_offline_in_place() -> TestResult {
         !huge.is_empty(),
         "none of {OBJS} huge objects got a PMD-sized folio: nothing to test"
     );
-    let before = Counters::read()?;
-    let refused = {
-        let _off = Param::set("hook", "off")?;
-        set_block(block.0, "offline", 20)?
-    };
-    let d = Counters::read()?.since(&before);
-    ensure!(
-        refused != Done::Yes && d.get("migrated_in_place") == 0,
-        "memory{} went offline with hook=off ({refused:?}): the objects were not in it, \
-         this test could not fail; {d}",
-        block.0
-    );
-    let before = Counters::read()?;
-    let done = set_block(block.0, "offline", 120)?;
-    let d = Counters::read()?.since(&before);
-    ensure!(
-        done == Done::Yes,
-        "memory{} did not go offline with the hook: {done:?}; {d}",
-        block.0
-    );
+    let (refused, d) = block.offline_after_control()?;
     large_moved_in_place(&d, huge.len())?;
     objs.intact(value)?;
     println!(

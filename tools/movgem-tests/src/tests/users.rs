@@ -463,6 +463,38 @@ impl MovableBlock {
     }
 }
 
+impl MovableBlock {
+    /// Takes the block offline twice over the objects in it: first with
+    /// `hook=off`, where it must fail (plain `migrate_folio()` finds the
+    /// objects' references and offlining retries until killed after
+    /// 20 s) without a folio moving in place, then with the hook, where
+    /// it must succeed.  Returns how the first ended and the counters of
+    /// the second.
+    pub(super) fn offline_after_control(&self) -> Result<(Done, Counters), String> {
+        let before = Counters::read()?;
+        let refused = {
+            let _off = Param::set("hook", "off")?;
+            set_block(self.0, "offline", 20)?
+        };
+        let d = Counters::read()?.since(&before);
+        ensure!(
+            refused != Done::Yes && d.get("migrated_in_place") == 0,
+            "memory{} went offline with hook=off ({refused:?}): the objects were not in it, \
+             this test could not fail; {d}",
+            self.0
+        );
+        let before = Counters::read()?;
+        let done = set_block(self.0, "offline", 120)?;
+        let d = Counters::read()?.since(&before);
+        ensure!(
+            done == Done::Yes,
+            "memory{} did not go offline with the hook: {done:?}; {d}",
+            self.0
+        );
+        Ok((refused, d))
+    }
+}
+
 impl Drop for MovableBlock {
     fn drop(&mut self) {
         // Movable again, as the guest's init made it: a block of a kernel
@@ -486,32 +518,7 @@ fn memory_offline_over_objects(awake: bool) -> TestResult {
         filled_objects(&dev, 4, value)?
     };
     asleep_if(awake)?;
-    // Negative control: with plain migrate_folio() offlining retries the
-    // objects' folios until it is killed.
-    let before = Counters::read()?;
-    let refused = {
-        let _off = Param::set("hook", "off")?;
-        set_block(block.0, "offline", 20)?
-    };
-    let d = Counters::read()?.since(&before);
-    ensure!(
-        refused != Done::Yes,
-        "memory{} went offline with hook=off: the objects were not in it, \
-         this test could not fail",
-        block.0
-    );
-    ensure!(
-        d.get("migrated_in_place") == 0,
-        "hook=off moved folios: {d}"
-    );
-    let before = Counters::read()?;
-    let done = set_block(block.0, "offline", 120)?;
-    let d = Counters::read()?.since(&before);
-    ensure!(
-        done == Done::Yes,
-        "memory{} did not go offline with the hook: {done:?}; {d}",
-        block.0
-    );
+    let (refused, d) = block.offline_after_control()?;
     ensure!(
         d.get("migrated_in_place") > 0,
         "offline without moving an object's folio: {d}"
