@@ -262,3 +262,31 @@ impl Drop for Anon {
         self.unmap();
     }
 }
+
+/// Swap off until dropped (and on again if it was on): memory that only
+/// reclaim to swap could free stays where it is.
+pub(crate) struct NoSwap(bool);
+
+impl NoSwap {
+    pub(crate) fn new() -> Result<Self, String> {
+        let had = env::meminfo_kib("SwapTotal")? > 0;
+        if had {
+            let st = std::process::Command::new("swapoff")
+                .arg("/dev/zram0")
+                .status()
+                .map_err(|e| format!("swapoff: {e}"))?;
+            ensure!(st.success(), "swapoff failed: {st}");
+        }
+        Ok(Self(had))
+    }
+}
+
+impl Drop for NoSwap {
+    fn drop(&mut self) {
+        if self.0 {
+            let _ = std::process::Command::new("swapon")
+                .arg("/dev/zram0")
+                .status();
+        }
+    }
+}

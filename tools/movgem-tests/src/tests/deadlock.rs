@@ -36,8 +36,8 @@ use movgem_guest::env::{self, Counters, GpuAwake};
 use movgem_guest::{ensure, TestResult};
 
 use super::common::{
-    mbind, node_free_kib, node_watermark_kib, set_mempolicy, Anon, Knob, MPOL_BIND, MPOL_DEFAULT,
-    PAGE,
+    mbind, node_free_kib, node_watermark_kib, set_mempolicy, Anon, Knob, NoSwap, MPOL_BIND,
+    MPOL_DEFAULT, PAGE,
 };
 use super::Test;
 
@@ -175,14 +175,7 @@ fn move_pages_of_dontneed_object_does_not_hang() -> TestResult {
     let _awake = GpuAwake::new()?;
     let _min = Knob::set("/proc/sys/vm/min_free_kbytes", MIN_FREE_KBYTES)?;
     let _gap = Knob::set("/proc/sys/vm/watermark_scale_factor", WATERMARK_SCALE)?;
-    let had_swap = env::meminfo_kib("SwapTotal")? > 0;
-    if had_swap {
-        let st = std::process::Command::new("swapoff")
-            .arg("/dev/zram0")
-            .status()
-            .map_err(|e| format!("swapoff: {e}"))?;
-        ensure!(st.success(), "swapoff failed: {st}");
-    }
+    let _no_swap = NoSwap::new()?;
     let mut out = Err("no attempt".to_string());
     for attempt in 1..=ATTEMPTS {
         out = match run_recipe() {
@@ -199,11 +192,6 @@ fn move_pages_of_dontneed_object_does_not_hang() -> TestResult {
         if !matches!(&out, Err(e) if e.starts_with("in ")) {
             break;
         }
-    }
-    if had_swap {
-        let _ = std::process::Command::new("swapon")
-            .arg("/dev/zram0")
-            .status();
     }
     out
 }

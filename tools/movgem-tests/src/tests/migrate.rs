@@ -351,10 +351,13 @@ fn lock_contention() -> TestResult {
         "only {contended} refusals: the hook waited too long"
     );
     // Per call: the longest any refusal held its folio lock waiting.  The
-    // hook polls once per tick (no high-resolution timers), so it may
-    // overrun its budget by a tick, more on a loaded host; ten ticks at
-    // HZ=250 cover that, and a hook that waited five times its budget
-    // fails.
+    // property is that the budget, not the holder, ends the wait: the
+    // holder keeps the lock for 2 s, and a hook that waited for it fails
+    // here.  The margin is the host's: a TCG vCPU on a loaded 2-core
+    // machine is descheduled for tens of milliseconds (68 ms measured
+    // with three guests beside this one; 40 ms failed there), so 200 ms,
+    // a tenth of the hold.  The count above bounds the average wait to
+    // 10x the budget.
     let budget_us = env::param("lock_timeout_ms")?
         .parse::<u64>()
         .map_err(|e| format!("lock_timeout_ms: {e}"))?
@@ -366,7 +369,7 @@ fn lock_contention() -> TestResult {
         took.as_millis()
     );
     ensure!(
-        waited_us >= budget_us && waited_us <= budget_us + 40_000,
+        waited_us >= budget_us && waited_us <= budget_us + 200_000,
         "a refusal waited {waited_us} us for a {budget_us} us budget"
     );
     check_fill(&dev, h, 19)?;
