@@ -102,10 +102,15 @@ impl Move {
         unsafe { movgem_folio_index(self.src) as usize }
     }
 
-    /// Page `i` of `src`; `i` below [`Self::nr_pages`].
+    /// Page `i` of `src`, for comparison only; null if `i` is not below
+    /// [`Self::nr_pages`].
     fn src_page(&self, i: usize) -> *mut RawPage {
-        // SAFETY: `src` is valid by the type invariant, `i` in range by
-        // the caller's word.
+        if i >= self.nr_pages() {
+            return core::ptr::null_mut();
+        }
+        // SAFETY: `src` is valid by the type invariant and `i` is one of
+        // its pages (`folio_page()` looks the page up by frame number
+        // without `SPARSEMEM_VMEMMAP`, so the range matters).
         unsafe { movgem_folio_page(self.src, i as kernel::ffi::c_ulong) }
     }
 
