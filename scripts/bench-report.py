@@ -5,10 +5,13 @@
       LABEL:MEM:SECONDS:RC:LOG ...
 
 Each LOG is a QEMU console; every `movgem-bench: {"key":K,"value":V}`
-line in it is nested under the dotted key K.  Writes DIR/latest.json,
-DIR/latest.md and the plots, each as DIR/*.svg and DIR/*.png (matplotlib,
-Debian's python3-matplotlib: run it with /usr/bin/python3).  Reports
-numbers; judges nothing.
+line in it is nested under the dotted key K; LOG.cmd, written by
+scripts/run-qemu.sh, is the QEMU command line of that boot.  Writes
+DIR/latest.json, DIR/latest.md and the plots, each as DIR/*.svg and
+DIR/*.png (matplotlib, Debian's python3-matplotlib: run it with
+/usr/bin/python3).  With --readme README.md and --doc
+Documentation/benchmarks.md, also rewrites the generated sections of
+those (between their markers).  Reports numbers; judges nothing.
 
   bench-report.py --out DIR --from-json latest.json
       redraws the plots and latest.md of earlier results;
@@ -239,7 +242,11 @@ def reclaim_figure(plt, res, out, name):
         xs = [gi - width / 2 + si * width for gi in range(len(kinds))]
         vals = [num(get(rc, f"{k}.{run}.seconds")) for k in kinds]
         bars = ax.bar(xs, vals, width * 0.92, color=f"C{si}", alpha=0.75, label=label)
-        ax.bar_label(bars, labels=[fmt(v) for v in vals], fontsize=8, label_type="center")
+        done = [get(rc, f"{k}.{run}.completed_runs") for k in kinds]
+        total = [len(get(rc, f"{k}.{run}.seconds_runs", []) or []) for k in kinds]
+        ax.bar_label(bars, labels=[fmt(v) + (f"\n{d} of {t} done" if d is not None and d < t else "")
+                                   for v, d, t in zip(vals, done, total)], fontsize=8, label_type="edge",
+                     padding=2)
         for x, k in zip(xs, kinds):
             runs = [num(v) for v in get(rc, f"{k}.{run}.seconds_runs", []) or []]
             ax.scatter([x] * len(runs), runs, s=14, color="#222", zorder=3,
@@ -247,6 +254,9 @@ def reclaim_figure(plt, res, out, name):
     ax.set_xticks(range(len(kinds)), [f"{k} objects" for k in kinds])
     ax.set_ylabel("seconds")
     ax.set_title("memory hog wall time (median run, every run)")
+    if rc.get("hog_locked"):
+        ax.text(1.0, -0.12, "hog locked (mlock); a run not done was OOM-killed", transform=ax.transAxes,
+                ha="right", fontsize=7, color="#555")
     ax.grid(axis="x", visible=False)
     ax.legend(fontsize=8)
     save(plt, fig, out, name)
@@ -367,64 +377,145 @@ def sizes_of(res):
     return sorted(get(res, "fragmentation", {}).keys(), key=lambda s: float(re.sub(r"[^0-9.]", "", s) or 0))
 
 
-def markdown(res, plots):
-    md = []
-    md.append("# movgem benchmarks: latest run\n")
-    cfg = res["run"]
-    md.append(f"Run {cfg['date']} on {cfg['host']} ({cfg['host_cpus']} host CPUs); "
-              f"`make bench` took {cfg['total_s']} s. QEMU: accel {cfg['qemu']['accel']}, "
-              f"-cpu {cfg['qemu']['cpu_model']}, {cfg['qemu']['cpus']} vCPUs, "
-              f"kernel {cfg.get('kernel', 'n/a')} (plain flavour), numa=fake=2. "
-              f"Commit `{cfg.get('commit', 'unknown')}`, movgem.ko sha256 `{cfg.get('module_sha256', 'unknown')}`.\n")
-    rows = []
-    for b in cfg["boots"]:
-        c = get(res, f"config.{b['label']}", {})
-        rows.append([b["label"], b["memory"], str(b["seconds"]), str(b["verdict_rc"]),
-                     str(get(c, "mem_total_mib", "n/a")), str(get(c, "numa_nodes", "n/a")),
-                     ", ".join(f"{k}={v}" for k, v in get(c, "module_params", {}).items())])
-    md.append(table(["boot", "-m", "seconds", "verdict rc", "MemTotal MiB", "nodes", "module params"], rows))
-    md.append("")
+# A round is an outlier when its hugepages are this fraction of the
+# configuration's median physical limit away from the median.
+OUTLIER = 0.10
+# Per-round counters compared with the configuration's median in the
+# outlier notes: (key, label).
+ROUND_COUNTERS = [
+    ("physical_limit", "physical limit"), ("free_mib_before_alloc", "MiB free after compaction"),
+    ("hook_calls", "hook calls"),
+    ("available_mib_at_start", "MiB available at the start"), ("migrated", "migrated"),
+    ("migrated_in_place", "moved in place"), ("released_pages", "pages released"),
+    ("released_objects", "objects released"), ("refused_suspended", "refused while suspended"),
+    ("runtime_resumes", "runtime resumes"), ("hook_bypassed", "hook bypassed"),
+    ("bound_objects", "bound objects"), ("bound_objects_after", "bound objects after"),
+    ("compact_s", "compaction s"), ("setup_s", "setup s"),
+]
 
-    md.append("## Fragmentation recovery (2 MiB hugepages after compaction, GPU asleep)\n")
-    rows = []
+
+def spread_of(f, key):
+    """'min / median / max' of the hugepages and of the physical limit of
+    configuration `key`, from the rounds."""
+    rounds = get(f, f"rounds.{key}", []) or []
+    out = []
+    for field in ("hugepages", "physical_limit"):
+        v = sorted(r.get(field) for r in rounds if isinstance(r.get(field), (int, float)))
+        out.append(" / ".join(fmt(x) for x in (v[0], v[(len(v) - 1) // 2], v[-1])) if v else "n/a")
+    return out
+
+
+def median(v):
+    v = sorted(x for x in v if isinstance(x, (int, float)) and not isinstance(x, bool))
+    return v[(len(v) - 1) // 2] if v else None
+
+
+def frag_outliers(res):
+    """Markdown bullets for the outlier rounds of every configuration."""
+    md = []
     for s in sizes_of(res):
         f = res["fragmentation"][s]
-        h = f.get("hugepages", {})
-        u = f.get("unusable_index_order9", {})
-        rows.append([s, h.get("ceiling"), h.get("inplace"), h.get("release"), h.get("hook_off"),
-                     h.get("physical_limit"), f.get("inplace_vs_ceiling"), f.get("release_vs_ceiling"),
-                     f.get("hook_off_vs_ceiling"), get(f, "released_pages.inplace"),
-                     get(f, "released_pages.release"),
-                     get(f, "thp_pages.ceiling"), get(f, "thp_pages.inplace"), get(f, "thp_pages.hook_off"),
-                     get(u, "inplace.after_compaction"), get(u, "hook_off.after_compaction")])
-    md.append(table(["guest", "ceiling", "in place", "release", "hook off", "physical limit",
-                     "in place/ceiling", "release/ceiling", "off/ceiling", "pages released, in place",
-                     "pages released, release", "THP ceiling", "THP in place", "THP off",
-                     "unusable idx in place", "unusable idx off"], rows))
-    md.append("")
-    rows = []
-    for s in sizes_of(res):
-        runs = get(res, f"fragmentation.{s}.hugepages_runs", {})
-        rows.append([s] + [", ".join(fmt(int(x)) for x in runs.get(k, []))
-                           for k in ("ceiling", "inplace", "release", "hook_off", "physical_limit")])
-    md.append(table(["guest", "ceiling, every round", "in place, every round", "release, every round",
-                     "hook off, every round", "physical limit, every in-place round"], rows))
-    md.append("\nMedians of the rounds (the second table lists every round). "
-              "hugetlb pages obtained after `compact_memory` with objects (3/8 of available memory, 4 MiB "
-              "each) scattered over memory, bound and idle, the GPU runtime-suspended; ceiling: the same "
-              "objects written but never bound; THP: 2 MiB pages an anonymous region of half the free memory "
-              "got (THP enabled=always, defrag=madvise); unusable index: "
-              "order 9, mean over zones, after compaction (0 = all free memory usable for 2 MiB).")
-    md.append(f"\n![fragmentation]({plots['fragmentation']})\n")
-    if "buddyinfo" in plots:
-        md.append("Free memory by the order of its block (/proc/buddyinfo, every zone summed), right before "
-                  "and right after compaction, in the median round (by hugepages) of each configuration: "
-                  "`free_blocks_by_order` in `latest.json`.")
-        md.append(f"\n![free memory by order]({plots['buddyinfo']})\n")
+        for key, label in FRAG_SERIES[:-1]:
+            rounds = get(f, f"rounds.{key}", []) or []
+            hp = median([r.get("hugepages") for r in rounds])
+            lim = median([r.get("physical_limit") for r in rounds])
+            if hp is None or not lim:
+                continue
+            meds = {k: median([r.get(k) for r in rounds]) for k, _ in ROUND_COUNTERS}
+            for i, r in enumerate(rounds):
+                x = r.get("hugepages")
+                if not isinstance(x, (int, float)) or abs(x - hp) <= OUTLIER * lim:
+                    continue
+                notes = []
+                for k, name in ROUND_COUNTERS:
+                    v, m = r.get(k), meds.get(k)
+                    if not isinstance(v, (int, float)) or m is None:
+                        continue
+                    if abs(v - m) > max(0.1 * abs(m), 1 if isinstance(v, int) else 0.1):
+                        notes.append(f"{name} {fmt(v)} (median {fmt(m)})")
+                if r.get("runtime_status_after") not in (None, "suspended"):
+                    notes.append(f"GPU {r.get('runtime_status_after')} after the round")
+                ua = get(r, "unusable_index_order9_after.mean")
+                ums = median([get(q, "unusable_index_order9_after.mean") for q in rounds])
+                if isinstance(ua, (int, float)) and ums is not None and abs(ua - ums) > 0.05:
+                    notes.append(f"unusable index after {fmt(ua)} (median {fmt(ums)})")
+                if not notes:
+                    notes.append("every counter as in the median round: the layout the page allocator "
+                                 "handed out, not the hook, made the difference")
+                md.append(f"- {s} {label}, round {i + 1}: {fmt(x)} hugepages (median {fmt(hp)}, "
+                          f"physical limit {fmt(r.get('physical_limit'))}); " + "; ".join(notes))
+    return md
+
+
+def sections(res, plots, h="##"):
+    """The Markdown of every benchmark in `res`: heading level `h`,
+    images from `plots` (figure: path)."""
+    md = []
+    if sizes_of(res):
+        md.append(f"{h} Fragmentation recovery (2 MiB hugepages after compaction, GPU asleep)\n")
+        rows = []
+        for s in sizes_of(res):
+            f = res["fragmentation"][s]
+            hp = f.get("hugepages", {})
+            u = f.get("unusable_index_order9", {})
+            rows.append([s, hp.get("ceiling"), hp.get("inplace"), hp.get("release"), hp.get("hook_off"),
+                         hp.get("physical_limit"), f.get("inplace_vs_ceiling"), f.get("release_vs_ceiling"),
+                         f.get("hook_off_vs_ceiling"), get(f, "released_pages.inplace"),
+                         get(f, "released_pages.release"),
+                         get(f, "thp_pages.ceiling"), get(f, "thp_pages.inplace"), get(f, "thp_pages.hook_off"),
+                         get(u, "inplace.after_compaction"), get(u, "hook_off.after_compaction")])
+        md.append(table(["guest", "ceiling", "in place", "release", "hook off", "physical limit (every round)",
+                         "in place/ceiling", "release/ceiling", "off/ceiling", "pages released, in place",
+                         "pages released, release", "THP ceiling", "THP in place", "THP off",
+                         "unusable idx in place", "unusable idx off"], rows))
+        md.append("")
+        rows = []
+        for s in sizes_of(res):
+            f = res["fragmentation"][s]
+            runs = f.get("hugepages_runs", {})
+            for key, label in FRAG_SERIES[:-1]:
+                hs, ls = spread_of(f, key)
+                rows.append([s, label, hs, ls, get(f, f"vs_physical_limit.{key}"),
+                             ", ".join(fmt(int(x)) for x in runs.get(key, []))])
+        md.append(table(["guest", "configuration", "hugepages min / median / max",
+                         "physical limit min / median / max", "median hugepages / median limit",
+                         "hugepages, every round"], rows))
+        fr = res["fragmentation"]
+        if all("objects" in fr[s] for s in sizes_of(res)):
+            layout = ("a fixed count per guest, " + ", ".join(f"{fmt(fr[s]['objects'])} in the {s} guest"
+                                                              for s in sizes_of(res))
+                      + ": 3/8 of the memory available before the first round")
+        else:
+            layout = "3/8 of the memory available at the start of each round"
+        md.append("\nHugepages: the first table gives medians of the rounds "
+                  f"({'/'.join(sorted({str(res['fragmentation'][s].get('rounds_per_config')) for s in sizes_of(res)}))} "
+                  "per configuration, interleaved, after one warm-up round), "
+                  "the second min, median and max of each configuration, with its own physical limit "
+                  "(MemFree / 2 MiB after compaction, measured in every round). "
+                  f"hugetlb pages obtained after `compact_memory` with objects ({layout}, 4 MiB each) "
+                  "scattered over memory, bound and "
+                  "idle, the GPU runtime-suspended; ceiling: the same objects written but never bound; THP: "
+                  "2 MiB pages an anonymous region of half the free memory got (THP enabled=always, "
+                  "defrag=madvise); unusable index: order 9, mean over zones, after compaction (0 = all free "
+                  "memory usable for 2 MiB).")
+        out = frag_outliers(res)
+        if out:
+            md.append(f"\n{h}# Outlier rounds\n")
+            md.append(f"Rounds more than {int(OUTLIER * 100)}% of their configuration's median physical limit "
+                      "away from the configuration's median hugepages, with the per-round counters that differ "
+                      "from the configuration's median round:\n")
+            md += out
+            md.append("")
+        md.append(f"\n![fragmentation]({plots['fragmentation']})\n")
+        if "buddyinfo" in plots:
+            md.append("Free memory by the order of its block (/proc/buddyinfo, every zone summed), right before "
+                      "and right after compaction, in the median round (by hugepages) of each configuration: "
+                      "`free_blocks_by_order` in `latest.json`.")
+            md.append(f"\n![free memory by order]({plots['buddyinfo']})\n")
 
     m = res.get("migration")
     if m:
-        md.append("## Migration cost (move_pages between the two fake nodes, GPU awake)\n")
+        md.append(f"{h} Migration cost (move_pages between the two fake nodes, GPU awake)\n")
         rows = []
         for label, name in (("4m", "4 MiB"), ("4k", "4 KiB")):
             c = m.get(label)
@@ -452,7 +543,7 @@ def markdown(res, plots):
 
     lat = res.get("latency")
     if lat:
-        md.append("## Busy-path latency (one single-page move_pages call, µs)\n")
+        md.append(f"{h} Busy-path latency (one single-page move_pages call, µs)\n")
         rows = []
         for k, label in LAT_CASES:
             d = lat.get(k)
@@ -463,7 +554,7 @@ def markdown(res, plots):
 
     rc = res.get("reclaim")
     if rc:
-        md.append("## Reclaim\n")
+        md.append(f"{h} Reclaim\n")
         rows = []
         for kind in ("purgeable", "swappable"):
             k = rc.get(kind, {})
@@ -471,20 +562,79 @@ def markdown(res, plots):
                                ("drop_caches", "drop_caches=3, shrinker on")):
                 r = k.get(run, {})
                 runs = ", ".join(fmt(x) for x in r.get("seconds_runs", []))
-                rows.append([kind, label, r.get("seconds"), runs or "-", r.get("completed"), r.get("shrink_freed_mib"),
-                             r.get("freed_mib_per_s"), r.get("objects_swap_used_mib")])
-        md.append(f"Objects: {fmt(rc.get('objects_mib'))} MiB; hog: {fmt(rc.get('hog_mib'))} MiB; "
-                  f"swap: {rc.get('swap')}.\n")
+                done = r.get("completed_runs")
+                done = f"{done} of {len(r.get('seconds_runs', []))}" if done is not None else r.get("completed")
+                # Earlier results: freed_mib_per_s for both kinds.
+                rate = r.get("references_dropped_mib_per_s") if kind == "swappable" else r.get("freed_mib_per_s")
+                if rate is None:
+                    rate = r.get("freed_mib_per_s")
+                rows.append([kind, label, r.get("seconds"), runs or "-", done, r.get("shrink_freed_mib"), rate,
+                             r.get("shmem_freed_mib"), r.get("memfree_gained_mib"), r.get("shmem_freed_mib_per_s"),
+                             r.get("objects_swap_used_mib")])
+        md.append(f"Objects: {fmt(rc.get('objects_mib'))} MiB; hog: {fmt(rc.get('hog_mib'))} MiB"
+                  f"{', locked (mlock)' if rc.get('hog_locked') else ''}; swap: {rc.get('swap')}.\n")
         md.append(table(["objects", "driver", "seconds (median run)", "every run", "completed",
-                         "shrinker freed MiB", "freed MiB/s", "object swap used MiB"], rows))
+                         "shrinker reported MiB", "its MiB/s (purged; swappable: references dropped)",
+                         "Shmem freed MiB", "MemFree gained MiB", "Shmem freed MiB/s", "object swap used MiB"],
+                        rows))
+        md.append("\nThe shrinker's own count (`shrink_freed_pages`) is pages purged for purgeable objects and "
+                  "page references dropped for swappable ones; Shmem freed and MemFree gained are what "
+                  "/proc/meminfo says came back, measured around the driver (the hog gone, Shmem settled). "
+                  "The hog locks its memory, so without the shrinker nothing can give it the memory and the "
+                  "OOM killer takes it (completed: how many runs finished).")
         md.append("")
-        md.append(table(["objects", "hog wait, shrinker on / off"],
+        md.append(table(["objects", "hog wait, shrinker on / off (n/a unless every run completed)"],
                         [[k, get(rc, f"{k}.hog_wait_ratio_on_vs_off")] for k in ("purgeable", "swappable")]))
         md.append(f"\n![reclaim]({plots['reclaim']})\n")
 
+    cm = res.get("cma")
+    if cm:
+        md.append(f"{h} CMA allocation over idle bound objects\n")
+        md.append(f"`cma_alloc()` of the whole {fmt(cm.get('area_mib'))} MiB area (`cma=64M`, node "
+                  f"{fmt(cm.get('node'))}) through CMA's debugfs, in chunks of {fmt(cm.get('chunk_pages'))} "
+                  f"pages, with {fmt(get(cm, 'runs.inplace.occupant_mib'))} MiB of occupants placed in the "
+                  f"area first; stopped after {fmt(cm.get('timeout_s'))} s.\n")
+        rows = []
+        for key, label in USER_CONFIGS:
+            r = get(cm, f"runs.{key}")
+            if isinstance(r, dict):
+                rows.append([label, r.get("hook"), r.get("gpu"), r.get("area_used_mib_before"),
+                             f"{fmt(r.get('allocated_mib'))} / {fmt(r.get('requested_mib'))}", r.get("seconds"),
+                             ", ".join(fmt(x) for x in r.get("seconds_runs", [])) or "-",
+                             "yes" if r.get("timed_out") else "no", r.get("migrated_in_place"),
+                             r.get("released_objects"), r.get("refused_suspended")])
+        md.append(table(["occupants", "hook", "GPU", "area MiB in use before", "MiB allocated / requested",
+                         "seconds (median run)", "every run", "timed out", "folios moved in place", "objects released",
+                         "refused while suspended"], rows))
+        md.append("\nA chunk that fails has `cma_alloc()` retry at every page offset of the area, "
+                  "migrating each candidate range again: a timed-out run was still retrying one chunk, and "
+                  "its MiB allocated are what the time allowed. A configuration that finishes in time runs "
+                  "three times, each from a fresh placement; the median run is shown, with every time.\n")
+
+    mo = res.get("memory_offline")
+    if mo:
+        md.append(f"{h} Memory offline over idle bound objects\n")
+        md.append(f"Offlining memory block {fmt(mo.get('block'))} ({fmt(mo.get('block_mib'))} MiB, node "
+                  f"{fmt(mo.get('node'))}, onlined as ZONE_MOVABLE) holding "
+                  f"{fmt(get(mo, 'runs.inplace.occupant_mib'))} MiB of occupants; the writer is killed "
+                  f"after {fmt(mo.get('timeout_s'))} s.\n")
+        rows = []
+        for key, label in USER_CONFIGS:
+            r = get(mo, f"runs.{key}")
+            if isinstance(r, dict):
+                rows.append([label, r.get("hook"), r.get("gpu"), r.get("block_used_mib_before"),
+                             r.get("outcome"), r.get("seconds"),
+                             ", ".join(fmt(x) for x in r.get("seconds_runs", [])) or "-", r.get("migrated_in_place"),
+                             r.get("released_objects"), r.get("refused_suspended")])
+        md.append(table(["occupants", "hook", "GPU", "block MiB in use before", "outcome", "seconds (median run)",
+                         "every run",
+                         "folios moved in place", "objects released", "refused while suspended"], rows))
+        md.append("\nA configuration that finishes in time runs three times, each from a fresh placement; the "
+                  "median run is shown, with every time.\n")
+
     sc = res.get("scale")
     if sc:
-        md.append("## Scale\n")
+        md.append(f"{h} Scale\n")
         rows = [[r.get("objects"), r.get("hook_us_per_object"), r.get("shrink_us_per_object"),
                  r.get("create_s"), r.get("populate_s"), r.get("close_s"), r.get("pages_moved"),
                  r.get("shrink_freed_pages")] for r in sc.get("by_count", [])]
@@ -501,6 +651,30 @@ def markdown(res, plots):
         sl = sc.get("loglog_slopes", {})
         md.append(table(["log-log slope (1 = linear)", "value"], [[k, v] for k, v in sl.items()]))
         md.append(f"\n![scale by count]({plots['scale_count']}) ![scale by size]({plots['scale_size']})\n")
+    return md
+
+
+def markdown(res, plots):
+    md = []
+    md.append("# movgem benchmarks: latest run\n")
+    cfg = res["run"]
+    md.append(f"Run {cfg['date']} on {cfg['host']} ({cfg['host_cpus']} host CPUs); "
+              f"`make bench` took {cfg['total_s']} s. QEMU: accel {cfg['qemu']['accel']}, "
+              f"-cpu {cfg['qemu']['cpu_model']}, {cfg['qemu']['cpus']} vCPUs, "
+              f"kernel {cfg.get('kernel', 'n/a')} (plain flavour, .config sha256 "
+              f"`{str(cfg.get('kernel_config_sha256', 'unknown'))[:16]}`), "
+              f"command line `{cfg['qemu'].get('append', 'unknown')}`. "
+              f"Commit `{cfg.get('commit', 'unknown')}`, movgem.ko sha256 `{cfg.get('module_sha256', 'unknown')}`.\n")
+    rows = []
+    for b in cfg["boots"]:
+        c = get(res, f"config.{b['label']}", {})
+        rows.append([b["label"], b["memory"], str(b["seconds"]), str(b["verdict_rc"]),
+                     str(get(c, "mem_total_mib", "n/a")), str(get(c, "numa_nodes", "n/a")),
+                     ", ".join(f"{k}={v}" for k, v in get(c, "module_params", {}).items())])
+    md.append(table(["boot", "-m", "seconds", "verdict rc", "MemTotal MiB", "nodes", "module params"], rows))
+    md.append("")
+
+    md += sections(res, plots)
 
     errs = res.get("errors")
     if errs or res["run"].get("problems"):
@@ -512,8 +686,15 @@ def markdown(res, plots):
     return "\n".join(md) + "\n"
 
 
+# The configurations of the cma and memory_offline benchmarks.
+USER_CONFIGS = [("plain_shmem", "plain shmem (memfd)"), ("hook_off", "objects, hook off"),
+                ("release", "objects, release (2016), GPU asleep"),
+                ("release_awake", "objects, release (2016), GPU awake"),
+                ("inplace", "objects, in place, GPU asleep")]
+
+
 LAT_CASES = [
-    ("same_node_floor", "page already on the target node (call floor)"),
+    ("same_node_call", "page already on the target node (a call that moves nothing)"),
     ("plain_migration", "plain shmem page, migrates"),
     ("active", "active object, hook on (-EBUSY)"),
     ("active_hook_off", "active object, hook off (-EAGAIN, retried)"),
@@ -646,7 +827,8 @@ def headline(res):
     for s in sizes_of(res):
         f = res["fragmentation"][s]
         h = f.get("hugepages", {})
-        rows.append([f"2 MiB hugepages after compaction, GPU asleep, {s} guest: "
+        rows.append([f"2 MiB hugepages after compaction, GPU asleep, {s} guest, medians of "
+                     f"{fmt(f.get('rounds_per_config'))} rounds: "
                      "ceiling (unbound) / in place / release (2016) / hook off",
                      f"{fmt(h.get('ceiling'))} / **{fmt(h.get('inplace'))}** / {fmt(h.get('release'))} / "
                      f"{fmt(h.get('hook_off'))} (in place {fmt(f.get('inplace_vs_ceiling'))} of the ceiling, "
@@ -666,6 +848,31 @@ def headline(res):
                      f"**{fmt(i.get('first_batch_ms_per_mib_median'))}** / "
                      f"{fmt(r.get('first_batch_ms_per_mib_median'))} "
                      f"(release / in place {fmt(c.get('first_batch_release_vs_inplace'))})"])
+    cm = res.get("cma", {})
+    if cm:
+        cells = []
+        for key in ("inplace", "release_awake", "release", "hook_off", "plain_shmem"):
+            r = get(cm, f"runs.{key}", {}) or {}
+            cells.append(f"{fmt(r.get('allocated_mib'))} MiB in {fmt(r.get('seconds'))} s"
+                         + (" (timed out)" if r.get("timed_out") else ""))
+        cells[0] = f"**{cells[0]}**"
+        rows.append([f"`cma_alloc` of the {fmt(cm.get('area_mib'))} MiB CMA area holding "
+                     f"{fmt(get(cm, 'runs.inplace.occupant_mib'))} MiB of bound idle objects: in place (GPU "
+                     "asleep) / release, GPU awake / release, GPU asleep / hook off / plain shmem instead",
+                     " / ".join(cells)])
+    mo = res.get("memory_offline", {})
+    if mo:
+        cells = []
+        for key in ("inplace", "release_awake", "release", "hook_off", "plain_shmem"):
+            r = get(mo, f"runs.{key}", {}) or {}
+            cells.append(f"{fmt(r.get('seconds'))} s" if r.get("offlined")
+                         else "not offline after " + fmt(r.get("seconds")) + " s"
+                         if r.get("outcome") == "timed_out" else str(r.get("outcome", "n/a")))
+        cells[0] = f"**{cells[0]}**"
+        rows.append([f"offline a {fmt(mo.get('block_mib'))} MiB memory block holding "
+                     f"{fmt(get(mo, 'runs.inplace.occupant_mib'))} MiB of bound idle objects: in place (GPU "
+                     "asleep) / release, GPU awake / release, GPU asleep / hook off / plain shmem instead",
+                     " / ".join(cells)])
     out = [f"Generated by `make bench` ({run['date']}, {run['total_s']} s) from commit "
            f"`{run.get('commit', 'unknown')}`, movgem.ko sha256 `{run.get('module_sha256', 'unknown')[:16]}`, "
            f"kernel build `{run.get('kernel_build')}`; every table: "
@@ -673,6 +880,46 @@ def headline(res):
            "that commit makes these numbers stale until `make bench` runs again.", "",
            table(["benchmark", "result"], rows)]
     return "\n".join(out)
+
+
+DOC_BEGIN, DOC_END = "<!-- bench-tables:begin -->", "<!-- bench-tables:end -->"
+
+
+def doc_tables(res, out, doc, plots):
+    """The generated section of Documentation/benchmarks.md: the run,
+    then every benchmark's tables, images linked relative to `doc`
+    (PNG where it was drawn, else SVG)."""
+    links = {}
+    for key, svg in plots.items():
+        png = os.path.splitext(svg)[0] + ".png"
+        name = png if os.path.exists(os.path.join(out, png)) else svg
+        links[key] = os.path.relpath(os.path.join(out, name), os.path.dirname(os.path.abspath(doc)))
+    run = res["run"]
+    q = run.get("qemu", {})
+    boots = ", ".join(f"{b['label']} {b['seconds']} s" for b in run.get("boots", []))
+    md = [f"Run {run['date']} on {run['host']} ({run['host_cpus']} host CPUs), `make bench` {run['total_s']} s "
+          f"({boots}); commit `{run.get('commit', 'unknown')}`, movgem.ko sha256 "
+          f"`{str(run.get('module_sha256', 'unknown'))[:16]}`, kernel {run.get('kernel', 'n/a')} build "
+          f"`{run.get('kernel_build')}` (.config sha256 `{str(run.get('kernel_config_sha256', 'unknown'))[:16]}`); "
+          f"QEMU `-accel {q.get('accel')} -cpu {q.get('cpu_model')}`, {q.get('cpus')} vCPUs, kernel command line "
+          f"`{q.get('append')}`. Module parameters at their defaults unless a benchmark says otherwise.", ""]
+    md += sections(res, links, h="###")
+    return "\n".join(md).rstrip()
+
+
+def rewrite_between(path, begin, end, text):
+    """Replaces what lies between the markers `begin` and `end` of `path`."""
+    try:
+        src = open(path).read()
+    except OSError as e:
+        print(f"problem: {path}: {e}", file=sys.stderr)
+        return
+    b, e = src.find(begin), src.find(end)
+    if b < 0 or e < b:
+        print(f"problem: {path} has no {begin} ... {end} section", file=sys.stderr)
+        return
+    with open(path, "w") as f:
+        f.write(src[:b + len(begin)] + "\n" + text + "\n" + src[e:])
 
 
 def rewrite_readme(path, text):
@@ -689,6 +936,13 @@ def rewrite_readme(path, text):
         f.write(src[:b + len(BEGIN)] + "\n" + text + "\n" + src[e:])
 
 
+def upgrade(res):
+    """Renames the keys of earlier results to today's (--from-json)."""
+    lat = res.get("latency")
+    if isinstance(lat, dict) and "same_node_floor" in lat and "same_node_call" not in lat:
+        lat["same_node_call"] = lat.pop("same_node_floor")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
@@ -698,6 +952,7 @@ def main():
     ap.add_argument("--ko", default="", help="the movgem.ko the guests loaded")
     ap.add_argument("--top", default="", help="the source tree (for git describe)")
     ap.add_argument("--readme", default="", help="rewrite its bench-headline section")
+    ap.add_argument("--doc", default="", help="rewrite its bench-tables section (Documentation/benchmarks.md)")
     ap.add_argument("--from-json", default="",
                     help="redraw from a latest.json (no consoles) into --out")
     ap.add_argument("--demo-buddyinfo", default="", metavar="LOG",
@@ -716,6 +971,7 @@ def main():
     else:
         res, problems = collect_boots(a)
         problems = list(problems)
+    upgrade(res)
     names, plot_problems = plots(res, a.out)
     problems += plot_problems
     with open(os.path.join(a.out, "latest.json"), "w") as f:
@@ -726,8 +982,41 @@ def main():
     print(open(os.path.join(a.out, "latest.md")).read())
     if a.readme:
         rewrite_readme(a.readme, headline(res))
+    if a.doc:
+        rewrite_between(a.doc, DOC_BEGIN, DOC_END, doc_tables(res, a.out, a.doc, names))
     for p in problems:
         print(f"problem: {p}", file=sys.stderr)
+
+
+def qemu_argv(log):
+    """The QEMU command line scripts/run-qemu.sh wrote next to the
+    console (LOG.cmd, one argument a line), or None."""
+    try:
+        with open(log + ".cmd") as f:
+            return f.read().rstrip("\n").split("\n")
+    except OSError:
+        return None
+
+
+def arg_of(argv, flag):
+    """The value after `flag` in argv, or None."""
+    if argv and flag in argv[:-1]:
+        return argv[argv.index(flag) + 1]
+    return None
+
+
+def qemu_summary(argvs, cpus, version):
+    """Accelerator, CPU model, vCPUs and kernel command line as the first
+    boot's QEMU command line gives them (every boot's is under `boots`);
+    the kernel command line without what differs per boot."""
+    argv = next((a for a in argvs if a), None)
+    append = arg_of(argv, "-append")
+    if append is not None:
+        append = " ".join(w for w in append.split() if not w.startswith(("movgem_bench", "initrd")))
+    smp = arg_of(argv, "-smp")
+    return {"accel": arg_of(argv, "-accel") or "unknown", "cpu_model": arg_of(argv, "-cpu") or "unknown",
+            "cpus": int(smp) if smp and smp.isdigit() else (int(cpus) if cpus else None),
+            "version": version, "append": append or "unknown"}
 
 
 def collect_boots(a):
@@ -741,8 +1030,11 @@ def collect_boots(a):
         problems += p
         if not r:
             problems.append(f"{label} guest printed no results (see {log})")
+        argv = qemu_argv(log)
+        if argv is None:
+            problems.append(f"{label} guest: no {log}.cmd (the QEMU command line is unknown)")
         boots.append({"label": label, "memory": mem, "seconds": int(secs), "verdict_rc": int(rc),
-                      "console": os.path.basename(log)})
+                      "console": os.path.basename(log), "qemu_argv": argv})
     kernel = None
     for c in get(res, "config", {}).values():
         kernel = c.get("kernel") or kernel
@@ -760,8 +1052,8 @@ def collect_boots(a):
         "kernel_build": os.path.basename(a.kernel_dir.rstrip("/")),
         "commit": describe(a.top),
         "module_sha256": sha256(a.ko),
-        "qemu": {"accel": "tcg", "cpu_model": "max", "cpus": int(a.cpus), "version": qemu,
-                 "append": "console=ttyS0 numa=fake=2 movgem_mode=bench"},
+        "kernel_config_sha256": sha256(os.path.join(a.kernel_dir, ".config")) if a.kernel_dir else "unknown",
+        "qemu": qemu_summary([b["qemu_argv"] for b in boots], a.cpus, qemu),
         "boots": boots,
         "problems": problems,
     }

@@ -13,19 +13,24 @@ mem=${QEMU_MEM:-1G} cpus=${QEMU_CPUS:-2} limit=${QEMU_TIMEOUT:-1800}
 flavour=$(basename "$kdir")
 flavour=${flavour%%-*}
 # The check boot reserves a CMA area for the tests of cma_alloc() over
-# objects (tools/movgem-tests/src/tests/users.rs); movable allocations
-# use it meanwhile, so the rest of the suite loses nothing but 64 MiB
+# objects (tools/movgem-tests/src/tests/users.rs), the bench boot for
+# the cma benchmark (tools/movgem-bench/src/users.rs); movable
+# allocations use it meanwhile, so the rest loses nothing but 64 MiB
 # for unmovable kernel memory.
 cma=
-[ "$mode" != check ] || cma=cma=64M
+case $mode in check | bench) cma=cma=64M ;; esac
 
+qemu=(qemu-system-x86_64
+	-accel tcg -cpu max -smp "$cpus" -m "$mem"
+	-kernel "$kdir/arch/x86/boot/bzImage" -initrd "$initrd"
+	-append "console=ttyS0 panic=-1 oops=panic numa=fake=2 movgem_mode=$mode movgem_flavour=$flavour $cma ${QEMU_APPEND:-}"
+	-display none -monitor none -serial stdio -no-reboot)
 say "qemu: TCG, $cpus CPUs, $mem, mode=$mode, timeout ${limit}s, console -> $log"
+# The exact command line, one argument a line, next to the console
+# (scripts/bench-report.py records it).
+printf '%s\n' "${qemu[@]}" >"$log.cmd"
 set +e
-timeout -k 10 "$limit" qemu-system-x86_64 \
-	-accel tcg -cpu max -smp "$cpus" -m "$mem" \
-	-kernel "$kdir/arch/x86/boot/bzImage" -initrd "$initrd" \
-	-append "console=ttyS0 panic=-1 oops=panic numa=fake=2 movgem_mode=$mode movgem_flavour=$flavour $cma ${QEMU_APPEND:-}" \
-	-display none -monitor none -serial stdio -no-reboot </dev/null >"$log" 2>&1
+timeout -k 10 "$limit" "${qemu[@]}" </dev/null >"$log" 2>&1
 qemu_rc=$?
 set -e
 [ $qemu_rc = 124 ] && say "qemu: timed out after ${limit}s"

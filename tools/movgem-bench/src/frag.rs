@@ -3,13 +3,14 @@
 //! Fragmentation recovery: how many 2 MiB pages the kernel can assemble
 //! after compaction when objects are spread over memory.
 //!
-//! Each round (three of each configuration, interleaved; the medians
-//! are the results) starts from the same layout: a tmpfs filler of 3/4 of the
-//! available memory with every other page punched out (shuffled), then
-//! objects of 4 MiB filling 3/8 of it (so they land in the holes, all
-//! over the zone), then the filler goes, and the GPU, idle, runtime-
-//! suspends (as an idle GPU does; the rounds run with it asleep).  Four
-//! configurations:
+//! Each round ([`REPS`] of each configuration, interleaved; min, median
+//! and max are the results) starts from the same layout, sized once
+//! before the first round from the memory available then: a tmpfs
+//! filler of 3/4 of it with every other page punched out (shuffled),
+//! then a fixed number of objects of 4 MiB, 3/8 of it (so they land in
+//! the holes, all over the zone), then the filler goes, and the GPU,
+//! idle, runtime-suspends (as an idle GPU does; the rounds run with it
+//! asleep).  Four configurations:
 //!
 //! - `ceiling`: the objects' pages are written with PWRITE but never
 //!   bound: plain shmem pages that compaction may move (the practical
@@ -21,9 +22,10 @@
 //! - `inplace`: bound and idle, `hook=inplace` (the default).
 //!
 //! Then: extfrag unusable index (order 9), compaction, the index again,
-//! free memory (physical limit = free / 2 MiB), hugetlb pages obtained,
-//! and a THP attempt.  The shrinker is off throughout, so that only the
-//! hook differs; the bench guest has no swap at this point.
+//! free memory (physical limit = free / 2 MiB, measured in every round
+//! of every configuration), hugetlb pages obtained, and a THP attempt.
+//! The shrinker is off throughout, so that only the hook differs; the
+//! bench guest has no swap at this point.
 //!
 //! Free memory by order: every round records /proc/buddyinfo right
 //! before and right after compaction, the free blocks of each order
@@ -39,7 +41,7 @@ use serde::Serialize;
 use movgem_guest::env::{self, Counters};
 use movgem_uapi::{self as uapi, Device};
 
-use crate::stats::{self, num};
+use crate::stats::{self, num, Num};
 use crate::sys::{self, io, Objects, Unusable, MIB};
 
 const OBJ_SIZE: u64 = 4 * MIB;
@@ -87,7 +89,27 @@ struct Round {
     free_blocks_by_order_after: Vec<u64>,
 }
 
-fn round(cfg: &str) -> Result<Round, String> {
+/// The layout of every round, sized once.
+#[derive(Clone, Copy, Debug)]
+struct Layout {
+    /// MemAvailable when it was sized, bytes.
+    available: u64,
+    filler: u64,
+    objects: usize,
+}
+
+impl Layout {
+    fn now() -> Self {
+        let available = sys::meminfo("MemAvailable") * 1024;
+        Self {
+            available,
+            filler: available * 3 / 4,
+            objects: (available * 3 / 8 / OBJ_SIZE) as usize,
+        }
+    }
+}
+
+fn round(cfg: &str, layout: Layout) -> Result<Round, String> {
     let dev = io(Device::open(), "open")?;
     let avail = sys::meminfo("MemAvailable") * 1024;
     println!(
@@ -99,9 +121,9 @@ fn round(cfg: &str) -> Result<Round, String> {
         sys::meminfo("AnonPages") >> 10,
         sys::meminfo("HugePages_Total")
     );
-    let count = (avail * 3 / 8 / OBJ_SIZE) as usize;
+    let count = layout.objects;
     let t0 = Instant::now();
-    let filler = env::fragment_fraction(3, 4)?;
+    let filler = env::fragment_exact(layout.filler)?;
     let objs = Objects::create(&dev, count, OBJ_SIZE)?;
     if cfg == "ceiling" {
         objs.pwrite_all(&sys::sample_page(7))?;
@@ -194,8 +216,8 @@ fn hook_mode(cfg: &str) -> &'static str {
 
 /// Rounds of each configuration, interleaved (ceiling, off, release,
 /// in place, ceiling, ...): the page allocator varies from round to
-/// round; the medians are the results.
-pub const REPS: usize = 3;
+/// round; min, median and max are the results.
+pub const REPS: usize = 7;
 const CONFIGS: [&str; 4] = ["ceiling", "hook_off", "release", "inplace"];
 
 /// A value of each configuration, in [`CONFIGS`] order.
@@ -218,8 +240,8 @@ impl<T> PerConfig<T> {
     }
 }
 
-/// Hugepages of each configuration, and the physical limit (of the
-/// in-place rounds).
+/// Hugepages of each configuration, and the physical limit (of every
+/// round of every configuration).
 #[derive(Debug, Serialize)]
 struct Hugepages<T> {
     ceiling: T,
@@ -227,6 +249,25 @@ struct Hugepages<T> {
     release: T,
     inplace: T,
     physical_limit: T,
+}
+
+/// Lowest, median and highest of the rounds of one configuration.
+#[derive(Debug, Serialize)]
+struct Spread {
+    min: Option<u64>,
+    median: Option<u64>,
+    max: Option<u64>,
+}
+
+impl Spread {
+    fn of(v: &[u64]) -> Self {
+        let f: Vec<f64> = v.iter().map(|&x| x as f64).collect();
+        Self {
+            min: v.iter().copied().min(),
+            median: stats::median(&f).map(|x| x as u64),
+            max: v.iter().copied().max(),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -270,8 +311,21 @@ struct FreeByOrder {
 /// The fragmentation benchmark's result.
 #[derive(Debug, Serialize)]
 pub struct Fragmentation {
+    /// Medians; `physical_limit`: over every round.
     hugepages: Hugepages<Option<u64>>,
+    /// Every round; `physical_limit`: of every round, in the order run.
     hugepages_runs: Hugepages<Vec<u64>>,
+    /// Min, median and max of the hugepages of each configuration.
+    hugepages_spread: PerConfig<Spread>,
+    /// Min, median and max of the physical limit of each configuration.
+    physical_limit: PerConfig<Spread>,
+    physical_limit_runs: PerConfig<Vec<u64>>,
+    /// Median hugepages over the median physical limit, by configuration.
+    vs_physical_limit: PerConfig<Num>,
+    /// The layout of every round.
+    objects: usize,
+    filler_mib: u64,
+    available_mib_when_sized: u64,
     #[serde(serialize_with = "num")]
     inplace_vs_ceiling: f64,
     #[serde(serialize_with = "num")]
@@ -320,7 +374,16 @@ pub fn run() -> Result<Fragmentation, String> {
     // also sorts out what booting left behind, and its round came out
     // lowest in trial runs.
     println!("movgem-bench: fragmentation: warm-up round (not reported)");
-    let warmup = round("ceiling");
+    let layout = Layout::now();
+    println!(
+        "movgem-bench: fragmentation: every round: {} objects of {} MiB, filler {} MiB \
+         (MemAvailable {} MiB before the first round)",
+        layout.objects,
+        OBJ_SIZE / MIB,
+        layout.filler / MIB,
+        layout.available / MIB
+    );
+    let warmup = round("ceiling", layout);
     let mut rounds: Vec<(&str, Round)> = Vec::new();
     let mut result = warmup.map(|_| ());
     'reps: for rep in 0..REPS {
@@ -328,7 +391,7 @@ pub fn run() -> Result<Fragmentation, String> {
             break;
         }
         for cfg in CONFIGS {
-            match round(cfg) {
+            match round(cfg, layout) {
                 Ok(r) => rounds.push((cfg, r)),
                 Err(e) => {
                     result = Err(format!("{cfg} (round {}): {e}", rep + 1));
@@ -355,22 +418,31 @@ pub fn run() -> Result<Fragmentation, String> {
     let limit = |r: &Round| r.physical_limit as f64;
     let runs =
         |cfg: &str, key: fn(&Round) -> u64| -> Vec<u64> { of(cfg).into_iter().map(key).collect() };
-    // Every round frees about the same; the headline compares against
-    // the median physical limit of the in-place rounds.
+    // The physical limit of every round of every configuration.
+    let all_limits: Vec<f64> = rounds
+        .iter()
+        .map(|(_, r)| r.physical_limit as f64)
+        .collect();
     let huge = Hugepages {
         ceiling: med("ceiling", hugepages).map(|x| x as u64),
         hook_off: med("hook_off", hugepages).map(|x| x as u64),
         release: med("release", hugepages).map(|x| x as u64),
         inplace: med("inplace", hugepages).map(|x| x as u64),
-        physical_limit: med("inplace", limit).map(|x| x as u64),
+        physical_limit: stats::median(&all_limits).map(|x| x as u64),
     };
     let huge_runs = Hugepages {
         ceiling: runs("ceiling", |r| r.hugepages),
         hook_off: runs("hook_off", |r| r.hugepages),
         release: runs("release", |r| r.hugepages),
         inplace: runs("inplace", |r| r.hugepages),
-        physical_limit: runs("inplace", |r| r.physical_limit),
+        physical_limit: rounds.iter().map(|(_, r)| r.physical_limit).collect(),
     };
+    let hugepages_spread = PerConfig::new(|cfg| Spread::of(&runs(cfg, |r| r.hugepages)));
+    let physical_limit = PerConfig::new(|cfg| Spread::of(&runs(cfg, |r| r.physical_limit)));
+    let physical_limit_runs = PerConfig::new(|cfg| runs(cfg, |r| r.physical_limit));
+    let vs_physical_limit = PerConfig::new(|cfg| {
+        Num(med(cfg, hugepages).unwrap_or(f64::NAN) / med(cfg, limit).unwrap_or(f64::NAN))
+    });
     let thp = PerConfig::new(|cfg| med(cfg, |r| r.thp_pages as f64).map(|x| x as u64));
     let unusable = PerConfig::new(|cfg| UnusableMedians {
         before_compaction: med(cfg, |r| nan(r.unusable_index_order9_before.mean())),
@@ -387,7 +459,7 @@ pub fn run() -> Result<Fragmentation, String> {
     };
     let show = |x: Option<u64>| x.map_or("null".to_string(), |x| x.to_string());
     println!(
-        "movgem-bench: fragmentation medians of {REPS}, device asleep: ceiling {}, in place {}, release {}, \
+        "movgem-bench: fragmentation medians of {REPS} rounds, device asleep: ceiling {}, in place {}, release {}, \
          hook off {}, physical limit {}",
         show(huge.ceiling),
         show(huge.inplace),
@@ -411,6 +483,13 @@ pub fn run() -> Result<Fragmentation, String> {
     Ok(Fragmentation {
         hugepages: huge,
         hugepages_runs: huge_runs,
+        hugepages_spread,
+        physical_limit,
+        physical_limit_runs,
+        vs_physical_limit,
+        objects: layout.objects,
+        filler_mib: layout.filler / MIB,
+        available_mib_when_sized: layout.available / MIB,
         inplace_vs_ceiling,
         release_vs_ceiling,
         hook_off_vs_ceiling,
@@ -468,6 +547,14 @@ mod tests {
             free_blocks_by_order_before: vec![hugepages; 11],
             free_blocks_by_order_after: vec![hugepages + 1; 11],
         }
+    }
+
+    #[test]
+    fn spreads() {
+        let s = Spread::of(&[30, 10, 20, 50, 40, 60, 70]);
+        assert_eq!((s.min, s.median, s.max), (Some(10), Some(40), Some(70)));
+        let s = Spread::of(&[]);
+        assert_eq!((s.min, s.median, s.max), (None, None, None));
     }
 
     /// The buddyinfo reported is that of the round whose hugepages are

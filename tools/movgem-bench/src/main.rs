@@ -5,7 +5,8 @@
 //!
 //! ```text
 //! movgem-bench [--size LABEL] [--counts N,N,...] BENCH...
-//!   BENCH: fragmentation | migration | latency | reclaim | scale
+//!   BENCH: fragmentation | migration | latency | reclaim | scale | cma
+//!          | memory_offline
 //!   LABEL: the guest's memory size as the host names it (1GiB, 2GiB)
 //! ```
 //!
@@ -24,6 +25,7 @@ mod reclaim;
 mod scale;
 mod stats;
 mod sys;
+mod users;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -122,7 +124,7 @@ struct Options {
 }
 
 const USAGE: &str = "usage: movgem-bench [--size LABEL] [--counts N,..] \
-                     fragmentation|migration|latency|reclaim|scale...";
+                     fragmentation|migration|latency|reclaim|scale|cma|memory_offline...";
 
 fn options(args: impl IntoIterator<Item = String>) -> Result<Options, lexopt::Error> {
     use lexopt::prelude::*;
@@ -178,6 +180,8 @@ fn run(b: &str, size: &str, counts: &[usize]) -> Result<f64, String> {
         "latency" => latency::run().map(|r| finish("latency", r, size, t)),
         "reclaim" => reclaim::run().map(|r| finish("reclaim", r, size, t)),
         "scale" => scale::run(counts).map(|r| finish("scale", r, size, t)),
+        "cma" => users::run_cma().map(|r| finish("cma", r, size, t)),
+        "memory_offline" => users::run_offline().map(|r| finish("memory_offline", r, size, t)),
         _ => Err(format!("unknown benchmark '{b}'")),
     }
 }
@@ -239,6 +243,8 @@ mod tests {
         let o = parse("--size=1GiB migration").unwrap();
         assert_eq!(o.size, "1GiB");
         assert_eq!(o.counts, scale::COUNTS);
+        let o = parse("--size 1GiB cma memory_offline").unwrap();
+        assert_eq!(o.benches, ["cma", "memory_offline"]);
         assert!(parse("").unwrap().benches.is_empty());
         assert!(parse("--size").is_err());
         assert!(parse("--frobnicate scale").is_err());

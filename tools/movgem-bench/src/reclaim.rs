@@ -14,12 +14,23 @@
 //!   shmem until the kernel's own reclaim writes them to swap (a zram
 //!   device here).
 //!
-//! Drivers: a memory hog (a child touching 3/4 of the memory that was
-//! available before the objects, page by page) with the shrinker on and
-//! off (what the hog waits; three runs of each, interleaved, the median
-//! reported), and `echo 3 > drop_caches`.  MiB/s are the
-//! pages the shrinker reports freed (`shrink_freed_pages`) over the
-//! driver's wall time; `swap_used_mib` says how much really went to swap.
+//! Drivers: a memory hog (a child locking 3/4 of the memory that was
+//! available before the objects with `mlock`, so that it cannot swap
+//! itself out and the memory must come from the objects, and touching
+//! it page by page) with the shrinker on and off (what the hog waits, and
+//! whether it completed or the OOM killer took it; three runs of each,
+//! interleaved, the median reported), and `echo 3 > drop_caches`.
+//!
+//! What the shrinker reports (`shrink_freed_pages`, as `shrink_freed_mib`)
+//! is pages purged for purgeable objects but page references dropped
+//! for swappable ones, whose pages stay in shmem until reclaim writes
+//! them to swap: its rate is `freed_mib_per_s` for purgeable objects and
+//! `references_dropped_mib_per_s` for swappable ones.  What memory
+//! actually came back is measured apart, from /proc/meminfo around the
+//! driver: `shmem_freed_mib` (Shmem before minus after, once it stopped
+//! falling: object pages purged or swapped out) and `memfree_gained_mib` (MemFree after minus
+//! before, the hog gone); `objects_swap_used_mib` says how much went to
+//! swap.
 
 use std::process::Command;
 use std::time::Instant;
@@ -46,15 +57,35 @@ struct Run {
     seconds: f64,
     completed: bool,
     shrink_scans: u64,
+    /// `shrink_freed_pages`: purged pages, or references dropped.
     shrink_freed_mib: u64,
     shrink_purged_objects: u64,
     shrink_released_objects: u64,
+    /// Purgeable objects: `shrink_freed_mib` per second.
+    #[serde(serialize_with = "num", skip_serializing_if = "Option::is_none")]
+    freed_mib_per_s: Option<f64>,
+    /// Swappable objects: `shrink_freed_mib` (references dropped) per
+    /// second.
+    #[serde(serialize_with = "num", skip_serializing_if = "Option::is_none")]
+    references_dropped_mib_per_s: Option<f64>,
+    /// Shmem before the driver minus after (once it settled).
+    shmem_freed_mib: i64,
+    /// That over the driver's time plus `settle_s`.
     #[serde(serialize_with = "num")]
-    freed_mib_per_s: f64,
+    shmem_freed_mib_per_s: f64,
+    /// How long Shmem kept falling after the driver returned (pages the
+    /// shrinker let go of are freed a little later).
+    #[serde(serialize_with = "num")]
+    settle_s: f64,
+    /// MemFree after the driver minus before.
+    memfree_gained_mib: i64,
     objects_swap_used_mib: u64,
     /// The seconds of every run, when this is the median one.
     #[serde(serialize_with = "num", skip_serializing_if = "Option::is_none")]
     seconds_runs: Option<Vec<f64>>,
+    /// How many of those runs completed (the others: OOM-killed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    completed_runs: Option<usize>,
 }
 
 /// One kind of objects.
@@ -63,6 +94,7 @@ struct Kind {
     hog_shrinker_off: Option<Run>,
     hog_shrinker_on: Option<Run>,
     drop_caches: Run,
+    /// Null unless every hog run completed.
     #[serde(serialize_with = "num")]
     hog_wait_ratio_on_vs_off: f64,
 }
@@ -73,6 +105,8 @@ pub struct Reclaim {
     available_mib: u64,
     objects_mib: u64,
     hog_mib: u64,
+    /// The hog's memory is locked (mlock).
+    hog_locked: bool,
     swap: &'static str,
     purgeable: Kind,
     swappable: Kind,
@@ -82,8 +116,10 @@ pub struct Reclaim {
 fn median_run(mut runs: Vec<Run>) -> Option<Run> {
     runs.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
     let all: Vec<f64> = runs.iter().map(|r| r.seconds).collect();
+    let completed = runs.iter().filter(|r| r.completed).count();
     let mut r = runs.into_iter().nth(all.len() / 2)?;
     r.seconds_runs = Some(all);
+    r.completed_runs = Some(completed);
     Some(r)
 }
 
@@ -135,6 +171,22 @@ fn swap_used_kib() -> u64 {
     sys::meminfo("SwapTotal").saturating_sub(sys::meminfo("SwapFree"))
 }
 
+/// Waits until Shmem stops changing (50 ms apart, at most 2 s); returns
+/// the seconds waited.
+fn settle() -> f64 {
+    let t = Instant::now();
+    let mut last = sys::meminfo("Shmem");
+    for _ in 0..40 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let now = sys::meminfo("Shmem");
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    sys::secs(t)
+}
+
 /// Runs `driver` next to fresh objects of `kind`; returns what moved.
 fn measure(
     dev: &Device,
@@ -144,11 +196,17 @@ fn measure(
 ) -> Result<Run, String> {
     let objs = populate(dev, kind, bytes)?;
     let swap0 = swap_used_kib();
+    let (shmem0, free0) = (sys::meminfo("Shmem"), sys::meminfo("MemFree"));
     let before = Counters::read()?;
     let (took, completed) = driver();
     let d = Counters::read()?.since(&before);
+    let settle_s = settle();
+    let (shmem1, free1) = (sys::meminfo("Shmem"), sys::meminfo("MemFree"));
     let freed = d.get("shrink_freed_pages");
     let swap_used = swap_used_kib().saturating_sub(swap0);
+    let mib = |kib_a: u64, kib_b: u64| (kib_a as i64 - kib_b as i64) / 1024;
+    let shmem_freed = mib(shmem0, shmem1);
+    let rate = (freed * PAGE) as f64 / MIB as f64 / took;
     let out = Run {
         objects: objs.handles.len(),
         objects_mib: objs.bytes() / MIB,
@@ -158,9 +216,15 @@ fn measure(
         shrink_freed_mib: freed * PAGE / MIB,
         shrink_purged_objects: d.get("shrink_purged_objects"),
         shrink_released_objects: d.get("shrink_released_objects"),
-        freed_mib_per_s: (freed * PAGE) as f64 / MIB as f64 / took,
+        freed_mib_per_s: (kind == "purgeable").then_some(rate),
+        references_dropped_mib_per_s: (kind != "purgeable").then_some(rate),
+        shmem_freed_mib: shmem_freed,
+        shmem_freed_mib_per_s: shmem_freed as f64 / (took + settle_s),
+        settle_s,
+        memfree_gained_mib: mib(free1, free0),
         objects_swap_used_mib: swap_used / 1024,
         seconds_runs: None,
+        completed_runs: None,
     };
     drop(objs);
     Ok(out)
@@ -203,17 +267,30 @@ pub fn run() -> Result<Reclaim, String> {
         let drop_caches = measure(&dev, kind, bytes, &drop3)?;
         let secs = |r: &Option<Run>| r.as_ref().map_or(f64::NAN, |r| r.seconds);
         let (on, off) = (secs(&on_run), secs(&off_run));
-        let hog_rate = on_run.as_ref().map_or(f64::NAN, |r| r.freed_mib_per_s);
-        let drop_rate = drop_caches.freed_mib_per_s;
+        let hog_rate = on_run
+            .as_ref()
+            .map_or(f64::NAN, |r| r.shmem_freed_mib_per_s);
+        let drop_rate = drop_caches.shmem_freed_mib_per_s;
+        let done = |r: &Option<Run>| r.as_ref().and_then(|r| r.completed_runs).unwrap_or(0);
         println!(
-            "movgem-bench: reclaim {kind}: hog {on:.2} s with the shrinker, {off:.2} s without; \
-             shrinker freed {hog_rate:.0} MiB/s under the hog, {drop_rate:.0} MiB/s from drop_caches"
+            "movgem-bench: reclaim {kind}: hog {on:.2} s with the shrinker ({} of {REPS} completed), \
+             {off:.2} s without ({} of {REPS} completed); Shmem freed {hog_rate:.0} MiB/s under the hog, \
+             {drop_rate:.0} MiB/s from drop_caches",
+            done(&on_run),
+            done(&off_run)
         );
+        // Only when every hog run completed: the time of one the OOM
+        // killer took is no wait.
+        let ratio = if done(&on_run) == REPS && done(&off_run) == REPS {
+            on / off
+        } else {
+            f64::NAN
+        };
         kinds.push(Kind {
             hog_shrinker_off: off_run,
             hog_shrinker_on: on_run,
             drop_caches,
-            hog_wait_ratio_on_vs_off: on / off,
+            hog_wait_ratio_on_vs_off: ratio,
         });
     }
     let [purgeable, swappable]: [Kind; 2] = kinds
@@ -223,6 +300,7 @@ pub fn run() -> Result<Reclaim, String> {
         available_mib: avail / MIB,
         objects_mib: bytes / MIB,
         hog_mib: hog_bytes / MIB,
+        hog_locked: true,
         swap: "zram 1 GiB",
         purgeable,
         swappable,

@@ -257,13 +257,61 @@ pub fn parse_buddyinfo(text: &str) -> Vec<u64> {
 
 /// Asks for as many 2 MiB hugepages as the kernel gives; returns the
 /// number and the seconds it took, and gives them back.
+///
+/// While the pool holds them, free memory is down to the watermarks and
+/// any allocation may wake the OOM killer, which takes the biggest
+/// process: this one.  So nothing in that window allocates: the files
+/// are open, the buffer is on the stack and touched, and /proc/meminfo
+/// was read once before (its seq_file buffer exists).
 pub fn hugetlb_pages() -> Result<(u64, f64), String> {
+    use std::io::{Seek, SeekFrom, Write};
+    let err = |what: &str, e: std::io::Error| format!("{what}: {e}");
+    let mut info = fs::File::open("/proc/meminfo").map_err(|e| err("/proc/meminfo", e))?;
+    let mut nr = fs::OpenOptions::new()
+        .write(true)
+        .open("/proc/sys/vm/nr_hugepages")
+        .map_err(|e| err("nr_hugepages", e))?;
+    let mut buf = [0u8; 16384];
+    read_into(&mut info, &mut buf).map_err(|e| err("/proc/meminfo", e))?;
     let t = Instant::now();
-    write("/proc/sys/vm/nr_hugepages", "100000")?;
+    let asked = nr.write_all(b"100000");
     let took = secs(t);
-    let got = meminfo("HugePages_Total");
-    write("/proc/sys/vm/nr_hugepages", "0")?;
+    let n = info
+        .seek(SeekFrom::Start(0))
+        .and_then(|_| read_into(&mut info, &mut buf));
+    // Give them back before anything else, whatever happened.
+    let back = nr.seek(SeekFrom::Start(0)).and_then(|_| nr.write_all(b"0"));
+    asked.map_err(|e| err("nr_hugepages = 100000", e))?;
+    back.map_err(|e| err("nr_hugepages = 0", e))?;
+    let n = n.map_err(|e| err("/proc/meminfo", e))?;
+    let got = parse_meminfo(&String::from_utf8_lossy(&buf[..n]), "HugePages_Total");
     Ok((got, took))
+}
+
+/// Reads `f` into `buf` until the end or `buf` is full; the bytes read.
+fn read_into(f: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+/// A `/proc/meminfo` value (0 when missing) from its text.
+pub fn parse_meminfo(text: &str, key: &str) -> u64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(key)?
+                .strip_prefix(':')?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
 }
 
 /// A `/proc/vmstat` counter (0 when missing).
@@ -347,15 +395,19 @@ pub fn thp_pages(len: u64) -> Result<Thp, String> {
     Ok(thp)
 }
 
-/// Runs a memory hog in a child: `bytes` of anonymous memory touched page
-/// by page.  Returns (seconds until the child exited, whether it
-/// completed).  A child, so that the OOM killer would take it, not us.
+/// Runs a memory hog in a child: `bytes` of anonymous memory, locked
+/// (`mlock`: it cannot be swapped out, so the memory must come from
+/// somewhere else), touched page by page.  Returns (seconds until the
+/// child exited, whether it completed).  A child, so that the OOM killer
+/// takes it, not us (its `oom_score_adj` is 1000).
 pub fn hog(bytes: u64) -> (f64, bool) {
     let t = Instant::now();
-    // SAFETY: the child only maps, touches and exits.
+    // SAFETY: the child only maps, locks, touches and exits.
     let pid = unsafe { libc::fork() };
     if pid == 0 {
-        // SAFETY: a fresh private anonymous mapping, touched inside.
+        let _ = fs::write("/proc/self/oom_score_adj", "1000");
+        // SAFETY: a fresh private anonymous mapping, locked and touched
+        // inside.
         unsafe {
             let p = libc::mmap(
                 std::ptr::null_mut(),
@@ -367,6 +419,10 @@ pub fn hog(bytes: u64) -> (f64, bool) {
             );
             if p == libc::MAP_FAILED {
                 libc::_exit(2);
+            }
+            // mlock faults every page in (and fails if it cannot).
+            if libc::mlock(p, bytes as usize) != 0 {
+                libc::_exit(3);
             }
             let mut off = 0;
             while off < bytes {
@@ -571,6 +627,15 @@ mod tests {
             vec![111, 55, 23, 11, 7, 3, 2, 0, 1, 1, 103]
         );
         assert_eq!(parse_buddyinfo(""), Vec::<u64>::new());
+    }
+
+    #[test]
+    fn meminfo_values() {
+        let t = "MemTotal:        1019488 kB\nHugePages_Total:     296\nHugePages_Free:      296\n";
+        assert_eq!(parse_meminfo(t, "HugePages_Total"), 296);
+        assert_eq!(parse_meminfo(t, "MemTotal"), 1019488);
+        assert_eq!(parse_meminfo(t, "HugePages"), 0);
+        assert_eq!(parse_meminfo(t, "Shmem"), 0);
     }
 
     #[test]

@@ -255,6 +255,13 @@ pub fn fragment_fraction(num: u64, den: u64) -> Result<Filler, String> {
     fragment_bytes(avail * num / den)
 }
 
+/// [`fragment_for`] with a filler of `bytes` (rounded down to whole
+/// MiB), whatever is available: the same layout in every round of a
+/// benchmark.
+pub fn fragment_exact(bytes: u64) -> Result<Filler, String> {
+    fragment_bytes(bytes)
+}
+
 fn fragment_bytes(bytes: u64) -> Result<Filler, String> {
     const PAGE: u64 = 4096;
     let size = bytes / (1 << 20) * (1 << 20);
@@ -371,4 +378,203 @@ pub fn move_pages(
         return Err(format!("move_pages: {}", std::io::Error::last_os_error()));
     }
     Ok(r)
+}
+
+/// `MemFree` of a NUMA node, in KiB, from its sysfs `meminfo`.
+pub fn node_free_kib(node: u32) -> Result<u64, String> {
+    let path = format!("/sys/devices/system/node/node{node}/meminfo");
+    let text = fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+    text.lines()
+        .find_map(|l| {
+            let mut w = l.split_whitespace();
+            (w.nth(2)? == "MemFree:").then(|| w.next()?.parse().ok())?
+        })
+        .ok_or(format!("no MemFree in {path}"))
+}
+
+/// The sum of one watermark (`min`, `low` or `high`) over the zones of a
+/// NUMA node, in KiB, from /proc/zoneinfo.
+pub fn node_watermark_kib(node: u32, which: &str) -> Result<u64, String> {
+    let text = fs::read_to_string("/proc/zoneinfo").map_err(|e| format!("zoneinfo: {e}"))?;
+    let mut in_node = false;
+    let mut pages = 0u64;
+    for l in text.lines() {
+        let mut w = l.split_whitespace();
+        match (w.next(), w.next()) {
+            (Some("Node"), Some(n)) => in_node = n.trim_end_matches(',') == node.to_string(),
+            (Some(k), Some(v)) if in_node && k == which => {
+                pages += v
+                    .parse::<u64>()
+                    .map_err(|e| format!("zoneinfo {k} {v}: {e}"))?;
+            }
+            _ => {}
+        }
+    }
+    Ok(pages * 4)
+}
+
+/// The NUMA node whose zones span page frame `pfn`, from /proc/zoneinfo.
+pub fn node_of_pfn(pfn: u64) -> Result<u32, String> {
+    let text = fs::read_to_string("/proc/zoneinfo").map_err(|e| format!("zoneinfo: {e}"))?;
+    let (mut node, mut spanned) = (None, 0u64);
+    for l in text.lines() {
+        let mut w = l.split_whitespace();
+        match (w.next(), w.next()) {
+            (Some("Node"), Some(n)) => node = n.trim_end_matches(',').parse::<u32>().ok(),
+            (Some("spanned"), Some(v)) => spanned = v.parse().unwrap_or(0),
+            (Some("start_pfn:"), Some(v)) => {
+                let start: u64 = v.parse().unwrap_or(u64::MAX);
+                if (start..start.saturating_add(spanned)).contains(&pfn) {
+                    return node.ok_or(format!("zoneinfo: no node before start_pfn {start}"));
+                }
+            }
+            _ => {}
+        }
+    }
+    Err(format!("no zone spans pfn {pfn:#x}"))
+}
+
+/// `MPOL_BIND` from <linux/mempolicy.h>.
+pub const MPOL_BIND: libc::c_int = 2;
+
+/// `mbind(2)` of `[addr, addr + len)` to `node` (`MPOL_BIND`); the
+/// kernel checks the range, nothing here dereferences it.
+pub fn mbind_node(addr: u64, len: usize, node: u32) -> Result<(), String> {
+    let mask: libc::c_ulong = 1 << node;
+    // SAFETY: one word of node mask; the kernel validates the range.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mbind,
+            addr as *mut libc::c_void,
+            len,
+            MPOL_BIND,
+            &mask as *const libc::c_ulong,
+            64usize,
+            0u32,
+        )
+    };
+    if r != 0 {
+        return Err(format!("mbind: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// This task's memory policy bound to one node (`MPOL_BIND`) until
+/// dropped; then `MPOL_DEFAULT` again.
+pub struct BoundTo;
+
+impl BoundTo {
+    pub fn node(node: u32) -> Result<Self, String> {
+        let mask: libc::c_ulong = 1 << node;
+        // SAFETY: one word of node mask.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_set_mempolicy,
+                MPOL_BIND,
+                &mask as *const libc::c_ulong,
+                64usize,
+            )
+        };
+        if r != 0 {
+            return Err(format!(
+                "set_mempolicy: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        Ok(Self)
+    }
+}
+
+impl Drop for BoundTo {
+    fn drop(&mut self) {
+        // SAFETY: MPOL_DEFAULT takes no node mask.
+        unsafe {
+            libc::syscall(
+                libc::SYS_set_mempolicy,
+                0,
+                std::ptr::null::<libc::c_ulong>(),
+                0usize,
+            )
+        };
+    }
+}
+
+/// How a write to a memory block's `state` ended.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum BlockWrite {
+    Done,
+    /// The errno the write failed with (-1: the writer died otherwise).
+    Failed(i32),
+    /// Still retrying when the time was up, and killed (offlining
+    /// retries migration until it succeeds or the writer gets a fatal
+    /// signal).
+    TimedOut,
+}
+
+/// Writes `state` (`offline`, `online`, `online_movable`) to memory
+/// block `block` from a child process, killed after `secs`.
+pub fn set_memory_block(block: u32, state: &str, secs: f64) -> Result<BlockWrite, String> {
+    let path = format!("/sys/devices/system/memory/memory{block}/state");
+    // SAFETY: the child only writes one file and leaves with `_exit`.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        let code = match fs::write(&path, state) {
+            Ok(()) => 0,
+            Err(e) => e.raw_os_error().unwrap_or(255).min(255),
+        };
+        // SAFETY: leave at once, without our atexit handlers.
+        unsafe { libc::_exit(code) };
+    }
+    if pid < 0 {
+        return Err(format!("fork: {}", std::io::Error::last_os_error()));
+    }
+    let start = std::time::Instant::now();
+    let mut status = 0;
+    loop {
+        // SAFETY: our own child.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if r == pid {
+            break;
+        }
+        if start.elapsed().as_secs_f64() > secs {
+            // SAFETY: our own child.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, &mut status, 0);
+            }
+            return Ok(BlockWrite::TimedOut);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    Ok(match (libc::WIFEXITED(status), libc::WEXITSTATUS(status)) {
+        (true, 0) => BlockWrite::Done,
+        (true, e) => BlockWrite::Failed(e),
+        _ => BlockWrite::Failed(-1),
+    })
+}
+
+/// A file of memory block `block` (`state`, `valid_zones`, ...), trimmed.
+pub fn memory_block_file(block: u32, f: &str) -> Result<String, String> {
+    let p = format!("/sys/devices/system/memory/memory{block}/{f}");
+    fs::read_to_string(&p)
+        .map(|s| s.trim().to_string())
+        .map_err(|e| format!("{p}: {e}"))
+}
+
+/// The memory blocks of a NUMA node, highest first.
+pub fn memory_blocks_of(node: u32) -> Result<Vec<u32>, String> {
+    let dir = format!("/sys/devices/system/node/node{node}");
+    let mut blocks: Vec<u32> = fs::read_dir(&dir)
+        .map_err(|e| format!("{dir}: {e}"))?
+        .filter_map(|e| {
+            e.ok()?
+                .file_name()
+                .to_str()?
+                .strip_prefix("memory")?
+                .parse()
+                .ok()
+        })
+        .collect();
+    blocks.sort_unstable_by(|a, b| b.cmp(a));
+    Ok(blocks)
 }

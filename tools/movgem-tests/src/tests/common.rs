@@ -9,6 +9,9 @@ use std::fs;
 use movgem_uapi::{self as uapi, Device};
 
 use movgem_guest::env::{self, Counters};
+
+/// Shared with the benchmarks (`movgem_guest::env`).
+pub(crate) use movgem_guest::env::{node_free_kib, node_of_pfn, node_watermark_kib};
 use movgem_guest::{ensure, TestResult};
 
 pub(crate) const PAGE: u64 = 4096;
@@ -101,60 +104,6 @@ pub(crate) fn move_to(addrs: &[*mut libc::c_void], target: &[i32]) -> Result<usi
 
 pub(crate) const MPOL_DEFAULT: libc::c_int = 0;
 pub(crate) const MPOL_BIND: libc::c_int = 2;
-
-/// The sum of one watermark (`min`, `low` or `high`) over the zones of a
-/// NUMA node, in KiB, from /proc/zoneinfo.
-pub(crate) fn node_watermark_kib(node: u32, which: &str) -> Result<u64, String> {
-    let text = fs::read_to_string("/proc/zoneinfo").map_err(|e| format!("zoneinfo: {e}"))?;
-    let mut in_node = false;
-    let mut pages = 0u64;
-    for l in text.lines() {
-        let mut w = l.split_whitespace();
-        match (w.next(), w.next()) {
-            (Some("Node"), Some(n)) => in_node = n.trim_end_matches(',') == node.to_string(),
-            (Some(k), Some(v)) if in_node && k == which => {
-                pages += v
-                    .parse::<u64>()
-                    .map_err(|e| format!("zoneinfo {k} {v}: {e}"))?;
-            }
-            _ => {}
-        }
-    }
-    Ok(pages * PAGE / 1024)
-}
-
-/// The NUMA node whose zones span page frame `pfn`, from /proc/zoneinfo.
-pub(crate) fn node_of_pfn(pfn: u64) -> Result<u32, String> {
-    let text = fs::read_to_string("/proc/zoneinfo").map_err(|e| format!("zoneinfo: {e}"))?;
-    let (mut node, mut spanned) = (None, 0u64);
-    for l in text.lines() {
-        let mut w = l.split_whitespace();
-        match (w.next(), w.next()) {
-            (Some("Node"), Some(n)) => node = n.trim_end_matches(',').parse::<u32>().ok(),
-            (Some("spanned"), Some(v)) => spanned = v.parse().unwrap_or(0),
-            (Some("start_pfn:"), Some(v)) => {
-                let start: u64 = v.parse().unwrap_or(u64::MAX);
-                if (start..start.saturating_add(spanned)).contains(&pfn) {
-                    return node.ok_or(format!("zoneinfo: no node before start_pfn {start}"));
-                }
-            }
-            _ => {}
-        }
-    }
-    Err(format!("no zone spans pfn {pfn:#x}"))
-}
-
-/// `MemFree` of a NUMA node, in KiB.
-pub(crate) fn node_free_kib(node: u32) -> Result<u64, String> {
-    let path = format!("/sys/devices/system/node/node{node}/meminfo");
-    let text = fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
-    text.lines()
-        .find_map(|l| {
-            let mut w = l.split_whitespace();
-            (w.nth(2)? == "MemFree:").then(|| w.next()?.parse().ok())?
-        })
-        .ok_or(format!("no MemFree in {path}"))
-}
 
 pub(crate) fn set_mempolicy(mode: libc::c_int, node: Option<u32>) -> bool {
     let mask: libc::c_ulong = node.map_or(0, |n| 1 << n);
