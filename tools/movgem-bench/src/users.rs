@@ -438,6 +438,85 @@ fn alloc_chunks(area: &Area) -> Result<Chunks, String> {
     Ok(out)
 }
 
+/// Anonymous memory bound to a node, filled until the node has `keep`
+/// KiB free, held by a child process until dropped.  A child with
+/// `oom_score_adj` 1000, so that if the fill overshoots, the OOM killer
+/// takes the filler, not the benchmark (a full `make bench` once lost the
+/// whole benchmark process at a CMA placement after a timed-out round).
+struct NodeFill {
+    pid: libc::pid_t,
+}
+
+impl NodeFill {
+    fn start(node: u32, room: u64, keep: u64) -> Result<Self, String> {
+        let mut fds = [0; 2];
+        // SAFETY: two ints for the pipe's ends.
+        if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+            return Err(format!("pipe: {}", std::io::Error::last_os_error()));
+        }
+        // SAFETY: the child fills, reports on the pipe and waits to be
+        // killed; it never returns into our code.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            let _ = fs::write("/proc/self/oom_score_adj", "1000");
+            // SAFETY: a fresh private anonymous mapping.
+            let anon = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    room as usize,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                )
+            };
+            if anon != libc::MAP_FAILED && env::mbind_node(anon as u64, room as usize, node).is_ok()
+            {
+                for (i, a) in sys::page_addrs(anon as u64, room).into_iter().enumerate() {
+                    if i % 256 == 0 && env::node_free_kib(node).map_or(true, |f| f < keep) {
+                        break;
+                    }
+                    // SAFETY: inside the mapping just made.
+                    unsafe { std::ptr::write_volatile(a as *mut u8, 1) };
+                }
+            }
+            // SAFETY: one byte to our pipe, then wait for SIGKILL.
+            unsafe {
+                libc::write(fds[1], [1u8].as_ptr().cast(), 1);
+                loop {
+                    libc::pause();
+                }
+            }
+        }
+        // SAFETY: the parent's copy of the write end.
+        unsafe { libc::close(fds[1]) };
+        if pid < 0 {
+            // SAFETY: our read end.
+            unsafe { libc::close(fds[0]) };
+            return Err(format!("fork: {}", std::io::Error::last_os_error()));
+        }
+        let mut b = [0u8];
+        // SAFETY: one byte into our buffer; 0 bytes if the child died
+        // (OOM-killed while filling: the fill is then what it got to).
+        unsafe {
+            libc::read(fds[0], b.as_mut_ptr().cast(), 1);
+            libc::close(fds[0]);
+        }
+        Ok(Self { pid })
+    }
+}
+
+impl Drop for NodeFill {
+    fn drop(&mut self) {
+        let mut status = 0;
+        // SAFETY: our own child.
+        unsafe {
+            libc::kill(self.pid, libc::SIGKILL);
+            libc::waitpid(self.pid, &mut status, 0);
+        }
+    }
+}
+
 /// Fills the area's node to just above its low watermark while holding
 /// the area, gives the area back, and makes the occupants bound to the
 /// node: their pages come from the area.
@@ -454,36 +533,14 @@ fn place_in_cma<'a>(
     };
     let keep = env::node_watermark_kib(node, "low")? + LEAVE_KIB;
     let room = (env::node_free_kib(node)?.saturating_sub(keep) << 10).max(PAGE);
-    // SAFETY: a fresh private anonymous mapping.
-    let anon = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            room as usize,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    if anon == libc::MAP_FAILED {
-        return Err(format!("mmap: {}", std::io::Error::last_os_error()));
-    }
-    let filled = env::mbind_node(anon as u64, room as usize, node).and_then(|()| {
-        for (i, a) in sys::page_addrs(anon as u64, room).into_iter().enumerate() {
-            if i % 256 == 0 && env::node_free_kib(node)? < keep {
-                break;
-            }
-            // SAFETY: inside the mapping just made.
-            unsafe { std::ptr::write_volatile(a as *mut u8, 1) };
-        }
-        Ok(())
-    });
+    let fill = NodeFill::start(node, room, keep);
     drop(held);
-    let made = filled.and_then(|()| {
+    let fill = fill?;
+    let made = {
         let _bound = BoundTo::node(node)?;
         Occupants::make(dev, cfg, CMA_OCCUPANTS)
-    });
-    sys::unmap(anon as u64, room);
+    };
+    drop(fill);
     made
 }
 
