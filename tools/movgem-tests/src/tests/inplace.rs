@@ -316,12 +316,21 @@ fn hugepage_round(dev: &Device, ceiling: bool) -> Result<(u64, Counters), String
     out
 }
 
-/// Hugepages with the device asleep: in place recovers at least 0.9 of
+/// Hugepages with the device asleep: in place recovers at least 0.8 of
 /// the unbound ceiling of the same boot without unbinding anything.  Two
 /// rounds of about 90 s each on the debug kernel.  Loaded with
 /// `hook=off` or `hook=release` (`movgem_params=hook=off`), the same
 /// test fails: those get about half the ceiling with the device asleep
-/// (`make bench` measures all three).
+/// (`make bench` measures all three: 0.43-0.53 in its last run).
+///
+/// Why 0.8: one in-place round is one draw from a spread distribution.
+/// Seven rounds per setup in `make bench` (plain kernel) gave in place
+/// 0.89-1.0 of the ceiling's median (2 GiB guest: 537-608 against
+/// 591-607, every folio moved in place, the low rounds compacting fewer
+/// pages), and single rounds here on the debug kernel 0.87, 0.88, 0.89,
+/// 0.95 and 0.96, idle and loaded alike.  0.9 failed one make check in
+/// two; 0.8 stays well clear of both that spread and of what the hook off
+/// or in release mode gets.
 fn hugepages_device_asleep_near_ceiling() -> TestResult {
     let _shrinker = Param::set("shrinker", "0")?;
     // Compaction alone in both rounds: with swap, reclaim could also
@@ -344,8 +353,8 @@ fn hugepages_device_asleep_near_ceiling() -> TestResult {
     // The count first: a run with the hook off or in release mode must
     // fail here, on what the user sees, not only on the counters.
     ensure!(
-        got * 10 >= ceiling * 9,
-        "hook={mode} got {got}, below 0.9 of the ceiling {ceiling}; {d}"
+        got * 10 >= ceiling * 8,
+        "hook={mode} got {got}, below 0.8 of the ceiling {ceiling}; {d}"
     );
     ensure!(
         d.get("migrated_in_place") > 0 && d.get("unbinds") == 0 && d.get("released_objects") == 0,
