@@ -46,7 +46,6 @@
 //! for the next configuration, and left as it was found at the end.
 
 use std::fs;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -235,65 +234,8 @@ fn repeated<R: Timed>(mut round: impl FnMut() -> Result<R, String>) -> Result<R,
 
 // ------------------------------------------------------------------ CMA
 
-/// The CMA area (`cma=` on the command line), through CMA's debugfs.
-struct Area {
-    name: String,
-    dir: PathBuf,
-    base_pfn: u64,
-    count: u64,
-}
-
-impl Area {
-    fn find() -> Result<Self, String> {
-        let root = "/sys/kernel/debug/cma";
-        let dir = fs::read_dir(root)
-            .map_err(|e| format!("{root}: {e} (no CMA area: boot with cma=)"))?
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
-            .next()
-            .ok_or(format!("{root} is empty: boot with cma="))?;
-        let read = |f: &str| -> Result<u64, String> {
-            let p = dir.join(f);
-            sys::read(&p.to_string_lossy())
-                .parse()
-                .map_err(|e| format!("{}: {e}", p.display()))
-        };
-        Ok(Self {
-            name: dir
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            base_pfn: read("base_pfn")?,
-            count: read("count")?,
-            dir,
-        })
-    }
-
-    fn alloc(&self, pages: u64) -> Result<(), String> {
-        fs::write(self.dir.join("alloc"), pages.to_string())
-            .map_err(|e| format!("cma_alloc of {pages} pages: {e}"))
-    }
-
-    /// Gives back everything allocated through debugfs.
-    fn free_all(&self) {
-        let _ = fs::write(self.dir.join("free"), self.count.to_string());
-    }
-
-    fn used_pages(&self) -> u64 {
-        sys::read(&self.dir.join("used").to_string_lossy())
-            .parse()
-            .unwrap_or(0)
-    }
-}
-
-/// The area allocated through debugfs until dropped.
-struct Held<'a>(&'a Area);
-
-impl Drop for Held<'_> {
-    fn drop(&mut self) {
-        self.0.free_all();
-    }
-}
+/// The bench boot's CMA area (shared with the tests).
+use movgem_guest::env::CmaArea as Area;
 
 /// One configuration's allocation of the area.
 #[derive(Debug, Serialize)]
@@ -526,11 +468,9 @@ fn place_in_cma<'a>(
     node: u32,
     cfg: &Cfg,
 ) -> Result<Occupants<'a>, String> {
-    let held = {
-        area.alloc(area.count)
-            .map_err(|e| format!("the CMA area is not free: {e}"))?;
-        Held(area)
-    };
+    let held = area
+        .take_all()
+        .map_err(|e| format!("the CMA area is not free: {e}"))?;
     let keep = env::node_watermark_kib(node, "low")? + LEAVE_KIB;
     let room = (env::node_free_kib(node)?.saturating_sub(keep) << 10).max(PAGE);
     let fill = NodeFill::start(node, room, keep);

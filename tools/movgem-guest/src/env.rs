@@ -578,3 +578,78 @@ pub fn memory_blocks_of(node: u32) -> Result<Vec<u32>, String> {
     blocks.sort_unstable_by(|a, b| b.cmp(a));
     Ok(blocks)
 }
+
+/// The CMA area of the boot (`cma=` on the command line), through CMA's
+/// debugfs (`CMA_DEBUGFS`).
+pub struct CmaArea {
+    /// Its directory name under /sys/kernel/debug/cma.
+    pub name: String,
+    dir: PathBuf,
+    pub base_pfn: u64,
+    /// Its size in pages.
+    pub count: u64,
+}
+
+impl CmaArea {
+    /// The first area.
+    pub fn find() -> Result<Self, String> {
+        let root = "/sys/kernel/debug/cma";
+        let dir = fs::read_dir(root)
+            .map_err(|e| format!("{root}: {e} (no CMA area: boot with cma=)"))?
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .next()
+            .ok_or(format!("{root} is empty: boot with cma="))?;
+        let read = |f: &str| -> Result<u64, String> {
+            let p = dir.join(f);
+            fs::read_to_string(&p)
+                .map_err(|e| format!("{}: {e}", p.display()))?
+                .trim()
+                .parse()
+                .map_err(|e| format!("{}: {e}", p.display()))
+        };
+        Ok(Self {
+            name: dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            base_pfn: read("base_pfn")?,
+            count: read("count")?,
+            dir,
+        })
+    }
+
+    /// `cma_alloc()` of `pages` pages; the error if it failed.
+    pub fn alloc(&self, pages: u64) -> Result<(), String> {
+        fs::write(self.dir.join("alloc"), pages.to_string())
+            .map_err(|e| format!("cma_alloc of {pages} pages: {e}"))
+    }
+
+    /// `cma_alloc()` of the whole area, given back on drop.
+    pub fn take_all(&self) -> Result<CmaTaken<'_>, String> {
+        self.alloc(self.count)?;
+        Ok(CmaTaken(self))
+    }
+
+    /// Gives back everything allocated through debugfs.
+    pub fn free_all(&self) {
+        let _ = fs::write(self.dir.join("free"), self.count.to_string());
+    }
+
+    /// Pages of the area in use.
+    pub fn used_pages(&self) -> u64 {
+        fs::read_to_string(self.dir.join("used"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+/// The whole CMA area, allocated through debugfs until dropped.
+pub struct CmaTaken<'a>(&'a CmaArea);
+
+impl Drop for CmaTaken<'_> {
+    fn drop(&mut self) {
+        self.0.free_all();
+    }
+}

@@ -227,7 +227,7 @@ fn longterm_pins_leave_zone_movable() -> TestResult {
         };
         let d = Counters::read()?.since(&before);
         ensure!(
-            left > 0 && refused != Done::Yes,
+            left > 0 && refused != Done::Done,
             "with debug_skip_longterm_migrate the pinned object had {left} pages in movable \
              memory and offlining gave {refused:?}: this test could not fail; {d}"
         );
@@ -243,7 +243,7 @@ fn longterm_pins_leave_zone_movable() -> TestResult {
         pins_moved_out(&dev, &last, &bad, true, &d)?;
         let done = set_block(block.0, "offline", 120)?;
         ensure!(
-            done == Done::Yes,
+            done == Done::Done,
             "memory{} did not go offline under pins that left it: {done:?}",
             block.0
         );

@@ -13,7 +13,6 @@
 //! the default hook must succeed, in place, with the data intact.
 
 use std::fs;
-use std::path::PathBuf;
 
 use movgem_uapi::{self as uapi, Device};
 
@@ -184,54 +183,9 @@ fn soft_offline_asleep() -> TestResult {
     soft_offline_in_place(false)
 }
 
-/// The CMA area of the check boot (`cma=` on the command line), through
-/// CMA's debugfs.
-pub(super) struct Cma {
-    dir: PathBuf,
-    pub(super) base_pfn: u64,
-    pub(super) count: u64,
-}
-
-impl Cma {
-    pub(super) fn find() -> Result<Self, String> {
-        let root = "/sys/kernel/debug/cma";
-        let dir = fs::read_dir(root)
-            .map_err(|e| format!("{root}: {e} (no CMA area: boot with cma=)"))?
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
-            .next()
-            .ok_or(format!("{root} is empty: boot with cma="))?;
-        let read = |f: &str| -> Result<u64, String> {
-            let p = dir.join(f);
-            fs::read_to_string(&p)
-                .map_err(|e| format!("{}: {e}", p.display()))?
-                .trim()
-                .parse()
-                .map_err(|e| format!("{}: {e}", p.display()))
-        };
-        Ok(Self {
-            base_pfn: read("base_pfn")?,
-            count: read("count")?,
-            dir,
-        })
-    }
-
-    /// `cma_alloc()` of the whole area; the error if it failed.
-    pub(super) fn take_all(&self) -> Result<Taken<'_>, String> {
-        fs::write(self.dir.join("alloc"), self.count.to_string())
-            .map_err(|e| format!("cma_alloc of {} pages: {e}", self.count))?;
-        Ok(Taken(self))
-    }
-}
-
-/// The whole CMA area, allocated; released on drop.
-pub(super) struct Taken<'a>(&'a Cma);
-
-impl Drop for Taken<'_> {
-    fn drop(&mut self) {
-        let _ = fs::write(self.0.dir.join("free"), self.0.count.to_string());
-    }
-}
+/// The CMA area of the check boot (`cma=` on the command line), shared
+/// with the benchmarks.
+pub(super) use movgem_guest::env::CmaArea as Cma;
 
 /// This task's memory policy bound to one node until dropped.
 pub(super) struct Bound;
@@ -352,79 +306,15 @@ fn cma_alloc_asleep() -> TestResult {
     cma_alloc_over_objects(false)
 }
 
-/// How a write to a memory block's `state` ended.
-#[derive(Debug, PartialEq)]
-pub(super) enum Done {
-    Yes,
-    Failed(i32),
-    /// Still retrying when the time was up (offlining retries migration
-    /// until it succeeds or the writer gets a fatal signal).
-    TimedOut,
-}
+/// Memory block writes and lookups, shared with the benchmarks.
+pub(super) use movgem_guest::env::{
+    memory_block_file as block_file, memory_blocks_of as blocks_of, BlockWrite as Done,
+};
 
 /// Writes `state` to memory block `block` from a child process, which is
-/// killed after `secs`.
+/// killed after `secs` ([`env::set_memory_block`]).
 pub(super) fn set_block(block: u32, state: &str, secs: u64) -> Result<Done, String> {
-    let path = format!("/sys/devices/system/memory/memory{block}/state");
-    // SAFETY: the child only writes one file and leaves with `_exit`.
-    let pid = unsafe { libc::fork() };
-    if pid == 0 {
-        let code = match fs::write(&path, state) {
-            Ok(()) => 0,
-            Err(e) => e.raw_os_error().unwrap_or(255).min(255),
-        };
-        // SAFETY: leave at once, without our atexit handlers.
-        unsafe { libc::_exit(code) };
-    }
-    ensure!(pid > 0, "fork: {}", std::io::Error::last_os_error());
-    let start = Instant::now();
-    let mut status = 0;
-    loop {
-        // SAFETY: our own child.
-        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-        if r == pid {
-            break;
-        }
-        if start.elapsed() > Duration::from_secs(secs) {
-            // SAFETY: our own child.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-                libc::waitpid(pid, &mut status, 0);
-            }
-            return Ok(Done::TimedOut);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Ok(match (libc::WIFEXITED(status), libc::WEXITSTATUS(status)) {
-        (true, 0) => Done::Yes,
-        (true, e) => Done::Failed(e),
-        _ => Done::Failed(-1),
-    })
-}
-
-fn block_file(block: u32, f: &str) -> Result<String, String> {
-    let p = format!("/sys/devices/system/memory/memory{block}/{f}");
-    fs::read_to_string(&p)
-        .map(|s| s.trim().to_string())
-        .map_err(|e| format!("{p}: {e}"))
-}
-
-/// The memory blocks of a node, highest first.
-fn blocks_of(node: u32) -> Result<Vec<u32>, String> {
-    let dir = format!("/sys/devices/system/node/node{node}");
-    let mut blocks: Vec<u32> = fs::read_dir(&dir)
-        .map_err(|e| format!("{dir}: {e}"))?
-        .filter_map(|e| {
-            e.ok()?
-                .file_name()
-                .to_str()?
-                .strip_prefix("memory")?
-                .parse()
-                .ok()
-        })
-        .collect();
-    blocks.sort_unstable_by(|a, b| b.cmp(a));
-    Ok(blocks)
+    env::set_memory_block(block, state, secs as f64)
 }
 
 /// A memory block of node 1 taken offline and brought back as
@@ -440,7 +330,7 @@ impl MovableBlock {
             // A block with unmovable pages (or the CMA area) refuses at
             // once; try the next one down.
             match set_block(b, "offline", 120)? {
-                Done::Yes => {}
+                Done::Done => {}
                 other => {
                     tried.push(format!("memory{b}: {other:?}"));
                     continue;
@@ -452,7 +342,7 @@ impl MovableBlock {
                 return Err(format!("memory{b} cannot be ZONE_MOVABLE: {zones}"));
             }
             ensure!(
-                set_block(b, "online_movable", 60)? == Done::Yes,
+                set_block(b, "online_movable", 60)? == Done::Done,
                 "memory{b}: online_movable failed"
             );
             return Ok(Self(b));
@@ -478,7 +368,7 @@ impl MovableBlock {
         };
         let d = Counters::read()?.since(&before);
         ensure!(
-            refused != Done::Yes && d.get("migrated_in_place") == 0,
+            refused != Done::Done && d.get("migrated_in_place") == 0,
             "memory{} went offline with hook=off ({refused:?}): the objects were not in it, \
              this test could not fail; {d}",
             self.0
@@ -487,7 +377,7 @@ impl MovableBlock {
         let done = set_block(self.0, "offline", 120)?;
         let d = Counters::read()?.since(&before);
         ensure!(
-            done == Done::Yes,
+            done == Done::Done,
             "memory{} did not go offline with the hook: {done:?}; {d}",
             self.0
         );
@@ -500,7 +390,7 @@ impl Drop for MovableBlock {
         // Movable again, as the guest's init made it: a block of a kernel
         // zone collects unmovable pages and may never go offline again.
         if block_file(self.0, "state").as_deref() == Ok("offline")
-            && set_block(self.0, "online_movable", 60).ok() != Some(Done::Yes)
+            && set_block(self.0, "online_movable", 60).ok() != Some(Done::Done)
         {
             let _ = set_block(self.0, "online", 60);
         }
