@@ -150,6 +150,7 @@ unsigned int movgem_param_autosuspend_ms(void);
 unsigned int movgem_param_hang_timeout_ms(void);
 bool movgem_param_shrinker_enabled(void);
 bool movgem_param_oom_notifier_enabled(void);
+bool movgem_param_userptr_keep_pages(void);
 
 /* --- rust/shims/debugfs.c (rust/debugfs.rs) ------------------------ */
 

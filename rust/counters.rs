@@ -82,6 +82,13 @@ pub(crate) enum Counter {
     UserptrStaleUnbinds,
     /// Userptr pages faulted in for requests and domain changes.
     UserptrFaultedPages,
+    /// Userptr pages kept after use (`userptr_keep_pages`).
+    UserptrKeptPages,
+    /// Kept userptr pages dropped by an invalidation of their range.
+    UserptrKeptInvalidated,
+    /// Kept userptr pages released by the shrinker, the OOM notifier or
+    /// debugfs `drop_caches`.
+    UserptrReleasedPages,
     /// debugfs `hold_lock` commands that took `struct_mutex` (a test
     /// waits for this before it measures contention).
     LockHolds,
@@ -167,6 +174,9 @@ pub(crate) const NAMES: [&kernel::str::CStr; COUNT] = [
     kernel::c_str!("userptr_invalidations"),
     kernel::c_str!("userptr_stale_unbinds"),
     kernel::c_str!("userptr_faulted_pages"),
+    kernel::c_str!("userptr_kept_pages"),
+    kernel::c_str!("userptr_kept_invalidated"),
+    kernel::c_str!("userptr_released_pages"),
     kernel::c_str!("lock_holds"),
     kernel::c_str!("hook_lock_wait_max_us"),
     kernel::c_str!("migrated_in_place"),

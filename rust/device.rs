@@ -14,14 +14,15 @@
 //!    state ([`LockedBy`] it), the GTT and the object list.
 //! 3. folio locks (taken inside shmem while fetching pages), vmalloc's
 //!    locks (`vmap()`), `Engine::state`, `Device::notifier_lock` and
-//!    `Object::hw` (spin locks, leaves).
+//!    `Object::hw` (spin locks, leaves), except that `notifier_lock` may
+//!    be held while taking `Object::user_kept` (a spin lock, a leaf).
 //!
 //! Everything under `struct_mutex` runs in a NOFS allocation scope and
 //! the shrinker refuses to work without `__GFP_FS`, so an allocation
 //! under the lock never recurses into our shrinker; lockdep is primed
 //! with fs_reclaim -> `struct_mutex` to hold us to that.  The userptr
 //! invalidate callback can run inside reclaim too: it takes only
-//! `notifier_lock` and never sleeps.
+//! `notifier_lock` and `user_kept`, and never sleeps.
 //!
 //! Migration calls the hook with the source folio already locked, i.e.
 //! against this order, so the hook only try-locks `struct_mutex`

@@ -425,7 +425,11 @@ impl Engine {
                 .zip(nodes.iter_mut())
             {
                 offsets.push(obj.bind_with(&mut locked, node.take(), false)?, GFP_KERNEL)?;
-                if let Some((_, got)) = fetched {
+                if let Some((seq, got)) = fetched {
+                    // i915 keeps a userptr object's pages after the request.
+                    if params::userptr_keep_pages() {
+                        obj.keep_user_pages(*seq, got);
+                    }
                     for page in core::mem::take(got) {
                         pages.push(
                             GpuPage {

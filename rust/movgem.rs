@@ -9,6 +9,10 @@
 //! dropped to let the folio move.  `Documentation/design.md` opens with a
 //! map of the files; the lock order is at the top of `device.rs`.
 
+// `pin_init!` of `Object` (every field one macro step) needs more than
+// the default 128.
+#![recursion_limit = "256"]
+
 use kernel::prelude::*;
 use kernel::sync::Arc;
 

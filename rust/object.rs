@@ -5,7 +5,7 @@
 //! are in `pages.rs`, bindings in `vma.rs`, the migrate hook in
 //! `migrate.rs`; the lock order is at the top of `device.rs`.
 
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use kernel::ffi::{c_ulong, c_void};
 use kernel::prelude::*;
@@ -19,7 +19,7 @@ use crate::policy::ObjectState;
 use crate::shmem::{DevInfoSlot, Gemfs, PageArray, PageRef, ShmemFile, Vmap};
 use crate::sync::LockedBy;
 use crate::uapi;
-use crate::userptr::{RawUserptr, UserRange};
+use crate::userptr::{RawUserptr, Seq, UserRange};
 use crate::vma::HwTable;
 
 pub(crate) const PAGE_SIZE: usize = kernel::page::PAGE_SIZE;
@@ -97,6 +97,14 @@ pub(crate) struct Object {
     user: Option<UserRange>,
     /// The user range was invalidated since the object was last bound.
     pub(crate) user_stale: AtomicBool,
+    /// References on the pages of the user range kept after use
+    /// (`userptr_keep_pages`), in range order; room for every page is
+    /// allocated with a userptr object, so filling and clearing it never
+    /// allocates or frees (the invalidate callback clears it).
+    #[pin]
+    user_kept: SpinLock<PageArray<PageRef>>,
+    /// `user_kept`'s length, read without its lock.
+    user_kept_len: AtomicUsize,
     npages: usize,
     pub(crate) device: Arc<Device>,
     state: LockedBy<ObjState, DeviceLocked>,
@@ -185,10 +193,12 @@ impl Object {
         file: Option<ShmemFile>,
         user: Option<UserRange>,
     ) -> Result<Arc<Self>> {
-        // Shadow and hardware entries for every page of a shmem object.
+        // Shadow and hardware entries for every page of a shmem object,
+        // room to keep every page of a userptr range.
         let entries = if file.is_some() { npages } else { 0 };
         let shadow = PageArray::from_elem(0usize, entries)?;
         let hw = HwTable::new(PageArray::from_elem(0usize, entries)?);
+        let kept = PageArray::with_capacity(if user.is_some() { npages } else { 0 })?;
         Arc::pin_init(
             pin_init!(Self {
                 dev_info <- DevInfoSlot::new(),
@@ -196,6 +206,8 @@ impl Object {
                 file,
                 user,
                 user_stale: AtomicBool::new(false),
+                user_kept <- kernel::new_spinlock!(kept, "movgem_object_user_kept"),
+                user_kept_len: AtomicUsize::new(0),
                 npages,
                 device: device.clone(),
                 state: LockedBy::new(
@@ -275,10 +287,16 @@ impl Object {
         self.state.access_mut(locked)
     }
 
+    /// Pages the object holds references on: its shmem folios, or the
+    /// user pages a userptr object kept.
+    pub(crate) fn pages_held(&self, st: &ObjState) -> usize {
+        st.pages_held() + self.user_pages_kept()
+    }
+
     /// What the policy needs to know.
     pub(crate) fn snapshot(&self, st: &ObjState) -> ObjectState {
         ObjectState {
-            has_pages: !st.pages.is_empty(),
+            has_pages: self.pages_held(st) > 0,
             active: self.active() > 0,
             purgeable: st.madv == uapi::MADV_DONTNEED,
             pages_pin_count: st.pages_pin_count,
@@ -399,6 +417,7 @@ impl Object {
             st.pages_pin_count = 0;
             self.put_pages(st);
         }
+        self.drop_user_pages();
         self.teardown();
     }
 
@@ -416,22 +435,86 @@ impl Object {
 
     /// `SET_DOMAIN`, once the GPU is idle: the object's pages are made
     /// present, as i915 does.  A userptr range is faulted in and checked,
-    /// a batch of page references at a time ([`UserRange::touch`]).
+    /// a batch of page references at a time ([`UserRange::touch`]), or,
+    /// with `userptr_keep_pages`, all at once and kept, as i915 keeps them.
     pub(crate) fn prepare_access(&self, write: bool) -> Result {
         if let Some(user) = self.user.as_ref() {
             let pages = user.touch(write)?;
             self.device
                 .counters
                 .add(Counter::UserptrFaultedPages, pages as u64);
+            if params::userptr_keep_pages() {
+                // The range is present now: taking every reference is
+                // quick, so an invalidation (reclaim unmapping a page of
+                // the range, under pressure) rarely comes in between; if
+                // one does, the references may be stale and are not kept.
+                for _ in 0..USERPTR_KEEP_TRIES {
+                    let seq = user.read_begin()?;
+                    let pages = user.fault_in(write)?;
+                    if self.keep_user_pages(seq, &pages) > 0 {
+                        break;
+                    }
+                }
+            }
             return Ok(());
         }
         self.populate()
     }
 
+    /// Keeps another reference on each of `pages`, the whole user range
+    /// faulted in since `seq`, in place of the pages kept before; nothing
+    /// is kept if the range was invalidated since `seq` (the pages may be
+    /// stale).  Returns the pages kept.  Takes `Device::notifier_lock`,
+    /// then `user_kept`: an invalidation either came first, or finds the
+    /// new pages and drops them.
+    pub(crate) fn keep_user_pages(&self, seq: Seq, pages: &[PageRef]) -> usize {
+        let Some(user) = self.user.as_ref() else {
+            return 0;
+        };
+        let _guard = self.device.notifier_lock.lock();
+        if user.read_retry(seq) {
+            return 0;
+        }
+        let mut kept = self.user_kept.lock();
+        kept.clear();
+        for page in pages.iter().take(kept.capacity()) {
+            // Within the capacity reserved at creation: never allocates.
+            if kept.push(page.clone(), GFP_NOWAIT).is_err() {
+                break;
+            }
+        }
+        let n = kept.len();
+        self.user_kept_len.store(n, Ordering::Relaxed);
+        drop(kept);
+        self.device
+            .counters
+            .add(Counter::UserptrKeptPages, n as u64);
+        n
+    }
+
+    /// Drops the user pages kept; returns how many there were.  Never
+    /// sleeps or frees the array (see `user_kept`): the invalidate
+    /// callback calls it under `notifier_lock`.
+    pub(crate) fn drop_user_pages(&self) -> usize {
+        if self.user_kept_len.load(Ordering::Relaxed) == 0 {
+            return 0;
+        }
+        let mut kept = self.user_kept.lock();
+        let n = kept.len();
+        kept.clear();
+        self.user_kept_len.store(0, Ordering::Relaxed);
+        n
+    }
+
+    /// User pages kept (`userptr_keep_pages`).
+    pub(crate) fn user_pages_kept(&self) -> usize {
+        self.user_kept_len.load(Ordering::Relaxed)
+    }
+
     /// The invalidate callback: note the new sequence, so that requests
-    /// fault the range in again, and drop the binding at the next use.
-    /// Requests in flight keep their own page references until they
-    /// retire, so nothing has to wait here.
+    /// fault the range in again, drop the pages kept, and drop the binding
+    /// at the next use.  Requests in flight keep their own page references
+    /// until they retire, so nothing has to wait here.
     ///
     /// # Safety
     ///
@@ -442,6 +525,10 @@ impl Object {
             let _guard = self.device.notifier_lock.lock();
             // SAFETY: `up` is the notifier this callback runs for.
             unsafe { UserRange::set_seq(up, cur_seq) };
+            let dropped = self.drop_user_pages();
+            self.device
+                .counters
+                .add(Counter::UserptrKeptInvalidated, dropped as u64);
         }
         self.user_stale.store(true, Ordering::Release);
         self.device.counters.inc(Counter::UserptrInvalidations);
@@ -461,6 +548,10 @@ impl PinnedDrop for Object {
         }
     }
 }
+
+/// Attempts SET_DOMAIN makes to keep a userptr range that invalidations
+/// keep making stale (`userptr_keep_pages`); then it keeps nothing.
+const USERPTR_KEEP_TRIES: usize = 3;
 
 /// Bytes `Object::rw` copies per step, through the stack: no allocation
 /// for PREAD/PWRITE, which gem_shrink calls for 4 bytes of every page.

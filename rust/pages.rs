@@ -179,7 +179,11 @@ impl Object {
         let st = self.state(locked);
         let n = self.put_pages(st);
         st.released = true;
-        n
+        let kept = self.drop_user_pages();
+        self.device
+            .counters
+            .add(Counter::UserptrReleasedPages, kept as u64);
+        n + kept
     }
 
     /// Maps every page into kernel space (cached) and pins the mapping.

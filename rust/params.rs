@@ -76,3 +76,14 @@ pub(crate) fn shrinker_enabled() -> bool {
     // SAFETY: reads a module parameter; no preconditions.
     unsafe { movgem_param_shrinker_enabled() }
 }
+
+extern "C" {
+    fn movgem_param_userptr_keep_pages() -> bool;
+}
+
+/// `userptr_keep_pages`: userptr objects keep their pages after use, as
+/// i915's do, until reclaim or an invalidation drops them.
+pub(crate) fn userptr_keep_pages() -> bool {
+    // SAFETY: reads a module parameter; no preconditions.
+    unsafe { movgem_param_userptr_keep_pages() }
+}

@@ -439,6 +439,23 @@ impl<T> PageArray<T> {
     }
 }
 
+impl<T> PageArray<T> {
+    /// Drops every entry but keeps the allocation, so, unlike dropping
+    /// the array, it never frees memory that may need `vfree()`: callable
+    /// under a spinlock when dropping each `T` is.
+    pub(crate) fn clear(&mut self) {
+        let len = self.0.len();
+        let entries = core::ptr::slice_from_raw_parts_mut(self.0.as_mut_ptr(), len);
+        // SAFETY: 0 is never more than the capacity.  The length is set
+        // first, so the entries dropped below are no longer reachable
+        // through `self` and each is dropped exactly once.
+        unsafe { self.0.set_len(0) };
+        // SAFETY: `entries` are the `len` initialised entries the vector
+        // held, which nothing else owns now (see above).
+        unsafe { core::ptr::drop_in_place(entries) };
+    }
+}
+
 impl<T: Clone> PageArray<T> {
     /// `n` copies of `value`.
     pub(crate) fn from_elem(value: T, n: usize) -> Result<Self> {

@@ -164,7 +164,7 @@ impl Device {
             let snap = obj.snapshot(st);
             let action = policy::shrink_action(&snap, awake, true, true);
             if let Some(pass) = action.pass() {
-                count += st.pages_held() as u64;
+                count += obj.pages_held(st) as u64;
                 candidates[usize::from(pass)] += 1;
             }
         }

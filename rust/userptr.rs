@@ -3,12 +3,15 @@
 //! The user range behind a userptr object, watched by an
 //! `mmu_interval_notifier` (shims in `rust/shims/userptr.c`).
 //!
-//! A userptr object holds no page references while idle: a request
-//! faults the range in (`get_user_pages_fast`) before it takes
+//! A request faults the range in (`get_user_pages_fast`) before it takes
 //! `struct_mutex`, keeps those references while the engine uses them, and
 //! drops them when it retires.  Whether the range changed in between is
 //! checked with the notifier's sequence count under
 //! `Device::notifier_lock`, which the invalidate callback also takes.
+//! Idle, a userptr object holds no page references, unless
+//! `userptr_keep_pages` makes it keep them as i915 does
+//! (`Object::keep_user_pages`): then until the shrinker, the OOM notifier
+//! or the next invalidation of the range drops them.
 
 use core::marker::{PhantomData, PhantomPinned};
 use core::ptr::NonNull;

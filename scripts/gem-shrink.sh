@@ -5,14 +5,17 @@
 # each of which must fail by an OOM kill or ENOMEM, which decides it at
 # once; a hang that the watchdog ends is not that failure.  `make check`
 # runs it beside the main boot;
-# `make gem-shrink` runs it alone and `make soak` with igt's durations.
-# Ends with "N passed, N failed".
+# `make gem-shrink` runs it alone and `make soak` at igt's sizing
+# (passes, durations, leaks).  Ends with "N passed, N failed".
 #
 # Knobs: GEM_SHRINK_KERNEL (plain, or debug), GEM_SHRINK_MEM (384M),
 # GEM_SHRINK_TIMEOUT (boot limit, 1800 s), GEM_SHRINK_DURATION (seconds
 # per subtest, 3; igt's is 20), GEM_SHRINK_PASSES (passes per worker
 # iteration, 4; 0 is igt's), GEM_SHRINK_BACKGROUND_PASSES (passes per
 # leak or userptr worker iteration, 1; 0: as GEM_SHRINK_PASSES),
+# GEM_SHRINK_LEAK_FOREVER (1: leak workers never unmap what they leak,
+# as igt's, and their OOM kills do not fail a subtest with the shrinker
+# on; 0, the default: unmapped every iteration),
 # GEM_SHRINK_WATCHDOG (120 s per subtest with the shrinker),
 # GEM_SHRINK_OOM_WATCHDOG (120 s per subtest without it),
 # GEM_SHRINK_ARGS (more gem-shrink options for the first run, e.g.
@@ -31,11 +34,16 @@ prepare_boot "$flavour" gem-shrink
 # worker's hang (18 workers, a hang per pass) waits for the resets of the
 # ones before it; 100 ms keeps a `hang` subtest inside its watchdog, as
 # i915's per-engine reset keeps igt's inside its timeout.
+# userptr_keep_pages=1: userptr objects keep their pages after use, as
+# i915's, until the shrinker, the OOM notifier or an invalidation drops
+# them; gem-shrink then requires its -userptr, -userptr-dirty and -oom
+# subtests to show pages kept and released (both runs share this boot).
 watchdog=${GEM_SHRINK_WATCHDOG:-120}
-append="movgem_params=\"hang_timeout_ms=100\""
+append="movgem_params=\"hang_timeout_ms=100 userptr_keep_pages=1\""
 append+=" movgem_gem_shrink_duration=${GEM_SHRINK_DURATION:-3}"
 append+=" movgem_gem_shrink_passes=${GEM_SHRINK_PASSES:-4}"
 append+=" movgem_gem_shrink_background_passes=${GEM_SHRINK_BACKGROUND_PASSES:-1}"
+append+=" movgem_gem_shrink_leak_forever=${GEM_SHRINK_LEAK_FOREVER:-0}"
 append+=" movgem_gem_shrink_subtest_timeout=$watchdog"
 # Without the shrinker an OOM kill or ENOMEM decides each subtest within
 # seconds (its objects' pages are unevictable then: Documentation/

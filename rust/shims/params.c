@@ -134,3 +134,20 @@ bool movgem_param_oom_notifier_enabled(void)
 
 	return on < 0 ? READ_ONCE(shrinker) : on > 0;
 }
+
+/*
+ * userptr_keep_pages: a userptr object keeps the page references taken
+ * for SET_DOMAIN or a request after use, as i915 keeps its userptr pages,
+ * until the shrinker, the OOM notifier or an invalidation of the range
+ * drops them.  Off by default: compaction skips anonymous pages with
+ * such extra references (isolate_migratepages_block()), so kept pages
+ * stay where they are until an invalidation or the shrinker.
+ */
+static bool userptr_keep_pages;
+module_param(userptr_keep_pages, bool, 0644);
+MODULE_PARM_DESC(userptr_keep_pages, "Userptr objects keep their pages after use until reclaim or invalidation, as i915 (default: off)");
+
+bool movgem_param_userptr_keep_pages(void)
+{
+	return READ_ONCE(userptr_keep_pages);
+}

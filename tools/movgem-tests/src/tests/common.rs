@@ -131,6 +131,23 @@ pub(crate) fn mbind(addr: *mut libc::c_void, len: usize, node: u32) -> bool {
     }
 }
 
+/// Writes `text` to debugfs drop_caches (opened without O_TRUNC).
+pub(crate) fn write_drop_caches(text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    fs::OpenOptions::new()
+        .write(true)
+        .open(uapi::DROP_CACHES_PATH)?
+        .write_all(text.as_bytes())
+}
+
+/// Writes `MOVGEM_DROP_*` bits to debugfs drop_caches.
+pub(crate) fn drop_objects(flags: u32) -> Result<(), String> {
+    write_drop_caches(&flags.to_string()).map_err(|e| {
+        let meta = fs::metadata(uapi::DROP_CACHES_PATH);
+        format!("drop_caches {flags:#x}: {e} ({meta:?})")
+    })
+}
+
 /// A file (sysctl, debugfs tunable) set for as long as the value lives.
 pub(crate) struct Knob {
     path: String,

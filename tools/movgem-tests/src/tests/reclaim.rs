@@ -13,26 +13,10 @@ use movgem_guest::env::{self, Counters, GpuAwake};
 use movgem_guest::{ensure, TestResult};
 
 use super::common::{
-    check_fill_sized, expect_err, filled_object, move_to, ok, pattern, where_are, Anon, PAGE,
+    check_fill_sized, drop_objects, expect_err, filled_object, move_to, ok, pattern, where_are,
+    write_drop_caches, Anon, PAGE,
 };
 use super::Test;
-
-/// Writes `text` to debugfs drop_caches (opened without O_TRUNC).
-fn write_drop_caches(text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    fs::OpenOptions::new()
-        .write(true)
-        .open(uapi::DROP_CACHES_PATH)?
-        .write_all(text.as_bytes())
-}
-
-/// Writes `MOVGEM_DROP_*` bits to debugfs drop_caches.
-fn drop_objects(flags: u32) -> Result<(), String> {
-    write_drop_caches(&flags.to_string()).map_err(|e| {
-        let meta = fs::metadata(uapi::DROP_CACHES_PATH);
-        format!("drop_caches {flags:#x}: {e} ({meta:?})")
-    })
-}
 
 /// A `/proc/vmstat` value.
 fn vmstat(key: &str) -> Result<u64, String> {

@@ -6,10 +6,10 @@
 
 use movgem_uapi::{self as uapi, Device};
 
-use movgem_guest::env::Counters;
+use movgem_guest::env::{Counters, Param};
 use movgem_guest::{ensure, TestResult};
 
-use super::common::{expect_err, move_to, ok, where_are, Anon, PAGE};
+use super::common::{drop_objects, expect_err, move_to, ok, where_are, Anon, PAGE};
 use super::Test;
 
 fn userptr_gpu_uses_user_memory() -> TestResult {
@@ -187,8 +187,108 @@ fn userptr_follows_invalidation() -> TestResult {
     ok(dev.close(h), "close")
 }
 
+/// `userptr_keep_pages`: i915's userptr behaviour.  SET_DOMAIN and a
+/// request leave every page of the range referenced by the object; the
+/// shrinker's passes (debugfs drop_caches) release them; an invalidation
+/// (here migration of one page, then munmap) drops them at once, so the
+/// kept references never stop the page from moving.  Off (the default),
+/// nothing is kept and the shrinker has nothing to release: the control.
+fn userptr_keeps_pages_until_reclaim_or_invalidation() -> TestResult {
+    let dev = ok(Device::open(), "open")?;
+    let size = 2usize << 20;
+    let npages = (size as u64) / PAGE;
+    let mut mem = Anon::new(size, 0)?;
+    mem.words().fill(5);
+    let h = ok(dev.userptr(mem.ptr(), size as u64), "userptr")?;
+    let shrink = uapi::DROP_UNBOUND | uapi::DROP_BOUND;
+    let kept = |d: &Counters| {
+        (
+            d.get("userptr_kept_pages"),
+            d.get("userptr_released_pages"),
+            d.get("userptr_kept_invalidated"),
+        )
+    };
+    {
+        let _off = Param::set("userptr_keep_pages", "0")?;
+        let before = Counters::read()?;
+        ok(dev.set_domain(h, uapi::DOMAIN_GTT, 0), "set_domain")?;
+        drop_objects(shrink)?;
+        let d = Counters::read()?.since(&before);
+        ensure!(
+            kept(&d) == (0, 0, 0),
+            "option off, yet pages were kept or released (kept, released, invalidated): {:?}",
+            kept(&d)
+        );
+    }
+    let _on = Param::set("userptr_keep_pages", "1")?;
+
+    // SET_DOMAIN keeps the range until the shrinker releases it.
+    let before = Counters::read()?;
+    ok(dev.set_domain(h, uapi::DOMAIN_GTT, 0), "set_domain")?;
+    let d = Counters::read()?.since(&before);
+    ensure!(
+        kept(&d) == (npages, 0, 0),
+        "SET_DOMAIN: (kept, released, invalidated) {:?}, want ({npages}, 0, 0)",
+        kept(&d)
+    );
+    drop_objects(shrink)?;
+    drop_objects(shrink)?;
+    let d = Counters::read()?.since(&before);
+    ensure!(
+        kept(&d) == (npages, npages, 0),
+        "drop_caches twice: (kept, released, invalidated) {:?}, want ({npages}, {npages}, 0)",
+        kept(&d)
+    );
+
+    // A request keeps them too; moving one page invalidates the range,
+    // which drops every kept reference, so the page does move.
+    let before = Counters::read()?;
+    ok(
+        dev.execbuf(&[(h, false)], uapi::OP_CHECK, 5, 0, 0),
+        "execbuf check",
+    )?;
+    ok(dev.wait(h, -1), "wait")?;
+    let d = Counters::read()?.since(&before);
+    ensure!(
+        d.get("gpu_check_errors") == 0 && kept(&d).0 == npages,
+        "request: {d}"
+    );
+    let addrs = mem.page_addrs();
+    let here = where_are(&addrs[..1])?;
+    let moved = move_to(&addrs[..1], &[1 - here[0]])?;
+    let d = Counters::read()?.since(&before);
+    ensure!(
+        moved == 1 && kept(&d).2 == npages,
+        "kept page moved: {moved} of 1, (kept, released, invalidated) {:?}",
+        kept(&d)
+    );
+    drop_objects(shrink)?;
+    let d = Counters::read()?.since(&before);
+    ensure!(
+        kept(&d).1 == 0,
+        "released {} pages an invalidation had dropped already",
+        kept(&d).1
+    );
+
+    // munmap drops them as well.
+    ok(dev.set_domain(h, uapi::DOMAIN_GTT, 0), "set_domain")?;
+    let before = Counters::read()?;
+    mem.unmap();
+    let d = Counters::read()?.since(&before);
+    ensure!(
+        kept(&d).2 == npages,
+        "munmap: (kept, released, invalidated) {:?}",
+        kept(&d)
+    );
+    ok(dev.close(h), "close")
+}
+
 pub(super) const TESTS: &[Test] = &[
     ("userptr_gpu_uses_user_memory", userptr_gpu_uses_user_memory),
     ("userptr_bad_arguments", userptr_bad_arguments),
     ("userptr_follows_invalidation", userptr_follows_invalidation),
+    (
+        "userptr_keeps_pages_until_reclaim_or_invalidation",
+        userptr_keeps_pages_until_reclaim_or_invalidation,
+    ),
 ];

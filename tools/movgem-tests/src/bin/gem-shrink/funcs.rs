@@ -4,7 +4,9 @@
 //! `alloc` bytes whose pages it made the driver allocate, marked
 //! DONTNEED and still open: only the shrinker can give that memory back.
 //! The background kinds (userptr, leak) hold user memory instead, which
-//! [`Held`] keeps until the end of the worker's iteration.
+//! [`Held`] keeps until the end of the worker's iteration (a leak
+//! worker's with `--leak-forever`: for the worker's whole life, as igt's
+//! leak never unmaps; the worker in main.rs picks the `Held`).
 
 use movgem_uapi::{
     Device, DOMAIN_CPU, DOMAIN_GTT, EXEC_HANG, MADV_DONTNEED, MAX_EXEC_OBJECTS, OP_FILL, OP_NOP,
@@ -57,7 +59,8 @@ impl<T> Call<T> for Result<T, i32> {
     }
 }
 
-/// User mappings made during one iteration; unmapped on drop.
+/// User mappings made during one iteration (with `--leak-forever`, a leak
+/// worker's whole life); unmapped on drop.
 #[derive(Default)]
 pub struct Held {
     maps: Vec<(usize, usize)>,
@@ -256,7 +259,9 @@ fn userptr(dev: &Device, alloc: u64, held: &mut Held, write: u32) -> Result<(), 
 }
 
 /// Background for -oom: populated private anonymous memory that only
-/// swap can take away, held until the end of the iteration.
+/// swap can take away, held as long as `held` lives: until the end of the
+/// iteration, or with `--leak-forever` until the worker exits or is
+/// OOM-killed.
 fn leak(alloc: u64, held: &mut Held) -> Result<(), Failure> {
     let ptr = held.map(alloc, libc::MAP_PRIVATE | libc::MAP_POPULATE)?;
     // Zero, as igt writes: the pages stay same-filled, which zram keeps

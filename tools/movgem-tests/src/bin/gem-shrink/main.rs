@@ -13,7 +13,7 @@
 //! ```text
 //! gem-shrink [--duration SECONDS] [--passes N] [--background-passes N] [--subtest-timeout SECONDS]
 //!            [--summary FILE] [--run-subtest PATTERN]... [--list-subtests] [--expect-fail]
-//!            [--without-shrinker]
+//!            [--without-shrinker] [--leak-forever]
 //! ```
 //!
 //! `--summary FILE` also writes the closing line to FILE, for the guest
@@ -34,14 +34,51 @@
 //! failure.  With `--expect-fail` the run passes only if every subtest
 //! failed by an OOM kill or ENOMEM.
 //!
+//! A leak worker's OOM kill is judged apart (supervise::judge): it never
+//! satisfies the negative control, which needs a function or userptr
+//! worker OOM-killed or refused memory; it decides nothing there either
+//! (the subtest waits on for such a worker).
+//!
 //! `--passes N` caps the passes a worker makes per iteration (igt:
 //! `num_processes`); `--background-passes N` caps those of the leak and
 //! userptr workers further.  `make check` uses both to bound the run
 //! time, see Documentation/design.md.
 //!
+//! `--leak-forever`: leak workers never unmap what they leak, as igt's
+//! do, so each one's memory only grows until the subtest's time is up or
+//! the OOM killer takes it (without it, as in `make check`, they unmap it
+//! at the end of every iteration).  The leak workers are then the OOM
+//! killer's intended victims: they run at `oom_score_adj` 1000 and the
+//! function and userptr workers at 500, so the OOM killer takes another
+//! worker only once no leak worker is left.  With the shrinker on, an OOM
+//! kill of a leak worker (the kernel's `oom_kill` having risen for it)
+//! is that worker's expected end and does not fail the subtest; the
+//! summary says how many there were.  An OOM kill of any other worker,
+//! or any other abnormal end of any worker, still fails it.
+//!
+//! Before each subtest the runner idles the GPU as igt's
+//! `gem_quiescent_gpu()` does: DROP_ACTIVE to the driver's drop_caches
+//! waits until every request (the last subtest's hangs, say) retired; it
+//! prints how long that took and `MemFree` before and after.  A failed
+//! write fails the subtest about to start.
+//!
+//! With the module's `userptr_keep_pages` on (userptr objects keep their
+//! pages after use until the shrinker, the OOM notifier or an
+//! invalidation drops them, as i915's do), each `-userptr`,
+//! `-userptr-dirty` and `-oom` subtest with the shrinker on must also
+//! show the driver keeping userptr pages (`userptr_kept_pages`), or it
+//! fails as passed without pressure (plan::userptr_unmet); and over those
+//! subtests together the shrinker or the OOM notifier must have released
+//! some (`userptr_released_pages`), or the run fails
+//! (plan::userptr_released_unmet).  Per subtest that would be chance: the
+//! shrinker purges DONTNEED objects first and may be done before it
+//! reaches the userptr objects (seen: `get-pages-userptr-dirty`, 18
+//! scans, 90,112 pages freed, no userptr page among them).
+//!
 //! Output follows igt (`Starting subtest: ...`, `Subtest ...: SUCCESS
 //! (1.234s)`) and ends with `N passed, N failed`.  Any child that
-//! fails a call or is killed (by the OOM killer, say) fails its subtest.
+//! fails a call or is killed (by the OOM killer, say) fails its subtest,
+//! but for the leak workers' OOM kills above.
 
 mod funcs;
 mod plan;
@@ -49,15 +86,15 @@ mod supervise;
 
 use std::fs;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use funcs::Failure;
 use movgem_guest::env::Counters;
 use movgem_uapi::{Device, DROP_BOUND, DROP_CACHES_PATH, DROP_UNBOUND, OP_NOP};
 use plan::{Group, Kind, Sizing, Subtest, FUNCS};
 use supervise::{
-    oom_score_adj, open_recovery, reap, set_shrinker, spawn, summarize, Shared, ABANDONED,
-    WITHOUT_SHRINKER,
+    oom_score_adj, open_drop_caches, open_recovery, quiesce, reap, set_shrinker, spawn, summarize,
+    Rules, Shared, ABANDONED, WITHOUT_SHRINKER,
 };
 
 struct Options {
@@ -74,11 +111,13 @@ struct Options {
     list: bool,
     expect_fail: bool,
     without_shrinker: bool,
+    /// Leak workers keep what they leak for their whole life (igt's).
+    leak_forever: bool,
 }
 
 const USAGE: &str = "usage: gem-shrink [--duration SECONDS] [--passes N] [--background-passes N] \
                      [--subtest-timeout SECONDS] [--summary FILE] [--run-subtest PATTERN]... \
-                     [--list-subtests] [--expect-fail] [--without-shrinker]";
+                     [--list-subtests] [--expect-fail] [--without-shrinker] [--leak-forever]";
 
 /// A positive number, the value of the option just read.
 fn positive<T>(p: &mut lexopt::Parser) -> Result<T, lexopt::Error>
@@ -113,6 +152,7 @@ fn parse_options(args: impl IntoIterator<Item = String>) -> Result<Options, lexo
         list: false,
         expect_fail: false,
         without_shrinker: false,
+        leak_forever: false,
     };
     let mut p = lexopt::Parser::from_args(args);
     while let Some(arg) = p.next()? {
@@ -126,6 +166,7 @@ fn parse_options(args: impl IntoIterator<Item = String>) -> Result<Options, lexo
             Long("list-subtests") => o.list = true,
             Long("expect-fail") => o.expect_fail = true,
             Long("without-shrinker") => o.without_shrinker = true,
+            Long("leak-forever") => o.leak_forever = true,
             _ => return Err(arg.unexpected()),
         }
     }
@@ -168,18 +209,55 @@ fn kind_index(k: Kind) -> usize {
     }
 }
 
+/// The leak workers' `oom_score_adj`: they are the OOM killer's
+/// intended victims (every worker starts at 1000, see `spawn`; a leak
+/// worker sets it itself all the same).
+/// Kept userptr pages released over the run's userptr subtests (with
+/// the shrinker on), and how many such subtests ran: the run-level
+/// userptr verdict ([`plan::userptr_released_unmet`]).
+static USERPTR_RELEASED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static USERPTR_SUBTESTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+const LEAKER_OOM_SCORE_ADJ: i32 = 1000;
+
+/// With `--leak-forever`, the function and userptr workers'.  The OOM
+/// killer's score is a task's memory plus `oom_score_adj` thousandths of
+/// RAM and swap: 500 below the leak workers is half of RAM and swap,
+/// more than any worker holds, so no other worker is taken while a leak
+/// worker is left.  (Without `--leak-forever` every worker stays at 1000,
+/// as before: then any OOM kill with the shrinker on fails the subtest,
+/// whoever it takes.)
+const OTHER_OOM_SCORE_ADJ: i32 = 500;
+
 /// One worker: until the timeout (checked before each iteration, at
 /// least one), open the device, make `passes` passes, close it and let
-/// go of the user memory.
-fn worker(g: Group, alloc: u64, timeout: f64, shared: &Shared) -> Result<(), Failure> {
+/// go of the user memory; with `leak_forever`, a leak worker keeps what
+/// it leaked until it exits (igt's leak), or the OOM killer ends it.
+fn worker(
+    g: Group,
+    alloc: u64,
+    timeout: f64,
+    shared: &Shared,
+    leak_forever: bool,
+) -> Result<(), Failure> {
+    if g.kind == Kind::Leak {
+        oom_score_adj(LEAKER_OOM_SCORE_ADJ);
+    } else if leak_forever {
+        oom_score_adj(OTHER_OOM_SCORE_ADJ);
+    }
     let start = Instant::now();
     let slot = PASS_NS + 3 * kind_index(g.kind);
+    // A leak worker's mappings with `leak_forever`: never unmapped while
+    // the worker lives.
+    let mut forever = funcs::Held::default();
+    let keep = leak_forever && g.kind == Kind::Leak;
     loop {
         let dev = Device::open().map_err(|e| funcs::failed("open /dev/movgem", e))?;
         let mut held = funcs::Held::default();
         for _ in 0..g.passes {
             let t = Instant::now();
-            funcs::pass(g.kind, &dev, alloc, &mut held)?;
+            let h = if keep { &mut forever } else { &mut held };
+            funcs::pass(g.kind, &dev, alloc, h)?;
             let ns = t.elapsed().as_nanos() as u64;
             shared.counter(slot).fetch_add(ns, Ordering::Relaxed);
             shared.counter(slot + 1).fetch_max(ns, Ordering::Relaxed);
@@ -209,7 +287,7 @@ const VMSTAT: [&str; 9] = [
 ];
 
 /// The movgem counters that say what the driver did for it.
-const DRIVER: [&str; 10] = [
+const DRIVER: [&str; 13] = [
     "shrink_scans",
     "shrink_contended",
     "shrink_freed_pages",
@@ -220,6 +298,9 @@ const DRIVER: [&str; 10] = [
     "oom_notifications",
     "oom_freed_pages",
     "gpu_requests",
+    "userptr_kept_pages",
+    "userptr_kept_invalidated",
+    "userptr_released_pages",
 ];
 
 /// Why a subtest may have stalled: what the driver did since `before`
@@ -269,25 +350,34 @@ enum Outcome {
 /// A function subtest: fork every group, wait for all of them.  Prints
 /// one `phases` line: when each kind of worker was done, its pass
 /// times, and what swap, reclaim and the driver did meanwhile.
+/// `keep_userptr`: the module's `userptr_keep_pages` is on.
 fn run_func(
     f: usize,
     mode: plan::Mode,
     s: &Sizing,
     timeout: f64,
     o: &Options,
+    keep_userptr: bool,
 ) -> Result<Outcome, String> {
     let shared = Shared::new()?;
     let before = Counters::read().ok();
     let vm_before = Counters::vmstat()?;
     let groups = plan::groups(f, mode, s.num_processes, o.max_passes, o.max_background);
     let mut children = Vec::new();
+    let mut leakers = Vec::new();
     let mut watch = Vec::new();
     let mut err = None;
     'fork: for g in &groups {
         for i in 0..g.workers {
             let what = format!("{} worker {i}", kind_name(g.kind));
-            match spawn(&what, || worker(*g, s.alloc_bytes(), timeout, &shared)) {
+            let r = spawn(&what, || {
+                worker(*g, s.alloc_bytes(), timeout, &shared, o.leak_forever)
+            });
+            match r {
                 Ok(c) => {
+                    if g.kind == Kind::Leak {
+                        leakers.push(c.0);
+                    }
                     if o.without_shrinker {
                         // Opened now, while memory is plentiful; read
                         // without allocating once it is not.
@@ -313,9 +403,19 @@ fn run_func(
         )
     };
     let decide = o.without_shrinker;
-    let r = reap(children, watch, o.watchdog, decide, summary, || {
-        diagnose(before.as_ref())
-    });
+    let rules = Rules {
+        decide,
+        leak_forever: o.leak_forever,
+    };
+    let r = reap(
+        children,
+        &leakers,
+        watch,
+        o.watchdog,
+        rules,
+        summary,
+        || diagnose(before.as_ref()),
+    );
     let mut phases = Vec::new();
     for g in &groups {
         let name = kind_name(g.kind);
@@ -344,36 +444,63 @@ fn run_func(
         phases.join("; "),
         vm.pick(&VMSTAT)
     );
-    let summary = summary();
+    let mut summary = summary();
+    // How many leak workers the OOM killer took (supervise::End::
+    // LeakerOomKilled): none of them failed the subtest.
+    let leak_workers: u64 = groups
+        .iter()
+        .filter(|g| g.kind == Kind::Leak)
+        .map(|g| g.workers)
+        .sum();
+    if leak_workers > 0 && (o.leak_forever || r.leakers_oom_killed > 0) {
+        summary += &format!(
+            ", {} of {leak_workers} leak workers OOM-killed ({})",
+            r.leakers_oom_killed,
+            if o.without_shrinker {
+                "no part of the verdict: it needs a function or userptr worker's OOM kill or ENOMEM"
+            } else {
+                "--leak-forever: their expected end"
+            }
+        );
+    }
     if let Some(e) = err {
         return Err(e);
     }
     // With the shrinker on, a subtest passes only if it did what it is
-    // there for: pressure the driver had to answer (plan::pressure).
-    let freed = since.as_ref().map_or(0, |d| {
-        d.get("shrink_freed_pages") + d.get("oom_freed_pages")
-    });
-    let unmet = match plan::pressure(f, mode) {
-        _ if o.without_shrinker => None,
-        plan::Pressure::None => None,
-        plan::Pressure::DriverFreed if freed == 0 => {
-            Some("the shrinker and the OOM notifier freed nothing".to_string())
+    // there for: pressure the driver had to answer (plan::pressure), and,
+    // with userptr_keep_pages, userptr pages kept and given back under it
+    // (plan::userptr_unmet).
+    let got = |name: &str| since.as_ref().map_or(0, |d| d.get(name));
+    let freed = got("shrink_freed_pages") + got("oom_freed_pages");
+    let mut unmet: Vec<String> = Vec::new();
+    if !o.without_shrinker {
+        match plan::pressure(f, mode) {
+            plan::Pressure::DriverFreed if freed == 0 => {
+                unmet.push("the shrinker and the OOM notifier freed nothing".to_string())
+            }
+            plan::Pressure::Swapped if vm.get("pswpout") == 0 => {
+                unmet.push("nothing went to swap: no memory pressure".to_string())
+            }
+            _ => {}
         }
-        plan::Pressure::Swapped if vm.get("pswpout") == 0 => {
-            Some("nothing went to swap: no memory pressure".to_string())
+        let kept = got("userptr_kept_pages");
+        if plan::keeps_userptr_pages(mode) {
+            USERPTR_RELEASED.fetch_add(got("userptr_released_pages"), Ordering::Relaxed);
+            USERPTR_SUBTESTS.fetch_add(1, Ordering::Relaxed);
         }
-        _ => None,
-    };
+        unmet.extend(
+            plan::userptr_unmet(mode, keep_userptr, kept)
+                .into_iter()
+                .map(String::from),
+        );
+    }
     Ok(match r.decided {
         Some((line, expected)) => Outcome::Failed {
             why: format!("{summary}; {line}; {}", summarize(&r.bad)),
             expected,
         },
-        None if r.bad.is_empty() && unmet.is_some() => Outcome::Failed {
-            why: format!(
-                "{summary}; passed without pressure: {}",
-                unmet.unwrap_or_default()
-            ),
+        None if r.bad.is_empty() && !unmet.is_empty() => Outcome::Failed {
+            why: format!("{summary}; passed without pressure: {}", unmet.join("; ")),
             expected: false,
         },
         None if r.bad.is_empty() => Outcome::Passed(summary),
@@ -428,9 +555,13 @@ fn run_reclaim(ncpus: u64, timeout: f64, watchdog: Option<f64>) -> Result<Outcom
     shared.stop().store(1, Ordering::Relaxed);
     let r = reap(
         children,
+        &[],
         Vec::new(),
         watchdog,
-        false,
+        Rules {
+            decide: false,
+            leak_forever: false,
+        },
         || "drop_caches writers".to_string(),
         || diagnose(None),
     );
@@ -497,6 +628,39 @@ fn memory_check(s: &Sizing) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether the module keeps userptr pages after use (its
+/// `userptr_keep_pages` parameter); says once which rule the run follows.
+fn userptr_keep_pages(without_shrinker: bool) -> bool {
+    const PARAM: &str = "userptr_keep_pages";
+    let on = match movgem_guest::env::param(PARAM) {
+        Ok(v) => match plan::param_bool(&v) {
+            Some(on) => {
+                println!("gem-shrink: {PARAM}={v}");
+                on
+            }
+            // Unknown: the stricter rule.
+            None => {
+                println!("gem-shrink: {PARAM} reads '{v}', neither Y nor N: taken as on");
+                true
+            }
+        },
+        Err(e) => {
+            println!("gem-shrink: no {PARAM} parameter ({e})");
+            false
+        }
+    };
+    if !on {
+        println!("gem-shrink: userptr objects hold no pages in this run");
+    } else if !without_shrinker {
+        println!(
+            "gem-shrink: userptr objects keep their pages: every -userptr, -userptr-dirty and \
+             -oom subtest must also show the driver keeping them and the shrinker or the OOM \
+             notifier releasing them"
+        );
+    }
+    on
+}
+
 fn main() {
     let o = options();
     if o.without_shrinker {
@@ -541,7 +705,19 @@ fn main() {
     if let Some(n) = o.max_background {
         println!("gem-shrink: at most {n} passes per leak or userptr worker iteration");
     }
+    if o.leak_forever {
+        println!(
+            "gem-shrink: --leak-forever: leak workers keep what they leak; an OOM kill of one \
+             is its expected end"
+        );
+    }
+    let keep_userptr = userptr_keep_pages(o.without_shrinker);
     let skip_reason = memory_check(&sizing).err();
+    // Opened once, while memory is plentiful: the quiesce before every
+    // subtest writes it.  If it cannot be, every subtest fails (quiesce).
+    if let Err(e) = open_drop_caches() {
+        println!("gem-shrink: {e}: no subtest can start on an idle GPU");
+    }
     if o.without_shrinker {
         if let Err(e) = open_recovery() {
             println!("gem-shrink: {e}");
@@ -560,19 +736,35 @@ fn main() {
             continue;
         }
         println!("Starting subtest: {name}");
+        if let (Subtest::Func(..), Some(why)) = (t, &skip_reason) {
+            println!("Subtest {name}: SKIP ({why})");
+            skipped += 1;
+            continue;
+        }
+        // igt's gem_quiescent_gpu(): nothing of the last subtest's (its
+        // hangs waiting for their reset, the objects they hold) may still
+        // be on the GPU when this one starts.  With --without-shrinker
+        // the shrinker is back on by now.
+        match quiesce() {
+            Ok(q) => println!(
+                "gem-shrink: GPU idle (DROP_ACTIVE) after {:.3}s; MemFree {} -> {} KiB",
+                q.secs, q.free_before_kib, q.free_after_kib
+            ),
+            Err(e) => {
+                println!("gem-shrink: {name}: {e}");
+                println!("Subtest {name}: FAIL (not run: the GPU could not be idled before it)");
+                failed += 1;
+                continue;
+            }
+        }
         if o.without_shrinker {
             set_shrinker(false);
         }
         let start = Instant::now();
         let timeout = plan::timeout_s(t, o.duration);
-        let r = match (t, &skip_reason) {
-            (Subtest::Func(..), Some(why)) => {
-                println!("Subtest {name}: SKIP ({why})");
-                skipped += 1;
-                continue;
-            }
-            (Subtest::Reclaim, _) => run_reclaim(ncpus, timeout, o.watchdog),
-            (Subtest::Func(f, mode), None) => run_func(f, mode, &sizing, timeout, &o),
+        let r = match t {
+            Subtest::Reclaim => run_reclaim(ncpus, timeout, o.watchdog),
+            Subtest::Func(f, mode) => run_func(f, mode, &sizing, timeout, &o, keep_userptr),
         };
         let secs = start.elapsed().as_secs_f64();
         match r {
@@ -600,9 +792,6 @@ fn main() {
         if o.without_shrinker {
             set_shrinker(true);
         }
-        // Let objects closed by the last workers retire before the next
-        // subtest measures its own.
-        std::thread::sleep(Duration::from_millis(100));
     }
     println!(
         "gem-shrink: {} subtests in {:.1}s",
@@ -623,7 +812,25 @@ fn main() {
     if abandoned {
         println!("gem-shrink: abandoned: workers could not be killed, the verdict is FAIL");
     }
-    let ok = if abandoned {
+    // With the shrinker on and userptr pages kept, the run as a whole
+    // must have made the driver give some back.
+    let userptr_unmet = if o.without_shrinker {
+        None
+    } else {
+        let released = USERPTR_RELEASED.load(Ordering::Relaxed);
+        let subtests = USERPTR_SUBTESTS.load(Ordering::Relaxed);
+        if keep_userptr && subtests > 0 {
+            println!(
+                "gem-shrink: kept userptr pages released by the shrinker and the OOM \
+                 notifier over {subtests} userptr subtests: {released}"
+            );
+        }
+        plan::userptr_released_unmet(keep_userptr, subtests, released)
+    };
+    if let Some(why) = &userptr_unmet {
+        println!("gem-shrink: FAIL: {why}");
+    }
+    let ok = if abandoned || userptr_unmet.is_some() {
         false
     } else if o.expect_fail {
         // A skipped subtest is no failure, expected or not.
@@ -660,6 +867,7 @@ mod tests {
              --summary /tmp/gs.sum",
         )
         .unwrap();
+        assert!(!o.leak_forever);
         assert_eq!(o.duration, 1.0);
         assert_eq!(o.watchdog, Some(120.0));
         assert_eq!(o.max_passes, Some(4));
@@ -675,6 +883,18 @@ mod tests {
         assert_eq!(o.patterns, ["get-pages*-oom", "mmap-*-oom"]);
         assert_eq!(o.duration, 0.5);
         assert!(parse("--list-subtests").unwrap().list);
+        // make soak: igt's passes (no caps) and leaks, in both runs.
+        let o = parse("--duration 20 --subtest-timeout 900 --leak-forever --summary /tmp/gs.sum")
+            .unwrap();
+        assert!(o.leak_forever && !o.without_shrinker);
+        assert_eq!((o.max_passes, o.max_background), (None, None));
+        let o = parse(
+            "--expect-fail --without-shrinker --run-subtest hang-oom --duration 20 \
+             --subtest-timeout 900 --leak-forever --subtest-timeout 600",
+        )
+        .unwrap();
+        assert!(o.leak_forever && o.without_shrinker && o.expect_fail);
+        assert_eq!(o.watchdog, Some(600.0));
     }
 
     #[test]
@@ -686,6 +906,7 @@ mod tests {
             "--passes x",
             "--subtest-timeout 0",
             "--bogus",
+            "--leak-forever=1",
             "stray",
         ] {
             assert!(parse(bad).is_err(), "{bad}");

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The pure part of gem-shrink: the subtest list, the sizing formula,
-//! who runs how many workers, and the `--run-subtest` wildcard.  No
+//! who runs how many workers, the `--run-subtest` wildcard, and what a
+//! subtest must show to pass (object pressure, and with
+//! `userptr_keep_pages` userptr pages kept and released).  No
 //! system calls here, so `cargo test` checks all of it on the host.
 
 /// The ten ways a worker makes an object own its memory.
@@ -70,6 +72,59 @@ pub fn pressure(f: usize, mode: Mode) -> Pressure {
     }
 }
 
+/// Reads a bool module parameter as sysfs prints it (`Y`/`N`, or
+/// `1`/`0` for an int-backed one); `None` for anything else.
+pub fn param_bool(value: &str) -> Option<bool> {
+    match value.trim() {
+        "Y" | "y" | "1" => Some(true),
+        "N" | "n" | "0" => Some(false),
+        _ => None,
+    }
+}
+
+/// Whether the subtests of `mode` run userptr workers whose pages a
+/// driver with `userptr_keep_pages` must keep and, under the pressure
+/// the subtest makes, give back: `-userptr`, `-userptr-dirty` and
+/// `-oom` (not the sanity checks, whose one worker is a function one).
+pub fn keeps_userptr_pages(mode: Mode) -> bool {
+    matches!(mode, Mode::Userptr | Mode::UserptrDirty | Mode::Oom)
+}
+
+/// With the shrinker on: what a subtest of `mode` failed to show of the
+/// userptr pages the driver keeps (`kept`: debugfs `userptr_kept_pages`
+/// over the subtest), when the module keeps them (`keep_pages`, its
+/// `userptr_keep_pages` parameter).  Without that parameter userptr
+/// objects hold no pages, and nothing is asked.  Whether the shrinker
+/// gives kept pages back is asked of the whole run
+/// ([`userptr_released_unmet`]): a single subtest's shrinker may find
+/// enough purgeable objects before it reaches them, as i915's purges
+/// first.  Empty: nothing missing.
+pub fn userptr_unmet(mode: Mode, keep_pages: bool, kept: u64) -> Vec<&'static str> {
+    let mut unmet = Vec::new();
+    if keep_pages && keeps_userptr_pages(mode) && kept == 0 {
+        unmet.push("the driver kept no userptr pages");
+    }
+    unmet
+}
+
+/// The whole run's userptr verdict, with the shrinker on and the module
+/// keeping userptr pages: the shrinker and the OOM notifier must have
+/// released some (`released`, summed over the subtests that ran with
+/// userptr workers, `userptr_subtests`) -- what igt's userptr workers are
+/// there for.  `None`: nothing missing (or nothing asked).
+pub fn userptr_released_unmet(
+    keep_pages: bool,
+    userptr_subtests: usize,
+    released: u64,
+) -> Option<String> {
+    (keep_pages && userptr_subtests > 0 && released == 0).then(|| {
+        format!(
+            "the shrinker and the OOM notifier released no kept userptr pages \
+             in any of the {userptr_subtests} userptr subtests"
+        )
+    })
+}
+
 /// What one subtest runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Subtest {
@@ -123,7 +178,8 @@ impl Sizing {
 /// The kind of a background or function worker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
-    /// Populated private anonymous memory, held for the iteration.
+    /// Populated private anonymous memory, held for the iteration (with
+    /// `--leak-forever`, as igt, for the worker's whole life).
     Leak,
     /// USERPTR objects over shared anonymous memory, SET_DOMAIN read-only.
     Userptr,
@@ -407,6 +463,53 @@ mod tests {
         assert_eq!(timeout_s(Subtest::Reclaim, 0.5), 0.5);
         assert_eq!(timeout_s(Subtest::Func(0, Mode::SanityCheck), 20.0), 1.0);
         assert_eq!(timeout_s(Subtest::Func(0, Mode::Oom), 3.0), 3.0);
+    }
+
+    #[test]
+    fn module_bool_parameters() {
+        for on in ["Y", "y", "1", "Y\n", " 1 "] {
+            assert_eq!(param_bool(on), Some(true), "{on:?}");
+        }
+        for off in ["N", "n", "0", "N\n"] {
+            assert_eq!(param_bool(off), Some(false), "{off:?}");
+        }
+        for bad in ["", "yes", "2", "-1", "YN"] {
+            assert_eq!(param_bool(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn kept_userptr_pages_are_asked_of_the_userptr_and_oom_modes_only() {
+        let asked: Vec<Mode> = MODES
+            .iter()
+            .map(|&(_, m)| m)
+            .filter(|&m| keeps_userptr_pages(m))
+            .collect();
+        assert_eq!(asked, [Mode::Userptr, Mode::UserptrDirty, Mode::Oom]);
+        for (_, mode) in MODES {
+            // Parameter off (or missing): today's rule, nothing more.
+            assert!(userptr_unmet(mode, false, 0).is_empty(), "{mode:?}");
+            // Pages kept: nothing missing.
+            assert!(userptr_unmet(mode, true, 5).is_empty(), "{mode:?}");
+        }
+        for mode in [Mode::Plain, Mode::SanityCheck] {
+            assert!(userptr_unmet(mode, true, 0).is_empty(), "{mode:?}");
+        }
+        for mode in asked {
+            assert_eq!(
+                userptr_unmet(mode, true, 0),
+                ["the driver kept no userptr pages"]
+            );
+        }
+    }
+
+    #[test]
+    fn the_run_must_release_kept_userptr_pages() {
+        assert_eq!(userptr_released_unmet(true, 30, 5632), None);
+        assert!(userptr_released_unmet(true, 30, 0).is_some());
+        // Nothing asked without the parameter or without userptr subtests.
+        assert_eq!(userptr_released_unmet(false, 30, 0), None);
+        assert_eq!(userptr_released_unmet(true, 0, 0), None);
     }
 
     #[test]

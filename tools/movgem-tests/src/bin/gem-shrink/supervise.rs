@@ -1,18 +1,21 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! gem-shrink's process supervision: the page shared with the workers,
-//! forking them ([`spawn`]), reaping them and the per-subtest watchdog
-//! ([`reap`]), and, with `--without-shrinker`, deciding a subtest on
-//! the first OOM kill or ENOMEM and giving the shrinker back so that the
-//! killed workers can exit ([`recover`]).
+//! forking them ([`spawn`]), idling the GPU between subtests
+//! ([`quiesce`]), reaping them and the per-subtest watchdog ([`reap`]),
+//! how each worker's end counts ([`judge`]), and, with
+//! `--without-shrinker`, deciding a subtest on the first OOM kill or
+//! ENOMEM of a worker (with `--leak-forever`: of a function or userptr
+//! worker) and giving the shrinker back so
+//! that the killed workers can exit ([`recover`]).
 
 use std::fs;
 use std::io::Write;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use movgem_guest::env::Counters;
-use movgem_uapi::{DROP_BOUND, DROP_CACHES_PATH, DROP_PURGE, DROP_UNBOUND};
+use movgem_guest::env::{meminfo_kib, Counters};
+use movgem_uapi::{DROP_ACTIVE, DROP_BOUND, DROP_CACHES_PATH, DROP_PURGE, DROP_UNBOUND};
 
 use crate::funcs::Failure;
 
@@ -164,12 +167,80 @@ pub(crate) fn set_shrinker(on: bool) {
     }
 }
 
+fn open_for_write(path: &str) -> Result<fs::File, String> {
+    fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| format!("{path}: {e}"))
+}
+
+/// The driver's debugfs `drop_caches`, opened once before the first
+/// subtest, while memory is plentiful (opening a file allocates): the
+/// quiesce before every subtest and the `--without-shrinker` recovery
+/// write it.  The error if it could not be opened.
+static DROP_CACHES: std::sync::OnceLock<Result<fs::File, String>> = std::sync::OnceLock::new();
+
+pub(crate) fn open_drop_caches() -> Result<(), String> {
+    DROP_CACHES
+        .get_or_init(|| open_for_write(DROP_CACHES_PATH))
+        .as_ref()
+        .map(|_| ())
+        .map_err(Clone::clone)
+}
+
+fn drop_caches_file() -> Option<&'static fs::File> {
+    DROP_CACHES.get()?.as_ref().ok()
+}
+
+/// What [`quiesce`] measured.
+pub(crate) struct Quiesced {
+    /// How long the DROP_ACTIVE write took: until every request retired.
+    pub(crate) secs: f64,
+    /// `MemFree` before and after, in KiB.
+    pub(crate) free_before_kib: u64,
+    pub(crate) free_after_kib: u64,
+}
+
+/// igt's `gem_quiescent_gpu()`: writes DROP_ACTIVE to the driver's
+/// drop_caches, which returns once every GPU request has retired, so that
+/// a subtest does not start while the last one's batches (hangs waiting
+/// for their reset, say) still hold objects.  Through the file opened by
+/// [`open_drop_caches`]; allocates nothing but the two `/proc/meminfo`
+/// reads.  An error (the file could not be opened, the write failed)
+/// fails the subtest about to start.
+pub(crate) fn quiesce() -> Result<Quiesced, String> {
+    let f = match DROP_CACHES.get() {
+        Some(Ok(f)) => f,
+        Some(Err(e)) => return Err(format!("cannot idle the GPU (DROP_ACTIVE): {e}")),
+        None => {
+            return Err(format!(
+                "cannot idle the GPU: {DROP_CACHES_PATH} was never opened"
+            ))
+        }
+    };
+    let free = || meminfo_kib("MemFree").unwrap_or(0);
+    let free_before_kib = free();
+    let start = Instant::now();
+    pwrite(f, DROP_ACTIVE_BITS).map_err(|e| {
+        format!("idling the GPU: writing DROP_ACTIVE to {DROP_CACHES_PATH} failed: {e}")
+    })?;
+    let secs = start.elapsed().as_secs_f64();
+    Ok(Quiesced {
+        secs,
+        free_before_kib,
+        free_after_kib: free(),
+    })
+}
+
+/// `DROP_ACTIVE` as drop_caches reads it, decimal.
+const DROP_ACTIVE_BITS: &[u8] = b"4";
+const _: () = assert!(DROP_ACTIVE == 4);
+
 /// Files the `--without-shrinker` recovery writes, opened while memory
 /// was plentiful: when the subtest is decided the guest is out of memory,
-/// and opening a file allocates.
+/// and opening a file allocates.  (`drop_caches` is [`DROP_CACHES`].)
 struct Recovery {
     shrinker: fs::File,
-    drop_caches: fs::File,
     /// What to write to `drop_caches`: purge, unbound and bound.
     drop_bits: String,
 }
@@ -177,37 +248,48 @@ struct Recovery {
 static RECOVERY: std::sync::OnceLock<Recovery> = std::sync::OnceLock::new();
 
 pub(crate) fn open_recovery() -> Result<(), String> {
-    let open = |path: &str| {
-        fs::OpenOptions::new()
-            .write(true)
-            .open(path)
-            .map_err(|e| format!("{path}: {e}"))
-    };
+    open_drop_caches()?;
     let r = Recovery {
-        shrinker: open("/sys/module/movgem/parameters/shrinker")?,
-        drop_caches: open(DROP_CACHES_PATH)?,
+        shrinker: open_for_write("/sys/module/movgem/parameters/shrinker")?,
         drop_bits: (DROP_BOUND | DROP_UNBOUND | DROP_PURGE).to_string(),
     };
     let _ = RECOVERY.set(r);
     Ok(())
 }
 
-/// Writes `what` at offset 0 of `f`, without allocating.
-fn pwrite(f: &fs::File, what: &[u8]) {
+/// Writes all of `what` at offset 0 of `f`, without allocating.
+fn pwrite(f: &fs::File, what: &[u8]) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
-    // SAFETY: `what` is valid for its length; `f` is open.
-    unsafe { libc::pwrite(f.as_raw_fd(), what.as_ptr().cast(), what.len(), 0) };
+    loop {
+        // SAFETY: `what` is valid for its length; `f` is open.
+        let n = unsafe { libc::pwrite(f.as_raw_fd(), what.as_ptr().cast(), what.len(), 0) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return Err(e);
+        }
+        if n as usize != what.len() {
+            return Err(std::io::Error::other(format!(
+                "wrote {n} of {} bytes",
+                what.len()
+            )));
+        }
+        return Ok(());
+    }
 }
 
 /// Shrinker back on and its caches dropped, through the files opened
-/// beforehand (falls back to opening them).
+/// beforehand (falls back to opening them).  Best effort: what it
+/// could not do shows as workers that cannot exit.
 fn recover() {
-    match RECOVERY.get() {
-        Some(r) => {
-            pwrite(&r.shrinker, b"1");
-            pwrite(&r.drop_caches, r.drop_bits.as_bytes());
+    match (RECOVERY.get(), drop_caches_file()) {
+        (Some(r), Some(drop_caches)) => {
+            let _ = pwrite(&r.shrinker, b"1");
+            let _ = pwrite(drop_caches, r.drop_bits.as_bytes());
         }
-        None => {
+        _ => {
             set_shrinker(true);
             let _ = fs::write(
                 DROP_CACHES_PATH,
@@ -228,12 +310,76 @@ pub(crate) struct Reaped {
     pub(crate) timed_out: bool,
     /// Per worker kind, when its last worker ended (s since the start).
     pub(crate) finished: Vec<(String, f64)>,
+    /// Leak workers the OOM killer took, which did not fail the subtest
+    /// ([`End::LeakerOomKilled`]).
+    pub(crate) leakers_oom_killed: u64,
 }
+
+/// The rules a subtest's children are judged by.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Rules {
+    /// `--without-shrinker`: the first failure decides the subtest, and
+    /// it must be an OOM kill or ENOMEM (with `--leak-forever`: of a
+    /// function or userptr worker).
+    pub(crate) decide: bool,
+    /// `--leak-forever`: leak workers never unmap what they leak, as igt's
+    /// do, so with the shrinker on the OOM killer is their expected end.
+    pub(crate) leak_forever: bool,
+}
+
+/// How one child's end counts for its subtest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum End {
+    /// Exited 0.
+    Clean,
+    /// With `--leak-forever`, a leak worker taken by the OOM killer
+    /// (SIGKILL, with an OOM kill counted by the kernel that no earlier
+    /// leaker's end accounts for).  Not a failure: the leak workers,
+    /// whose memory only grows, are the OOM killer's intended victims,
+    /// and that is how they end, as igt's do.  With `--without-shrinker`
+    /// it is not the negative control's failure either (leaked memory
+    /// the OOM killer would take with any driver), so the subtest waits
+    /// on for a function or userptr worker's OOM kill or ENOMEM.  Counted.
+    LeakerOomKilled,
+    /// `--without-shrinker`: the failure a driver without a shrinker
+    /// must produce, an OOM kill or ENOMEM.  Without `--leak-forever` of
+    /// any worker: a leak worker unmaps every iteration, and with the
+    /// shrinker on the same subtest has no OOM kill at all, so the kill
+    /// is the driver's memory's doing (make check's rule, unchanged).
+    Expected(&'static str),
+    /// Fails the subtest (with `--without-shrinker`: decides it, and is
+    /// NOT the expected failure).  Every other abnormal end: any worker
+    /// killed by a signal other than the OOM killer's, any worker that
+    /// failed a call, a function or userptr worker OOM-killed with the
+    /// shrinker on, a leak worker OOM-killed with the shrinker on without
+    /// `--leak-forever` (its memory is unmapped every iteration, so it
+    /// should never be), a `--leak-forever` leak worker refused memory.
+    Failed,
+}
+
+/// How a child whose wait status is `status` ended, for its subtest:
+/// `leaker` if it is a leak worker, `uncounted_oom_kills` the OOM kills
+/// the kernel counted (vmstat `oom_kill`) since the subtest started that
+/// earlier [`End::LeakerOomKilled`] ends do not account for.
+pub(crate) fn judge(status: i32, leaker: bool, uncounted_oom_kills: u64, rules: Rules) -> End {
+    if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
+        return End::Clean;
+    }
+    let how = expected_failure(status, uncounted_oom_kills);
+    match (leaker, how) {
+        (true, Some(OOM_KILLED)) if rules.leak_forever => End::LeakerOomKilled,
+        (true, Some(_)) if rules.leak_forever => End::Failed,
+        (_, Some(how)) if rules.decide => End::Expected(how),
+        _ => End::Failed,
+    }
+}
+
+const OOM_KILLED: &str = "OOM-killed";
 
 /// How a child ended, for `--without-shrinker`'s early decision.
 fn expected_failure(status: i32, oom_kills: u64) -> Option<&'static str> {
     if libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL && oom_kills > 0 {
-        Some("OOM-killed")
+        Some(OOM_KILLED)
     } else if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == EXIT_ENOMEM {
         Some("refused memory (ENOMEM)")
     } else {
@@ -241,8 +387,69 @@ fn expected_failure(status: i32, oom_kills: u64) -> Option<&'static str> {
     }
 }
 
-fn oom_kills() -> u64 {
-    Counters::vmstat().map_or(0, |v| v.get("oom_kill"))
+/// vmstat's `oom_kill`, read without allocating once open: the runner
+/// reads it while a `--without-shrinker` subtest has the guest out of
+/// memory.  Falls back to [`Counters::vmstat`] if `/proc/vmstat` could
+/// not be opened.
+struct OomKills {
+    file: Option<fs::File>,
+    /// Made present (mlockall) before the workers fill memory.
+    buf: Vec<u8>,
+}
+
+impl OomKills {
+    fn open() -> Self {
+        Self {
+            file: fs::File::open("/proc/vmstat").ok(),
+            buf: vec![0u8; 64 << 10],
+        }
+    }
+
+    fn read(&mut self) -> u64 {
+        let Some(f) = &self.file else {
+            return Counters::vmstat().map_or(0, |v| v.get("oom_kill"));
+        };
+        let n = read_all_at(f, &mut self.buf);
+        vmstat_field(&self.buf[..n], b"oom_kill").unwrap_or(0)
+    }
+}
+
+/// Reads `f` from offset 0 into `buf` until its end or `buf` is full
+/// (a seq_file hands out a page per read); returns the bytes read.
+fn read_all_at(f: &fs::File, buf: &mut [u8]) -> usize {
+    use std::os::fd::AsRawFd;
+    let mut at = 0;
+    while at < buf.len() {
+        // SAFETY: `buf[at..]` is valid for writes of its length; `f` is open.
+        let n = unsafe {
+            libc::pread(
+                f.as_raw_fd(),
+                buf[at..].as_mut_ptr().cast(),
+                buf.len() - at,
+                at as libc::off_t,
+            )
+        };
+        if n <= 0 {
+            break;
+        }
+        at += n as usize;
+    }
+    at
+}
+
+/// The value of `name` in a `/proc/vmstat` text.  Allocates nothing.
+fn vmstat_field(text: &[u8], name: &[u8]) -> Option<u64> {
+    text.split(|&b| b == b'\n').find_map(|l| {
+        let v = l.strip_prefix(name)?.strip_prefix(b" ")?;
+        let mut n = 0u64;
+        for &c in v {
+            if !c.is_ascii_digit() {
+                return None;
+            }
+            n = n.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
+        }
+        (!v.is_empty()).then_some(n)
+    })
 }
 
 /// Whether the task whose `/proc/PID/status` is open as `f` has a
@@ -285,26 +492,36 @@ fn status_has_sigkill(status: &[u8]) -> bool {
 /// watchdog, kills the children; if they are still there `KILL_GRACE_S`
 /// later, gives up on them and marks the run abandoned.
 ///
-/// With `decide` (`--without-shrinker`), the first child that fails
-/// decides the subtest at once: it is the expected failure if the OOM
-/// killer took it or an allocation was refused (ENOMEM), anything else
-/// is not; the others are killed then, and a watchdog that fires first
-/// is not the expected failure either.
+/// Each child's end is judged by [`judge`]: `leakers` are the leak
+/// workers, whose OOM kill is counted, not failed, under the rules of
+/// [`End::LeakerOomKilled`].
+///
+/// With `rules.decide` (`--without-shrinker`), the first worker that
+/// fails (with `--leak-forever`: the first function or userptr worker
+/// that fails, or leak worker that fails otherwise than by an OOM kill)
+/// decides the subtest at once: it is the expected
+/// failure if the OOM killer took it or an allocation was refused
+/// (ENOMEM), anything else is not; the others are killed then, and a
+/// watchdog that fires first is not the expected failure either.
 pub(crate) fn reap(
     mut children: Vec<(libc::pid_t, String)>,
+    leakers: &[libc::pid_t],
     watch: Vec<(libc::pid_t, fs::File)>,
     watchdog: Option<f64>,
-    decide: bool,
+    rules: Rules,
     progress: impl Fn() -> String,
     diagnose: impl Fn(),
 ) -> Reaped {
+    let decide = rules.decide;
     let mut out = Reaped {
         bad: Vec::new(),
         decided: None,
         timed_out: false,
         finished: Vec::new(),
+        leakers_oom_killed: 0,
     };
-    let oom_kills_before = oom_kills();
+    let mut oom_kills = OomKills::open();
+    let oom_kills_before = oom_kills.read();
     let start = Instant::now();
     let mut last = Instant::now();
     // When we killed the children: the grace period counts from there (a
@@ -360,22 +577,31 @@ pub(crate) fn reap(
                 ABANDONED.store(1, Ordering::Relaxed);
                 break;
             }
-            // An OOM kill decides a --without-shrinker subtest as soon as
-            // the kernel counts it, whether or not its victim can exit.
-            // Nothing here allocates until the decision is made and the
-            // shrinker is back.  A SIGKILL the runner did not send is the
-            // OOM killer's; the vmstat count confirms it afterwards.
+            // An OOM kill of a worker (with --leak-forever: of a function
+            // or userptr worker) decides a
+            // --without-shrinker subtest as soon as the kernel counts it,
+            // whether or not its victim can exit.  Nothing here allocates
+            // until the decision is made and the shrinker is back.  A
+            // SIGKILL the runner did not send is the OOM killer's; the
+            // vmstat count confirms it afterwards.  A leak worker's OOM
+            // kill decides nothing with --leak-forever
+            // (End::LeakerOomKilled): it can exit
+            // (it holds no objects) and is judged when reaped.
             if decide && killed_at.is_none() {
                 let victim = watch
                     .iter()
                     .find(|(pid, f)| {
-                        children.iter().any(|c| c.0 == *pid) && sigkill_pending(f, &mut status_buf)
+                        !(rules.leak_forever && leakers.contains(pid))
+                            && children.iter().any(|c| c.0 == *pid)
+                            && sigkill_pending(f, &mut status_buf)
                     })
                     .map(|(pid, _)| *pid);
                 if let Some(pid) = victim {
                     kill_all(&children);
                     killed_at = Some(Instant::now());
-                    let oom = oom_kills().saturating_sub(oom_kills_before);
+                    let oom = oom_kills
+                        .read()
+                        .saturating_sub(oom_kills_before + out.leakers_oom_killed);
                     let what = children
                         .iter()
                         .find(|c| c.0 == pid)
@@ -383,13 +609,14 @@ pub(crate) fn reap(
                     let line = format!("{what} (pid {pid}) OOM-killed after {t:.1}s");
                     let expected = oom > 0;
                     println!(
-                        "gem-shrink: decided after {t:.1}s: {line} ({}, oom_kill +{oom}); \
-                         killed {} workers",
+                        "gem-shrink: decided after {t:.1}s: {line} ({}, oom_kill +{oom} \
+                         besides {} leak workers'); killed {} workers",
                         if expected {
                             "the expected failure"
                         } else {
                             "NOT the expected failure: no OOM kill counted"
                         },
+                        out.leakers_oom_killed,
                         children.len()
                     );
                     out.bad.push(line.clone());
@@ -448,25 +675,46 @@ pub(crate) fn reap(
         let Some(v) = verdict(pid, &what, status) else {
             continue;
         };
-        if decide && killed_at.is_none() {
-            kill_all(&children);
-            killed_at = Some(Instant::now());
-            let oom = oom_kills().saturating_sub(oom_kills_before);
-            let why = expected_failure(status, oom);
-            let line = match why {
-                Some(how) => format!("{what} (pid {pid}) {how} after {t:.1}s"),
-                None => v.clone(),
-            };
-            println!(
-                "gem-shrink: decided after {t:.1}s: {line} ({}); killed {} workers",
-                if why.is_some() {
-                    "the expected failure"
-                } else {
-                    "NOT the expected failure"
-                },
-                children.len()
-            );
-            out.decided = Some((line, why.is_some()));
+        // Once the runner has killed the children, every end is a
+        // failure already reported (the watchdog, the decision).
+        if killed_at.is_none() {
+            let leaker = leakers.contains(&pid);
+            let uncounted = oom_kills
+                .read()
+                .saturating_sub(oom_kills_before + out.leakers_oom_killed);
+            let end = judge(status, leaker, uncounted, rules);
+            if end == End::LeakerOomKilled {
+                // Counted; printed with the subtest's summary (nothing is
+                // printed here while a --without-shrinker subtest is
+                // undecided: printing allocates).
+                out.leakers_oom_killed += 1;
+                continue;
+            }
+            if decide {
+                kill_all(&children);
+                killed_at = Some(Instant::now());
+                let line = match (end, expected_failure(status, uncounted)) {
+                    (End::Expected(how), _) => format!("{what} (pid {pid}) {how} after {t:.1}s"),
+                    (_, Some(how)) if leaker => format!(
+                        "{what} (pid {pid}) {how} after {t:.1}s: a leak worker's, not the \
+                         driver's failure"
+                    ),
+                    _ => v.clone(),
+                };
+                let expected = matches!(end, End::Expected(_));
+                println!(
+                    "gem-shrink: decided after {t:.1}s: {line} ({}); {} leak workers \
+                     OOM-killed before; killed {} workers",
+                    if expected {
+                        "the expected failure"
+                    } else {
+                        "NOT the expected failure"
+                    },
+                    out.leakers_oom_killed,
+                    children.len()
+                );
+                out.decided = Some((line, expected));
+            }
         }
         out.bad.push(v);
     }
@@ -517,6 +765,135 @@ mod tests {
             "0000000000004000"
         )));
         assert!(!status_has_sigkill(b""));
+    }
+
+    const SHRINKER_ON: Rules = Rules {
+        decide: false,
+        leak_forever: false,
+    };
+    const SHRINKER_ON_LEAK_FOREVER: Rules = Rules {
+        decide: false,
+        leak_forever: true,
+    };
+    const WITHOUT_SHRINKER: Rules = Rules {
+        decide: true,
+        leak_forever: false,
+    };
+    const WITHOUT_SHRINKER_LEAK_FOREVER: Rules = Rules {
+        decide: true,
+        leak_forever: true,
+    };
+    const ALL: [Rules; 4] = [
+        SHRINKER_ON,
+        SHRINKER_ON_LEAK_FOREVER,
+        WITHOUT_SHRINKER,
+        WITHOUT_SHRINKER_LEAK_FOREVER,
+    ];
+
+    #[test]
+    fn a_clean_exit_is_clean_for_everyone() {
+        for rules in ALL {
+            for leaker in [false, true] {
+                assert_eq!(judge(exited(0), leaker, 0, rules), End::Clean);
+                assert_eq!(judge(exited(0), leaker, 3, rules), End::Clean);
+            }
+        }
+    }
+
+    #[test]
+    fn with_the_shrinker_on_only_leak_forever_leakers_may_be_oom_killed() {
+        let oom = killed(libc::SIGKILL);
+        assert_eq!(
+            judge(oom, true, 1, SHRINKER_ON_LEAK_FOREVER),
+            End::LeakerOomKilled
+        );
+        // Without --leak-forever a leaker unmaps every iteration: its OOM
+        // kill fails the subtest, as before.
+        assert_eq!(judge(oom, true, 1, SHRINKER_ON), End::Failed);
+        // A function or userptr worker OOM-killed always fails it.
+        for rules in [SHRINKER_ON, SHRINKER_ON_LEAK_FOREVER] {
+            assert_eq!(judge(oom, false, 1, rules), End::Failed);
+        }
+    }
+
+    #[test]
+    fn a_leaker_counts_as_oom_killed_only_if_the_kernel_counted_a_kill() {
+        for rules in ALL {
+            // SIGKILL with no OOM kill left to account for it: not the
+            // OOM killer's (someone else's SIGKILL), a failure.
+            assert_eq!(judge(killed(libc::SIGKILL), true, 0, rules), End::Failed);
+            // Other signals and errors are failures, whatever the count.
+            assert_eq!(judge(killed(libc::SIGSEGV), true, 5, rules), End::Failed);
+            assert_eq!(judge(exited(1), true, 5, rules), End::Failed);
+        }
+        // A --leak-forever leaker refused memory is no driver's failure,
+        // and no pass either: it fails (decides, not as expected).
+        for rules in [
+            SHRINKER_ON,
+            SHRINKER_ON_LEAK_FOREVER,
+            WITHOUT_SHRINKER_LEAK_FOREVER,
+        ] {
+            assert_eq!(judge(exited(EXIT_ENOMEM), true, 5, rules), End::Failed);
+        }
+        // make check's negative control: any worker's ENOMEM decides it.
+        assert_eq!(
+            judge(exited(EXIT_ENOMEM), true, 5, WITHOUT_SHRINKER),
+            End::Expected("refused memory (ENOMEM)")
+        );
+    }
+
+    #[test]
+    fn the_negative_control_needs_a_driver_caused_failure() {
+        // With --leak-forever a leaker's OOM kill neither satisfies nor
+        // fails it; without, a leaker unmaps every iteration and its OOM
+        // kill is the expected failure (make check's rule).
+        assert_eq!(
+            judge(
+                killed(libc::SIGKILL),
+                true,
+                1,
+                WITHOUT_SHRINKER_LEAK_FOREVER
+            ),
+            End::LeakerOomKilled
+        );
+        assert_eq!(
+            judge(killed(libc::SIGKILL), true, 1, WITHOUT_SHRINKER),
+            End::Expected("OOM-killed")
+        );
+        for rules in [WITHOUT_SHRINKER, WITHOUT_SHRINKER_LEAK_FOREVER] {
+            // A function or userptr worker OOM-killed or refused memory:
+            // the expected failure.
+            assert_eq!(
+                judge(killed(libc::SIGKILL), false, 1, rules),
+                End::Expected("OOM-killed")
+            );
+            assert_eq!(
+                judge(exited(EXIT_ENOMEM), false, 0, rules),
+                End::Expected("refused memory (ENOMEM)")
+            );
+            // Its SIGKILL with every counted OOM kill already a leaker's:
+            // not the OOM killer's.
+            assert_eq!(judge(killed(libc::SIGKILL), false, 0, rules), End::Failed);
+            assert_eq!(judge(exited(1), false, 4, rules), End::Failed);
+            assert_eq!(judge(killed(libc::SIGBUS), false, 4, rules), End::Failed);
+        }
+        // With the shrinker on nothing is the expected failure.
+        for rules in [SHRINKER_ON, SHRINKER_ON_LEAK_FOREVER] {
+            assert_eq!(judge(exited(EXIT_ENOMEM), false, 0, rules), End::Failed);
+        }
+    }
+
+    #[test]
+    fn vmstat_fields_are_read_without_allocating() {
+        let text = b"nr_free_pages 1234\noom_kill_x 9\noom_kill 17\npgfault 5\n";
+        assert_eq!(vmstat_field(text, b"oom_kill"), Some(17));
+        assert_eq!(vmstat_field(text, b"nr_free_pages"), Some(1234));
+        assert_eq!(vmstat_field(text, b"pgfault"), Some(5));
+        assert_eq!(vmstat_field(text, b"missing"), None);
+        assert_eq!(vmstat_field(b"oom_kill \n", b"oom_kill"), None);
+        assert_eq!(vmstat_field(b"oom_kill 1x\n", b"oom_kill"), None);
+        // The last line needs no newline.
+        assert_eq!(vmstat_field(b"pgfault 5\noom_kill 3", b"oom_kill"), Some(3));
     }
 
     #[test]

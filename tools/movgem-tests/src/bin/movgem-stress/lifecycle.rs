@@ -69,6 +69,7 @@ pub fn run(loops: u64) -> Result<String, String> {
     let mut worst = Duration::ZERO;
     let mut retries = 0;
     let mut seen = Vec::new();
+    let mut done = 0;
     let out = (|| {
         for _ in 0..loops {
             if !loaded() {
@@ -108,6 +109,7 @@ pub fn run(loops: u64) -> Result<String, String> {
             seen.push(info);
             worst = worst.max(unload()?);
             ensure!(!loaded(), "module still loaded");
+            done += 1;
         }
         Ok(())
     })();
@@ -122,10 +124,11 @@ pub fn run(loops: u64) -> Result<String, String> {
     let errors = compactor
         .join()
         .map_err(|_| "compactor panicked".to_string())?;
-    metric("lifecycle_loops", loops);
+    metric("lifecycle_loops", done);
     metric("lifecycle_worst_unload_ms", worst.as_millis());
     metric("lifecycle_hold_retries", retries);
     out?;
+    loops_ran(loops, done)?;
     ensure!(
         errors.is_empty(),
         "compaction or drop_caches failed {} times: {:?}",
@@ -148,6 +151,19 @@ pub fn run(loops: u64) -> Result<String, String> {
         at_kill.join(" "),
         worst.as_millis()
     ))
+}
+
+/// A lifecycle run passes only if it ran every loop it was asked for, and
+/// at least one: with none it loaded, used and unloaded nothing, and
+/// proves nothing (as fuzz with no call and faults with no injected
+/// failure fail).
+fn loops_ran(asked: u64, done: u64) -> Result<(), String> {
+    ensure!(
+        done > 0,
+        "{done} of {asked} loops ran: nothing was loaded, used, killed or unloaded"
+    );
+    ensure!(done == asked, "{done} of {asked} loops ran");
+    Ok(())
 }
 
 /// Runs `me hold` with long hangs, waits until it reports its objects
@@ -283,4 +299,18 @@ fn hold_objects() -> Result<(Device, u64), String> {
         "GET_INFO shows {info:?}, not {HELD} objects busy, bound and vmapped"
     );
     Ok((dev, retries))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_loops_fail_like_zero_fuzz_calls() {
+        assert!(loops_ran(0, 0).is_err());
+        assert!(loops_ran(3, 0).is_err());
+        assert!(loops_ran(3, 2).is_err());
+        assert_eq!(loops_ran(3, 3), Ok(()));
+        assert_eq!(loops_ran(1, 1), Ok(()));
+    }
 }
