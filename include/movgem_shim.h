@@ -145,6 +145,7 @@ int movgem_param_hook_mode(void);
 bool movgem_param_debug_skip_gtt_rewrite(void);
 bool movgem_param_debug_skip_restore(void);
 bool movgem_param_debug_skip_longterm_migrate(void);
+bool movgem_param_debug_release_before_bind(void);
 unsigned int movgem_param_lock_timeout_ms(void);
 unsigned int movgem_param_autosuspend_ms(void);
 unsigned int movgem_param_hang_timeout_ms(void);

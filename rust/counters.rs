@@ -122,6 +122,10 @@ pub(crate) enum Counter {
     /// A batch's object could not get its pages, requests were in
     /// flight: the submitter waited for one to retire and tried again.
     PopulateWaits,
+    /// A batch's pages were taken back between populating them and
+    /// `struct_mutex` several times over: the submitter fetched them
+    /// under the lock (`Engine::submit`'s `fetch_locked`).
+    SubmitLockedFetches,
     /// PIN and VMAP calls that first migrated pages out of ZONE_MOVABLE
     /// or CMA (`FOLL_LONGTERM`'s rule).
     LongtermMigrations,
@@ -189,6 +193,7 @@ pub(crate) const NAMES: [&kernel::str::CStr; COUNT] = [
     kernel::c_str!("gtt_mismatches"),
     kernel::c_str!("purges_deferred"),
     kernel::c_str!("populate_waits"),
+    kernel::c_str!("submit_locked_fetches"),
     kernel::c_str!("longterm_migrations"),
     kernel::c_str!("longterm_retries"),
     kernel::c_str!("longterm_failed"),

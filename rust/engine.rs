@@ -30,6 +30,7 @@ use crate::device::Device;
 use crate::object::Object;
 use crate::pages::page_buffer;
 use crate::params;
+use crate::policy;
 use crate::shmem::{PageArray, PageRef};
 use crate::sync::now_ns;
 use crate::trace::{self, RetireHow};
@@ -338,8 +339,12 @@ impl Engine {
 
     /// Submits `batch`: binds every object, marks it active and queues the
     /// request on `queue`.  Returns the GTT offsets, in order.
-    /// `EAGAIN` if a userptr range was invalidated meanwhile: try again.
-    pub(crate) fn submit(self: &Arc<Self>, batch: &Batch) -> Result<KVec<u64>> {
+    /// `EAGAIN` if a userptr range was invalidated meanwhile, or, unless
+    /// `fetch_locked`, if the shrinker took back a shmem object's pages
+    /// between populating them and the lock: try again.  With
+    /// `fetch_locked` such pages are fetched under `struct_mutex` (its
+    /// NOFS scope) instead, as i915's execbuf gets pages under its locks.
+    pub(crate) fn submit(self: &Arc<Self>, batch: &Batch, fetch_locked: bool) -> Result<KVec<u64>> {
         let device = &self.device;
         // Wake the device before taking struct_mutex: resuming may sleep.
         let wakeref = device.pm.get()?;
@@ -369,6 +374,9 @@ impl Engine {
                 }
             };
             user.push(fetched, GFP_KERNEL)?;
+        }
+        if params::debug_release_before_bind() {
+            self.release_populated(batch)?;
         }
         // Everything the critical section needs is allocated before it (see
         // `GttNode`): page slots for every userptr object, frame slots for
@@ -424,7 +432,15 @@ impl Engine {
                 .zip(user.iter_mut())
                 .zip(nodes.iter_mut())
             {
-                offsets.push(obj.bind_with(&mut locked, node.take(), false)?, GFP_KERNEL)?;
+                let refetch =
+                    fetch_locked && fetched.is_none() && obj.state(&mut locked).pages.is_empty();
+                offsets.push(
+                    obj.bind_with(&mut locked, node.take(), fetch_locked)?,
+                    GFP_KERNEL,
+                )?;
+                if refetch {
+                    device.counters.inc(Counter::SubmitLockedFetches);
+                }
                 if let Some((seq, got)) = fetched {
                     // i915 keeps a userptr object's pages after the request.
                     if params::userptr_keep_pages() {
@@ -579,6 +595,25 @@ impl Engine {
                 done => return done,
             }
         }
+    }
+
+    /// Test aid (`debug_release_before_bind`): gives back the pages of
+    /// every unbound, idle shmem object of `batch`, as a `drop_caches`
+    /// racing with the submitter after [`Object::populate`] would.
+    fn release_populated(&self, batch: &Batch) -> Result {
+        let mut locked = self.device.struct_mutex.lock_killable()?;
+        for (obj, _) in batch.objects.iter() {
+            if obj.user_range().is_some() {
+                continue;
+            }
+            let snap = obj.snapshot(obj.state(&mut locked));
+            if policy::shrink_action(&snap, true, true, true)
+                == (policy::ShrinkAction::Release { unbind: false })
+            {
+                obj.release_pages(&mut locked, false);
+            }
+        }
+        Ok(())
     }
 
     /// Waits until no request is in flight (module unload).

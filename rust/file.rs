@@ -391,10 +391,14 @@ impl FileState {
         };
         // A userptr range invalidated while it was being faulted in, or
         // pages the shrinker took back before the lock, ask for another
-        // try; what keeps changing gets EAGAIN.
+        // try.  From the LOCKED_FETCH_AFTER'th try on, such pages are
+        // fetched under the lock, so that a drop_caches loop cannot starve
+        // the submitter (gem_shrink's `reclaim` once got EAGAIN); a userptr
+        // range that keeps changing gets EAGAIN.
+        const LOCKED_FETCH_AFTER: u32 = 4;
         let mut tries = 0;
         let offsets = loop {
-            match self.engine.submit(&batch) {
+            match self.engine.submit(&batch, tries >= LOCKED_FETCH_AFTER) {
                 Err(e) if e == EAGAIN && tries < 64 => tries += 1,
                 res => break res?,
             }

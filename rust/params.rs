@@ -10,6 +10,7 @@ extern "C" {
     fn movgem_param_debug_skip_gtt_rewrite() -> bool;
     fn movgem_param_debug_skip_restore() -> bool;
     fn movgem_param_debug_skip_longterm_migrate() -> bool;
+    fn movgem_param_debug_release_before_bind() -> bool;
 }
 
 /// `hook`: how migration of an object's folio goes.
@@ -34,6 +35,12 @@ pub(crate) fn debug_skip_restore() -> bool {
 pub(crate) fn debug_skip_longterm_migrate() -> bool {
     // SAFETY: reads a module parameter; no preconditions.
     unsafe { movgem_param_debug_skip_longterm_migrate() }
+}
+
+/// `debug_release_before_bind`: a test aid (EXECBUF's locked fallback).
+pub(crate) fn debug_release_before_bind() -> bool {
+    // SAFETY: reads a module parameter; no preconditions.
+    unsafe { movgem_param_debug_release_before_bind() }
 }
 
 /// `lock_timeout_ms`: the hook's budget for `struct_mutex`.

@@ -77,6 +77,20 @@ static bool debug_skip_longterm_migrate;
 module_param(debug_skip_longterm_migrate, bool, 0644);
 MODULE_PARM_DESC(debug_skip_longterm_migrate, "Test aid: PIN and VMAP do not move pages out of ZONE_MOVABLE and CMA first (default: off)");
 
+/*
+ * Test aid: EXECBUF gives back the pages it has just populated before it
+ * takes struct_mutex, as a drop_caches loop racing with it would, so that
+ * its locked fallback is exercised on every call.
+ */
+static bool debug_release_before_bind;
+module_param(debug_release_before_bind, bool, 0644);
+MODULE_PARM_DESC(debug_release_before_bind, "Test aid: EXECBUF releases the pages it populated before taking struct_mutex (default: off)");
+
+bool movgem_param_debug_release_before_bind(void)
+{
+	return READ_ONCE(debug_release_before_bind);
+}
+
 bool movgem_param_debug_skip_longterm_migrate(void)
 {
 	return READ_ONCE(debug_skip_longterm_migrate);

@@ -7,6 +7,7 @@
 
 use movgem_guest::env::{compact, counter, fragment_for, Control, Counters, GpuAwake, Param};
 use movgem_guest::{ensure, TestResult};
+use std::collections::BTreeMap;
 
 use super::Test;
 
@@ -135,13 +136,7 @@ fn compaction_moves_bound_idle_object_in_place() -> TestResult {
             d.get("gtt_checked") > 0 && d.get("gtt_mismatches") == 0,
             "GTT entries disagree with the page cache: {d}"
         );
-        ctl.cmd("verify")
-            .map_err(|e| format!("data corrupted after migration: {e}"))?;
-        let r = ctl.fields()?;
-        ensure!(
-            r.get("verify_moved_pages").copied().unwrap_or(0) > 0,
-            "no page changed frame: {r:?}"
-        );
+        let r = verify_moved(ctl)?;
         ensure!(
             r.get("pages_held") == Some(&(OBJ_PAGES as u64)) && r.get("bind_count") == Some(&1),
             "the object let go of its pages or binding: {r:?}"
@@ -153,6 +148,19 @@ fn compaction_moves_bound_idle_object_in_place() -> TestResult {
         );
         Ok(())
     })
+}
+
+/// Checks the object's data after a migration (the `verify` command) and
+/// that at least one of its pages changed frame; returns the report.
+fn verify_moved(ctl: &Control) -> Result<BTreeMap<String, u64>, String> {
+    ctl.cmd("verify")
+        .map_err(|e| format!("data corrupted after migration: {e}"))?;
+    let r = ctl.fields()?;
+    ensure!(
+        r.get("verify_moved_pages").copied().unwrap_or(0) > 0,
+        "no page changed frame: {r:?}"
+    );
+    Ok(r)
 }
 
 fn compaction_releases_bound_idle_object() -> TestResult {
@@ -168,13 +176,7 @@ fn compaction_releases_bound_idle_object() -> TestResult {
             "object not released exactly once: {d}"
         );
         ensure!(d.get("unbinds") == 1, "bound object not unbound: {d}");
-        ctl.cmd("verify")
-            .map_err(|e| format!("data corrupted after migration: {e}"))?;
-        let r = ctl.fields()?;
-        ensure!(
-            r.get("verify_moved_pages").copied().unwrap_or(0) > 0,
-            "no page changed frame: {r:?}"
-        );
+        let r = verify_moved(ctl)?;
         ensure!(
             r.get("pages_held") == Some(&0),
             "released object still holds pages: {r:?}"

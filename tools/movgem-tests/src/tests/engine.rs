@@ -7,10 +7,10 @@ use std::time::Instant;
 
 use movgem_uapi::{self as uapi, Device};
 
-use movgem_guest::env::{self, Control, Counters};
+use movgem_guest::env::{self, Control, Counters, Param};
 use movgem_guest::{ensure, TestResult};
 
-use super::common::{expect_err, ok, PAGE};
+use super::common::{check_fill_sized, expect_err, ok, PAGE};
 use super::Test;
 
 fn gpu_fill_busy_wait() -> TestResult {
@@ -95,7 +95,71 @@ fn hang_ends() -> TestResult {
     ok(dev.close(h), "close")
 }
 
+/// EXECBUF populates an object's pages before `struct_mutex`; pages the
+/// shrinker (here `debug_release_before_bind`, as a drop_caches loop
+/// would) takes back in between make it try again, and from the fifth
+/// try it fetches them under the lock: the batch runs, once, on the
+/// object's own data.  Without that fallback such an EXECBUF fails with
+/// `EAGAIN` (gem_shrink's `reclaim` did once).
+fn execbuf_refetches_pages_taken_back_before_the_lock() -> TestResult {
+    let dev = ok(Device::open(), "open")?;
+    let size = 16 * PAGE;
+    let value = 0x5eed_f00d_u32;
+    let data: Vec<u8> = value.to_le_bytes().repeat(size as usize / 4);
+    // The control: nothing is taken back, nothing is fetched under the lock.
+    let h = ok(dev.create(size), "create")?;
+    ok(dev.pwrite(h, 0, &data), "pwrite")?;
+    let before = Counters::read()?;
+    check_fill_sized(&dev, h, value, size)?;
+    let d = Counters::read()?.since(&before);
+    ensure!(
+        d.get("submit_locked_fetches") == 0,
+        "pages fetched under the lock with nothing taking them back: {d}"
+    );
+    ok(dev.close(h), "close")?;
+    let _release = Param::set("debug_release_before_bind", "1")?;
+    // Written by the CPU, released before the lock: the GPU must read it.
+    let h = ok(dev.create(size), "create")?;
+    ok(dev.pwrite(h, 0, &data), "pwrite")?;
+    let before = Counters::read()?;
+    check_fill_sized(&dev, h, value, size)?;
+    let d = Counters::read()?.since(&before);
+    ensure!(
+        d.get("submit_locked_fetches") == 1 && d.get("gpu_requests") == 1,
+        "want one request, its pages fetched under the lock once: {d}"
+    );
+    // Filled by the GPU through pages fetched under the lock.
+    let h2 = ok(dev.create(size), "create")?;
+    ok(
+        dev.execbuf(&[(h2, true)], uapi::OP_FILL, !value, 0, 0),
+        "execbuf fill",
+    )?;
+    ok(dev.wait(h2, -1), "wait")?;
+    let mut got = vec![0u8; size as usize];
+    ok(dev.pread(h2, 0, &mut got), "pread")?;
+    ensure!(
+        got.chunks(4).all(|c| c == (!value).to_le_bytes()),
+        "GPU fill through pages fetched under the lock not visible"
+    );
+    let d = Counters::read()?.since(&before);
+    ensure!(
+        d.get("submit_locked_fetches") == 2,
+        "second EXECBUF did not fetch under the lock: {d}"
+    );
+    println!(
+        "  {} EXECBUFs, {} fetched their pages under the lock",
+        d.get("gpu_requests"),
+        d.get("submit_locked_fetches")
+    );
+    ok(dev.close(h), "close")?;
+    ok(dev.close(h2), "close")
+}
+
 pub(super) const TESTS: &[Test] = &[
     ("gpu_fill_busy_wait", gpu_fill_busy_wait),
     ("gpu_hang_ends_by_timeout_and_reset", hang_ends),
+    (
+        "execbuf_refetches_pages_taken_back_before_the_lock",
+        execbuf_refetches_pages_taken_back_before_the_lock,
+    ),
 ];

@@ -75,12 +75,7 @@ fn move_pages_migrates_bound_object() -> TestResult {
     let dev = ok(Device::open(), "open")?;
     let size = 8 << 20;
     let value = 0x0bad_cafe;
-    let h = ok(dev.create(size), "create")?;
-    ok(
-        dev.execbuf(&[(h, true)], uapi::OP_FILL, value, 0, 0),
-        "execbuf",
-    )?;
-    ok(dev.wait(h, -1), "wait")?;
+    let h = filled_object(&dev, size, value)?;
     let addr = ok(dev.mmap(h, 0, size), "mmap")?;
     let n = (size / PAGE) as usize;
     let addrs: Vec<*mut libc::c_void> = (0..n)

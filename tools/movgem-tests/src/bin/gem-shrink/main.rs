@@ -209,15 +209,18 @@ fn kind_index(k: Kind) -> usize {
     }
 }
 
-/// The leak workers' `oom_score_adj`: they are the OOM killer's
-/// intended victims (every worker starts at 1000, see `spawn`; a leak
-/// worker sets it itself all the same).
 /// Kept userptr pages released over the run's userptr subtests (with
 /// the shrinker on), and how many such subtests ran: the run-level
 /// userptr verdict ([`plan::userptr_released_unmet`]).
-static USERPTR_RELEASED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-static USERPTR_SUBTESTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+#[derive(Default)]
+struct UserptrTally {
+    released: u64,
+    subtests: usize,
+}
 
+/// The leak workers' `oom_score_adj`: they are the OOM killer's
+/// intended victims (every worker starts at 1000, see `spawn`; a leak
+/// worker sets it itself all the same).
 const LEAKER_OOM_SCORE_ADJ: i32 = 1000;
 
 /// With `--leak-forever`, the function and userptr workers'.  The OOM
@@ -350,7 +353,8 @@ enum Outcome {
 /// A function subtest: fork every group, wait for all of them.  Prints
 /// one `phases` line: when each kind of worker was done, its pass
 /// times, and what swap, reclaim and the driver did meanwhile.
-/// `keep_userptr`: the module's `userptr_keep_pages` is on.
+/// `keep_userptr`: the module's `userptr_keep_pages` is on; a userptr
+/// subtest that ran to its verdict adds what it released to `tally`.
 fn run_func(
     f: usize,
     mode: plan::Mode,
@@ -358,6 +362,7 @@ fn run_func(
     timeout: f64,
     o: &Options,
     keep_userptr: bool,
+    tally: &mut UserptrTally,
 ) -> Result<Outcome, String> {
     let shared = Shared::new()?;
     let before = Counters::read().ok();
@@ -485,8 +490,8 @@ fn run_func(
         }
         let kept = got("userptr_kept_pages");
         if plan::keeps_userptr_pages(mode) {
-            USERPTR_RELEASED.fetch_add(got("userptr_released_pages"), Ordering::Relaxed);
-            USERPTR_SUBTESTS.fetch_add(1, Ordering::Relaxed);
+            tally.released += got("userptr_released_pages");
+            tally.subtests += 1;
         }
         unmet.extend(
             plan::userptr_unmet(mode, keep_userptr, kept)
@@ -728,6 +733,7 @@ fn main() {
     // Failures that were the expected kind (OOM kill, ENOMEM) in a
     // --without-shrinker run.
     let mut expected = 0;
+    let mut tally = UserptrTally::default();
     let total = Instant::now();
     for (name, t) in selected.iter().map(|(n, t)| (n, *t)) {
         if ABANDONED.load(Ordering::Relaxed) != 0 {
@@ -764,7 +770,9 @@ fn main() {
         let timeout = plan::timeout_s(t, o.duration);
         let r = match t {
             Subtest::Reclaim => run_reclaim(ncpus, timeout, o.watchdog),
-            Subtest::Func(f, mode) => run_func(f, mode, &sizing, timeout, &o, keep_userptr),
+            Subtest::Func(f, mode) => {
+                run_func(f, mode, &sizing, timeout, &o, keep_userptr, &mut tally)
+            }
         };
         let secs = start.elapsed().as_secs_f64();
         match r {
@@ -817,8 +825,7 @@ fn main() {
     let userptr_unmet = if o.without_shrinker {
         None
     } else {
-        let released = USERPTR_RELEASED.load(Ordering::Relaxed);
-        let subtests = USERPTR_SUBTESTS.load(Ordering::Relaxed);
+        let UserptrTally { released, subtests } = tally;
         if keep_userptr && subtests > 0 {
             println!(
                 "gem-shrink: kept userptr pages released by the shrinker and the OOM \
