@@ -56,21 +56,32 @@ static void movgem_object_lifecycle(struct kunit *test)
  * more when a loaded host does not run the vCPU on time (16.5 ms for a
  * 3 ms budget was seen with four QEMUs on two host cores).  Ten ticks
  * (40 ms at HZ=250) cover that; with a 20 ms budget, a wait four times
- * as long as its budget, or one that ignores it, fails.
+ * as long as its budget, or one that ignores it, fails.  A host that
+ * stops the vCPU for longer (a 103 ms overrun was seen with four QEMUs
+ * and builds on two cores) stalls one attempt, not three in a row: every
+ * attempt must last its budget, and one of three must end within the
+ * overrun.  A wait that ignores its budget fails all three.
  */
 #define MOVGEM_KUNIT_BUDGET_MS 20
 #define MOVGEM_KUNIT_OVERRUN_NS (10 * TICK_NSEC)
+#define MOVGEM_KUNIT_ATTEMPTS 3
 
 static void movgem_trylock_budget(struct kunit *test)
 {
 	u64 budget = MOVGEM_KUNIT_BUDGET_MS * NSEC_PER_MSEC;
 	u64 elapsed = 0;
+	int i;
 
-	KUNIT_EXPECT_EQ(test, movgem_rs_kunit_trylock(MOVGEM_KUNIT_BUDGET_MS,
-						      &elapsed), 0);
-	kunit_info(test, "budget %llu ns, gave up after %llu ns\n", budget,
-		   elapsed);
-	KUNIT_EXPECT_GE(test, elapsed, budget);
+	for (i = 0; i < MOVGEM_KUNIT_ATTEMPTS; i++) {
+		KUNIT_EXPECT_EQ(test,
+				movgem_rs_kunit_trylock(MOVGEM_KUNIT_BUDGET_MS,
+							&elapsed), 0);
+		kunit_info(test, "budget %llu ns, gave up after %llu ns\n",
+			   budget, elapsed);
+		KUNIT_EXPECT_GE(test, elapsed, budget);
+		if (elapsed <= budget + MOVGEM_KUNIT_OVERRUN_NS)
+			break;
+	}
 	KUNIT_EXPECT_LE(test, elapsed, budget + MOVGEM_KUNIT_OVERRUN_NS);
 }
 
