@@ -343,7 +343,8 @@ impl Engine {
     /// `fetch_locked`, if the shrinker took back a shmem object's pages
     /// between populating them and the lock: try again.  With
     /// `fetch_locked` such pages are fetched under `struct_mutex` (its
-    /// NOFS scope) instead, as i915's execbuf gets pages under its locks.
+    /// NOFS scope) instead, as i915's execbuf gets pages under its locks;
+    /// if that fetch runs out of memory, `EAGAIN` too (populate again).
     pub(crate) fn submit(self: &Arc<Self>, batch: &Batch, fetch_locked: bool) -> Result<KVec<u64>> {
         let device = &self.device;
         // Wake the device before taking struct_mutex: resuming may sleep.
@@ -434,10 +435,14 @@ impl Engine {
             {
                 let refetch =
                     fetch_locked && fetched.is_none() && obj.state(&mut locked).pages.is_empty();
-                offsets.push(
-                    obj.bind_with(&mut locked, node.take(), fetch_locked)?,
-                    GFP_KERNEL,
-                )?;
+                let offset = match obj.bind_with(&mut locked, node.take(), fetch_locked) {
+                    // Under the lock our shrinker cannot make room: the
+                    // caller populates again without it (make soak's
+                    // `execbuf1` got ENOMEM here with 18 workers).
+                    Err(e) if refetch && e == ENOMEM => return Err(EAGAIN),
+                    r => r?,
+                };
+                offsets.push(offset, GFP_KERNEL)?;
                 if refetch {
                     device.counters.inc(Counter::SubmitLockedFetches);
                 }
