@@ -222,11 +222,11 @@ struct movgem_userptr {
  *		PIN).
  * ENFILE	the system's file table is full (CREATE, unprivileged).
  * EIO		a page of the object could not be read back from swap.
- * EAGAIN	EXECBUF: a userptr range kept being invalidated between
- *		faulting it in and binding (64 tries; an object's pages
- *		reclaimed in that window are fetched under the lock from the
- *		fifth try on); MMAP: the caller's RLIMIT_MEMLOCK under
- *		mlockall(MCL_FUTURE).
+ * EAGAIN	EXECBUF: a userptr range kept being invalidated, or the
+ *		object's pages kept being reclaimed and could not be fetched
+ *		again under the lock (from the fifth try on), between faulting
+ *		them in and binding (64 tries); MMAP: the caller's
+ *		RLIMIT_MEMLOCK under mlockall(MCL_FUTURE).
  * EBUSY	MADVISE of an object that is pinned or vmapped.
  * ETIME	WAIT: the timeout passed (0 only polls; negative waits
  *		forever).
