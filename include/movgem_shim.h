@@ -46,6 +46,7 @@ struct file *movgem_shmem_create(const char *name, size_t size, struct vfsmount 
 #define MOVGEM_PAGE_DEFAULT 0
 #define MOVGEM_PAGE_LIGHT 1
 #define MOVGEM_PAGE_MAYFAIL 2
+#define MOVGEM_PAGE_CACHED 3
 /* Locks nothing on return; the page carries a reference for the caller. */
 struct page *movgem_shmem_get_page(struct file *filp, unsigned long index, int how);
 void movgem_page_get(struct page *page);

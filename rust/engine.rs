@@ -28,7 +28,7 @@ use kernel::workqueue::{Queue, Work, WorkItem};
 use crate::counters::Counter;
 use crate::device::Device;
 use crate::object::Object;
-use crate::pages::page_buffer;
+use crate::pages::{page_buffer, Fetch};
 use crate::params;
 use crate::policy;
 use crate::shmem::{PageArray, PageRef};
@@ -342,9 +342,10 @@ impl Engine {
     /// `EAGAIN` if a userptr range was invalidated meanwhile, or, unless
     /// `fetch_locked`, if the shrinker took back a shmem object's pages
     /// between populating them and the lock: try again.  With
-    /// `fetch_locked` such pages are fetched under `struct_mutex` (its
-    /// NOFS scope) instead, as i915's execbuf gets pages under its locks;
-    /// if that fetch runs out of memory, `EAGAIN` too (populate again).
+    /// `fetch_locked` such pages are fetched under `struct_mutex` from the
+    /// page cache, without direct reclaim (`Fetch::Cached`), as i915's
+    /// execbuf gets pages under its locks; if they are gone, `EAGAIN` too
+    /// (populate again, where our shrinker can make room).
     pub(crate) fn submit(self: &Arc<Self>, batch: &Batch, fetch_locked: bool) -> Result<KVec<u64>> {
         let device = &self.device;
         // Wake the device before taking struct_mutex: resuming may sleep.
@@ -435,10 +436,13 @@ impl Engine {
             {
                 let refetch =
                     fetch_locked && fetched.is_none() && obj.state(&mut locked).pages.is_empty();
-                let offset = match obj.bind_with(&mut locked, node.take(), fetch_locked) {
-                    // Under the lock our shrinker cannot make room: the
-                    // caller populates again without it (make soak's
-                    // `execbuf1` got ENOMEM here with 18 workers).
+                let offset = match obj.bind_with(
+                    &mut locked,
+                    node.take(),
+                    fetch_locked.then_some(Fetch::Cached),
+                ) {
+                    // Gone from the page cache: the caller populates again
+                    // without the lock, where our shrinker can make room.
                     Err(e) if refetch && e == ENOMEM => return Err(EAGAIN),
                     r => r?,
                 };

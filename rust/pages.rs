@@ -23,6 +23,19 @@ fn fatal_signal_pending() -> bool {
     unsafe { movgem_fatal_signal_pending() }
 }
 
+/// How [`Object::fetch_pages`] may get an object's pages.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fetch {
+    /// Without `struct_mutex`: shrink our own idle objects, then try hard.
+    Unlocked,
+    /// Under `struct_mutex`: try hard; our shrinker cannot help.
+    Locked,
+    /// Under `struct_mutex`, without direct reclaim, which would keep our
+    /// shrinker locked out for everyone meanwhile: pages still in the
+    /// page cache, else `ENOMEM` at once.
+    Cached,
+}
+
 /// Pages fetched for an object, and their frame numbers.
 pub(crate) type Fetched = (PageArray<PageRef>, PageArray<usize>);
 
@@ -36,7 +49,15 @@ impl Object {
         }
         // Under `struct_mutex`: our own shrinker cannot run, so no purge
         // between the attempts.
-        let fetched = self.fetch_pages(false)?;
+        self.get_pages_with(st, Fetch::Locked)
+    }
+
+    /// [`Object::get_pages`] with `how` (`Locked` or `Cached`).
+    pub(crate) fn get_pages_with(&self, st: &mut ObjState, how: Fetch) -> Result {
+        if self.holds_pages(st)? {
+            return Ok(());
+        }
+        let fetched = self.fetch_pages(how)?;
         self.install_pages(st, fetched)
     }
 
@@ -60,7 +81,7 @@ impl Object {
     /// `__GFP_RETRY_MAYFAIL`: `ENOMEM`, never the OOM killer, on behalf
     /// of a GPU object.  `EINTR` once the task is being killed: a 64 MiB
     /// object is 16,384 allocations, each slow under pressure.
-    fn fetch_pages(&self, may_shrink: bool) -> Result<Fetched> {
+    fn fetch_pages(&self, how: Fetch) -> Result<Fetched> {
         let file = self.shmem()?;
         let mut pages = PageArray::with_capacity(self.npages())?;
         let mut pfns = PageArray::with_capacity(self.npages())?;
@@ -75,7 +96,7 @@ impl Object {
         if mark {
             file.set_unevictable();
         }
-        if let Err(e) = self.fetch_into(file, may_shrink, &mut pages, &mut pfns) {
+        if let Err(e) = self.fetch_into(file, how, &mut pages, &mut pfns) {
             if mark {
                 file.clear_unevictable(&pages);
             }
@@ -87,7 +108,7 @@ impl Object {
     fn fetch_into(
         &self,
         file: &ShmemFile,
-        may_shrink: bool,
+        how: Fetch,
         pages: &mut PageArray<PageRef>,
         pfns: &mut PageArray<usize>,
     ) -> Result {
@@ -95,10 +116,14 @@ impl Object {
             if fatal_signal_pending() {
                 return Err(EINTR);
             }
-            let folio = match file.page_with(page, PageAlloc::Light) {
+            let first = match how {
+                Fetch::Cached => PageAlloc::Cached,
+                _ => PageAlloc::Light,
+            };
+            let folio = match file.page_with(page, first) {
                 Ok(folio) => folio,
-                Err(e) if e == ENOMEM => {
-                    if may_shrink {
+                Err(e) if e == ENOMEM && how != Fetch::Cached => {
+                    if how == Fetch::Unlocked {
                         self.device.shrink_self(2 * self.npages() as u64);
                     }
                     file.page_with(page, PageAlloc::MayFail)?
@@ -150,7 +175,7 @@ impl Object {
                 return Ok(());
             }
         }
-        let fetched = self.fetch_pages(true)?;
+        let fetched = self.fetch_pages(Fetch::Unlocked)?;
         let mut locked = self.device.struct_mutex.lock_killable()?;
         self.install_pages(self.state(&mut locked), fetched)
     }

@@ -499,4 +499,7 @@ pub(crate) enum PageAlloc {
     /// Reclaim hard, but fail (`ENOMEM`) instead of invoking the OOM
     /// killer (`__GFP_RETRY_MAYFAIL`).
     MayFail = 2,
+    /// No direct reclaim (under `struct_mutex`): a page still in the page
+    /// cache, or free memory, else `ENOMEM` at once.
+    Cached = 3,
 }

@@ -26,6 +26,7 @@ use crate::counters::Counter;
 use crate::device::DeviceLocked;
 use crate::gtt;
 use crate::object::{ObjState, Object, PAGE_SIZE};
+use crate::pages::Fetch;
 use crate::params;
 use crate::shmem::PageArray;
 use crate::uapi;
@@ -112,18 +113,18 @@ impl Object {
     /// Binds the object into the GTT (fetching and pinning its pages) if
     /// it is not bound; returns its GTT offset.
     pub(crate) fn bind(&self, locked: &mut DeviceLocked) -> Result<u64> {
-        self.bind_with(locked, None, true)
+        self.bind_with(locked, None, Some(Fetch::Locked))
     }
 
-    /// [`Object::bind`] with a GTT node allocated before the lock.  With
-    /// `fetch` false, an object whose pages were released since
-    /// [`Object::populate`] gets `EAGAIN` instead of fetching them under
-    /// the lock.
+    /// [`Object::bind`] with a GTT node allocated before the lock, and
+    /// pages fetched as `fetch` says; with `None`, an object whose pages
+    /// were released since [`Object::populate`] gets `EAGAIN` instead of
+    /// fetching them under the lock.
     pub(crate) fn bind_with(
         &self,
         locked: &mut DeviceLocked,
         node: Option<GttNode>,
-        fetch: bool,
+        fetch: Option<Fetch>,
     ) -> Result<u64> {
         if self.user_stale.swap(false, Ordering::AcqRel) && self.clear_binding(locked) {
             // The user range changed under the binding: dropped before the
@@ -142,10 +143,11 @@ impl Object {
         }
         // A userptr object's pages come with each request instead.
         if self.user_range().is_none() {
-            if !fetch && st.pages.is_empty() {
-                return Err(EAGAIN);
+            match fetch {
+                None if st.pages.is_empty() => return Err(EAGAIN),
+                None => {}
+                Some(how) => self.get_pages_with(st, how)?,
             }
-            self.get_pages(st)?;
         }
         let offset = locked
             .gtt

@@ -74,7 +74,8 @@ struct file *movgem_shmem_create(const char *name, size_t size, struct vfsmount 
  * shmem_sg_alloc_table() does for an object's pages, MOVGEM_PAGE_LIGHT
  * first (__GFP_NORETRY: the caller purges its own objects on failure) and
  * MOVGEM_PAGE_MAYFAIL last (__GFP_RETRY_MAYFAIL: fail rather than invoke
- * the OOM killer).
+ * the OOM killer); MOVGEM_PAGE_CACHED under struct_mutex: no direct
+ * reclaim, only a page still in the page cache (or free memory).
  */
 struct page *movgem_shmem_get_page(struct file *filp, unsigned long index, int how)
 {
@@ -86,6 +87,8 @@ struct page *movgem_shmem_get_page(struct file *filp, unsigned long index, int h
 		gfp |= __GFP_NORETRY | __GFP_NOWARN;
 	else if (how == MOVGEM_PAGE_MAYFAIL)
 		gfp |= __GFP_RETRY_MAYFAIL | __GFP_NOWARN;
+	else if (how == MOVGEM_PAGE_CACHED)
+		gfp = (gfp & ~__GFP_DIRECT_RECLAIM) | __GFP_NORETRY | __GFP_NOWARN;
 	folio = shmem_read_folio_gfp(mapping, index, gfp);
 	if (IS_ERR(folio))
 		return ERR_CAST(folio);
