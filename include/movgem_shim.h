@@ -272,4 +272,8 @@ void movgem_trace_request_submit(u64 seqno, unsigned int op,
 void movgem_trace_request_retire(u64 seqno, int how);
 void movgem_trace_runtime_pm(bool resumed);
 
+/* --- rust/shims/kunit.c (rust/kunit.rs): test-only ----------------------- */
+void movgem_kunit_page_lock(struct page *page);
+void movgem_kunit_page_unlock(struct page *page);
+
 #endif /* MOVGEM_SHIM_H */

@@ -5,14 +5,25 @@
 //! Each function checks one piece of kernel glue and returns 0 or a
 //! negative errno, logging what went wrong.
 
-use kernel::ffi::c_int;
+use core::sync::atomic::{AtomicU64, Ordering};
 
+use kernel::ffi::c_int;
 use kernel::prelude::*;
+use kernel::sync::Arc;
 
 use crate::device::Device;
+use crate::engine::Engine;
 use crate::object::Object;
 use crate::policy::{self, Decision, LockWait, ObjectState, Refusal};
+use crate::shmem::{PageRef, RawPage};
+use crate::shrinker::{oom_notify, ShrinkScope};
 use crate::sync::{now_ns, LockKey, TryMutex};
+use crate::uapi;
+
+extern "C" {
+    fn movgem_kunit_page_lock(page: *mut RawPage);
+    fn movgem_kunit_page_unlock(page: *mut RawPage);
+}
 
 macro_rules! check {
     ($cond:expr) => {
@@ -149,4 +160,154 @@ pub(crate) unsafe extern "C" fn movgem_rs_kunit_trylock(
     // SAFETY: the caller passes a valid pointer.
     unsafe { *elapsed_ns = elapsed };
     ret
+}
+
+/// A folio lock the test holds, as `migrate_pages_batch()` holds its
+/// source folios' locks while it allocates the next destination.
+/// Unlocked on drop.
+struct FolioLocked(PageRef);
+
+impl FolioLocked {
+    fn new(page: PageRef) -> Self {
+        // SAFETY: `page` is a live page of a shmem folio (we hold a
+        // reference); the test holds no other folio lock.
+        unsafe { movgem_kunit_page_lock(page.as_ptr()) };
+        Self(page)
+    }
+}
+
+impl Drop for FolioLocked {
+    fn drop(&mut self) {
+        // SAFETY: locked by `new`, unlocked once, here.
+        unsafe { movgem_kunit_page_unlock(self.0.as_ptr()) };
+    }
+}
+
+/// `RUNNING` while the spawned OOM notification has not returned.
+const RUNNING: u64 = u64::MAX;
+
+/// Calls the OOM notifier of `engine` from a worker, as an allocating
+/// task would; the returned cell gets what it reported.
+fn spawn_oom_notify(engine: &Arc<Engine>) -> Result<Arc<AtomicU64>> {
+    let done = Arc::new(AtomicU64::new(RUNNING), GFP_KERNEL)?;
+    let (engine, cell) = (engine.clone(), done.clone());
+    kernel::workqueue::system_unbound().try_spawn(GFP_KERNEL, move || {
+        cell.store(oom_notify(&engine), Ordering::Release);
+    })?;
+    Ok(done)
+}
+
+/// Waits at most `ms` for `cond`, polling every 10 ms.
+fn wait_for(ms: u32, mut cond: impl FnMut() -> bool) -> bool {
+    for _ in 0..ms.div_ceil(10) {
+        if cond() {
+            return true;
+        }
+        // SAFETY: KUnit cases run in a kthread and may sleep.
+        unsafe { kernel::bindings::msleep(10) };
+    }
+    cond()
+}
+
+/// Waits at most `ms` for the notification of [`spawn_oom_notify`].
+fn notified(done: &AtomicU64, ms: u32) -> Option<u64> {
+    wait_for(ms, || done.load(Ordering::Acquire) != RUNNING).then(|| done.load(Ordering::Acquire))
+}
+
+/// A listed object of `npages` pages, populated, then DONTNEED and idle:
+/// the first thing any shrink purges.
+fn purgeable_object(device: &Arc<Device>, npages: usize) -> Result<Arc<Object>> {
+    let obj = device.create_object(npages, false)?;
+    obj.populate()?;
+    obj.madvise(&mut device.struct_mutex.lock(), uapi::MADV_DONTNEED)?;
+    Ok(obj)
+}
+
+/// Whether the object's file lost its first page (truncated).
+fn truncated(obj: &Object) -> bool {
+    obj.file().is_some_and(|f| f.lookup_pfn(0).is_none())
+}
+
+const KUNIT_PAGES: usize = 16;
+
+/// Review finding 1 (issue 26): the OOM notifier runs inside the
+/// allocation that reached `out_of_memory()`, and a migration allocates
+/// its next destination with earlier source folios locked (long-term
+/// pins with `GFP_USER`, which may reach the OOM killer).  So the
+/// notifier must not wait for a folio lock: it purges, defers the
+/// truncation, and reports the purged pages.  Here the test holds a
+/// folio of a purgeable object locked while the notifier runs; a
+/// notifier that truncates inline waits for that lock (with `oom_lock`
+/// held, in the kernel) and is still waiting after 3 s.
+fn oom_notify_beside_a_locked_folio() -> Result {
+    let device = Device::new_for_test()?;
+    let engine = Engine::new(device.clone())?;
+    let obj = purgeable_object(&device, KUNIT_PAGES)?;
+    let locked = FolioLocked::new(obj.shmem()?.page(0)?);
+    let done = spawn_oom_notify(&engine)?;
+    let freed = notified(&done, 3000);
+    drop(locked);
+    if freed.is_none() {
+        pr_err!("kunit: the OOM notifier waited 3 s for a folio lock\n");
+        // It ends now that the folio is unlocked.
+        notified(&done, 60_000);
+    }
+    device.flush_purges();
+    let gone = truncated(&obj);
+    device.close_object(&obj);
+    let freed = freed.ok_or(ETIMEDOUT)?;
+    check!(freed >= KUNIT_PAGES as u64);
+    check!(gone);
+    Ok(())
+}
+
+/// The OOM notifier never waits for a folio lock.
+#[no_mangle]
+pub(crate) extern "C" fn movgem_rs_kunit_oom_folio_locked() -> c_int {
+    errno(oom_notify_beside_a_locked_folio())
+}
+
+/// Review finding 4 (issue 26): deferred truncations run side by side,
+/// so one waiting for a folio lock holds up no other, and the OOM
+/// notifier counts purges whose truncation is still to come (else it
+/// reports 0 while they are about to free memory, and the OOM killer
+/// acts early).  Two purgeable objects, the first with a folio locked by
+/// the test, purged as direct reclaim purges them: the second must be
+/// truncated within 3 s, and the notifier must report the first's pages.
+fn deferred_purges_side_by_side() -> Result {
+    let device = Device::new_for_test()?;
+    let engine = Engine::new(device.clone())?;
+    let stuck = purgeable_object(&device, KUNIT_PAGES)?;
+    let other = purgeable_object(&device, KUNIT_PAGES)?;
+    let locked = FolioLocked::new(stuck.shmem()?.page(0)?);
+    let scope = ShrinkScope {
+        writeback: false,
+        truncate: false,
+        ..ShrinkScope::ALL
+    };
+    let purged = device.shrink(u64::MAX, scope).map_or(0, |s| s.purged);
+    let other_gone = wait_for(3000, || truncated(&other));
+    let done = spawn_oom_notify(&engine)?;
+    let freed = notified(&done, 3000);
+    drop(locked);
+    notified(&done, 60_000);
+    device.flush_purges();
+    let stuck_gone = truncated(&stuck);
+    device.close_object(&stuck);
+    device.close_object(&other);
+    pr_info!(
+        "kunit: purged {purged}, other truncated beside the stuck one: {other_gone}, \
+         OOM notifier reported {freed:?} pages\n"
+    );
+    check!(purged == 2);
+    check!(other_gone);
+    check!(freed.is_some_and(|f| f >= KUNIT_PAGES as u64));
+    check!(stuck_gone);
+    Ok(())
+}
+
+/// Deferred purges run side by side and count for the OOM notifier.
+#[no_mangle]
+pub(crate) extern "C" fn movgem_rs_kunit_deferred_purges() -> c_int {
+    errno(deferred_purges_side_by_side())
 }

@@ -14,6 +14,19 @@
 int movgem_rs_kunit_policy(void);
 int movgem_rs_kunit_object(void);
 int movgem_rs_kunit_trylock(u32 timeout_ms, u64 *elapsed_ns);
+int movgem_rs_kunit_oom_folio_locked(void);
+int movgem_rs_kunit_deferred_purges(void);
+
+/* The folio locks a migration holds, for the cases below. */
+void movgem_kunit_page_lock(struct page *page)
+{
+	folio_lock(page_folio(page));
+}
+
+void movgem_kunit_page_unlock(struct page *page)
+{
+	folio_unlock(page_folio(page));
+}
 
 static void movgem_shmem_file_is_movable(struct kunit *test)
 {
@@ -85,12 +98,33 @@ static void movgem_trylock_budget(struct kunit *test)
 	KUNIT_EXPECT_LE(test, elapsed, budget + MOVGEM_KUNIT_OVERRUN_NS);
 }
 
+/*
+ * The OOM notifier runs inside an allocation that may hold folio locks
+ * (migration's next destination): it must return without waiting for
+ * one (issue 26, finding 1).
+ */
+static void movgem_oom_notify_folio_locked(struct kunit *test)
+{
+	KUNIT_EXPECT_EQ(test, movgem_rs_kunit_oom_folio_locked(), 0);
+}
+
+/*
+ * A deferred truncation stuck on a folio lock holds up no other, and the
+ * OOM notifier counts the pages still to be truncated (finding 4).
+ */
+static void movgem_deferred_purges(struct kunit *test)
+{
+	KUNIT_EXPECT_EQ(test, movgem_rs_kunit_deferred_purges(), 0);
+}
+
 static struct kunit_case movgem_cases[] = {
 	KUNIT_CASE(movgem_shmem_file_is_movable),
 	KUNIT_CASE(movgem_dev_info_register),
 	KUNIT_CASE(movgem_policy_in_kernel),
 	KUNIT_CASE(movgem_object_lifecycle),
 	KUNIT_CASE(movgem_trylock_budget),
+	KUNIT_CASE(movgem_oom_notify_folio_locked),
+	KUNIT_CASE(movgem_deferred_purges),
 	{}
 };
 

@@ -155,11 +155,85 @@ fn execbuf_refetches_pages_taken_back_before_the_lock() -> TestResult {
     ok(dev.close(h2), "close")
 }
 
+/// Freeing an object does not run on the engine's ring: freeing takes
+/// `struct_mutex` and truncates, and the ring is what the OOM notifier's
+/// callers and EXECBUF's populate wait on to make progress.  An object
+/// closed while its 1 s batch runs is freed when that batch retires; a
+/// batch on another object is queued behind it; `struct_mutex` is held
+/// for 5 s from before the first batch retires.  The second batch must
+/// retire while the lock is still held (within 3.5 s of the holder
+/// taking it, 2.5 s after the first batch's end at the latest).  A
+/// ring that frees the object itself waits for the holder, and the
+/// second batch retires only after the 5 s.
+fn retirement_does_not_wait_to_free_objects() -> TestResult {
+    const HOLD_MS: u64 = 5000;
+    const WAIT_NS: i64 = 3_500_000_000;
+    let dev = ok(Device::open(), "open")?;
+    let a = ok(dev.create(64 * PAGE), "create")?;
+    let b = ok(dev.create(PAGE), "create")?;
+    let holds = env::counter("lock_holds")?;
+    let before = Counters::read()?;
+    ok(
+        dev.execbuf(&[(a, true)], uapi::OP_FILL, 1, 1_000_000_000, 0),
+        "execbuf a",
+    )?;
+    ok(
+        dev.execbuf(&[(b, true)], uapi::OP_FILL, 2, 0, 0),
+        "execbuf b",
+    )?;
+    // The last handle goes while the batch runs: freed when it retires.
+    ok(dev.close(a), "close a")?;
+    let holder =
+        std::thread::spawn(|| Control::open().and_then(|c| c.cmd(&format!("hold_lock {HOLD_MS}"))));
+    let held = Instant::now();
+    while env::counter("lock_holds")? == holds {
+        ensure!(
+            held.elapsed().as_secs() < 60,
+            "hold_lock never took struct_mutex"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let t = Instant::now();
+    // The second batch still queued when the lock was taken, or the
+    // first one's freeing never met the held lock.  (GET_INFO would wait
+    // for the lock; BUSY does not.)
+    let queued = ok(dev.busy(b), "busy")?;
+    let waited = dev.wait(b, WAIT_NS);
+    let took = t.elapsed();
+    holder
+        .join()
+        .map_err(|_| "holder thread panicked".to_string())??;
+    ok(dev.wait(b, -1), "wait b")?;
+    let d = Counters::read()?.since(&before);
+    println!(
+        "  lock held with the second batch queued: {queued}; it retired after {} ms \
+         of the {HOLD_MS} ms hold",
+        took.as_millis()
+    );
+    ensure!(
+        queued,
+        "both batches retired before struct_mutex was held: the test did not overlap them"
+    );
+    ok(
+        waited,
+        "the second batch, waited for while struct_mutex was held",
+    )?;
+    ensure!(
+        d.get("objects_freed") >= 1,
+        "the closed object was never freed: {d}"
+    );
+    ok(dev.close(b), "close b")
+}
+
 pub(super) const TESTS: &[Test] = &[
     ("gpu_fill_busy_wait", gpu_fill_busy_wait),
     ("gpu_hang_ends_by_timeout_and_reset", hang_ends),
     (
         "execbuf_refetches_pages_taken_back_before_the_lock",
         execbuf_refetches_pages_taken_back_before_the_lock,
+    ),
+    (
+        "retirement_does_not_wait_to_free_objects",
+        retirement_does_not_wait_to_free_objects,
     ),
 ];

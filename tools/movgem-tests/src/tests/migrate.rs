@@ -15,6 +15,7 @@ use movgem_guest::env::{self, compact, fragment_for, Control, Counters, GpuAwake
 use movgem_guest::{ensure, TestResult};
 
 use super::common::{check_fill_sized, expect_err, filled_object, move_to, ok, where_are, PAGE};
+use super::trace::{read_events, tracefs_write};
 use super::Test;
 
 /// Object size of the migration tests: 8 MiB.
@@ -371,6 +372,97 @@ fn lock_contention() -> TestResult {
     ok(dev.close(h), "close")
 }
 
+/// Only `MIGRATE_SYNC` may wait for `struct_mutex`.  Direct compaction
+/// (here a hugepage allocation) migrates in `MIGRATE_ASYNC`, then
+/// `MIGRATE_SYNC_LIGHT`, where it falls back to one folio at a time: a
+/// hook that waited its budget there (10 ms) for every folio would keep
+/// each source unmapped that long, about 32 x 10 ms per pass.  With the
+/// lock held, every synchronous refusal of that allocation must be
+/// `mode=light`, and come after one try: the wait is bounded by what the
+/// host lets a vCPU run, so a tenth of them may stall past the budget,
+/// but a hook that waits the budget passes it every time.
+fn sync_light_compaction_tries_the_lock_once() -> TestResult {
+    let _awake = GpuAwake::new()?;
+    let dev = ok(Device::open(), "open")?;
+    let h = scattered_gpu_object(&dev, 23)?;
+    const HOLD_MS: u64 = 6000;
+    let budget_ns = env::param("lock_timeout_ms")?
+        .parse::<u64>()
+        .map_err(|e| format!("lock_timeout_ms: {e}"))?
+        * 1_000_000;
+    tracefs_write("buffer_size_kb", "8192")?;
+    tracefs_write("events/movgem/movgem_migrate_folio/enable", "1")?;
+    tracefs_write("trace", "")?;
+    let holds = env::counter("lock_holds")?;
+    let holder =
+        std::thread::spawn(|| Control::open().and_then(|c| c.cmd(&format!("hold_lock {HOLD_MS}"))));
+    let held = Instant::now();
+    while env::counter("lock_holds")? == holds {
+        ensure!(
+            held.elapsed() < Duration::from_secs(60),
+            "hold_lock never took struct_mutex"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let start = Instant::now();
+    let grown = std::fs::write("/proc/sys/vm/nr_hugepages", "100000")
+        .map_err(|e| format!("nr_hugepages: {e}"));
+    let took = start.elapsed();
+    let shrunk =
+        std::fs::write("/proc/sys/vm/nr_hugepages", "0").map_err(|e| format!("nr_hugepages: {e}"));
+    holder
+        .join()
+        .map_err(|_| "holder thread panicked".to_string())??;
+    tracefs_write("events/movgem/movgem_migrate_folio/enable", "0")?;
+    let events = read_events()?;
+    tracefs_write("trace", "")?;
+    grown?;
+    shrunk?;
+    let refused: Vec<(&str, u64)> = events
+        .iter()
+        .filter(|(n, f)| {
+            n == "movgem_migrate_folio"
+                && f.get("reason").map(String::as_str) == Some("refused_lock_contended")
+                && f.get("mode").map(String::as_str) != Some("async")
+        })
+        .map(|(_, f)| {
+            let mode = f.get("mode").map_or("", String::as_str);
+            let wait = f
+                .get("wait_ns")
+                .and_then(|w| w.parse().ok())
+                .unwrap_or(u64::MAX);
+            (mode, wait)
+        })
+        .collect();
+    let light = refused.iter().filter(|(m, _)| *m == "light").count();
+    let waited = refused.iter().filter(|(_, w)| *w >= budget_ns).count();
+    let longest = refused.iter().map(|(_, w)| *w).max().unwrap_or(0);
+    println!(
+        "  hugepage allocation took {} ms under the held lock: {} synchronous refusals \
+         ({light} light), {waited} waited the budget, longest {longest} ns",
+        took.as_millis(),
+        refused.len()
+    );
+    ensure!(
+        !refused.is_empty(),
+        "no synchronous refusal while struct_mutex was held: the allocation did not \
+         compact around the object"
+    );
+    ensure!(
+        light == refused.len(),
+        "{} of {} synchronous refusals of direct compaction were not MIGRATE_SYNC_LIGHT",
+        refused.len() - light,
+        refused.len()
+    );
+    ensure!(
+        waited * 10 <= refused.len(),
+        "{waited} of {} MIGRATE_SYNC_LIGHT refusals waited the {budget_ns} ns budget",
+        refused.len()
+    );
+    check_fill(&dev, h, 23)?;
+    ok(dev.close(h), "close")
+}
+
 pub(super) const TESTS: &[Test] = &[
     (
         "gpu_bound_idle_object_migrates_data_intact",
@@ -389,4 +481,8 @@ pub(super) const TESTS: &[Test] = &[
     ("vmap_pins_then_purge_releases_unpinned", vmap_and_purge),
     ("madvise_dontneed_purges_and_refuses", madvise),
     ("lock_contention_refused_within_budget", lock_contention),
+    (
+        "lock_contention_sync_light_tries_once",
+        sync_light_compaction_tries_the_lock_once,
+    ),
 ];

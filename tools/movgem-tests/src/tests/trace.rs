@@ -23,16 +23,16 @@ use super::Test;
 
 const TRACEFS: &str = "/sys/kernel/tracing";
 
-fn tracefs_write(file: &str, what: &str) -> TestResult {
+pub(super) fn tracefs_write(file: &str, what: &str) -> TestResult {
     let p = format!("{TRACEFS}/{file}");
     fs::write(&p, what).map_err(|e| format!("{p}: {e}"))
 }
 
 /// One event of the trace: its name and its `key=value` fields.
-type Event = (String, BTreeMap<String, String>);
+pub(super) type Event = (String, BTreeMap<String, String>);
 
 /// The movgem events of the trace buffer.
-fn read_events() -> Result<Vec<Event>, String> {
+pub(super) fn read_events() -> Result<Vec<Event>, String> {
     let p = format!("{TRACEFS}/trace");
     let text = fs::read_to_string(&p).map_err(|e| format!("{p}: {e}"))?;
     let mut out = Vec::new();
