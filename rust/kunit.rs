@@ -255,7 +255,7 @@ fn oom_notify_beside_a_locked_folio() -> Result {
     device.flush_purges();
     let gone = truncated(&obj);
     device.close_object(&obj);
-    let freed = freed.ok_or(ETIMEDOUT)?;
+    let freed = freed.ok_or(EBUSY)?;
     check!(freed >= KUNIT_PAGES as u64);
     check!(gone);
     Ok(())
