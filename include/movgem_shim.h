@@ -107,6 +107,7 @@ int movgem_vmap_notifier_register(struct notifier_block *nb);
 void movgem_vmap_notifier_unregister(struct notifier_block *nb);
 unsigned long movgem_shmem_writeback(struct file *filp);
 bool movgem_current_is_kswapd(void);
+long movgem_swap_free_pages(void);
 
 /* --- rust/shims/file.c (rust/file.rs) ------------------------------ */
 
@@ -129,6 +130,7 @@ bool movgem_pm_suspended(struct device *dev);
 /* --- rust/shims/engine.c (rust/engine.rs) -------------------------- */
 
 struct workqueue_struct *movgem_wq_alloc(void);
+struct workqueue_struct *movgem_wq_alloc_unbound(void);
 void movgem_wq_flush(struct workqueue_struct *wq);
 void movgem_wq_destroy(struct workqueue_struct *wq);
 /* Copy out of or into the page at frame @pfn (bounds checked). */
@@ -197,9 +199,12 @@ void movgem_lockdep_prime_reclaim(struct mutex *lock);
 #define MOVGEM_HOOK_BYPASS 1
 #define MOVGEM_HOOK_RELEASED 2
 #define MOVGEM_HOOK_PASS 3
+/* @mode: MOVGEM_MIGRATE_*, from enum migrate_mode. */
+#define MOVGEM_MIGRATE_ASYNC 0
+#define MOVGEM_MIGRATE_SYNC_LIGHT 1
+#define MOVGEM_MIGRATE_SYNC 2
 int movgem_rs_migrate_folio(struct shmem_dev_info *dev_info,
-			    struct folio *dst, struct folio *src,
-			    bool may_block);
+			    struct folio *dst, struct folio *src, int mode);
 /* Reports what migrate_folio() made of a folio let through. */
 void movgem_rs_migrate_done(struct shmem_dev_info *dev_info, int ret);
 
@@ -261,7 +266,7 @@ bool movgem_rs_userptr_invalidate(void *owner, struct movgem_userptr *up,
 #define MOVGEM_RETIRE_HANG_TIMED_OUT 2
 void movgem_trace_migrate_folio(u64 obj, unsigned long index, unsigned int nr,
 				unsigned long pfn_from, unsigned long pfn_to,
-				bool sync, int outcome, const char *reason,
+				int mode, int outcome, const char *reason,
 				u64 wait_ns, u64 locked_ns);
 void movgem_trace_shrink_scan(bool kswapd, u64 nr_to_scan, u64 freed,
 			      bool contended);

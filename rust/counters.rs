@@ -74,6 +74,17 @@ pub(crate) enum Counter {
     OomNotifications,
     /// Pages the OOM notifier reported freed.
     OomFreedPages,
+    /// Of those, pages of purged objects whose truncation the purge
+    /// worker had still to do (each page reported once).
+    OomDeferredPages,
+    /// Of those, pages it released that reclaim can now push to swap.
+    OomReclaimablePages,
+    /// Of those, pages of busy DONTNEED objects, reported while the
+    /// notifier waited (without blocking) for their requests to retire.
+    OomRetirePendingPages,
+    /// Objects freed (their last handle closed, their last request
+    /// retired).
+    ObjectsFreed,
     /// Commands written to debugfs drop_caches.
     DropCaches,
     /// Userptr ranges invalidated (munmap, migration, reclaim, ...).
@@ -174,6 +185,10 @@ pub(crate) const NAMES: [&kernel::str::CStr; COUNT] = [
     kernel::c_str!("writeback_pages"),
     kernel::c_str!("oom_notifications"),
     kernel::c_str!("oom_freed_pages"),
+    kernel::c_str!("oom_deferred_pages"),
+    kernel::c_str!("oom_reclaimable_pages"),
+    kernel::c_str!("oom_retire_pending_pages"),
+    kernel::c_str!("objects_freed"),
     kernel::c_str!("drop_caches_calls"),
     kernel::c_str!("userptr_invalidations"),
     kernel::c_str!("userptr_stale_unbinds"),

@@ -133,7 +133,9 @@ pub(crate) struct Device {
     pub(crate) counters: Counters,
     /// The shrinker's state outside the lock.
     pub(crate) shrink: ShrinkStats,
-    /// Truncates objects purged in direct reclaim (see `shrinker.rs`).
+    /// Truncates objects purged in reclaim or by the OOM notifier (see
+    /// `shrinker.rs`), and frees objects whose last request retired (see
+    /// [`Object::retire`]): unbound, its items run side by side.
     pub(crate) purge_wq: WorkQueue,
     /// Where `CREATE_HUGE` objects live; `None` if it could not be
     /// mounted (they are ordinary objects then, as i915 falls back to
@@ -157,7 +159,7 @@ impl Device {
 
     fn with_pm(numbered: bool) -> Result<Arc<Self>> {
         let pm = RuntimePm::new(params::autosuspend_ms(), numbered)?;
-        let purge_wq = WorkQueue::new()?;
+        let purge_wq = WorkQueue::new_unbound()?;
         let gemfs = Gemfs::new()
             .inspect_err(|e| {
                 pr_warn!(

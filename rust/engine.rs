@@ -646,6 +646,7 @@ pub(crate) struct WorkQueue {
 
 extern "C" {
     fn movgem_wq_alloc() -> *mut kernel::ffi::c_void;
+    fn movgem_wq_alloc_unbound() -> *mut kernel::ffi::c_void;
     fn movgem_wq_flush(wq: *mut kernel::ffi::c_void);
     fn movgem_wq_destroy(wq: *mut kernel::ffi::c_void);
 }
@@ -657,10 +658,22 @@ unsafe impl Sync for WorkQueue {}
 
 impl WorkQueue {
     /// An ordered `WQ_MEM_RECLAIM` queue (it makes progress when no
-    /// kworker can be created).
+    /// kworker can be created): the engine's ring.
     pub(crate) fn new() -> Result<Self> {
         // SAFETY: no preconditions.
-        let wq = unsafe { movgem_wq_alloc() };
+        Self::from_raw(unsafe { movgem_wq_alloc() })
+    }
+
+    /// An unbound `WQ_MEM_RECLAIM` queue whose work items run side by
+    /// side: the device's purge worker, where a truncation waiting for a
+    /// folio lock must not hold up the others.
+    pub(crate) fn new_unbound() -> Result<Self> {
+        // SAFETY: no preconditions.
+        Self::from_raw(unsafe { movgem_wq_alloc_unbound() })
+    }
+
+    fn from_raw(wq: *mut kernel::ffi::c_void) -> Result<Self> {
+        // INVARIANT: a queue from `alloc_workqueue`, or an error.
         core::ptr::NonNull::new(wq)
             .map(|wq| Self { wq })
             .ok_or(ENOMEM)

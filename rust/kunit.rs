@@ -14,7 +14,7 @@ use kernel::sync::Arc;
 use crate::device::Device;
 use crate::engine::Engine;
 use crate::object::Object;
-use crate::policy::{self, Decision, LockWait, ObjectState, Refusal};
+use crate::policy::{self, Decision, LockWait, MigrateMode, ObjectState, Refusal};
 use crate::shmem::{PageRef, RawPage};
 use crate::shrinker::{oom_notify, ShrinkScope};
 use crate::sync::{now_ns, LockKey, TryMutex};
@@ -55,6 +55,8 @@ fn policy_table() -> Result {
     check!(policy::decide(&active, true, true) == Decision::Refuse(Refusal::Active));
     check!(policy::decide(&ObjectState::default(), true, true) == Decision::PassThrough);
     check!(policy::lock_wait(false, 10) == LockWait::Once);
+    check!(policy::hook_lock_wait(MigrateMode::SyncLight, 10) == LockWait::Once);
+    check!(policy::hook_lock_wait(MigrateMode::Sync, 10) == LockWait::For(10_000_000));
     Ok(())
 }
 

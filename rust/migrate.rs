@@ -28,7 +28,7 @@ use kernel::prelude::*;
 use crate::counters::Counter;
 use crate::object::Object;
 use crate::params;
-use crate::policy::{self, Decision, HookMode, InPlace, Precheck, Refusal};
+use crate::policy::{self, Decision, HookMode, InPlace, MigrateMode, Precheck, Refusal};
 use crate::shmem::{DevInfoSlot, PageRef, RawFolio, RawPage, ShmemDevInfo};
 use crate::sync::now_ns;
 use crate::trace::{self, MigrateEvent, Outcome};
@@ -145,7 +145,7 @@ impl Move {
 impl Object {
     /// The hook: dispatches on `hook`.  Returns the callback's answer or
     /// one of `HOOK_BYPASS`, `HOOK_PASS`, `HOOK_RELEASED`.
-    fn migrate_folio(&self, mv: &Move, may_block: bool) -> c_int {
+    fn migrate_folio(&self, mv: &Move, mode: MigrateMode) -> c_int {
         let counters = &self.device.counters;
         counters.inc(Counter::HookCalls);
         let mut ev = MigrateEvent {
@@ -154,7 +154,7 @@ impl Object {
             nr: mv.nr_pages(),
             pfn_from: mv.pfns().0,
             pfn_to: 0,
-            sync: may_block,
+            mode,
             outcome: Outcome::PassThrough,
             reason: kernel::c_str!(""),
             wait_ns: 0,
@@ -166,8 +166,8 @@ impl Object {
                 ev.outcome = Outcome::Bypassed;
                 HOOK_BYPASS
             }
-            HookMode::Release => self.migrate_release(may_block, &mut ev),
-            HookMode::InPlace => self.migrate_in_place(mv, may_block, &mut ev),
+            HookMode::Release => self.migrate_release(mode, &mut ev),
+            HookMode::InPlace => self.migrate_in_place(mv, mode, &mut ev),
         };
         trace::migrate_folio(&ev);
         ret
@@ -188,12 +188,12 @@ impl Object {
         }
     }
 
-    /// Takes `struct_mutex` within the hook's budget, never waiting for
-    /// a lock the task holds itself.
-    /// Records the wait in `ev`.
+    /// Takes `struct_mutex` within the hook's budget for `mode` (only
+    /// `MIGRATE_SYNC` waits), never waiting for a lock the task holds
+    /// itself.  Records the wait in `ev`.
     fn hook_lock(
         &self,
-        may_block: bool,
+        mode: MigrateMode,
         ev: &mut MigrateEvent,
     ) -> core::result::Result<crate::sync::TryMutexGuard<'_, crate::device::DeviceLocked>, Refusal>
     {
@@ -201,7 +201,7 @@ impl Object {
         if self.device.struct_mutex.held_by_current() {
             return Err(Refusal::LockOwned);
         }
-        let wait = policy::lock_wait(may_block, params::lock_timeout_ms());
+        let wait = policy::hook_lock_wait(mode, params::lock_timeout_ms());
         let start = now_ns();
         let locked = self.device.struct_mutex.try_lock_for(wait);
         ev.wait_ns = now_ns().saturating_sub(start);
@@ -218,7 +218,8 @@ impl Object {
     }
 
     /// `hook=inplace`.
-    fn migrate_in_place(&self, mv: &Move, may_block: bool, ev: &mut MigrateEvent) -> c_int {
+    fn migrate_in_place(&self, mv: &Move, mode: MigrateMode, ev: &mut MigrateEvent) -> c_int {
+        let may_block = mode.may_block();
         let counters = &self.device.counters;
         let nr = mv.nr_pages();
         match policy::precheck(mv.extra_refs(), nr as u64, may_block) {
@@ -229,7 +230,7 @@ impl Object {
             Precheck::Refuse(why) => return self.refuse(ev, why),
             Precheck::Candidate => {}
         }
-        let mut locked = match self.hook_lock(may_block, ev) {
+        let mut locked = match self.hook_lock(mode, ev) {
             Ok(locked) => locked,
             Err(why) => return self.refuse(ev, why),
         };
@@ -306,9 +307,10 @@ impl Object {
     /// `hook=release`, the 2016 design: decide, and release the pages if
     /// allowed.  Never sleeps unless `may_block`, and then only within
     /// the lock budget.
-    fn migrate_release(&self, may_block: bool, ev: &mut MigrateEvent) -> c_int {
+    fn migrate_release(&self, mode: MigrateMode, ev: &mut MigrateEvent) -> c_int {
+        let may_block = mode.may_block();
         let counters = &self.device.counters;
-        let mut locked = match self.hook_lock(may_block, ev) {
+        let mut locked = match self.hook_lock(mode, ev) {
             Ok(locked) => locked,
             Err(why) => return self.refuse(ev, why),
         };
@@ -371,14 +373,14 @@ pub(crate) unsafe extern "C" fn movgem_rs_migrate_folio(
     dev_info: *mut ShmemDevInfo,
     dst: *mut RawFolio,
     src: *mut RawFolio,
-    may_block: bool,
+    mode: c_int,
 ) -> c_int {
     // SAFETY: a registered pointer with a folio of the object locked: the
     // object is alive until the folio is unlocked (caller's contract).
     let obj = unsafe { object_of(dev_info) };
     // INVARIANT: the caller's contract.
     let mv = Move { dst, src };
-    obj.migrate_folio(&mv, may_block)
+    obj.migrate_folio(&mv, MigrateMode::from_raw(mode))
 }
 
 /// C entry point, see `include/movgem_shim.h`.

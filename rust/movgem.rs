@@ -112,6 +112,8 @@ impl Drop for Movgem {
         // for their work functions, so that this module holds the last
         // reference to the engine and destroys its ring.
         self.engine.drain();
+        // Objects whose last request retired just now are freed there.
+        self.device.flush_purges();
         let selftest = self.device.struct_mutex.lock().selftest.take();
         if let Some(obj) = selftest {
             obj.destroy();

@@ -121,22 +121,45 @@ pub(crate) struct Object {
     registered: AtomicBool,
     /// Truncation of a purged object, on the device's purge worker.
     #[pin]
-    purge_work: Work<Object>,
+    purge_work: Work<Object, PURGE_WORK>,
+    /// Pages the purge worker's truncation will free, counted for the
+    /// OOM notifier when it was queued (see `shrinker.rs`).
+    purge_pages: AtomicUsize,
+    /// Freeing a closed object once its last request retired, on the
+    /// same worker: never on the engine's ring (see [`Object::retire`]).
+    #[pin]
+    free_work: Work<Object, FREE_WORK>,
 }
+
+/// The work item ids of [`Object`]'s two work items.
+pub(crate) const PURGE_WORK: u64 = 0;
+pub(crate) const FREE_WORK: u64 = 1;
 
 kernel::impl_has_work! {
-    impl HasWork<Self> for Object { self.purge_work }
+    impl HasWork<Self, PURGE_WORK> for Object { self.purge_work }
+    impl HasWork<Self, FREE_WORK> for Object { self.free_work }
 }
 
-impl WorkItem for Object {
+impl WorkItem<PURGE_WORK> for Object {
     type Pointer = Arc<Object>;
 
-    /// The deferred half of a purge from direct reclaim: truncating
-    /// waits for folio locks, which a worker may.
+    /// The deferred half of a purge from reclaim or the OOM notifier:
+    /// truncating waits for folio locks, which a worker may.
     fn run(this: Arc<Object>) {
         if let Some(file) = this.file() {
             file.truncate();
         }
+        this.device
+            .purge_done(this.purge_pages.swap(0, Ordering::AcqRel) as u64);
+    }
+}
+
+impl WorkItem<FREE_WORK> for Object {
+    type Pointer = Arc<Object>;
+
+    /// Frees a closed object whose last request retired.
+    fn run(this: Arc<Object>) {
+        this.destroy();
     }
 }
 
@@ -223,6 +246,8 @@ impl Object {
                 purged: AtomicBool::new(false),
                 registered: AtomicBool::new(false),
                 purge_work <- kernel::new_work!("movgem_purge"),
+                purge_pages: AtomicUsize::new(0),
+                free_work <- kernel::new_work!("movgem_free"),
             }),
             GFP_KERNEL,
         )
@@ -339,9 +364,33 @@ impl Object {
     }
 
     /// A GPU request finished with the object (or a self-test hold ended).
-    pub(crate) fn retire(&self) {
+    /// If that was the last use of a closed object, it is freed on the
+    /// device's purge worker, as i915 frees objects from a worker of its
+    /// own: freeing takes `struct_mutex` and truncates, and the engine's
+    /// ring, which retires requests, must not wait for either (the OOM
+    /// notifier's callers and EXECBUF's populate wait for retirements).
+    pub(crate) fn retire(self: &Arc<Self>) {
         self.active.fetch_sub(1, Ordering::SeqCst);
-        self.release_if_closed_and_idle();
+        if self.closed.load(Ordering::SeqCst) && self.active() == 0 {
+            // Queued already: that run frees it.
+            let _ = self
+                .device
+                .purge_wq
+                .queue()
+                .enqueue::<Arc<Self>, FREE_WORK>(self.clone());
+        }
+    }
+
+    /// Queues the truncation of a purged object (`npages` pages) on the
+    /// purge worker; returns whether this queued it (else a run already
+    /// queued truncates it, and counts its pages).
+    pub(crate) fn purge_later(self: &Arc<Self>, npages: usize) -> bool {
+        self.purge_pages.fetch_add(npages, Ordering::AcqRel);
+        self.device
+            .purge_wq
+            .queue()
+            .enqueue::<Arc<Self>, PURGE_WORK>(self.clone())
+            .is_ok()
     }
 
     /// Marks the object busy for GPU work; see [`Object::retire`].
@@ -407,18 +456,23 @@ impl Object {
     /// unregisters the hook and truncates the file, after which no
     /// callback can reach `self`.
     pub(crate) fn destroy(&self) {
-        {
+        let first = {
             let mut locked = self.device.struct_mutex.lock();
             self.clear_binding(&mut locked);
             let st = self.state(&mut locked);
+            let first = !st.dead;
             st.dead = true;
             st.pinned_vmas = 0;
             st.vmap_pins = 0;
             st.pages_pin_count = 0;
             self.put_pages(st);
-        }
+            first
+        };
         self.drop_user_pages();
         self.teardown();
+        if first {
+            self.device.counters.inc(Counter::ObjectsFreed);
+        }
     }
 
     /// Unregisters and truncates.  Callbacks run with a folio of `file`

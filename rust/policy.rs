@@ -321,8 +321,48 @@ pub enum LockWait {
     For(u64),
 }
 
-/// The lock budget for a migration mode and the `lock_timeout_ms`
-/// parameter.
+/// The migration mode of a hook call (`enum migrate_mode`; the values
+/// are `MOVGEM_MIGRATE_*` in `include/movgem_shim.h`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(i32)]
+pub enum MigrateMode {
+    /// `MIGRATE_ASYNC`: must not sleep.
+    Async = 0,
+    /// `MIGRATE_SYNC_LIGHT`: may sleep, but compaction and kcompactd use
+    /// it one folio at a time with the source unmapped, and retry.
+    SyncLight = 1,
+    /// `MIGRATE_SYNC`: move_pages(2), CMA, memory offlining, long-term
+    /// pins, the compact_memory sysctl.
+    Sync = 2,
+}
+
+impl MigrateMode {
+    /// The mode the shim passes; anything unknown is the strictest wait
+    /// the hook allows (`Sync`'s budget, still bounded).
+    pub fn from_raw(mode: i32) -> Self {
+        match mode {
+            0 => Self::Async,
+            1 => Self::SyncLight,
+            _ => Self::Sync,
+        }
+    }
+
+    /// Whether the hook may sleep at all.
+    pub fn may_block(self) -> bool {
+        self != Self::Async
+    }
+}
+
+/// The hook's budget for `struct_mutex` in `mode`: only `MIGRATE_SYNC`
+/// waits (up to `timeout_ms`).  `MIGRATE_SYNC_LIGHT` tries once: its
+/// callers move one folio at a time and retry, so a wait there would
+/// keep each source unmapped for the whole budget.
+pub fn hook_lock_wait(mode: MigrateMode, timeout_ms: u32) -> LockWait {
+    lock_wait(mode == MigrateMode::Sync, timeout_ms)
+}
+
+/// The lock budget of a caller that may or may not sleep, and the
+/// `lock_timeout_ms` parameter.
 pub fn lock_wait(may_block: bool, timeout_ms: u32) -> LockWait {
     if !may_block || timeout_ms == 0 {
         LockWait::Once
@@ -559,6 +599,22 @@ mod tests {
             shrink_action(&vmapped, true, true, true),
             ShrinkAction::Release { unbind: true }
         );
+    }
+
+    #[test]
+    fn only_sync_migration_waits_for_the_lock() {
+        assert_eq!(hook_lock_wait(MigrateMode::Async, 10), LockWait::Once);
+        assert_eq!(hook_lock_wait(MigrateMode::SyncLight, 10), LockWait::Once);
+        assert_eq!(
+            hook_lock_wait(MigrateMode::Sync, 10),
+            LockWait::For(10_000_000)
+        );
+        assert_eq!(hook_lock_wait(MigrateMode::Sync, 0), LockWait::Once);
+        assert_eq!(MigrateMode::from_raw(0), MigrateMode::Async);
+        assert_eq!(MigrateMode::from_raw(1), MigrateMode::SyncLight);
+        assert_eq!(MigrateMode::from_raw(2), MigrateMode::Sync);
+        assert!(!MigrateMode::Async.may_block());
+        assert!(MigrateMode::SyncLight.may_block() && MigrateMode::Sync.may_block());
     }
 
     #[test]

@@ -6,22 +6,30 @@
 //! through what it was registered with (`shrinker->private_data`, the
 //! `notifier_block` inside [`Reclaim`]), never through a global.
 //!
-//! Reclaim and the notifiers may run inside an allocation that holds
-//! folio locks (migration's: `migrate_pages_batch()` keeps the folios it
-//! unmapped locked while it allocates the next destination), so they
-//! only try-lock `struct_mutex`, for at most the lock budget and only
-//! where they may sleep; without `__GFP_FS` the shrinker does nothing
-//! (allocations under the lock are NOFS).  Nothing in reclaim waits for
-//! a folio lock: a purge there only drops the object's references and
-//! marks it purged, and a `WQ_MEM_RECLAIM` worker truncates it
-//! (truncation waits for every folio lock).  Not in direct reclaim, where
-//! the lock may be this very task's; not in kswapd either, where it may
-//! be held by a task that `throttle_direct_reclaim()` keeps waiting for
-//! kswapd (seen: kswapd in `shmem_undo_range`, the migrating task in
-//! `try_to_free_pages`, for good).  drop_caches and our own allocations,
-//! which hold no folio lock and keep nobody waiting, truncate at once,
-//! after `struct_mutex` is dropped.  Swap writeback runs after the lock
-//! is dropped, from kswapd, and only try-locks folios.
+//! Reclaim and the OOM notifier run inside allocations that may hold
+//! folio locks: migration's (`migrate_pages_batch()` keeps the folios it
+//! unmapped locked while it allocates the next destination, and a
+//! long-term pin's migration allocates with `GFP_USER`, which may reach
+//! `out_of_memory()`).  So nothing there waits for a folio lock: a purge
+//! only drops the object's references and marks it purged, and the purge
+//! worker (`Device::purge_wq`, unbound, so that one truncation waiting
+//! for a folio lock holds up no other) truncates it.  Not in direct
+//! reclaim, where the lock may be this very task's; not in kswapd, where
+//! it may be held by a task that `throttle_direct_reclaim()` keeps
+//! waiting for kswapd (seen: kswapd in `shmem_undo_range`, the migrating
+//! task in `try_to_free_pages`, for good); not in the OOM notifier, which
+//! also holds `oom_lock`, on which every other allocating task then
+//! spins.  Reclaim try-locks `struct_mutex` for at most the lock budget
+//! and only where it may sleep; without `__GFP_FS` the shrinker does
+//! nothing (allocations under the lock are NOFS).  The OOM notifier
+//! tries `struct_mutex` once, writes nothing back and waits for nothing:
+//! it reports the pages it purged and those whose deferred truncation is
+//! still to come, once each, so that `out_of_memory()` backs off and the
+//! allocation retries (see [`oom_notify`]).  drop_caches and our own
+//! allocations, which hold no folio lock and keep nobody waiting,
+//! truncate at once, after `struct_mutex` is dropped.  Swap writeback
+//! runs after the lock is dropped, from kswapd, and only try-locks
+//! folios.
 
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -43,10 +51,10 @@ use crate::sync::now_ns;
 use crate::trace;
 use crate::uapi;
 
-/// How long the OOM notifier waits, at most, for requests in flight to
-/// retire and make their objects purgeable: a hanging batch (1 s by
-/// default) and the batches queued behind it.
-const OOM_WAIT_NS: u64 = 2_000_000_000;
+/// How long, at most, the OOM notifier keeps reporting the pages of busy
+/// DONTNEED objects, which their requests' retirement makes purgeable: a
+/// hanging batch (1 s by default) and the batches queued behind it.
+const OOM_RETIRE_WINDOW_NS: u64 = 2_000_000_000;
 
 /// Most objects one shrink writes back, or truncates at once.
 const WRITEBACK_BATCH: usize = 16;
@@ -58,6 +66,12 @@ pub(crate) struct ShrinkStats {
     counts: AtomicU64,
     /// What the last locked `count` found, answered while the lock is busy.
     last_count: AtomicU64,
+    /// Pages of purged objects queued for truncation that the OOM
+    /// notifier has not reported yet (less those truncated meanwhile).
+    purge_unreported: AtomicU64,
+    /// Until when (ns) the OOM notifier reports busy DONTNEED objects as
+    /// about to be freed; 0: no such window open.
+    retire_until: AtomicU64,
 }
 
 impl ShrinkStats {
@@ -65,6 +79,8 @@ impl ShrinkStats {
         Self {
             counts: AtomicU64::new(0),
             last_count: AtomicU64::new(0),
+            purge_unreported: AtomicU64::new(0),
+            retire_until: AtomicU64::new(0),
         }
     }
 }
@@ -73,8 +89,9 @@ impl ShrinkStats {
 pub(crate) struct Shrunk {
     /// Pages whose references were dropped (what a shrinker reports).
     pub(crate) released: u64,
-    /// Of those, pages that left memory or are on their way to swap:
-    /// purged, or submitted for writeback.
+    /// Of those, pages that left memory or are on their way out: purged
+    /// (truncated now or by the purge worker), or submitted for
+    /// writeback.
     pub(crate) gone: u64,
     /// DONTNEED objects purged.
     pub(crate) purged: u64,
@@ -95,8 +112,11 @@ pub(crate) struct ShrinkScope {
     /// is dropped); otherwise the purge worker does.  Only where the
     /// task cannot hold a folio lock: see the module documentation.
     pub(crate) truncate: bool,
-    /// The caller may sleep (and so wait for `struct_mutex` a bit).
+    /// The caller may sleep.
     pub(crate) may_block: bool,
+    /// Wait for `struct_mutex` up to the lock budget, if `may_block`;
+    /// otherwise one try.
+    pub(crate) lock_budget: bool,
     /// Take `struct_mutex` without a time limit (debugfs only).
     pub(crate) lock: bool,
     /// Resume each pass where the last resuming shrink stopped and skip
@@ -106,7 +126,8 @@ pub(crate) struct ShrinkScope {
 }
 
 impl ShrinkScope {
-    /// Every pass, from a context that may sleep: OOM and drop_caches.
+    /// Every pass, from a context that may sleep and holds no folio
+    /// lock: drop_caches and our own allocations.
     pub(crate) const ALL: Self = Self {
         purge: true,
         unbound: true,
@@ -114,6 +135,7 @@ impl ShrinkScope {
         writeback: true,
         truncate: true,
         may_block: true,
+        lock_budget: true,
         lock: false,
         resume: false,
     };
@@ -129,6 +151,7 @@ impl ShrinkScope {
 
 extern "C" {
     fn movgem_current_is_kswapd() -> bool;
+    fn movgem_swap_free_pages() -> c_long;
     fn movgem_shrinker_register(owner: *mut c_void) -> *mut c_void;
     fn movgem_shrinker_unregister(shrinker: *mut c_void);
     fn movgem_oom_notifier_register(nb: *mut bindings::notifier_block) -> c_int;
@@ -140,6 +163,12 @@ extern "C" {
 fn current_is_kswapd() -> bool {
     // SAFETY: reads a flag of the current task; no preconditions.
     unsafe { movgem_current_is_kswapd() }
+}
+
+/// Free swap slots, in pages.
+fn swap_free_pages() -> u64 {
+    // SAFETY: reads a counter; no preconditions.
+    u64::try_from(unsafe { movgem_swap_free_pages() }).unwrap_or(0)
 }
 
 impl Device {
@@ -217,7 +246,10 @@ impl Device {
         let mut locked = if scope.lock {
             self.struct_mutex.lock()
         } else {
-            let wait = policy::lock_wait(scope.may_block, params::lock_timeout_ms());
+            let wait = policy::lock_wait(
+                scope.may_block && scope.lock_budget,
+                params::lock_timeout_ms(),
+            );
             let Some(locked) = self.struct_mutex.try_lock_for(wait) else {
                 self.counters.inc(Counter::ShrinkContended);
                 return None;
@@ -266,19 +298,19 @@ impl Device {
                         if scope.truncate && truncating == WRITEBACK_BATCH {
                             continue;
                         }
-                        let n = obj.release_pages(&mut locked, unbind) as u64;
-                        freed += n;
+                        let n = obj.release_pages(&mut locked, unbind);
+                        freed += n as u64;
+                        gone += n as u64;
                         // Purged from now on: nothing fetches its pages
                         // again, whenever the truncation comes.
                         obj.set_purged();
                         purged += 1;
                         self.counters.inc(Counter::ShrinkPurged);
                         if scope.truncate {
-                            gone += n;
                             to_truncate[truncating] = Some(obj.clone());
                             truncating += 1;
                         } else {
-                            self.purge_later(&obj);
+                            self.purge_later(&obj, n);
                         }
                     }
                     ShrinkAction::Release { unbind } => {
@@ -318,12 +350,45 @@ impl Device {
         })
     }
 
-    /// Queues the truncation of a purged object on the purge worker.
-    fn purge_later(&self, obj: &Arc<Object>) {
+    /// Queues the truncation of a purged object of `npages` pages on the
+    /// purge worker; until it has run, the OOM notifier may report them
+    /// (once).
+    fn purge_later(&self, obj: &Arc<Object>, npages: usize) {
+        self.shrink
+            .purge_unreported
+            .fetch_add(npages as u64, Ordering::AcqRel);
         // Already queued: that run truncates it.
-        if self.purge_wq.queue().enqueue(obj.clone()).is_ok() {
+        if obj.purge_later(npages) {
             self.counters.inc(Counter::PurgesDeferred);
         }
+    }
+
+    /// The purge worker truncated `npages` pages: those the OOM notifier
+    /// has not reported yet are gone already, not on their way.
+    pub(crate) fn purge_done(&self, npages: u64) {
+        let _ =
+            self.shrink
+                .purge_unreported
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+                    Some(v.saturating_sub(npages))
+                });
+    }
+
+    /// Pages held by busy DONTNEED objects, which become purgeable when
+    /// their requests retire; 0 if `struct_mutex` is busy (one try).
+    fn busy_purgeable_pages(&self) -> u64 {
+        let Some(mut locked) = self.struct_mutex.try_lock() else {
+            return 0;
+        };
+        let mut pages = 0u64;
+        let mut walk = locked.walk(false);
+        while let Some(obj) = walk.next(&mut locked) {
+            let st = obj.state(&mut locked);
+            if obj.active() > 0 && st.madv == uapi::MADV_DONTNEED {
+                pages += obj.pages_held(st) as u64;
+            }
+        }
+        pages
     }
 
     /// Waits until every deferred truncation has run (module unload).
@@ -377,40 +442,76 @@ impl Device {
 }
 
 /// The OOM killer is about to run: give back everything idle.
+///
+/// Runs under `oom_lock`, inside an allocation that may hold folio locks
+/// (module documentation), so it tries `struct_mutex` once, defers every
+/// truncation to the purge worker, writes nothing back and waits for
+/// nothing.  It reports as freed, so that `out_of_memory()` backs off and
+/// the allocation retries:
+/// - the pages of objects purged and not truncated yet, now or by
+///   reclaim before, each page once (`purge_unreported`);
+/// - pages it released that the allocation's next reclaim can push to
+///   swap, if swap has room for them;
+/// - if nothing else, for at most `OOM_RETIRE_WINDOW_NS` after it first
+///   did so, the pages of busy DONTNEED objects, which their requests'
+///   retirement makes purgeable (gem_shrink's `hang` and `execbufX` had
+///   workers OOM-killed while the engine worked through their queued
+///   batches, the notifier freeing nothing).  Once the window has passed
+///   without other progress, the OOM killer acts.
 pub(crate) fn oom_notify(engine: &Engine) -> u64 {
     let device = engine.device();
     if !params::oom_notifier_enabled() {
         return 0;
     }
     device.counters.inc(Counter::OomNotifications);
-    // Only what really left memory counts: releasing an object whose
-    // pages stay in the page cache frees nothing, and claiming it would
-    // keep the OOM killer from ever acting.
-    let mut freed = device
-        .shrink(u64::MAX, ShrinkScope::ALL)
-        .map_or(0, |done| done.gone);
-    // Objects of requests in flight become purgeable once those retire:
-    // wait for the engine, one retirement at a time and for at most
-    // `OOM_WAIT_NS` in all, before letting the OOM killer act on memory
-    // the GPU is about to give back (i915's shrink-all once waited for
-    // its GPU too).  gem_shrink's `hang` and `execbufX` had workers
-    // OOM-killed while the engine worked through their queued batches,
-    // this notifier freeing nothing; 100 ms (one hang there) was not
-    // enough, a pass's batches take longer.
-    let deadline = now_ns() + OOM_WAIT_NS;
-    while freed == 0 {
-        let left = deadline.saturating_sub(now_ns());
-        if left == 0 || !engine.wait_for_retire(left) {
-            break;
+    let scope = ShrinkScope {
+        writeback: false,
+        truncate: false,
+        lock_budget: false,
+        ..ShrinkScope::ALL
+    };
+    let done = device.shrink(u64::MAX, scope);
+    let stats = &device.shrink;
+    let deferred = stats.purge_unreported.swap(0, Ordering::AcqRel);
+    device.counters.add(Counter::OomDeferredPages, deferred);
+    let mut freed = deferred;
+    if let Some(done) = done {
+        // `gone` is what it purged, counted in `deferred` already.
+        let released = done.released.saturating_sub(done.gone);
+        let reclaimable = released.min(swap_free_pages());
+        device
+            .counters
+            .add(Counter::OomReclaimablePages, reclaimable);
+        freed += reclaimable;
+    }
+    if freed > 0 {
+        stats.retire_until.store(0, Ordering::Release);
+    } else if engine.inflight() > 0 {
+        let busy = device.busy_purgeable_pages();
+        let now = now_ns();
+        let until = match stats.retire_until.load(Ordering::Acquire) {
+            0 if busy > 0 => {
+                stats
+                    .retire_until
+                    .store(now + OOM_RETIRE_WINDOW_NS, Ordering::Release);
+                now + OOM_RETIRE_WINDOW_NS
+            }
+            until => until,
+        };
+        if now < until {
+            device.counters.add(Counter::OomRetirePendingPages, busy);
+            freed = busy;
         }
-        freed = device
-            .shrink(u64::MAX, ShrinkScope::ALL)
-            .map_or(0, |done| done.gone);
+    } else {
+        stats.retire_until.store(0, Ordering::Release);
     }
     device.counters.add(Counter::OomFreedPages, freed);
     trace::oom_notify(freed);
     if freed > 0 {
-        pr_info!("OOM notifier released {} pages of object memory\n", freed);
+        pr_info!(
+            "OOM notifier: {} pages of object memory on their way out\n",
+            freed
+        );
     }
     freed
 }
@@ -434,6 +535,7 @@ pub(crate) fn drop_caches(engine: &Engine, flags: u64) -> Result {
         // A debugfs write: the task holds no folio lock.
         truncate: true,
         may_block: true,
+        lock_budget: true,
         lock: true,
         resume: false,
     };

@@ -8,6 +8,8 @@
 
 use kernel::ffi::{c_char, c_int, c_uint, c_ulong};
 
+use crate::policy::MigrateMode;
+
 extern "C" {
     fn movgem_trace_migrate_folio(
         obj: u64,
@@ -15,7 +17,7 @@ extern "C" {
         nr: c_uint,
         pfn_from: c_ulong,
         pfn_to: c_ulong,
-        sync: bool,
+        mode: c_int,
         outcome: c_int,
         reason: *const c_char,
         wait_ns: u64,
@@ -56,7 +58,7 @@ pub(crate) struct MigrateEvent {
     pub(crate) pfn_from: usize,
     /// 0 unless moved in place.
     pub(crate) pfn_to: usize,
-    pub(crate) sync: bool,
+    pub(crate) mode: MigrateMode,
     pub(crate) outcome: Outcome,
     /// The refusal's counter name, or empty.
     pub(crate) reason: &'static kernel::str::CStr,
@@ -75,7 +77,7 @@ pub(crate) fn migrate_folio(e: &MigrateEvent) {
             e.nr as c_uint,
             e.pfn_from as c_ulong,
             e.pfn_to as c_ulong,
-            e.sync,
+            e.mode as c_int,
             e.outcome as c_int,
             e.reason.as_char_ptr(),
             e.wait_ns,

@@ -16,6 +16,12 @@ struct workqueue_struct *movgem_wq_alloc(void)
 	return alloc_ordered_workqueue("movgem", WQ_MEM_RECLAIM);
 }
 
+/* Work items run side by side: one that sleeps holds up no other. */
+struct workqueue_struct *movgem_wq_alloc_unbound(void)
+{
+	return alloc_workqueue("movgem_purge", WQ_UNBOUND | WQ_MEM_RECLAIM, 0);
+}
+
 void movgem_wq_flush(struct workqueue_struct *wq)
 {
 	flush_workqueue(wq);

@@ -26,11 +26,18 @@
 		{ 4, "refused" },					\
 		{ 5, "failed" })
 
+/* The migration mode: MOVGEM_MIGRATE_* in include/movgem_shim.h. */
+#define movgem_show_mode(m)						\
+	__print_symbolic(m,						\
+		{ 0, "async" },						\
+		{ 1, "light" },						\
+		{ 2, "sync" })
+
 TRACE_EVENT(movgem_migrate_folio,
 	TP_PROTO(u64 obj, unsigned long index, unsigned int nr,
-		 unsigned long pfn_from, unsigned long pfn_to, bool sync,
+		 unsigned long pfn_from, unsigned long pfn_to, int mode,
 		 int outcome, const char *reason, u64 wait_ns, u64 locked_ns),
-	TP_ARGS(obj, index, nr, pfn_from, pfn_to, sync, outcome, reason,
+	TP_ARGS(obj, index, nr, pfn_from, pfn_to, mode, outcome, reason,
 		wait_ns, locked_ns),
 
 	TP_STRUCT__entry(
@@ -39,7 +46,7 @@ TRACE_EVENT(movgem_migrate_folio,
 		__field(unsigned int, nr)
 		__field(unsigned long, pfn_from)
 		__field(unsigned long, pfn_to)
-		__field(bool, sync)
+		__field(int, mode)
 		__field(int, outcome)
 		__string(reason, reason)
 		__field(u64, wait_ns)
@@ -52,7 +59,7 @@ TRACE_EVENT(movgem_migrate_folio,
 		__entry->nr = nr;
 		__entry->pfn_from = pfn_from;
 		__entry->pfn_to = pfn_to;
-		__entry->sync = sync;
+		__entry->mode = mode;
 		__entry->outcome = outcome;
 		__assign_str(reason);
 		__entry->wait_ns = wait_ns;
@@ -62,7 +69,7 @@ TRACE_EVENT(movgem_migrate_folio,
 	TP_printk("obj=%llu index=%lu nr=%u pfn=0x%lx->0x%lx mode=%s outcome=%s reason=%s wait_ns=%llu locked_ns=%llu",
 		  __entry->obj, __entry->index, __entry->nr,
 		  __entry->pfn_from, __entry->pfn_to,
-		  __entry->sync ? "sync" : "async",
+		  movgem_show_mode(__entry->mode),
 		  movgem_show_outcome(__entry->outcome), __get_str(reason),
 		  __entry->wait_ns, __entry->locked_ns)
 );

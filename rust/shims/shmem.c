@@ -156,6 +156,18 @@ bool movgem_gfp_is_movable(unsigned long gfp)
 	return ((__force gfp_t)gfp & (__GFP_RECLAIMABLE | __GFP_MOVABLE)) == __GFP_MOVABLE;
 }
 
+static int movgem_migrate_mode(enum migrate_mode mode)
+{
+	switch (mode) {
+	case MIGRATE_ASYNC:
+		return MOVGEM_MIGRATE_ASYNC;
+	case MIGRATE_SYNC_LIGHT:
+		return MOVGEM_MIGRATE_SYNC_LIGHT;
+	default:
+		return MOVGEM_MIGRATE_SYNC;
+	}
+}
+
 /*
  * The callback shmem calls for every folio of a movgem object that
  * migration wants to move.  @src and @dst are locked.
@@ -171,7 +183,7 @@ static int movgem_shmem_migrate_folio(struct address_space *mapping,
 	if (!dev_info)
 		return migrate_folio(mapping, dst, src, mode);
 
-	ret = movgem_rs_migrate_folio(dev_info, dst, src, mode != MIGRATE_ASYNC);
+	ret = movgem_rs_migrate_folio(dev_info, dst, src, movgem_migrate_mode(mode));
 	/* Exactly what shmem without the hook would do, -EAGAIN included. */
 	if (ret == MOVGEM_HOOK_BYPASS)
 		return migrate_folio(mapping, dst, src, mode);

@@ -146,3 +146,8 @@ bool movgem_current_is_kswapd(void)
 {
 	return current_is_kswapd();
 }
+
+long movgem_swap_free_pages(void)
+{
+	return get_nr_swap_pages();
+}

@@ -11,10 +11,10 @@
 
 void movgem_trace_migrate_folio(u64 obj, unsigned long index, unsigned int nr,
 				unsigned long pfn_from, unsigned long pfn_to,
-				bool sync, int outcome, const char *reason,
+				int mode, int outcome, const char *reason,
 				u64 wait_ns, u64 locked_ns)
 {
-	trace_movgem_migrate_folio(obj, index, nr, pfn_from, pfn_to, sync,
+	trace_movgem_migrate_folio(obj, index, nr, pfn_from, pfn_to, mode,
 				   outcome, reason, wait_ns, locked_ns);
 }
 
