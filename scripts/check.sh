@@ -19,12 +19,27 @@ setup_once
 mkdir -p "$MOVGEM_CACHE/logs"
 
 say "host: cargo test"
+# The inventory first: every test the binaries declare.  A binary killed
+# by a signal, or skipped after an earlier one failed, reports nothing,
+# so the sum of its `test result:` lines would only shrink: each test of
+# the inventory that never reported counts as failed, and so does a
+# failing cargo whose log shows no failure.
 set +e
+listed=$(cd "$MOVGEM_TOP/tools" && cargo test --quiet -- --list 2>/dev/null | grep -c ': test$')
 (cd "$MOVGEM_TOP/tools" && cargo test --quiet 2>&1) | tee "$MOVGEM_CACHE/logs/cargo-test.log"
+cargo_rc=${PIPESTATUS[0]}
 set -e
-read -r p f < <(awk '/^test result:/ { p += $4; f += $6 } END { print p + 0, f + 0 }' \
+read -r p f i < <(awk '/^test result:/ { p += $4; f += $6; i += $8 } END { print p + 0, f + 0, i + 0 }' \
 	"$MOVGEM_CACHE/logs/cargo-test.log")
-grep -q '^test result:' "$MOVGEM_CACHE/logs/cargo-test.log" || f=$((f + 1))
+if [ $((p + f + i)) -lt "${listed:-0}" ]; then
+	say "cargo test: $((p + f + i)) of the $listed tests listed reported"
+	f=$((f + listed - p - f - i))
+fi
+if [ "$cargo_rc" != 0 ] && [ "$f" = 0 ]; then
+	say "cargo test: exit status $cargo_rc with no failure counted"
+	f=1
+fi
+[ "${listed:-0}" -gt 0 ] || { say "cargo test: no test listed"; f=$((f + 1)); }
 counts cargo_test "$p $f"
 
 # The console scan's own negative controls: logs it must fail.
