@@ -29,7 +29,7 @@ check:
 # worker iteration for every worker (GEM_SHRINK_PASSES=0,
 # GEM_SHRINK_BACKGROUND_PASSES=0), igt's 20 s per subtest, and leak
 # workers that never unmap (GEM_SHRINK_LEAK_FOREVER=1: the OOM killer
-# ends them, which does not fail a subtest; README, "51 passed").
+# ends them, which does not fail a subtest; Documentation/testing.md, "51 passed").
 #
 # Time limits, an estimate for the 384 MiB, 2-CPU guest (igt's formula:
 # ceil(384 / 2) / 8 = 24 MiB a pass, 2 + 384 / 24 = 18 processes; a

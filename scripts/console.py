@@ -3,7 +3,7 @@
 
   console.py verdict LOG   list every result; exit 1 on any failure
   console.py count LOG     print "PASSED FAILED" for the summary line
-  console.py table LOG...  the README's metrics table, from the logs'
+  console.py table LOG...  the metrics table of Documentation/testing.md, from the logs'
                            `movgem-metric:` lines (debug and gem-shrink boot)
 
 Results: each KUnit case of the movgem suite, each `movgem-test:` line of
@@ -175,7 +175,7 @@ def metrics(path):
     return dict(METRIC.findall(text))
 
 
-# The README's table of one run: label, then the metrics it shows.
+# The metrics table of one run (Documentation/testing.md): label, then the metrics it shows.
 TABLE = [
     ("stress operations / GPU batches", "stress_ops", "stress_gpu_requests"),
     ("stress reads checked (MiB)", "stress_reads_checked", "stress_mib_checked"),
