@@ -21,6 +21,7 @@ extern "C" {
     fn movgem_pm_get_if_active(dev: *mut c_void) -> c_int;
     fn movgem_pm_put(dev: *mut c_void);
     fn movgem_pm_suspended(dev: *mut c_void) -> bool;
+    fn movgem_pm_set_enabled(dev: *mut c_void, enabled: bool);
 }
 
 /// The GPU's `struct device`, runtime PM enabled, autosuspend on.
@@ -78,6 +79,15 @@ impl RuntimePm {
     pub(crate) fn suspended(&self) -> bool {
         // SAFETY: `dev` is registered by the type invariant.
         unsafe { movgem_pm_suspended(self.dev.as_ptr()) }
+    }
+
+    /// Test aid (debugfs `runtime_pm`): disables runtime PM with the
+    /// device left as it is, as a system sleep does between its late
+    /// suspend and early resume phases, or enables it again.  Calls must
+    /// pair up (the PM core counts disables).
+    pub(crate) fn set_enabled(&self, enabled: bool) {
+        // SAFETY: `dev` is registered by the type invariant.
+        unsafe { movgem_pm_set_enabled(self.dev.as_ptr(), enabled) }
     }
 
     /// Releases a reference whose [`Wakeref`] was forgotten (handed to

@@ -242,7 +242,7 @@ impl ShmemFile {
 
     /// Starts swap writeback of the file's dirty, unmapped pages, the way
     /// reclaim would (nothing without swap); returns the pages submitted.
-    pub(crate) fn writeback(&self) -> usize {
+    pub(crate) fn writeback(&self, _nr: usize) -> usize {
         // SAFETY: `self.filp` is valid by the type invariant.
         unsafe { movgem_shmem_writeback(self.filp.as_ptr()) as usize }
     }

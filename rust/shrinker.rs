@@ -338,7 +338,7 @@ impl Device {
         // cache, so nothing is lost.
         for obj in to_write.iter().flatten() {
             if let Some(file) = obj.file() {
-                let n = file.writeback() as u64;
+                let n = file.writeback(usize::MAX) as u64;
                 gone += n;
                 self.counters.add(Counter::WritebackPages, n);
             }
