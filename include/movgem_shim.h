@@ -125,6 +125,7 @@ void movgem_pm_fini(struct device *dev);
 int movgem_pm_get(struct device *dev);
 int movgem_pm_get_if_active(struct device *dev);
 void movgem_pm_put(struct device *dev);
+void movgem_pm_put_idle(struct device *dev);
 void movgem_pm_set_enabled(struct device *dev, bool enabled);
 bool movgem_pm_suspended(struct device *dev);
 

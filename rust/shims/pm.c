@@ -94,9 +94,20 @@ int movgem_pm_get_if_active(struct device *dev)
 	return pm_runtime_get_if_active(dev);
 }
 
+/* The end of a use of the device: autosuspend counts from now. */
 void movgem_pm_put(struct device *dev)
 {
 	pm_runtime_mark_last_busy(dev);
+	pm_runtime_put_autosuspend(dev);
+}
+
+/*
+ * The end of a reference that was not a use (the migrate hook's): the
+ * autosuspend delay still counts from the last use, so a device that has
+ * been idle long enough suspends now.
+ */
+void movgem_pm_put_idle(struct device *dev)
+{
 	pm_runtime_put_autosuspend(dev);
 }
 

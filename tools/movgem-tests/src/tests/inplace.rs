@@ -508,14 +508,14 @@ const AUTOSUSPEND_DELAY: &str = "/sys/devices/platform/movgem/power/autosuspend_
 /// The hook's wakeref is not a use of the device: migrations of an idle
 /// object, one every few milliseconds, must not hold off autosuspend.
 fn migrations_do_not_hold_off_autosuspend() -> TestResult {
-    const DELAY_MS: u64 = 200;
+    const DELAY_MS: u64 = 300;
     const FOR_MS: u64 = 10 * DELAY_MS;
     let _delay = Knob::set(AUTOSUSPEND_DELAY, &DELAY_MS.to_string())?;
     let dev = ok(Device::open(), "open")?;
     let m = Mapped::new(&dev, 0x4444_5555)?;
+    let before = Counters::read()?;
     // The last use: autosuspend counts from this batch's retirement.
     m.gpu(uapi::OP_CHECK, 0x4444_5555)?;
-    let before = Counters::read()?;
     let start = std::time::Instant::now();
     let mut moves = 0;
     let mut suspended = None;
