@@ -412,9 +412,14 @@ impl Device {
     }
 
     /// Drops every cached kernel mapping nobody pins; returns the pages
-    /// unmapped.  `may_wait` false: give up if `struct_mutex` is busy.
+    /// unmapped.  `may_wait` false: give up if `struct_mutex` is busy;
+    /// at once if it is held by the current task.
     pub(crate) fn purge_vmaps(&self, may_wait: bool) -> usize {
-        let guard = if may_wait {
+        // Inside our own `vmap()`, the lock is this task's: give up at
+        // once instead of waiting for it.
+        let guard = if self.struct_mutex.held_by_current() {
+            None
+        } else if may_wait {
             Some(self.struct_mutex.lock())
         } else {
             self.struct_mutex
