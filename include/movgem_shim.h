@@ -105,7 +105,8 @@ int movgem_oom_notifier_register(struct notifier_block *nb);
 void movgem_oom_notifier_unregister(struct notifier_block *nb);
 int movgem_vmap_notifier_register(struct notifier_block *nb);
 void movgem_vmap_notifier_unregister(struct notifier_block *nb);
-unsigned long movgem_shmem_writeback(struct file *filp);
+unsigned long movgem_shmem_writeback(struct file *filp,
+				     unsigned long nr_to_write);
 bool movgem_current_is_kswapd(void);
 long movgem_swap_free_pages(void);
 

@@ -336,9 +336,12 @@ impl Device {
         // never under struct_mutex, which reclaim needs to purge.  A page
         // fetched again meanwhile is the same folio, now in the swap
         // cache, so nothing is lost.
+        // At most the pages asked for; kswapd's LRU scan writes the rest.
+        let mut budget = nr;
         for obj in to_write.iter().flatten() {
-            if let Some(file) = obj.file() {
-                let n = file.writeback(usize::MAX) as u64;
+            if let (Some(file), true) = (obj.file(), budget > 0) {
+                let n = file.writeback(usize::try_from(budget).unwrap_or(usize::MAX)) as u64;
+                budget = budget.saturating_sub(n);
                 gone += n;
                 self.counters.add(Counter::WritebackPages, n);
             }
