@@ -32,6 +32,7 @@ void movgem_kunit_page_unlock(struct page *page)
 
 /* For rust/kunit.rs: a sleep adds one, preemption does not. */
 unsigned long movgem_kunit_nvcsw(void);
+
 unsigned long movgem_kunit_nvcsw(void)
 {
 	return current->nvcsw;
