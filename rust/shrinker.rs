@@ -335,8 +335,8 @@ impl Device {
         // Swap I/O allocates (zram, swap slots) and may wait for reclaim:
         // never under struct_mutex, which reclaim needs to purge.  A page
         // fetched again meanwhile is the same folio, now in the swap
-        // cache, so nothing is lost.
-        // At most the pages asked for; kswapd's LRU scan writes the rest.
+        // cache, so nothing is lost.  At most the pages asked for:
+        // kswapd's LRU scan writes the rest.
         let mut budget = nr;
         for obj in to_write.iter().flatten() {
             if let (Some(file), true) = (obj.file(), budget > 0) {
