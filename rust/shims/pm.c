@@ -102,9 +102,9 @@ void movgem_pm_put(struct device *dev)
 }
 
 /*
- * The end of a reference that was not a use (the migrate hook's): the
- * autosuspend delay still counts from the last use, so a device that has
- * been idle long enough suspends now.
+ * The end of a reference that was not a use (the migrate hook's,
+ * reclaim's): the autosuspend delay still counts from the last use, so a
+ * device that has been idle long enough suspends now.
  */
 void movgem_pm_put_idle(struct device *dev)
 {
