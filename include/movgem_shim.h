@@ -105,7 +105,8 @@ int movgem_oom_notifier_register(struct notifier_block *nb);
 void movgem_oom_notifier_unregister(struct notifier_block *nb);
 int movgem_vmap_notifier_register(struct notifier_block *nb);
 void movgem_vmap_notifier_unregister(struct notifier_block *nb);
-unsigned long movgem_shmem_writeback(struct file *filp);
+unsigned long movgem_shmem_writeback(struct file *filp,
+				     unsigned long nr_to_write);
 bool movgem_current_is_kswapd(void);
 long movgem_swap_free_pages(void);
 
@@ -125,6 +126,8 @@ void movgem_pm_fini(struct device *dev);
 int movgem_pm_get(struct device *dev);
 int movgem_pm_get_if_active(struct device *dev);
 void movgem_pm_put(struct device *dev);
+void movgem_pm_put_idle(struct device *dev);
+void movgem_pm_set_enabled(struct device *dev, bool enabled);
 bool movgem_pm_suspended(struct device *dev);
 
 /* --- rust/shims/engine.c (rust/engine.rs) -------------------------- */

@@ -11,12 +11,15 @@
 //! `purgeable <0|1>`, `vmap`, `vunmap`, `verify`, `destroy`; and, for the
 //! whole device, `purge_vmaps` (what the vmap purge notifier does, since
 //! a test VM cannot run out of vmalloc space), `reset` (ends every GPU
-//! request) and `hold_lock <ms>` (holds `struct_mutex`, to test the
-//! hook's budget).  Reading the file reports `key value` lines.
+//! request), `hold_lock <ms>` (holds `struct_mutex`, to test the
+//! hook's budget), `runtime_pm <0|1>` (disables runtime PM with the
+//! device left as it is, as a system sleep does, and enables it again)
+//! and `writeback <pages>` (swap writeback of at most that many pages of
+//! the self-test object's file).  Reading the file reports `key value` lines.
 
 use core::fmt::Write;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use kernel::ffi::{c_char, c_int, c_void};
 use kernel::prelude::*;
@@ -62,6 +65,8 @@ pub(crate) struct Debugfs {
     device: Arc<Device>,
     dir: core::sync::atomic::AtomicPtr<c_void>,
     seed: AtomicU64,
+    /// Runtime PM disabled by `runtime_pm 0` (enabled again on drop).
+    pm_disabled: AtomicBool,
     #[pin]
     last: kernel::sync::SpinLock<VerifyResult>,
 }
@@ -82,6 +87,7 @@ impl Debugfs {
                 device,
                 dir: core::sync::atomic::AtomicPtr::new(core::ptr::null_mut()),
                 seed: AtomicU64::new(0),
+                pm_disabled: AtomicBool::new(false),
                 last <- kernel::new_spinlock!(VerifyResult::default(), "movgem_verify"),
             }),
             GFP_KERNEL,
@@ -175,6 +181,27 @@ impl Debugfs {
             }
             "reset" => {
                 self.engine.reset();
+                Ok(())
+            }
+            "runtime_pm" => {
+                // Test aid: one disable at most, undone by `runtime_pm 1`.
+                let disable = match arg()? {
+                    0 => true,
+                    1 => false,
+                    _ => return Err(EINVAL),
+                };
+                if self.pm_disabled.swap(disable, Ordering::AcqRel) != disable {
+                    self.device.pm.set_enabled(!disable);
+                }
+                Ok(())
+            }
+            "writeback" => {
+                // Test aid: what the shrinker does after a release, with
+                // the page budget given.
+                let budget = usize::try_from(arg()?).map_err(|_| EINVAL)?;
+                let obj = Self::selftest(&self.device.struct_mutex.lock())?;
+                let n = obj.shmem()?.writeback(budget);
+                self.device.counters.add(Counter::WritebackPages, n as u64);
                 Ok(())
             }
             "hold_lock" => {
@@ -318,6 +345,9 @@ impl PinnedDrop for Debugfs {
             // SAFETY: `dir` is ours by the type invariant; removal waits
             // for operations in flight on the files below it.
             unsafe { movgem_debugfs_remove(dir) };
+        }
+        if self.pm_disabled.swap(false, Ordering::AcqRel) {
+            self.device.pm.set_enabled(true);
         }
     }
 }

@@ -7,10 +7,11 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use kernel::ffi::c_int;
+use kernel::ffi::{c_int, c_ulong};
 use kernel::prelude::*;
 use kernel::sync::Arc;
 
+use crate::counters::Counter;
 use crate::device::Device;
 use crate::engine::Engine;
 use crate::object::Object;
@@ -312,4 +313,60 @@ fn deferred_purges_side_by_side() -> Result {
 #[no_mangle]
 pub(crate) extern "C" fn movgem_rs_kunit_deferred_purges() -> c_int {
     errno(deferred_purges_side_by_side())
+}
+
+extern "C" {
+    fn movgem_kunit_nvcsw() -> c_ulong;
+}
+
+/// Voluntary context switches of the current task so far: a sleep adds
+/// one, preemption does not.
+fn nvcsw() -> c_ulong {
+    // SAFETY: reads a field of the current task; no preconditions.
+    unsafe { movgem_kunit_nvcsw() }
+}
+
+/// The vmap purge notifier inside our own `vmap()`, which holds
+/// `struct_mutex`: it gives up at once, counted, without a sleep; with the
+/// lock free, the same call purges the cached mapping and counts nothing.
+fn purge_vmaps_self_locked() -> Result {
+    const PAGES: usize = 16;
+    let device = Device::new_for_test()?;
+    // Listed, so that the purge walks it.
+    let obj = device.create_object(PAGES, false)?;
+    let contended = || {
+        device
+            .counters
+            .value(Counter::VmapPurgeContended as usize)
+            .map_or(0, |v| v.load(Ordering::Relaxed))
+    };
+    let out = (|| {
+        let mut locked = device.struct_mutex.lock();
+        obj.vmap(&mut locked)?;
+        obj.vunmap(&mut locked)?;
+        let before = contended();
+        let switches = nvcsw();
+        let freed = device.purge_vmaps(false);
+        let slept = nvcsw() != switches;
+        if slept {
+            pr_err!("purge_vmaps slept for a struct_mutex its own task holds\n");
+        }
+        check!(freed == 0);
+        check!(!slept);
+        check!(contended() == before + 1);
+        check!(obj.snapshot(obj.state(&mut locked)).vmap_cached);
+        drop(locked);
+        let before = contended();
+        check!(device.purge_vmaps(false) == PAGES);
+        check!(contended() == before);
+        Ok(())
+    })();
+    device.close_object(&obj);
+    out
+}
+
+/// The vmap purge notifier under its own task's `struct_mutex`.
+#[no_mangle]
+pub(crate) extern "C" fn movgem_rs_kunit_purge_self_locked() -> c_int {
+    errno(purge_vmaps_self_locked())
 }

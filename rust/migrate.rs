@@ -11,8 +11,11 @@
 //! the move itself (`movgem_folio_move`: copy, page cache, flags, the
 //! object's reference), after which the object's page array and GTT
 //! entries point at the new folio.  The device is never woken: its
-//! hardware entries are rewritten only if it is awake, and restored from
-//! the shadow entries otherwise (`vma.rs`).  `hook=release` is the 2016
+//! hardware entries are rewritten only if a wakeref could be had without
+//! waking it, and otherwise invalidated and restored from the shadow
+//! entries before the next request (`vma.rs`), whatever the PM state.
+//! The hook's wakeref is not a use of the device: releasing it does not
+//! restart autosuspend (`pm.rs`).  `hook=release` is the 2016
 //! design, kept for comparison: the whole object lets go of its pages,
 //! then `migrate_folio()` moves the folio.  `hook=off` is plain
 //! `migrate_folio()`.
@@ -270,7 +273,9 @@ impl Object {
         // frames, which the object keeps alive, so that the engine writes
         // stray pages, never freed memory (without room, no breakage).
         let orphan = params::debug_skip_gtt_rewrite() && st.orphans.reserve(nr, GFP_NOWAIT).is_ok();
-        // Never wakes the device: asleep, only the shadow is written.
+        // Never wakes the device: without a wakeref (asleep, or runtime
+        // PM disabled) only the shadow is written and the hardware
+        // entries are invalidated.
         let wakeref = self.device.pm.get_if_active();
         let (mut rewritten, mut hw_rewritten) = (0, 0);
         for i in 0..nr {

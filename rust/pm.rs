@@ -20,7 +20,9 @@ extern "C" {
     fn movgem_pm_get(dev: *mut c_void) -> c_int;
     fn movgem_pm_get_if_active(dev: *mut c_void) -> c_int;
     fn movgem_pm_put(dev: *mut c_void);
+    fn movgem_pm_put_idle(dev: *mut c_void);
     fn movgem_pm_suspended(dev: *mut c_void) -> bool;
+    fn movgem_pm_set_enabled(dev: *mut c_void, enabled: bool);
 }
 
 /// The GPU's `struct device`, runtime PM enabled, autosuspend on.
@@ -63,15 +65,26 @@ impl RuntimePm {
     pub(crate) fn get(&self) -> Result<Wakeref<'_>> {
         // SAFETY: `dev` is registered by the type invariant.
         kernel::error::to_result(unsafe { movgem_pm_get(self.dev.as_ptr()) })?;
-        Ok(Wakeref { pm: self })
+        Ok(Wakeref {
+            pm: self,
+            used: true,
+        })
     }
 
-    /// Holds the device awake only if it is awake already: never wakes it.
+    /// Holds the device awake only if it is runtime-active: never wakes
+    /// it.  `None` also while runtime PM is disabled (a system sleep),
+    /// when the device may well be active: `None` does not mean the
+    /// hardware lost its state.  Releasing the reference is not a use of
+    /// the device (the hook's and reclaim's look at it): autosuspend still
+    /// counts from the last request.
     pub(crate) fn get_if_active(&self) -> Option<Wakeref<'_>> {
         // SAFETY: `dev` is registered by the type invariant.
         let got = unsafe { movgem_pm_get_if_active(self.dev.as_ptr()) } > 0;
         // Lazily: a `Wakeref` built for nothing would put on drop.
-        got.then(|| Wakeref { pm: self })
+        got.then(|| Wakeref {
+            pm: self,
+            used: false,
+        })
     }
 
     /// Whether the device is runtime-suspended now.
@@ -80,8 +93,18 @@ impl RuntimePm {
         unsafe { movgem_pm_suspended(self.dev.as_ptr()) }
     }
 
-    /// Releases a reference whose [`Wakeref`] was forgotten (handed to
-    /// work that outlives the borrow).
+    /// Test aid (debugfs `runtime_pm`): disables runtime PM with the
+    /// device left as it is, as a system sleep does between its late
+    /// suspend and early resume phases, or enables it again.  Calls must
+    /// pair up (the PM core counts disables).
+    pub(crate) fn set_enabled(&self, enabled: bool) {
+        // SAFETY: `dev` is registered by the type invariant.
+        unsafe { movgem_pm_set_enabled(self.dev.as_ptr(), enabled) }
+    }
+
+    /// Releases a reference whose [`Wakeref`] from [`RuntimePm::get`]
+    /// was forgotten (handed to work that outlives the borrow): the end
+    /// of a use, autosuspend counts from now.
     pub(crate) fn put_detached(&self) {
         // SAFETY: the caller owns the usage reference of a forgotten
         // `Wakeref`.
@@ -96,14 +119,23 @@ impl Drop for RuntimePm {
     }
 }
 
-/// A usage reference on the device; autosuspend restarts when dropped.
+/// A usage reference on the device.  Dropping one from
+/// [`RuntimePm::get`] restarts autosuspend; one from
+/// [`RuntimePm::get_if_active`] leaves the last use where it was.
 pub(crate) struct Wakeref<'a> {
     pm: &'a RuntimePm,
+    /// Taken for a use of the device (a request), not a look at it.
+    used: bool,
 }
 
 impl Drop for Wakeref<'_> {
     fn drop(&mut self) {
-        self.pm.put_detached();
+        if self.used {
+            self.pm.put_detached();
+        } else {
+            // SAFETY: this `Wakeref` owns a usage reference.
+            unsafe { movgem_pm_put_idle(self.pm.dev.as_ptr()) }
+        }
     }
 }
 

@@ -107,7 +107,7 @@ extern "C" {
     fn movgem_shmem_migrate_unpinnable(filp: *mut RawFile) -> c_int;
     fn movgem_shmem_longterm_pinnable(filp: *mut RawFile) -> bool;
     fn movgem_fput(filp: *mut RawFile);
-    fn movgem_shmem_writeback(filp: *mut RawFile) -> c_ulong;
+    fn movgem_shmem_writeback(filp: *mut RawFile, nr_to_write: c_ulong) -> c_ulong;
     fn movgem_shmem_lookup_pfn(filp: *mut RawFile, index: c_ulong) -> c_ulong;
 }
 
@@ -241,10 +241,11 @@ impl ShmemFile {
     }
 
     /// Starts swap writeback of the file's dirty, unmapped pages, the way
-    /// reclaim would (nothing without swap); returns the pages submitted.
-    pub(crate) fn writeback(&self) -> usize {
+    /// reclaim would (nothing without swap), stopping after `nr` pages;
+    /// returns the pages submitted.
+    pub(crate) fn writeback(&self, nr: usize) -> usize {
         // SAFETY: `self.filp` is valid by the type invariant.
-        unsafe { movgem_shmem_writeback(self.filp.as_ptr()) as usize }
+        unsafe { movgem_shmem_writeback(self.filp.as_ptr(), nr as c_ulong) as usize }
     }
 
     /// The object now holds every page of the file: keep reclaim, which

@@ -335,10 +335,13 @@ impl Device {
         // Swap I/O allocates (zram, swap slots) and may wait for reclaim:
         // never under struct_mutex, which reclaim needs to purge.  A page
         // fetched again meanwhile is the same folio, now in the swap
-        // cache, so nothing is lost.
+        // cache, so nothing is lost.  At most the pages asked for:
+        // kswapd's LRU scan writes the rest.
+        let mut budget = nr;
         for obj in to_write.iter().flatten() {
-            if let Some(file) = obj.file() {
-                let n = file.writeback() as u64;
+            if let (Some(file), true) = (obj.file(), budget > 0) {
+                let n = file.writeback(usize::try_from(budget).unwrap_or(usize::MAX)) as u64;
+                budget = budget.saturating_sub(n);
                 gone += n;
                 self.counters.add(Counter::WritebackPages, n);
             }
@@ -412,9 +415,14 @@ impl Device {
     }
 
     /// Drops every cached kernel mapping nobody pins; returns the pages
-    /// unmapped.  `may_wait` false: give up if `struct_mutex` is busy.
+    /// unmapped.  `may_wait` false: give up if `struct_mutex` is busy;
+    /// at once if it is held by the current task.
     pub(crate) fn purge_vmaps(&self, may_wait: bool) -> usize {
-        let guard = if may_wait {
+        // Inside our own `vmap()`, the lock is this task's: give up at
+        // once instead of waiting for it.
+        let guard = if self.struct_mutex.held_by_current() {
+            None
+        } else if may_wait {
             Some(self.struct_mutex.lock())
         } else {
             self.struct_mutex

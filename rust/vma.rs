@@ -15,7 +15,11 @@
 //! or a suspend ([`Object::sync_hw`]: under `struct_mutex`, with the
 //! request's wakeref; the runtime PM callbacks themselves take no lock).
 //! In-place migration rewrites the shadow entry always, and the hardware
-//! entry only if the device is awake and the entries are current.
+//! entry only if it holds a wakeref (the device is runtime-active) and
+//! the entries are current; otherwise it invalidates the hardware entries
+//! ([`INVALIDATED`]), so that `sync_hw` restores them whatever the PM
+//! state was: with runtime PM disabled (a system sleep) the device may be
+//! active, its table and generation kept, and no wakeref to be had.
 
 use core::sync::atomic::Ordering;
 
@@ -34,6 +38,11 @@ use crate::uapi;
 /// [`HwTable::generation`] of entries not written since the binding was
 /// made (or of no binding at all).
 const UNWRITTEN: u64 = u64::MAX;
+
+/// [`HwTable::generation`] of entries a migration could not rewrite:
+/// never current, restored like entries lost in a suspend.  No device
+/// generation reaches it (one per runtime suspend, from 0).
+const INVALIDATED: u64 = u64::MAX - 1;
 
 /// The hardware GTT entries of one binding.
 pub(crate) struct HwTable {
@@ -229,8 +238,11 @@ impl Object {
 
     /// Points entry `index` of the binding at frame `pfn`: the shadow
     /// always, the hardware entry if `awake` (the caller holds a wakeref
-    /// it did not have to wake the device for) and current.  Returns
-    /// whether the hardware entry was written.
+    /// it did not have to wake the device for) and current.  A hardware
+    /// entry not rewritten is invalidated instead (with the whole table),
+    /// so that [`Object::sync_hw`] restores it before the next request:
+    /// correctness never rests on what the PM state was.  Returns whether
+    /// the hardware entry was written.
     pub(crate) fn rewrite_entry(
         &self,
         st: &mut ObjState,
@@ -244,21 +256,18 @@ impl Object {
         if let Some(entry) = st.gtt_shadow.get_mut(index) {
             *entry = pfn;
         }
-        if !awake {
-            return false;
-        }
         let generation = self.device.hw_generation();
         let mut hw = self.hw.lock();
-        if hw.generation != generation {
-            return false;
-        }
-        match hw.frames.get_mut(index) {
-            Some(entry) => {
+        if awake && hw.generation == generation {
+            if let Some(entry) = hw.frames.get_mut(index) {
                 *entry = pfn;
-                true
+                return true;
             }
-            None => false,
         }
+        if hw.generation != UNWRITTEN {
+            hw.generation = INVALIDATED;
+        }
+        false
     }
 
     /// Compares every entry of the binding with the page cache: returns

@@ -7,6 +7,7 @@
 #include <kunit/test.h>
 #include <linux/file.h>
 #include <linux/jiffies.h>
+#include <linux/sched.h>
 #include <linux/shmem_fs.h>
 
 #include "movgem_shim.h"
@@ -16,6 +17,7 @@ int movgem_rs_kunit_object(void);
 int movgem_rs_kunit_trylock(u32 timeout_ms, u64 *elapsed_ns);
 int movgem_rs_kunit_oom_folio_locked(void);
 int movgem_rs_kunit_deferred_purges(void);
+int movgem_rs_kunit_purge_self_locked(void);
 
 /* The folio locks a migration holds, for the cases below. */
 void movgem_kunit_page_lock(struct page *page)
@@ -26,6 +28,14 @@ void movgem_kunit_page_lock(struct page *page)
 void movgem_kunit_page_unlock(struct page *page)
 {
 	folio_unlock(page_folio(page));
+}
+
+/* For rust/kunit.rs: a sleep adds one, preemption does not. */
+unsigned long movgem_kunit_nvcsw(void);
+
+unsigned long movgem_kunit_nvcsw(void)
+{
+	return current->nvcsw;
 }
 
 static void movgem_shmem_file_is_movable(struct kunit *test)
@@ -117,6 +127,18 @@ static void movgem_deferred_purges(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, movgem_rs_kunit_deferred_purges(), 0);
 }
 
+/*
+ * The vmap purge notifier runs inside alloc_vmap_area() once the vmalloc
+ * range is exhausted, which a test VM cannot reach (32 TiB on x86_64);
+ * when the exhausting vmap() is our own, the task holds struct_mutex.
+ * The case calls the notifier's function with the lock held: it must
+ * give up at once, without sleeping.
+ */
+static void movgem_vmap_purge_self_locked(struct kunit *test)
+{
+	KUNIT_EXPECT_EQ(test, movgem_rs_kunit_purge_self_locked(), 0);
+}
+
 static struct kunit_case movgem_cases[] = {
 	KUNIT_CASE(movgem_shmem_file_is_movable),
 	KUNIT_CASE(movgem_dev_info_register),
@@ -125,6 +147,7 @@ static struct kunit_case movgem_cases[] = {
 	KUNIT_CASE(movgem_trylock_budget),
 	KUNIT_CASE(movgem_oom_notify_folio_locked),
 	KUNIT_CASE(movgem_deferred_purges),
+	KUNIT_CASE(movgem_vmap_purge_self_locked),
 	{}
 };
 

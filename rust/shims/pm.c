@@ -94,10 +94,35 @@ int movgem_pm_get_if_active(struct device *dev)
 	return pm_runtime_get_if_active(dev);
 }
 
+/* The end of a use of the device: autosuspend counts from now. */
 void movgem_pm_put(struct device *dev)
 {
 	pm_runtime_mark_last_busy(dev);
 	pm_runtime_put_autosuspend(dev);
+}
+
+/*
+ * The end of a reference that was not a use (the migrate hook's,
+ * reclaim's): the autosuspend delay still counts from the last use, so a
+ * device that has been idle long enough suspends now.
+ */
+void movgem_pm_put_idle(struct device *dev)
+{
+	pm_runtime_put_autosuspend(dev);
+}
+
+/*
+ * Test aid (debugfs "runtime_pm"): runtime PM disabled with the device
+ * in whatever state it is, as the PM core does from suspend_late to
+ * resume_early of a system sleep; pm_runtime_get_if_active() then fails
+ * with -EINVAL even though an active device keeps its state.
+ */
+void movgem_pm_set_enabled(struct device *dev, bool enabled)
+{
+	if (enabled)
+		pm_runtime_enable(dev);
+	else
+		pm_runtime_disable(dev);
 }
 
 bool movgem_pm_suspended(struct device *dev)

@@ -101,14 +101,16 @@ void movgem_vmap_notifier_unregister(struct notifier_block *nb)
 /*
  * Starts swap writeback of the dirty pages of @filp that nobody maps, as
  * reclaim would, so that they leave the page cache instead of waiting
- * for the LRU to reach them.  Returns the pages submitted.
+ * for the LRU to reach them; stops once @nr_to_write pages are submitted.
+ * Returns the pages submitted.
  */
-unsigned long movgem_shmem_writeback(struct file *filp)
+unsigned long movgem_shmem_writeback(struct file *filp,
+				     unsigned long nr_to_write)
 {
 	struct address_space *mapping = filp->f_mapping;
 	struct writeback_control wbc = {
 		.sync_mode = WB_SYNC_NONE,
-		.nr_to_write = SWAP_CLUSTER_MAX,
+		.nr_to_write = min_t(unsigned long, nr_to_write, LONG_MAX),
 		.range_start = 0,
 		.range_end = LLONG_MAX,
 		.for_reclaim = 1,
@@ -118,11 +120,12 @@ unsigned long movgem_shmem_writeback(struct file *filp)
 
 	if (get_nr_swap_pages() <= 0)
 		return 0;
-	for (i = 0; i < end; i++) {
-		/* Never wait for a folio lock: migration may hold it. */
-		struct folio *folio = __filemap_get_folio(mapping, i,
-							  FGP_LOCK | FGP_NOWAIT, 0);
+	for (i = 0; i < end && done < nr_to_write; i++) {
+		struct folio *folio;
 
+		cond_resched();
+		/* Never wait for a folio lock: migration may hold it. */
+		folio = __filemap_get_folio(mapping, i, FGP_LOCK | FGP_NOWAIT, 0);
 		if (IS_ERR(folio))
 			continue;
 		if (!folio_mapped(folio) && folio_clear_dirty_for_io(folio)) {

@@ -267,7 +267,7 @@ fn purgeable_object_moves_in_place() -> TestResult {
 
 fn bad_commands_are_rejected() -> TestResult {
     let ctl = Control::open()?;
-    let cases: [(&str, i32); 8] = [
+    let cases: [(&str, i32); 11] = [
         ("bogus", libc::EINVAL),
         ("create", libc::EINVAL),
         ("create 0 1", libc::EINVAL),
@@ -276,6 +276,9 @@ fn bad_commands_are_rejected() -> TestResult {
         ("bind", libc::ENOENT),
         ("verify", libc::ENOENT),
         ("active 2", libc::EINVAL),
+        ("runtime_pm 2", libc::EINVAL),
+        ("writeback", libc::EINVAL),
+        ("writeback 1", libc::ENOENT),
     ];
     for (cmd, want) in cases {
         let got = ctl.cmd_errno(cmd);

@@ -13,7 +13,7 @@ use movgem_uapi::{self as uapi, Device};
 use movgem_guest::env::{self, Control, Counters, GpuAwake, Param};
 use movgem_guest::{ensure, TestResult};
 
-use super::common::{check_fill_sized, filled_object, ok, where_are, NoSwap, PAGE};
+use super::common::{check_fill_sized, filled_object, ok, where_are, Knob, NoSwap, PAGE};
 use super::Test;
 
 /// Object size: 1 MiB, 256 pages.
@@ -438,6 +438,115 @@ fn skipped_restore_is_caught() -> TestResult {
     Ok(())
 }
 
+/// Runtime PM disabled with the device awake, as the PM core does from
+/// the late suspend to the early resume of a system sleep:
+/// `pm_runtime_get_if_active()` fails (`-EINVAL`) while the hardware
+/// keeps its entries.  The hook cannot write the hardware entry then, so
+/// it must invalidate it: the GTT check finds no entry pointing at the
+/// old frame, and the next batch restores the entries and reads the
+/// moved page.
+fn move_pages_in_place_runtime_pm_disabled() -> TestResult {
+    let _awake = GpuAwake::new()?;
+    let dev = ok(Device::open(), "open")?;
+    let m = Mapped::new(&dev, 0x2222_3333)?;
+    let ctl = Control::open()?;
+    ctl.cmd("runtime_pm 0")?;
+    let out = (|| {
+        let before = Counters::read()?;
+        ensure!(m.move_page(PICK)?, "page {PICK} did not move");
+        let d = Counters::read()?.since(&before);
+        ensure!(
+            d.get("migrated_in_place") == 1 && d.get("gtt_entries_rewritten") == 1,
+            "not one folio moved in place: {d}"
+        );
+        ensure!(
+            d.get("hw_entries_rewritten") == 0 && d.get("runtime_suspends") == 0,
+            "the breakage was not in effect (hardware entry written, or a suspend): {d}"
+        );
+        let (checked, wrong) = gtt_check()?;
+        ensure!(
+            wrong == 0,
+            "GTT check: {wrong} of {checked} entries wrong: the hardware entry \
+             still points at the old frame"
+        );
+        ensure!(
+            checked == SIZE / PAGE,
+            "hardware entries still current after a move that could not write them: \
+             {checked} entries checked"
+        );
+        // New data lands in the new frame only; the GPU must read it there.
+        let same = 0x0d15_ea5eu32.to_le_bytes().repeat((SIZE / 4) as usize);
+        ok(m.dev.pwrite(m.h, 0, &same), "pwrite")?;
+        let before = Counters::read()?;
+        m.gpu(uapi::OP_CHECK, 0x0d15_ea5e)?;
+        let d = Counters::read()?.since(&before);
+        ensure!(
+            d.get("gpu_check_errors") == 0 && d.get("gtt_faults") == 0,
+            "the GPU read stale data: {d}"
+        );
+        ensure!(
+            d.get("gtt_restores") >= 1,
+            "the entries were not restored from the shadow: {d}"
+        );
+        let (_, wrong) = gtt_check()?;
+        ensure!(
+            wrong == 0,
+            "GTT check after the batch: {wrong} entries wrong"
+        );
+        println!(
+            "  runtime PM disabled, device awake: entry invalidated, restored by the next batch"
+        );
+        Ok(())
+    })();
+    let enabled = ctl.cmd("runtime_pm 1");
+    out.and(enabled)
+}
+
+/// `power/autosuspend_delay_ms` of the simulated GPU.
+const AUTOSUSPEND_DELAY: &str = "/sys/devices/platform/movgem/power/autosuspend_delay_ms";
+
+/// The hook's wakeref is not a use of the device: migrations of an idle
+/// object, one every few milliseconds, must not hold off autosuspend.
+fn migrations_do_not_hold_off_autosuspend() -> TestResult {
+    const DELAY_MS: u64 = 300;
+    const FOR_MS: u64 = 10 * DELAY_MS;
+    let _delay = Knob::set(AUTOSUSPEND_DELAY, &DELAY_MS.to_string())?;
+    let dev = ok(Device::open(), "open")?;
+    let m = Mapped::new(&dev, 0x4444_5555)?;
+    let before = Counters::read()?;
+    // The last use: autosuspend counts from this batch's retirement.
+    m.gpu(uapi::OP_CHECK, 0x4444_5555)?;
+    let start = std::time::Instant::now();
+    let mut moves = 0;
+    let mut suspended = None;
+    while start.elapsed().as_millis() < u128::from(FOR_MS) {
+        ensure!(m.move_page(PICK)?, "page {PICK} did not move");
+        moves += 1;
+        if env::runtime_status()? == "suspended" {
+            suspended = Some(start.elapsed().as_millis());
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let d = Counters::read()?.since(&before);
+    ensure!(
+        d.get("hw_entries_rewritten") >= 1,
+        "no move found the device awake, nothing shown: {d}"
+    );
+    let Some(after) = suspended else {
+        return Err(format!(
+            "{moves} migrations in {FOR_MS} ms kept the device awake \
+             (autosuspend delay {DELAY_MS} ms): {d}"
+        ));
+    };
+    println!(
+        "  autosuspend {DELAY_MS} ms: suspended {after} ms into {moves} migrations \
+         ({} with the device awake)",
+        d.get("hw_entries_rewritten")
+    );
+    Ok(())
+}
+
 /// A page spliced into a pipe holds a reference the object does not own:
 /// refused before any lock, nothing changed; once the pipe is drained
 /// the page moves.
@@ -519,5 +628,13 @@ pub(super) const TESTS: &[Test] = &[
     (
         "inplace_foreign_reference_is_refused",
         foreign_reference_is_refused,
+    ),
+    (
+        "inplace_move_pages_runtime_pm_disabled",
+        move_pages_in_place_runtime_pm_disabled,
+    ),
+    (
+        "inplace_migrations_let_device_autosuspend",
+        migrations_do_not_hold_off_autosuspend,
     ),
 ];

@@ -9,7 +9,7 @@ use std::fs;
 
 use movgem_uapi::{self as uapi, Device};
 
-use movgem_guest::env::{self, Counters, GpuAwake};
+use movgem_guest::env::{self, Control, Counters, GpuAwake};
 use movgem_guest::{ensure, TestResult};
 
 use super::common::{
@@ -486,7 +486,45 @@ pub(super) const TESTS: &[Test] = &[
         writeback_swapin_and_migration_keep_data,
     ),
     ("oom_notifier_saves_a_hog", oom_notifier_saves_a_hog),
+    (
+        "writeback_stops_at_its_budget",
+        writeback_stops_at_its_budget,
+    ),
 ];
+
+/// Swap writeback of a released object's file (`movgem_shmem_writeback`,
+/// through debugfs `writeback <pages>`) submits at most the pages it is
+/// asked for, and a second call the rest, none twice; the data survives.
+fn writeback_stops_at_its_budget() -> TestResult {
+    const PAGES: u64 = 1024;
+    const BUDGET: u64 = 100;
+    ensure_swap()?;
+    let ctl = Control::open()?;
+    // Written through the page cache, dirty, mapped by no one, and not
+    // held by the object: what a release leaves.
+    ctl.cmd(&format!("create {PAGES} 11"))?;
+    let out = (|| {
+        let before = Counters::read()?;
+        ctl.cmd(&format!("writeback {BUDGET}"))?;
+        let first = Counters::read()?.since(&before).get("writeback_pages");
+        let before = Counters::read()?;
+        ctl.cmd(&format!("writeback {}", PAGES * 4))?;
+        let rest = Counters::read()?.since(&before).get("writeback_pages");
+        println!("  writeback with a budget of {BUDGET} pages: {first}, then {rest}");
+        ensure!(
+            first == BUDGET,
+            "asked for {BUDGET} pages, {first} were written back"
+        );
+        ensure!(
+            rest == PAGES - BUDGET,
+            "the second call wrote back {rest} pages, wanted the other {}",
+            PAGES - BUDGET
+        );
+        ctl.cmd("verify")
+    })();
+    let _ = ctl.cmd("destroy");
+    out
+}
 
 /// How many of the `npages` pages mapped at `addr` are in memory.
 fn resident_pages(addr: u64, npages: u64) -> Result<u64, String> {
