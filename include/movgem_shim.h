@@ -180,6 +180,10 @@ void movgem_userptr_set_seq(struct movgem_userptr *up, unsigned long seq);
 long movgem_userptr_get_pages(struct movgem_userptr *up, unsigned long start,
 			      unsigned int npages, bool write,
 			      struct page **pages);
+long movgem_userptr_pin_pages(struct movgem_userptr *up, unsigned long start,
+			      unsigned int npages, bool write,
+			      struct page **pages);
+void movgem_userptr_unpin_page(struct page *page, bool dirty);
 
 /* --- rust/shims/sync.c (rust/sync.rs) ------------------------------ */
 
@@ -249,7 +253,7 @@ void movgem_rs_runtime_resume(void *owner);
  * rust/object.rs: the user range of userptr object @owner is being
  * invalidated: record @cur_seq with movgem_userptr_set_seq() so that the
  * next request faults the range in again.  Never sleeps: requests in
- * flight hold their own page references.
+ * flight hold their own pins.
  */
 bool movgem_rs_userptr_invalidate(void *owner, struct movgem_userptr *up,
 				  unsigned long cur_seq, bool blockable);

@@ -15,7 +15,8 @@
 //! through the page cache, or the GTT check, would show it.  Entries the
 //! hardware lost in a suspend and nobody restored are unreachable: every
 //! page behind them counts as a fault, and a check as wrong.  A userptr
-//! object's pages come with the request, as references.
+//! object's pages come with the request, pinned (`UserPin`): unpinned,
+//! and marked dirty if the batch may have written them, as it retires.
 //!
 //! A request keeps its objects active until its duration has passed; a
 //! hanging one until `hang_timeout_ms` or a reset.
@@ -31,11 +32,11 @@ use crate::object::Object;
 use crate::pages::{page_buffer, Fetch};
 use crate::params;
 use crate::policy;
-use crate::shmem::{PageArray, PageRef};
+use crate::shmem::PageArray;
 use crate::sync::now_ns;
 use crate::trace::{self, RetireHow};
 use crate::uapi;
-use crate::userptr::Seq;
+use crate::userptr::{Seq, UserPin};
 use crate::vma::GttNode;
 
 /// Longest batch a user may ask for: 60 s.
@@ -73,7 +74,7 @@ pub(crate) struct Engine {
 
 /// One page of a userptr object the batch touches.
 struct GpuPage {
-    page: PageRef,
+    page: UserPin,
     write: bool,
 }
 
@@ -82,7 +83,7 @@ struct GpuPage {
 /// objects' pages reclaimable again.
 #[derive(Default)]
 struct Payload {
-    /// Userptr pages, referenced for the request.
+    /// Userptr pages, pinned for the request.
     pages: PageArray<GpuPage>,
     /// Room for the frames of every shmem object, filled from the GTT
     /// when the batch runs.
@@ -274,12 +275,17 @@ impl Request {
         }
     }
 
-    /// Drops the page references, then makes the objects idle, releases
-    /// the wakeref and wakes waiters.
+    /// Drops the page references and pins, then makes the objects idle,
+    /// releases the wakeref and wakes waiters.
     fn retire(&self) {
-        // Out of the lock first: freeing a kvmalloc'ed array may sleep.
-        let payload = core::mem::take(&mut *self.pages.lock());
-        drop(payload);
+        // Out of the lock first: freeing a kvmalloc'ed array may sleep, and
+        // so may marking a written userptr page dirty (its folio lock).
+        let Payload { pages, .. } = core::mem::take(&mut *self.pages.lock());
+        for p in pages {
+            if p.write {
+                p.page.unpin_dirty();
+            }
+        }
         for (obj, _) in self.objects.iter() {
             obj.retire();
         }
@@ -356,17 +362,26 @@ impl Engine {
         // Pages are made present before struct_mutex: userptr ranges are
         // faulted in (that sleeps, allocates and takes mmap_lock), shmem pages
         // allocated where our shrinker can make room for them.
-        let mut user: KVec<Option<(Seq, PageArray<PageRef>)>> =
-            KVec::with_capacity(batch.objects.len(), GFP_KERNEL)?;
+        // A userptr range is pinned, as DMA needs (see `UserRange::pin`);
+        // with `userptr_keep_pages` a second time, for the object to keep
+        // (a module cannot add a pin to a pinned page: `folio_add_pin()` is
+        // not exported).
+        type Pinned = (Seq, PageArray<UserPin>, Option<PageArray<UserPin>>);
+        let mut user: KVec<Option<Pinned>> = KVec::with_capacity(batch.objects.len(), GFP_KERNEL)?;
         for (obj, write) in batch.objects.iter() {
             let fetched = match obj.user_range() {
                 Some(range) => {
                     let seq = range.read_begin()?;
-                    let got = range.fault_in(*write)?;
+                    let got = range.pin(*write)?;
                     device
                         .counters
                         .add(Counter::UserptrFaultedPages, got.len() as u64);
-                    Some((seq, got))
+                    let keep = if params::userptr_keep_pages() {
+                        Some(range.pin(*write)?)
+                    } else {
+                        None
+                    };
+                    Some((seq, got, keep))
                 }
                 None => {
                     // Bound objects hold their pages already; others get them
@@ -450,10 +465,10 @@ impl Engine {
                 if refetch {
                     device.counters.inc(Counter::SubmitLockedFetches);
                 }
-                if let Some((seq, got)) = fetched {
+                if let Some((seq, got, keep)) = fetched {
                     // i915 keeps a userptr object's pages after the request.
-                    if params::userptr_keep_pages() {
-                        obj.keep_user_pages(*seq, got);
+                    if let Some(keep) = keep {
+                        obj.keep_user_pages(*seq, keep);
                     }
                     for page in core::mem::take(got) {
                         pages.push(
@@ -483,7 +498,7 @@ impl Engine {
                         .iter()
                         .zip(user.iter())
                         .any(|((obj, _), fetched)| match (obj.user_range(), fetched) {
-                            (Some(range), Some((seq, _))) => range.read_retry(*seq),
+                            (Some(range), Some((seq, _, _))) => range.read_retry(*seq),
                             _ => false,
                         });
                 if !stale {

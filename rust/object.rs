@@ -19,7 +19,7 @@ use crate::policy::ObjectState;
 use crate::shmem::{DevInfoSlot, Gemfs, PageArray, PageRef, ShmemFile, Vmap};
 use crate::sync::LockedBy;
 use crate::uapi;
-use crate::userptr::{RawUserptr, Seq, UserRange};
+use crate::userptr::{RawUserptr, Seq, UserPin, UserRange};
 use crate::vma::HwTable;
 
 pub(crate) const PAGE_SIZE: usize = kernel::page::PAGE_SIZE;
@@ -97,12 +97,13 @@ pub(crate) struct Object {
     user: Option<UserRange>,
     /// The user range was invalidated since the object was last bound.
     pub(crate) user_stale: AtomicBool,
-    /// References on the pages of the user range kept after use
-    /// (`userptr_keep_pages`), in range order; room for every page is
-    /// allocated with a userptr object, so filling and clearing it never
-    /// allocates or frees (the invalidate callback clears it).
+    /// Pins on the pages of the user range kept after use
+    /// (`userptr_keep_pages`), in range order.  Filled by a swap with an
+    /// array pinned outside the lock (`Object::keep_user_pages`) and
+    /// cleared in place, so nothing is allocated or freed under it (the
+    /// invalidate callback clears it).
     #[pin]
-    user_kept: SpinLock<PageArray<PageRef>>,
+    user_kept: SpinLock<PageArray<UserPin>>,
     /// `user_kept`'s length, read without its lock.
     user_kept_len: AtomicUsize,
     npages: usize,
@@ -216,12 +217,11 @@ impl Object {
         file: Option<ShmemFile>,
         user: Option<UserRange>,
     ) -> Result<Arc<Self>> {
-        // Shadow and hardware entries for every page of a shmem object,
-        // room to keep every page of a userptr range.
+        // Shadow and hardware entries for every page of a shmem object.
         let entries = if file.is_some() { npages } else { 0 };
         let shadow = PageArray::from_elem(0usize, entries)?;
         let hw = HwTable::new(PageArray::from_elem(0usize, entries)?);
-        let kept = PageArray::with_capacity(if user.is_some() { npages } else { 0 })?;
+        let kept = PageArray::default();
         Arc::pin_init(
             pin_init!(Self {
                 dev_info <- DevInfoSlot::new(),
@@ -489,8 +489,9 @@ impl Object {
 
     /// `SET_DOMAIN`, once the GPU is idle: the object's pages are made
     /// present, as i915 does.  A userptr range is faulted in and checked,
-    /// a batch of page references at a time ([`UserRange::touch`]), or,
-    /// with `userptr_keep_pages`, all at once and kept, as i915 keeps them.
+    /// a batch of page references at a time ([`UserRange::touch`]), and,
+    /// with `userptr_keep_pages`, then pinned and kept, as i915 keeps
+    /// them (so a writable file mapping is refused then: `EFAULT`).
     pub(crate) fn prepare_access(&self, write: bool) -> Result {
         if let Some(user) = self.user.as_ref() {
             let pages = user.touch(write)?;
@@ -504,8 +505,8 @@ impl Object {
                 // one does, the references may be stale and are not kept.
                 for _ in 0..USERPTR_KEEP_TRIES {
                     let seq = user.read_begin()?;
-                    let pages = user.fault_in(write)?;
-                    if self.keep_user_pages(seq, &pages) > 0 {
+                    let mut pages = user.pin(write)?;
+                    if self.keep_user_pages(seq, &mut pages) > 0 {
                         break;
                     }
                 }
@@ -515,13 +516,15 @@ impl Object {
         self.populate()
     }
 
-    /// Keeps another reference on each of `pages`, the whole user range
-    /// faulted in since `seq`, in place of the pages kept before; nothing
-    /// is kept if the range was invalidated since `seq` (the pages may be
-    /// stale).  Returns the pages kept.  Takes `Device::notifier_lock`,
-    /// then `user_kept`: an invalidation either came first, or finds the
-    /// new pages and drops them.
-    pub(crate) fn keep_user_pages(&self, seq: Seq, pages: &[PageRef]) -> usize {
+    /// Keeps `pages`, pins on the whole user range taken since `seq`
+    /// ([`UserRange::pin`]), in place of the pins kept before, which are
+    /// left in `pages` for the caller to drop outside the locks (freeing
+    /// the array may sleep); nothing is kept, and `pages` left as it was,
+    /// if the range was invalidated since `seq` (the pages may be stale).
+    /// Returns the pages kept.  Takes `Device::notifier_lock`, then
+    /// `user_kept`: an invalidation either came first, or finds the new
+    /// pins and drops them.
+    pub(crate) fn keep_user_pages(&self, seq: Seq, pages: &mut PageArray<UserPin>) -> usize {
         let Some(user) = self.user.as_ref() else {
             return 0;
         };
@@ -530,13 +533,8 @@ impl Object {
             return 0;
         }
         let mut kept = self.user_kept.lock();
-        kept.clear();
-        for page in pages.iter().take(kept.capacity()) {
-            // Within the capacity reserved at creation: never allocates.
-            if kept.push(page.clone(), GFP_NOWAIT).is_err() {
-                break;
-            }
-        }
+        // A swap: nothing is allocated or freed under the locks.
+        core::mem::swap(&mut *kept, pages);
         let n = kept.len();
         self.user_kept_len.store(n, Ordering::Relaxed);
         drop(kept);
@@ -548,7 +546,11 @@ impl Object {
 
     /// Drops the user pages kept; returns how many there were.  Never
     /// sleeps or frees the array (see `user_kept`): the invalidate
-    /// callback calls it under `notifier_lock`.
+    /// callback calls it under `notifier_lock`.  The pins are dropped
+    /// without marking the pages dirty (which would take each folio's
+    /// lock, and sleep): nothing ever writes through a kept pin, since a
+    /// request writes through pins of its own and marks its pages dirty
+    /// as it retires.
     pub(crate) fn drop_user_pages(&self) -> usize {
         if self.user_kept_len.load(Ordering::Relaxed) == 0 {
             return 0;
@@ -567,8 +569,8 @@ impl Object {
 
     /// The invalidate callback: note the new sequence, so that requests
     /// fault the range in again, drop the pages kept, and drop the binding
-    /// at the next use.  Requests in flight keep their own page references
-    /// until they retire, so nothing has to wait here.
+    /// at the next use.  Requests in flight keep their own pins until
+    /// they retire, so nothing has to wait here.
     ///
     /// # Safety
     ///

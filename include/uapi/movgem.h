@@ -150,10 +150,15 @@ struct movgem_info {
 
 /* USERPTR: an object whose pages are @user_size bytes of the caller's
  * own memory at @user_ptr (both page aligned, at most
- * MOVGEM_MAX_OBJECT_SIZE).  The object takes page references only while
- * GPU work uses it or a SET_DOMAIN faults the range in; an
- * mmu_interval_notifier drops its binding when the range is unmapped,
- * migrated or otherwise invalidated.  Such objects support EXECBUF,
+ * MOVGEM_MAX_OBJECT_SIZE).  The object pins the range (FOLL_LONGTERM)
+ * only while GPU work uses it, so a fork() meanwhile gives the child
+ * copies and GPU writes reach the parent; SET_DOMAIN only faults it in.
+ * The GPU cannot write a range over a writable shared mapping of a file
+ * that tracks dirty pages (a disk file system; not tmpfs or anonymous
+ * memory): EXECBUF with the object's write flag fails with EFAULT
+ * (reading works).  An mmu_interval_notifier drops the binding when the
+ * range is unmapped, migrated or otherwise invalidated.  Such objects
+ * support EXECBUF,
  * SET_DOMAIN, BUSY, WAIT, MADVISE and CLOSE (PREAD, PWRITE, MMAP, PIN
  * and VMAP: -EINVAL).  No flags are defined yet. */
 struct movgem_userptr {
@@ -202,7 +207,11 @@ struct movgem_userptr {
  *		EXECBUF objects_ptr), cannot be read or written; also: the
  *		object is DONTNEED (SET_DOMAIN, EXECBUF, PIN, VMAP) or purged
  *		(any use of its pages); a userptr range that is not mapped,
- *		or used from another process, or (USERPTR) not in user space.
+ *		or used from another process, or (USERPTR) not in user space,
+ *		or that the GPU would write (EXECBUF write flag; SET_DOMAIN
+ *		write domain with the userptr_keep_pages module parameter)
+ *		over a writable shared mapping of a file that tracks dirty
+ *		pages (pin_user_pages(FOLL_LONGTERM | FOLL_WRITE) refuses it).
  * EINVAL	a pad field or unknown flag set; CREATE/USERPTR size 0 or
  *		not page aligned, unaligned user_ptr, non-zero handle in;
  *		PWRITE/PREAD/MMAP range empty (MMAP), unaligned (MMAP) or

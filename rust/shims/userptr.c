@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Userptr shims: an mmu_interval_notifier over the user range of an
- * object, and faulting the range in for one request.  What to do on an
- * invalidation is decided in Rust.
+ * object, pinning the range for a request (or for keeping it), and
+ * faulting it in.  What to do on an invalidation is decided in Rust.
  */
 #include <linux/err.h>
 #include <linux/mm.h>
@@ -77,8 +77,10 @@ void movgem_userptr_set_seq(struct movgem_userptr *up, unsigned long seq)
 }
 
 /*
- * References on up to @npages pages from @start; only from the process
- * that created the object.  Returns the number of pages or -errno.
+ * Plain references on up to @npages pages from @start, to fault them in
+ * (SET_DOMAIN): dropped at once, never used for access.  Only from the
+ * process that created the object.  Returns the number of pages or
+ * -errno.
  */
 long movgem_userptr_get_pages(struct movgem_userptr *up, unsigned long start,
 			      unsigned int npages, bool write,
@@ -87,4 +89,36 @@ long movgem_userptr_get_pages(struct movgem_userptr *up, unsigned long start,
 	if (current->mm != up->notifier.mm)
 		return -EFAULT;
 	return get_user_pages_fast(start, npages, write ? FOLL_WRITE : 0, pages);
+}
+
+/*
+ * Pins up to @npages pages from @start for the engine, which reads and
+ * writes them later, as DMA would.  A pin (folio_maybe_dma_pinned())
+ * makes fork() copy a private page for the child instead of sharing it,
+ * so the GPU's write still reaches the parent; FOLL_LONGTERM refuses a
+ * writable mapping of a file that needs dirty tracking (-EFAULT from
+ * check_vma_flags()), whose pages writeback could clean before the GPU
+ * writes them, and moves pages out of ZONE_MOVABLE and CMA first.  Only
+ * from the process that created the object.  Returns the number of
+ * pages or -errno.
+ */
+long movgem_userptr_pin_pages(struct movgem_userptr *up, unsigned long start,
+			      unsigned int npages, bool write,
+			      struct page **pages)
+{
+	if (current->mm != up->notifier.mm)
+		return -EFAULT;
+	return pin_user_pages_fast(start, npages,
+				   FOLL_LONGTERM | (write ? FOLL_WRITE : 0),
+				   pages);
+}
+
+/*
+ * Drops a pin from movgem_userptr_pin_pages().  With @dirty, marks the
+ * page dirty first (the GPU wrote it), under the folio lock: may sleep.
+ * Without, never sleeps.
+ */
+void movgem_userptr_unpin_page(struct page *page, bool dirty)
+{
+	unpin_user_pages_dirty_lock(&page, 1, dirty);
 }

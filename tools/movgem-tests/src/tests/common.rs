@@ -171,7 +171,8 @@ impl Drop for Knob {
     }
 }
 
-/// Anonymous private memory, unmapped on drop (unless already unmapped).
+/// Anonymous private memory (or, from [`map_file`], a file mapping),
+/// unmapped on drop (unless already unmapped).
 pub(crate) struct Anon {
     pub(crate) addr: *mut libc::c_void,
     pub(crate) len: usize,
@@ -255,4 +256,94 @@ impl Drop for NoSwap {
                 .status();
         }
     }
+}
+
+/// Runs `cmd` (a busybox applet in the guest); an error unless it
+/// exits 0.
+pub(crate) fn run(cmd: &[&str]) -> TestResult {
+    let out = std::process::Command::new(cmd[0])
+        .args(&cmd[1..])
+        .output()
+        .map_err(|e| format!("{}: {e}", cmd.join(" ")))?;
+    ensure!(
+        out.status.success(),
+        "{}: {} {}",
+        cmd.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(())
+}
+
+/// A file system with writeback (ext2, which dirty-tracks its shared
+/// mappings through `page_mkwrite`), on a zram device of its own,
+/// mounted at `dir`; unmounted and the device removed on drop.
+pub(crate) struct Ext2Disk {
+    id: u32,
+    pub(crate) dir: String,
+    mounted: bool,
+}
+
+impl Ext2Disk {
+    pub(crate) fn new(bytes: u64) -> Result<Self, String> {
+        let id: u32 = fs::read_to_string("/sys/class/zram-control/hot_add")
+            .map_err(|e| format!("zram hot_add: {e}"))?
+            .trim()
+            .parse()
+            .map_err(|e| format!("zram hot_add: {e}"))?;
+        let mut disk = Self {
+            id,
+            dir: format!("/tmp/movgem-ext2-{id}"),
+            mounted: false,
+        };
+        let dev = format!("/dev/zram{id}");
+        fs::write(format!("/sys/block/zram{id}/disksize"), bytes.to_string())
+            .map_err(|e| format!("zram{id} disksize: {e}"))?;
+        // zram's logical blocks are pages: ext2's default 1 KiB blocks
+        // would not mount.
+        run(&["mke2fs", "-q", "-b", "4096", &dev])?;
+        fs::create_dir_all(&disk.dir).map_err(|e| format!("{}: {e}", disk.dir))?;
+        run(&["mount", "-t", "ext2", &dev, &disk.dir])?;
+        disk.mounted = true;
+        Ok(disk)
+    }
+
+    pub(crate) fn path(&self, name: &str) -> String {
+        format!("{}/{name}", self.dir)
+    }
+}
+
+impl Drop for Ext2Disk {
+    fn drop(&mut self) {
+        if self.mounted {
+            let _ = run(&["umount", &self.dir]);
+        }
+        let _ = fs::remove_dir(&self.dir);
+        let _ = fs::write(format!("/sys/block/zram{}/reset", self.id), "1");
+        let _ = fs::write("/sys/class/zram-control/hot_remove", self.id.to_string());
+    }
+}
+
+/// A shared mapping of `len` bytes of `file` with protection `prot`;
+/// unmapped on drop.
+pub(crate) fn map_file(file: &fs::File, len: usize, prot: libc::c_int) -> Result<Anon, String> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a fresh mapping of a file we hold open; no existing memory
+    // is touched.
+    let addr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            prot,
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+            0,
+        )
+    };
+    ensure!(
+        addr != libc::MAP_FAILED,
+        "mmap of a file, {len} bytes: {}",
+        std::io::Error::last_os_error()
+    );
+    Ok(Anon { addr, len })
 }

@@ -9,7 +9,9 @@ use movgem_uapi::{self as uapi, Device};
 use movgem_guest::env::{Counters, Param};
 use movgem_guest::{ensure, TestResult};
 
-use super::common::{drop_objects, expect_err, move_to, ok, where_are, Anon, PAGE};
+use super::common::{
+    drop_objects, expect_err, map_file, move_to, ok, where_are, Anon, Ext2Disk, PAGE,
+};
 use super::Test;
 
 fn userptr_gpu_uses_user_memory() -> TestResult {
@@ -283,6 +285,170 @@ fn userptr_keeps_pages_until_reclaim_or_invalidation() -> TestResult {
     ok(dev.close(h), "close")
 }
 
+/// A `fork()` while a GPU write to a userptr range is queued.  The
+/// request takes the pages at submission and the engine writes them
+/// when the batch runs, as DMA would.  With plain references
+/// (`get_user_pages_fast`) fork shares the parent's private pages with
+/// the child copy-on-write, the parent's next write to each page copies
+/// it, and the GPU's write then lands in the child's page: the parent
+/// misses it, the child sees memory change after fork.  Pinned
+/// (`FOLL_PIN`: `folio_maybe_dma_pinned()`), fork gives the child copies
+/// at once and the parent keeps the pages the GPU writes.
+fn userptr_fork_with_queued_gpu_write() -> TestResult {
+    const OLD: u32 = 0x0bad_f00d;
+    const GPU: u32 = 0x6b6b_0001;
+    const PARENT: u32 = 0x7a7a_0002;
+    let dev = ok(Device::open(), "open")?;
+    let words_per_page = PAGE as usize / 4;
+    let npages = 64;
+    let size = npages * PAGE as usize;
+    let mut mem = Anon::new(size, 0)?;
+    mem.words().fill(OLD);
+    let h = ok(dev.userptr(mem.ptr(), size as u64), "userptr")?;
+    let blocker = ok(dev.create(PAGE), "create")?;
+    // The ring runs one batch at a time: the FILL waits behind this one,
+    // with the pages it took at submission.
+    ok(
+        dev.execbuf(&[(blocker, false)], uapi::OP_NOP, 0, 3_000_000_000, 0),
+        "execbuf blocker",
+    )?;
+    ok(
+        dev.execbuf(&[(h, true)], uapi::OP_FILL, GPU, 0, 0),
+        "execbuf fill",
+    )?;
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: `fds` has room for the two descriptors.
+    ensure!(
+        unsafe { libc::pipe(fds.as_mut_ptr()) } == 0,
+        "pipe: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: the test process is single threaded; the child only reads
+    // memory, the pipe and exits.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // The child: wait until the parent's FILL is done (the pipe
+        // closes), then count the pages that changed since fork.
+        let mut byte = 0u8;
+        // SAFETY: our copies of the pipe's ends; one byte of room.
+        unsafe {
+            libc::close(fds[1]);
+            libc::read(fds[0], (&mut byte as *mut u8).cast(), 1);
+        }
+        // SAFETY: the child's copy of the mapping, `size` bytes.
+        let words = unsafe { std::slice::from_raw_parts(mem.addr.cast::<u32>(), size / 4) };
+        let changed = words
+            .chunks(words_per_page)
+            .filter(|page| page.iter().any(|&w| w != OLD))
+            .count();
+        // SAFETY: leaves at once, without running the parent's
+        // destructors (unmap, close) twice.
+        unsafe { libc::_exit(changed.min(250) as libc::c_int) };
+    }
+    // SAFETY: our copy of the pipe's read end.
+    unsafe { libc::close(fds[0]) };
+    // The parent writes to every page, as a program does after fork:
+    // each write copies a page that fork left shared.
+    let words = mem.words();
+    for page in words.chunks_mut(words_per_page) {
+        page[0] = PARENT;
+    }
+    let queued = dev.busy(h);
+    let waited = dev.wait(h, 30_000_000_000);
+    let missed = mem.words().iter().filter(|&&w| w != GPU).count();
+    // Closing the write end lets the child look.
+    // SAFETY: our copy of the pipe's write end.
+    unsafe { libc::close(fds[1]) };
+    let mut status = 0;
+    // SAFETY: waits for our own child.
+    let reaped = unsafe { libc::waitpid(pid, &mut status, 0) };
+    ensure!(pid > 0 && reaped == pid, "fork/waitpid failed");
+    ok(dev.close(blocker), "close")?;
+    ok(dev.close(h), "close")?;
+    ensure!(
+        ok(queued, "busy")?,
+        "the FILL ran before the parent's writes: the test proves nothing"
+    );
+    ok(waited, "wait")?;
+    ensure!(
+        libc::WIFEXITED(status),
+        "the child did not exit (wait status {status:#x})"
+    );
+    let changed = libc::WEXITSTATUS(status);
+    ensure!(
+        missed == 0 && changed == 0,
+        "after fork, {missed} dwords of the parent's memory miss the GPU's write, \
+         and the child's memory changed in {changed} of {npages} pages"
+    );
+    Ok(())
+}
+
+/// A userptr range over a writable shared mapping of a file on a file
+/// system with writeback (ext2).  Pages the GPU writes later, as DMA
+/// would, could be written back and cleaned in between, the write
+/// then lost, with no `page_mkwrite` for it: `FOLL_LONGTERM` pins refuse
+/// such a mapping for writing (`writable_file_mapping_allowed()`), and
+/// so does EXECBUF, with `EFAULT`.  Reading it is fine (the file is not
+/// changed through the pins), and so is SET_DOMAIN, which only faults
+/// the range in and keeps nothing; with `userptr_keep_pages` it keeps
+/// pins, and then refuses the write domain too.
+fn userptr_writable_file_mapping_refused_for_writing() -> TestResult {
+    const DATA: u32 = 0xf11e_da7a;
+    let dev = ok(Device::open(), "open")?;
+    let disk = Ext2Disk::new(16 << 20)?;
+    let size = 16 * PAGE as usize;
+    let path = disk.path("data");
+    let data = DATA.to_le_bytes().repeat(size / 4);
+    std::fs::write(&path, &data).map_err(|e| format!("{path}: {e}"))?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("{path}: {e}"))?;
+    // Written back: clean pages, as writeback leaves them.
+    file.sync_all().map_err(|e| format!("fsync: {e}"))?;
+    let map = map_file(&file, size, libc::PROT_READ | libc::PROT_WRITE)?;
+    let h = ok(dev.userptr(map.ptr(), size as u64), "userptr")?;
+    expect_err(
+        dev.execbuf(&[(h, true)], uapi::OP_FILL, 0x6b6b_0003, 0, 0),
+        libc::EFAULT,
+        "GPU write to a writable shared file mapping",
+    )?;
+    let before = Counters::read()?;
+    ok(
+        dev.execbuf(&[(h, false)], uapi::OP_CHECK, DATA, 0, 0),
+        "GPU read of a writable shared file mapping",
+    )?;
+    ok(dev.wait(h, -1), "wait")?;
+    let d = Counters::read()?.since(&before);
+    ensure!(
+        d.get("gpu_check_errors") == 0 && d.get("userptr_faulted_pages") >= size as u64 / PAGE,
+        "the GPU did not read the file's data: {d}"
+    );
+    ok(
+        dev.set_domain(h, uapi::DOMAIN_GTT, uapi::DOMAIN_GTT),
+        "set_domain(GTT, GTT), which keeps nothing",
+    )?;
+    {
+        let _keep = Param::set("userptr_keep_pages", "1")?;
+        expect_err(
+            dev.set_domain(h, uapi::DOMAIN_GTT, uapi::DOMAIN_GTT),
+            libc::EFAULT,
+            "set_domain(GTT, GTT) keeping pins",
+        )?;
+        ok(
+            dev.set_domain(h, uapi::DOMAIN_GTT, 0),
+            "set_domain(GTT, 0) keeping pins",
+        )?;
+    }
+    ok(dev.close(h), "close")?;
+    drop(map);
+    drop(file);
+    let now = std::fs::read(&path).map_err(|e| format!("{path}: {e}"))?;
+    ensure!(now == data, "the file changed");
+    Ok(())
+}
+
 pub(super) const TESTS: &[Test] = &[
     ("userptr_gpu_uses_user_memory", userptr_gpu_uses_user_memory),
     ("userptr_bad_arguments", userptr_bad_arguments),
@@ -290,5 +456,13 @@ pub(super) const TESTS: &[Test] = &[
     (
         "userptr_keeps_pages_until_reclaim_or_invalidation",
         userptr_keeps_pages_until_reclaim_or_invalidation,
+    ),
+    (
+        "userptr_fork_with_queued_gpu_write",
+        userptr_fork_with_queued_gpu_write,
+    ),
+    (
+        "userptr_writable_file_mapping_refused_for_writing",
+        userptr_writable_file_mapping_refused_for_writing,
     ),
 ];
