@@ -183,8 +183,8 @@ fn pins_moved_out(
         "pinned objects still have pages in movable memory: {n:?} ({bad}); {d}"
     );
     ensure!(
-        d.get("longterm_migrations") == pins.1.len() as u64 && d.get("longterm_failed") == 0,
-        "{} pins, not one migration each: {d}",
+        d.get("longterm_pins") == pins.1.len() as u64 && d.get("longterm_failed") == 0,
+        "{} pins, not one memfd_pin_folios each: {d}",
         pins.1.len()
     );
     ensure!(
