@@ -69,9 +69,10 @@ void movgem_shmem_set_unevictable(struct file *filp);
 void movgem_shmem_clear_unevictable(struct file *filp, struct page *const *pages,
 				    unsigned long n);
 void movgem_shmem_truncate(struct file *filp);
-/* Before a long-term pin: migrate out of ZONE_MOVABLE/CMA, then check. */
-int movgem_shmem_migrate_unpinnable(struct file *filp);
-bool movgem_shmem_longterm_pinnable(struct file *filp);
+/* A long-term pin: memfd_pin_folios() over the whole file, unpin_folios(). */
+long movgem_shmem_pin_folios(struct file *filp, struct folio **folios,
+			     unsigned int max);
+void movgem_unpin_folios(struct folio **folios, unsigned long n);
 void movgem_fput(struct file *filp);
 /* Reference count, what the page cache accounts for, size, index. */
 int movgem_folio_ref_count(struct folio *folio);

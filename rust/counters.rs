@@ -137,14 +137,16 @@ pub(crate) enum Counter {
     /// `struct_mutex` several times over: the submitter fetched them
     /// under the lock (`Engine::submit`'s `fetch_locked`).
     SubmitLockedFetches,
-    /// PIN and VMAP calls that first migrated pages out of ZONE_MOVABLE
+    /// PIN and VMAP calls that pinned the object's folios long term with
+    /// `memfd_pin_folios()`, which first migrates those in ZONE_MOVABLE
     /// or CMA (`FOLL_LONGTERM`'s rule).
-    LongtermMigrations,
-    /// Of those, rounds that found a page unpinnable again under the
-    /// lock and undid the pin to try once more.
+    LongtermPins,
+    /// Rounds of PIN and VMAP tried again: `memfd_pin_folios()` failed
+    /// (a migration was refused), or the object's pages under the lock
+    /// were not the folios it pinned.
     LongtermRetries,
-    /// PIN and VMAP calls that failed (`ENOMEM`) because pages could
-    /// not leave ZONE_MOVABLE or CMA.
+    /// PIN and VMAP calls that failed because the object's folios could
+    /// not be pinned long term (`ENOMEM` after the last round).
     LongtermFailed,
 }
 
@@ -209,7 +211,7 @@ pub(crate) const NAMES: [&kernel::str::CStr; COUNT] = [
     kernel::c_str!("purges_deferred"),
     kernel::c_str!("populate_waits"),
     kernel::c_str!("submit_locked_fetches"),
-    kernel::c_str!("longterm_migrations"),
+    kernel::c_str!("longterm_pins"),
     kernel::c_str!("longterm_retries"),
     kernel::c_str!("longterm_failed"),
     kernel::c_str!("refused_hook_disabled"),

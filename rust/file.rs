@@ -23,6 +23,7 @@ use crate::engine::{self, Batch, Engine};
 use crate::object::Object;
 use crate::params;
 use crate::policy;
+use crate::shmem::PinnedFolios;
 use crate::uapi;
 
 const PAGE_SIZE: u64 = kernel::page::PAGE_SIZE as u64;
@@ -193,59 +194,83 @@ impl FileState {
         res.map(|_| 0)
     }
 
-    /// Runs `pin` (PIN or VMAP) under `struct_mutex` once no page of
-    /// `obj` sits in ZONE_MOVABLE or CMA, `FOLL_LONGTERM`'s rule: a pin
-    /// held for as long as user space likes would make memory offlining
-    /// retry forever and `cma_alloc()` fail.  Pages there are migrated
-    /// out first, without the lock (the moves go through our hook, in
-    /// place), and checked again under it, which keeps them where they
-    /// are; if one got back meanwhile, `unpin` undoes the pin and the
-    /// round starts again.
+    /// Runs `pin` (PIN or VMAP) under `struct_mutex` with every folio
+    /// of `obj` pinned long term, `FOLL_LONGTERM`'s rule: a pin held for
+    /// as long as user space likes must not sit in ZONE_MOVABLE or CMA,
+    /// where it would make memory offlining retry forever and
+    /// `cma_alloc()` fail.  `memfd_pin_folios()`, without the lock (its
+    /// moves go through our hook, in place), moves such folios out and
+    /// pins them all with `FOLL_PIN`, which keeps them where they are;
+    /// under the lock the object's pages must be exactly those folios,
+    /// else `unpin` undoes the pin and the round starts again.  The
+    /// folios stay pinned until the last PIN or VMAP is undone
+    /// ([`release_longterm`]) or the object is destroyed.
     fn pin_longterm<T>(
         &self,
         obj: &Object,
         pin: impl Fn(&Object, &mut DeviceLocked) -> Result<T>,
         unpin: impl Fn(&Object, &mut DeviceLocked),
     ) -> Result<T> {
-        /// Rounds before giving up with `ENOMEM`, as GUP does when
-        /// migration fails.
+        /// Rounds before giving up, as GUP does when migration fails.
         const ROUNDS: usize = 3;
         /// How long a round waits for the object's requests (the hook
         /// refuses to move the pages of a busy object).
         const IDLE_WAIT_NS: i64 = 1_000_000_000;
-        let check = !params::debug_skip_longterm_migrate();
+        let skip = params::debug_skip_longterm_migrate();
         let counters = &self.device.counters;
         for round in 0..ROUNDS {
-            obj.populate()?;
-            if let (Some(file), true) = (obj.file(), check) {
-                if !file.longterm_pinnable() {
-                    counters.inc(if round == 0 {
-                        Counter::LongtermMigrations
-                    } else {
-                        Counter::LongtermRetries
-                    });
-                    match self.engine.wait_idle(obj, IDLE_WAIT_NS) {
-                        Err(e) if e == ERESTARTSYS => return Err(e),
-                        // Still busy: the check under the lock decides.
-                        _ => (),
-                    }
-                    // Whatever failed here, the check below sees.
-                    let _ = file.migrate_unpinnable();
+            if round > 0 {
+                counters.inc(Counter::LongtermRetries);
+                match self.engine.wait_idle(obj, IDLE_WAIT_NS) {
+                    Err(e) if e == ERESTARTSYS => return Err(e),
+                    // Still busy: the next round decides.
+                    _ => (),
                 }
             }
+            obj.populate()?;
+            let pinned = match obj.file() {
+                Some(file) if !skip => match file.pin_longterm(obj.npages()) {
+                    Ok(p) => Some(p),
+                    // Migration failed (a busy object, a contended lock,
+                    // no memory): try again.
+                    Err(e) if e == ENOMEM || e == EBUSY || e == EAGAIN => continue,
+                    Err(e) => {
+                        counters.inc(Counter::LongtermFailed);
+                        return Err(e);
+                    }
+                },
+                _ => None,
+            };
+            // Declared after `pinned`: on every return below the lock goes
+            // first, and the folios are unpinned without it.
             let mut locked = self.device.struct_mutex.lock_killable()?;
             let v = pin(obj, &mut locked)?;
-            if !check || obj.file().map_or(true, |f| f.longterm_pinnable()) {
-                return Ok(v);
+            let st = obj.state(&mut locked);
+            if pinned.as_ref().is_some_and(|p| !p.covers(&st.pages)) {
+                unpin(obj, &mut locked);
+                continue;
             }
-            unpin(obj, &mut locked);
+            st.longterm_pins += 1;
+            let spare = if st.longterm.is_none() {
+                st.longterm = pinned;
+                None
+            } else {
+                // Already pinned by another PIN or VMAP: the same folios.
+                pinned
+            };
+            drop(locked);
+            drop(spare);
+            if !skip && obj.file().is_some() {
+                counters.inc(Counter::LongtermPins);
+            }
+            return Ok(v);
         }
         counters.inc(Counter::LongtermFailed);
         Err(ENOMEM)
     }
 
     /// `PIN`: a display-style pin (binding first); reports the offset.
-    /// The pages leave ZONE_MOVABLE and CMA first ([`Self::pin_longterm`]).
+    /// The pages are pinned long term first ([`Self::pin_longterm`]).
     fn pin(&self, arg: UserPtr) -> Result<c_long> {
         let mut a: uapi::Pin = read(arg)?;
         pad_zero(a.pad)?;
@@ -255,7 +280,12 @@ impl FileState {
             let _ = obj.unpin(locked);
         })?;
         if let Err(e) = write(arg, &a) {
-            let _ = obj.unpin(&mut self.device.struct_mutex.lock());
+            let released = {
+                let mut locked = self.device.struct_mutex.lock();
+                let _ = obj.unpin(&mut locked);
+                release_longterm(&obj, &mut locked)
+            };
+            drop(released);
             return Err(e);
         }
         Ok(0)
@@ -266,13 +296,17 @@ impl FileState {
         let a: uapi::Pin = read(arg)?;
         pad_zero(a.pad)?;
         let obj = self.lookup(a.handle)?;
-        obj.unpin(&mut self.device.struct_mutex.lock())?;
+        let released = {
+            let mut locked = self.device.struct_mutex.lock();
+            obj.unpin(&mut locked)?;
+            release_longterm(&obj, &mut locked)
+        };
+        drop(released);
         Ok(0)
     }
 
     /// `VMAP` (`map`) and `VUNMAP`: a pinned kernel mapping of all
-    /// pages, which leave ZONE_MOVABLE and CMA first
-    /// ([`Self::pin_longterm`]).
+    /// pages, which are pinned long term first ([`Self::pin_longterm`]).
     fn vmap(&self, arg: UserPtr, map: bool) -> Result<c_long> {
         let a: uapi::Vmap = read(arg)?;
         pad_zero(a.pad)?;
@@ -283,7 +317,12 @@ impl FileState {
                 let _ = obj.vunmap(locked);
             })?;
         } else {
-            obj.vunmap(&mut self.device.struct_mutex.lock())?;
+            let released = {
+                let mut locked = self.device.struct_mutex.lock();
+                obj.vunmap(&mut locked)?;
+                release_longterm(&obj, &mut locked)
+            };
+            drop(released);
         }
         Ok(0)
     }
@@ -426,6 +465,19 @@ impl FileState {
                 None => break,
             }
         }
+    }
+}
+
+/// A PIN or VMAP was undone: with the last of them, the object's
+/// long-term pin on its folios, for the caller to drop (unpin) once it
+/// has let go of `struct_mutex`.
+fn release_longterm(obj: &Object, locked: &mut DeviceLocked) -> Option<PinnedFolios> {
+    let st = obj.state(locked);
+    st.longterm_pins = st.longterm_pins.saturating_sub(1);
+    if st.longterm_pins == 0 {
+        st.longterm.take()
+    } else {
+        None
     }
 }
 

@@ -16,7 +16,7 @@ use crate::counters::Counter;
 use crate::device::{Device, DeviceLocked};
 use crate::params;
 use crate::policy::ObjectState;
-use crate::shmem::{DevInfoSlot, Gemfs, PageArray, PageRef, ShmemFile, Vmap};
+use crate::shmem::{DevInfoSlot, Gemfs, PageArray, PageRef, PinnedFolios, ShmemFile, Vmap};
 use crate::sync::LockedBy;
 use crate::uapi;
 use crate::userptr::{RawUserptr, Seq, UserPin, UserRange};
@@ -54,6 +54,11 @@ pub(crate) struct ObjState {
     pub(crate) vmap: Option<Vmap>,
     /// Users of `vmap` (each also holds a page pin).
     pub(crate) vmap_pins: u32,
+    /// PIN and VMAP calls not undone yet (`FileState::pin_longterm`).
+    pub(crate) longterm_pins: u32,
+    /// The file's folios pinned long term (`memfd_pin_folios()`) for
+    /// those calls; dropped (unpinned) with the last of them.
+    pub(crate) longterm: Option<PinnedFolios>,
     /// The pages were released by the hook since they were last fetched.
     pub(crate) released: bool,
     /// The object is being destroyed; nothing may fetch pages again.
@@ -456,7 +461,7 @@ impl Object {
     /// unregisters the hook and truncates the file, after which no
     /// callback can reach `self`.
     pub(crate) fn destroy(&self) {
-        let first = {
+        let (first, longterm) = {
             let mut locked = self.device.struct_mutex.lock();
             self.clear_binding(&mut locked);
             let st = self.state(&mut locked);
@@ -465,9 +470,12 @@ impl Object {
             st.pinned_vmas = 0;
             st.vmap_pins = 0;
             st.pages_pin_count = 0;
+            st.longterm_pins = 0;
             self.put_pages(st);
-            first
+            (first, st.longterm.take())
         };
+        // Unpinned without the lock.
+        drop(longterm);
         self.drop_user_pages();
         self.teardown();
         if first {

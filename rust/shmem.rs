@@ -104,8 +104,14 @@ extern "C" {
     fn movgem_shmem_set_unevictable(filp: *mut RawFile);
     fn movgem_shmem_clear_unevictable(filp: *mut RawFile, pages: *const *mut RawPage, n: c_ulong);
     fn movgem_shmem_truncate(filp: *mut RawFile);
-    fn movgem_shmem_migrate_unpinnable(filp: *mut RawFile) -> c_int;
-    fn movgem_shmem_longterm_pinnable(filp: *mut RawFile) -> bool;
+    fn movgem_shmem_pin_folios(
+        filp: *mut RawFile,
+        folios: *mut *mut RawFolio,
+        max: c_uint,
+    ) -> kernel::ffi::c_long;
+    fn movgem_unpin_folios(folios: *mut *mut RawFolio, n: c_ulong);
+    fn movgem_folio_nr_pages(folio: *mut RawFolio) -> c_ulong;
+    fn movgem_folio_page(folio: *mut RawFolio, n: c_ulong) -> *mut RawPage;
     fn movgem_fput(filp: *mut RawFile);
     fn movgem_shmem_writeback(filp: *mut RawFile, nr_to_write: c_ulong) -> c_ulong;
     fn movgem_shmem_lookup_pfn(filp: *mut RawFile, index: c_ulong) -> c_ulong;
@@ -273,21 +279,74 @@ impl ShmemFile {
         unsafe { movgem_shmem_truncate(self.filp.as_ptr()) }
     }
 
-    /// Migrates every present folio that sits in ZONE_MOVABLE or in a
-    /// CMA area to memory that may be pinned long term, as GUP does for
-    /// `FOLL_LONGTERM`.  The moves go through our migrate hook, so the
-    /// caller must not hold `struct_mutex`.
-    pub(crate) fn migrate_unpinnable(&self) -> Result {
-        // SAFETY: `self.filp` is valid by the type invariant.
-        kernel::error::to_result(unsafe { movgem_shmem_migrate_unpinnable(self.filp.as_ptr()) })
+    /// Pins every folio of the file long term (`FOLL_PIN`), the whole
+    /// file being `npages` pages: `memfd_pin_folios()`, which first
+    /// migrates the folios that sit in ZONE_MOVABLE or in a CMA area
+    /// elsewhere, as GUP does for `FOLL_LONGTERM` (its whole loop under
+    /// `memalloc_pin_save()`, so no target is movable), and allocates
+    /// missing ones the same way.  The moves go through our migrate
+    /// hook, so the caller must not hold `struct_mutex`.  Allocates the
+    /// folio array here, before the caller takes the lock.
+    pub(crate) fn pin_longterm(&self, npages: usize) -> Result<PinnedFolios> {
+        let max = c_uint::try_from(npages).map_err(|_| E2BIG)?;
+        let mut folios = PageArray::<*mut RawFolio>::with_capacity(npages)?;
+        // SAFETY: `self.filp` is valid by the type invariant; `folios`
+        // has room for `max` entries, which `memfd_pin_folios()` fills.
+        let n = unsafe { movgem_shmem_pin_folios(self.filp.as_ptr(), folios.as_mut_ptr(), max) };
+        let n = usize::try_from(n).map_err(|_| Error::from_errno(n as c_int))?;
+        if n > npages {
+            // Never: `memfd_pin_folios()` stops at `max`.
+            return Err(EINVAL);
+        }
+        // SAFETY: `memfd_pin_folios()` initialised the first `n` entries
+        // (within the capacity, checked above).
+        unsafe { folios.set_len(n) };
+        // INVARIANT: those `n` folios are pinned, and now owned by us.
+        Ok(PinnedFolios { folios })
     }
+}
 
-    /// Whether every present folio may be pinned long term (none is in
-    /// ZONE_MOVABLE or CMA).  Stays true while `struct_mutex` is held:
-    /// the hook cannot move our folios without it.
-    pub(crate) fn longterm_pinnable(&self) -> bool {
-        // SAFETY: `self.filp` is valid by the type invariant.
-        unsafe { movgem_shmem_longterm_pinnable(self.filp.as_ptr()) }
+/// The folios of a shmem file pinned long term by
+/// [`ShmemFile::pin_longterm`], in index order; unpinned on drop.
+///
+/// # Invariants
+///
+/// Each entry of `folios` is a folio on which we own one `FOLL_PIN`.
+pub(crate) struct PinnedFolios {
+    folios: PageArray<*mut RawFolio>,
+}
+
+// SAFETY: a pin may be dropped from any task.
+unsafe impl Send for PinnedFolios {}
+
+impl PinnedFolios {
+    /// Whether `pages` (an object's, in index order) are exactly the
+    /// pages of the pinned folios: nothing moved them or fetched other
+    /// pages in between.
+    pub(crate) fn covers(&self, pages: &[PageRef]) -> bool {
+        let mut i = 0;
+        for &folio in self.folios.iter() {
+            // SAFETY: `folio` is valid (pinned, type invariant).
+            let nr = unsafe { movgem_folio_nr_pages(folio) } as usize;
+            for k in 0..nr {
+                let Some(page) = pages.get(i) else {
+                    return false;
+                };
+                // SAFETY: `folio` is valid and `k` below its page count.
+                if unsafe { movgem_folio_page(folio, k as c_ulong) } != page.as_ptr() {
+                    return false;
+                }
+                i += 1;
+            }
+        }
+        i == pages.len()
+    }
+}
+
+impl Drop for PinnedFolios {
+    fn drop(&mut self) {
+        // SAFETY: we own one pin on each entry by the type invariant.
+        unsafe { movgem_unpin_folios(self.folios.as_mut_ptr(), self.folios.len() as c_ulong) }
     }
 }
 

@@ -225,7 +225,9 @@ struct movgem_userptr {
  * E2BIG	size above MOVGEM_MAX_OBJECT_SIZE.
  * ENOMEM	out of memory: kernel structures, the object's pages (never
  *		the OOM killer on the object's behalf for EXECBUF, PIN, VMAP,
- *		SET_DOMAIN), a vmap, the caller's address space (MMAP).
+ *		SET_DOMAIN), a vmap, the caller's address space (MMAP);
+ *		PIN, VMAP: the object's pages could not be moved out of
+ *		ZONE_MOVABLE or CMA to be pinned long term (three tries).
  * ENOSPC	no handle left in this file (2^32 created); shmem could not
  *		account the pages or the inode; the GTT is full (EXECBUF,
  *		PIN).

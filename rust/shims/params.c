@@ -70,12 +70,13 @@ module_param(debug_skip_restore, bool, 0644);
 MODULE_PARM_DESC(debug_skip_restore, "Test aid: hardware GTT entries are not restored after a runtime suspend (default: off)");
 
 /*
- * Deliberate breakage: PIN and VMAP pin pages where they are, even in
- * ZONE_MOVABLE or CMA, as movgem did before it followed FOLL_LONGTERM.
+ * Deliberate breakage: PIN and VMAP skip memfd_pin_folios() and pin pages
+ * where they are, even in ZONE_MOVABLE or CMA, as movgem did before it
+ * followed FOLL_LONGTERM.
  */
 static bool debug_skip_longterm_migrate;
 module_param(debug_skip_longterm_migrate, bool, 0644);
-MODULE_PARM_DESC(debug_skip_longterm_migrate, "Test aid: PIN and VMAP do not move pages out of ZONE_MOVABLE and CMA first (default: off)");
+MODULE_PARM_DESC(debug_skip_longterm_migrate, "Test aid: PIN and VMAP skip memfd_pin_folios(), pinning pages in ZONE_MOVABLE and CMA where they are (default: off)");
 
 /*
  * Test aid: EXECBUF gives back the pages it has just populated before it

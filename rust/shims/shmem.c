@@ -331,19 +331,27 @@ void movgem_shmem_truncate(struct file *filp)
 }
 
 /*
- * FOLL_LONGTERM's rule for our own pins (PIN, VMAP): before pinning, move
- * the folios that sit in ZONE_MOVABLE or CMA elsewhere, then check under
- * struct_mutex (which keeps our folios from moving) that they all may be
- * pinned long term.
+ * FOLL_LONGTERM's rule for our own pins (PIN, VMAP): memfd_pin_folios()
+ * migrates the folios of @filp that sit in ZONE_MOVABLE or CMA elsewhere
+ * (under memalloc_pin_save(), through our migrate hook) and pins them all
+ * with FOLL_PIN, which keeps them where they are until unpin_folios().
+ * @folios has room for @max entries, one per page of the file in the
+ * worst case; the number of folios pinned or -errno.
  */
-int movgem_shmem_migrate_unpinnable(struct file *filp)
+long movgem_shmem_pin_folios(struct file *filp, struct folio **folios,
+			     unsigned int max)
 {
-	return shmem_migrate_longterm_unpinnable(filp->f_mapping, 0, ULONG_MAX);
+	loff_t size = i_size_read(file_inode(filp));
+	pgoff_t offset;
+
+	if (!size)
+		return -EINVAL;
+	return memfd_pin_folios(filp, 0, size - 1, folios, max, &offset);
 }
 
-bool movgem_shmem_longterm_pinnable(struct file *filp)
+void movgem_unpin_folios(struct folio **folios, unsigned long n)
 {
-	return shmem_longterm_pinnable(filp->f_mapping, 0, ULONG_MAX);
+	unpin_folios(folios, n);
 }
 
 void movgem_fput(struct file *filp)

@@ -14,17 +14,18 @@
 use std::fmt;
 use std::fs;
 use std::ops::Range;
+use std::os::unix::fs::FileExt;
 
-use movgem_uapi::Device;
+use movgem_uapi::{self as uapi, Device};
 
 use movgem_guest::env::{self, Counters, GpuAwake, Param};
 use movgem_guest::{ensure, TestResult};
 
-use super::common::{ok, PAGE};
-use super::inplace::nothing_released;
+use super::common::{move_to, ok, where_are, PAGE};
+use super::inplace::{gtt_check, nothing_released};
 use super::users::{
-    asleep_if, filled_objects, objects_in_cma, objects_intact, power_respected, set_block, Bound,
-    Cma, Done, MovableBlock, CMA_OBJ,
+    asleep_if, filled_objects, filled_objects_with, objects_in_cma, objects_in_cma_with,
+    objects_intact, power_respected, set_block, Bound, Cma, Done, MovableBlock, CMA_OBJ,
 };
 use super::Test;
 
@@ -182,8 +183,8 @@ fn pins_moved_out(
         "pinned objects still have pages in movable memory: {n:?} ({bad}); {d}"
     );
     ensure!(
-        d.get("longterm_migrations") == pins.1.len() as u64 && d.get("longterm_failed") == 0,
-        "{} pins, not one migration each: {d}",
+        d.get("longterm_pins") == pins.1.len() as u64 && d.get("longterm_failed") == 0,
+        "{} pins, not one memfd_pin_folios each: {d}",
         pins.1.len()
     );
     ensure!(
@@ -324,10 +325,204 @@ fn longterm_pins_leave_cma() -> TestResult {
     out
 }
 
+/// Pages of a PMD-sized folio.
+const PMD_PAGES: usize = 512;
+/// /proc/kpageflags bits.
+const KPF_COMPOUND_HEAD: u64 = 1 << 15;
+const KPF_COMPOUND_TAIL: u64 = 1 << 16;
+const KPF_THP: u64 = 1 << 22;
+
+/// Whether `frames` (an object's, in index order) are PMD-sized
+/// transparent huge folios only: each 512-page run starts with a
+/// `KPF_THP` head at a 512-aligned frame, followed by its 511 `KPF_THP`
+/// tails at the next frames, so each run is one folio of order 9.
+fn pmd_folios_only(frames: &[u64]) -> Result<bool, String> {
+    let f = fs::File::open("/proc/kpageflags").map_err(|e| format!("kpageflags: {e}"))?;
+    let flags = |pfn: u64| -> Result<u64, String> {
+        let mut b = [0u8; 8];
+        f.read_exact_at(&mut b, pfn * 8)
+            .map_err(|e| format!("kpageflags: {e}"))?;
+        Ok(u64::from_le_bytes(b))
+    };
+    if frames.is_empty() || frames.len() % PMD_PAGES != 0 {
+        return Ok(false);
+    }
+    for run in frames.chunks(PMD_PAGES) {
+        let head = run[0];
+        if head % PMD_PAGES as u64 != 0 {
+            return Ok(false);
+        }
+        for (j, &pfn) in run.iter().enumerate() {
+            let want = if j == 0 {
+                KPF_COMPOUND_HEAD
+            } else {
+                KPF_COMPOUND_TAIL
+            };
+            let fl = flags(pfn)?;
+            if pfn != head + j as u64 || fl & want == 0 || fl & KPF_THP == 0 {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// The huge objects among `handles` (all their pages in PMD-sized THPs)
+/// that have pages in `bad`; at least two, else the test could not fail.
+fn huge_and_placed(dev: &Device, handles: &[u32], bad: &Unpinnable) -> Result<Vec<u32>, String> {
+    let mut out = Vec::new();
+    let mut seen = Vec::new();
+    for &h in handles {
+        let frames = object_frames(dev, h, CMA_OBJ)?;
+        let huge = pmd_folios_only(&frames)?;
+        let placed = bad.count(&frames);
+        seen.push((huge, placed));
+        if huge && placed > 0 {
+            out.push(h);
+        }
+    }
+    ensure!(
+        out.len() >= 2,
+        "(PMD-sized THPs only, pages in movable memory) per object: {seen:?} ({bad}): \
+         fewer than two huge objects in place, this test could not fail"
+    );
+    Ok(out)
+}
+
+/// The pinned pages cannot move: `move_pages(2)` of every page of `h` to
+/// the other node moves none, and the hook turns them away at its first
+/// glance, the `FOLL_PIN` of the long-term pin being a foreign reference.
+fn pinned_stay(dev: &Device, h: u32) -> TestResult {
+    let addr = ok(dev.mmap(h, 0, CMA_OBJ), "mmap")?;
+    let addrs: Vec<*mut libc::c_void> = (0..CMA_OBJ / PAGE)
+        .map(|i| (addr + i * PAGE) as *mut libc::c_void)
+        .collect();
+    let out = (|| {
+        for a in &addrs {
+            // SAFETY: inside the mapping the kernel gave us.
+            let _ = unsafe { std::ptr::read_volatile(*a as *const u8) };
+        }
+        let target: Vec<i32> = where_are(&addrs)?.iter().map(|&n| 1 - n).collect();
+        let before = Counters::read()?;
+        let moved = move_to(&addrs, &target)?;
+        let d = Counters::read()?.since(&before);
+        ensure!(
+            moved == 0 && d.get("migrated_in_place") == 0,
+            "move_pages moved {moved} pages of a pinned object: {d}"
+        );
+        ensure!(
+            d.get("refused_foreign_ref") > 0 && d.get("refused_pinned_vma") == 0,
+            "the pinned folios were not refused as foreign references \
+             (not FOLL_PIN'd?): {d}"
+        );
+        Ok(())
+    })();
+    // SAFETY: unmapping what the kernel mapped for us.
+    unsafe { libc::munmap(addr as *mut libc::c_void, CMA_OBJ as usize) };
+    out
+}
+
+/// PIN and VMAP over huge objects (`CREATE_HUGE`, PMD-sized THPs) in a
+/// ZONE_MOVABLE memory block: the pages leave the block, which then goes
+/// offline with the pins held; the pinned folios cannot move.
+fn longterm_huge_pins_leave_zone_movable() -> TestResult {
+    let block = MovableBlock::new()?;
+    let _awake = GpuAwake::new()?;
+    let dev = ok(Device::open(), "open")?;
+    let value = 0x1e97_0000;
+    let objs = {
+        let _no_shrinker = Param::set("shrinker", "0")?;
+        let _bound = Bound::to(1)?;
+        filled_objects_with(&dev, 4, value, uapi::CREATE_HUGE)?
+    };
+    let handles: Vec<u32> = objs.iter().map(|o| o.0).collect();
+    let out = (|| {
+        let bad = Unpinnable::read()?;
+        let placed = huge_and_placed(&dev, &handles, &bad)?;
+        let (half, rest) = placed.split_at(placed.len() / 2);
+        let mut want = each(half, Kind::Pin);
+        want.extend(each(rest, Kind::Vmap));
+        let before = Counters::read()?;
+        let pins = take_all(&dev, &want)?;
+        let d = Counters::read()?.since(&before);
+        pins_moved_out(&dev, &pins, &bad, true, &d)?;
+        let (_, wrong) = gtt_check()?;
+        ensure!(wrong == 0, "GTT check: {wrong} entries wrong");
+        pinned_stay(&dev, placed[0])?;
+        let done = set_block(block.0, "offline", 120)?;
+        ensure!(
+            done == Done::Done,
+            "memory{} did not go offline under pins that left it: {done:?}",
+            block.0
+        );
+        objects_intact(&dev, &objs, value)?;
+        println!(
+            "  memory{}: {} PIN and {} VMAP over huge objects in it moved their pages out \
+             ({} large folios in place), the block went offline under the pins",
+            block.0,
+            half.len(),
+            rest.len(),
+            d.get("migrated_in_place_large")
+        );
+        drop(pins);
+        Ok(())
+    })();
+    for h in handles {
+        let _ = dev.close(h);
+    }
+    drop(block);
+    out
+}
+
+/// PIN and VMAP over huge objects in the CMA area, the device asleep:
+/// the pages leave the area, and `cma_alloc()` of the whole area
+/// succeeds with the pins held.
+fn longterm_huge_pins_leave_cma() -> TestResult {
+    let cma = Cma::find()?;
+    let dev = ok(Device::open(), "open")?;
+    let value = 0x1eca_0000;
+    let objs = objects_in_cma_with(&dev, &cma, value, uapi::CREATE_HUGE)?;
+    let handles: Vec<u32> = objs.iter().map(|o| o.0).collect();
+    let out = (|| {
+        let bad = Unpinnable::read()?;
+        let placed = huge_and_placed(&dev, &handles, &bad)?;
+        asleep_if(false)?;
+        let (half, rest) = placed.split_at(placed.len() / 2);
+        let mut want = each(half, Kind::Pin);
+        want.extend(each(rest, Kind::Vmap));
+        let before = Counters::read()?;
+        let pins = take_all(&dev, &want)?;
+        let d = Counters::read()?.since(&before);
+        pins_moved_out(&dev, &pins, &bad, false, &d)?;
+        let taken = cma.take_all()?;
+        drop(taken);
+        objects_intact(&dev, &objs, value)?;
+        println!(
+            "  CMA: {} huge objects with pages in the area ({} PIN, {} VMAP) moved out \
+             ({} large folios in place), asleep; cma_alloc of the area done under the pins",
+            placed.len(),
+            half.len(),
+            rest.len(),
+            d.get("migrated_in_place_large")
+        );
+        drop(pins);
+        Ok(())
+    })();
+    for h in handles {
+        let _ = dev.close(h);
+    }
+    out
+}
+
 pub(super) const TESTS: &[Test] = &[
     (
         "longterm_pins_leave_zone_movable",
         longterm_pins_leave_zone_movable,
     ),
     ("longterm_pins_leave_cma", longterm_pins_leave_cma),
+    (
+        "longterm_huge_pins_leave_zone_movable",
+        longterm_huge_pins_leave_zone_movable,
+    ),
+    ("longterm_huge_pins_leave_cma", longterm_huge_pins_leave_cma),
 ];

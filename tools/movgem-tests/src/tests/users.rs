@@ -93,9 +93,19 @@ fn moved_in_place(awake: bool, d: &Counters) -> TestResult {
 /// `n` objects of `CMA_OBJ` bytes, object `i` filled by the GPU with
 /// `value + i`; their handles and GTT offsets.
 pub(super) fn filled_objects(dev: &Device, n: u32, value: u32) -> Result<Vec<(u32, u64)>, String> {
+    filled_objects_with(dev, n, value, 0)
+}
+
+/// [`filled_objects`] created with `flags` (`CREATE_HUGE`).
+pub(super) fn filled_objects_with(
+    dev: &Device,
+    n: u32,
+    value: u32,
+    flags: u32,
+) -> Result<Vec<(u32, u64)>, String> {
     let mut objs = Vec::new();
     for i in 0..n {
-        let h = ok(dev.create(CMA_OBJ), "create")?;
+        let h = ok(dev.create_with(CMA_OBJ, flags), "create")?;
         let filled = ok(
             dev.execbuf(&[(h, true)], uapi::OP_FILL, value + i, 0, 0),
             "execbuf fill",
@@ -220,6 +230,16 @@ pub(super) fn objects_in_cma(
     cma: &Cma,
     value: u32,
 ) -> Result<Vec<(u32, u64)>, String> {
+    objects_in_cma_with(dev, cma, value, 0)
+}
+
+/// [`objects_in_cma`] created with `flags` (`CREATE_HUGE`).
+pub(super) fn objects_in_cma_with(
+    dev: &Device,
+    cma: &Cma,
+    value: u32,
+    flags: u32,
+) -> Result<Vec<(u32, u64)>, String> {
     let node = node_of_pfn(cma.base_pfn)?;
     let _no_shrinker = Param::set("shrinker", "0")?;
     let taken = cma
@@ -239,7 +259,7 @@ pub(super) fn objects_in_cma(
     }
     drop(taken);
     let _bound = Bound::to(node)?;
-    filled_objects(dev, CMA_OBJS, value)
+    filled_objects_with(dev, CMA_OBJS, value, flags)
 }
 
 fn cma_alloc_over_objects(awake: bool) -> TestResult {
