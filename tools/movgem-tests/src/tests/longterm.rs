@@ -344,7 +344,7 @@ fn pmd_folios_only(frames: &[u64]) -> Result<bool, String> {
             .map_err(|e| format!("kpageflags: {e}"))?;
         Ok(u64::from_le_bytes(b))
     };
-    if frames.is_empty() || frames.len() % PMD_PAGES != 0 {
+    if frames.is_empty() || !frames.len().is_multiple_of(PMD_PAGES) {
         return Ok(false);
     }
     for run in frames.chunks(PMD_PAGES) {

@@ -15,7 +15,7 @@ use movgem_guest::env::{self, compact, fragment_for, Control, Counters, GpuAwake
 use movgem_guest::{ensure, TestResult};
 
 use super::common::{check_fill_sized, expect_err, filled_object, move_to, ok, where_are, PAGE};
-use super::trace::{read_events, tracefs_write};
+use super::trace::{read_events, tracefs_write, Event};
 use super::Test;
 
 /// Object size of the migration tests: 8 MiB.
@@ -311,6 +311,60 @@ fn madvise() -> TestResult {
     ok(dev.close(h), "close")
 }
 
+/// Runs `work` while debugfs `hold_lock` keeps `struct_mutex` for
+/// `hold_ms`, starting once the holder has the lock (however long a
+/// loaded machine takes to run it: the tests need the overlap), with the
+/// hook's `movgem_migrate_folio` events traced.  Returns what `work`
+/// returned, how long it took, and the events.
+fn under_held_lock<T>(
+    hold_ms: u64,
+    work: impl FnOnce() -> T,
+) -> Result<(T, Duration, Vec<Event>), String> {
+    tracefs_write("buffer_size_kb", "8192")?;
+    tracefs_write("events/movgem/movgem_migrate_folio/enable", "1")?;
+    tracefs_write("trace", "")?;
+    let holds = env::counter("lock_holds")?;
+    let holder = std::thread::spawn(move || {
+        Control::open().and_then(|c| c.cmd(&format!("hold_lock {hold_ms}")))
+    });
+    let held = Instant::now();
+    while env::counter("lock_holds")? == holds {
+        if held.elapsed() >= Duration::from_secs(60) {
+            return Err("hold_lock never took struct_mutex".to_string());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let start = Instant::now();
+    let out = work();
+    let took = start.elapsed();
+    holder
+        .join()
+        .map_err(|_| "holder thread panicked".to_string())??;
+    tracefs_write("events/movgem/movgem_migrate_folio/enable", "0")?;
+    let events = read_events()?;
+    tracefs_write("trace", "")?;
+    Ok((out, took, events))
+}
+
+/// The hook's refusals on the contended lock in `events`: each one's
+/// migration mode and how long it waited for the lock.
+fn contended_refusals(events: &[Event]) -> impl Iterator<Item = (&str, u64)> {
+    events
+        .iter()
+        .filter(|(n, f)| {
+            n == "movgem_migrate_folio"
+                && f.get("reason").map(String::as_str) == Some("refused_lock_contended")
+        })
+        .map(|(_, f)| {
+            let mode = f.get("mode").map_or("", String::as_str);
+            let wait = f
+                .get("wait_ns")
+                .and_then(|w| w.parse().ok())
+                .unwrap_or(u64::MAX);
+            (mode, wait)
+        })
+}
+
 fn lock_contention() -> TestResult {
     let _awake = GpuAwake::new()?;
     let dev = ok(Device::open(), "open")?;
@@ -322,34 +376,12 @@ fn lock_contention() -> TestResult {
         * 1_000_000;
     // This test's refusals, from the trace (the counter
     // `hook_lock_wait_max_us` is a maximum over the module's life).
-    tracefs_write("buffer_size_kb", "8192")?;
-    tracefs_write("events/movgem/movgem_migrate_folio/enable", "1")?;
-    tracefs_write("trace", "")?;
-    let holds = env::counter("lock_holds")?;
-    let holder =
-        std::thread::spawn(|| Control::open().and_then(|c| c.cmd(&format!("hold_lock {HOLD_MS}"))));
-    // Compaction starts once the holder has the lock, however long a
-    // loaded machine takes to run it; the count below needs the overlap.
-    let held = Instant::now();
-    while env::counter("lock_holds")? == holds {
-        ensure!(
-            held.elapsed() < Duration::from_secs(60),
-            "hold_lock never took struct_mutex"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let before = Counters::read()?;
-    let start = Instant::now();
-    let compacted = compact();
-    let took = start.elapsed();
-    let d = Counters::read()?.since(&before);
-    holder
-        .join()
-        .map_err(|_| "holder thread panicked".to_string())??;
-    tracefs_write("events/movgem/movgem_migrate_folio/enable", "0")?;
-    let events = read_events()?;
-    tracefs_write("trace", "")?;
-    compacted?;
+    let (compacted, took, events) = under_held_lock(HOLD_MS, || {
+        let before = Counters::read()?;
+        compact()?;
+        Ok::<_, String>(Counters::read()?.since(&before))
+    })?;
+    let d = compacted?;
     let contended = d.get("refused_lock_contended");
     ensure!(contended > 0, "no refusal while struct_mutex was held: {d}");
     // Each refusal waits at most lock_timeout_ms (10 ms): while the lock
@@ -366,18 +398,9 @@ fn lock_contention() -> TestResult {
     // tens of milliseconds (68 ms measured with three guests beside this
     // one; 40 ms failed there), so 200 ms, a tenth of the hold; a hook
     // that waited for the holder waits up to the whole 2 s.
-    let waits: Vec<u64> = events
-        .iter()
-        .filter(|(n, f)| {
-            n == "movgem_migrate_folio"
-                && f.get("reason").map(String::as_str) == Some("refused_lock_contended")
-                && f.get("mode").map(String::as_str) == Some("sync")
-        })
-        .map(|(_, f)| {
-            f.get("wait_ns")
-                .and_then(|w| w.parse().ok())
-                .unwrap_or(u64::MAX)
-        })
+    let waits: Vec<u64> = contended_refusals(&events)
+        .filter(|(mode, _)| *mode == "sync")
+        .map(|(_, wait)| wait)
         .collect();
     let shortest = waits.iter().copied().min().unwrap_or(0);
     let longest = waits.iter().copied().max().unwrap_or(0);
@@ -414,49 +437,16 @@ fn sync_light_compaction_tries_the_lock_once() -> TestResult {
         .parse::<u64>()
         .map_err(|e| format!("lock_timeout_ms: {e}"))?
         * 1_000_000;
-    tracefs_write("buffer_size_kb", "8192")?;
-    tracefs_write("events/movgem/movgem_migrate_folio/enable", "1")?;
-    tracefs_write("trace", "")?;
-    let holds = env::counter("lock_holds")?;
-    let holder =
-        std::thread::spawn(|| Control::open().and_then(|c| c.cmd(&format!("hold_lock {HOLD_MS}"))));
-    let held = Instant::now();
-    while env::counter("lock_holds")? == holds {
-        ensure!(
-            held.elapsed() < Duration::from_secs(60),
-            "hold_lock never took struct_mutex"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let start = Instant::now();
-    let grown = std::fs::write("/proc/sys/vm/nr_hugepages", "100000")
-        .map_err(|e| format!("nr_hugepages: {e}"));
-    let took = start.elapsed();
+    let (grown, took, events) = under_held_lock(HOLD_MS, || {
+        std::fs::write("/proc/sys/vm/nr_hugepages", "100000")
+            .map_err(|e| format!("nr_hugepages: {e}"))
+    })?;
     let shrunk =
         std::fs::write("/proc/sys/vm/nr_hugepages", "0").map_err(|e| format!("nr_hugepages: {e}"));
-    holder
-        .join()
-        .map_err(|_| "holder thread panicked".to_string())??;
-    tracefs_write("events/movgem/movgem_migrate_folio/enable", "0")?;
-    let events = read_events()?;
-    tracefs_write("trace", "")?;
     grown?;
     shrunk?;
-    let refused: Vec<(&str, u64)> = events
-        .iter()
-        .filter(|(n, f)| {
-            n == "movgem_migrate_folio"
-                && f.get("reason").map(String::as_str) == Some("refused_lock_contended")
-                && f.get("mode").map(String::as_str) != Some("async")
-        })
-        .map(|(_, f)| {
-            let mode = f.get("mode").map_or("", String::as_str);
-            let wait = f
-                .get("wait_ns")
-                .and_then(|w| w.parse().ok())
-                .unwrap_or(u64::MAX);
-            (mode, wait)
-        })
+    let refused: Vec<(&str, u64)> = contended_refusals(&events)
+        .filter(|(mode, _)| *mode != "async")
         .collect();
     let light = refused.iter().filter(|(m, _)| *m == "light").count();
     let waited = refused.iter().filter(|(_, w)| *w >= budget_ns).count();
