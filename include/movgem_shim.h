@@ -77,6 +77,7 @@ void movgem_fput(struct file *filp);
 /* Reference count, what the page cache accounts for, size, index. */
 int movgem_folio_ref_count(struct folio *folio);
 int movgem_folio_expected_refs(struct folio *folio);
+bool movgem_folio_maybe_dma_pinned(struct folio *folio);
 unsigned long movgem_folio_nr_pages(struct folio *folio);
 unsigned long movgem_folio_index(struct folio *folio);
 unsigned long movgem_folio_pfn(struct folio *folio);

@@ -225,6 +225,7 @@ pub(crate) const NAMES: [&kernel::str::CStr; COUNT] = [
     kernel::c_str!("refused_foreign_ref"),
     kernel::c_str!("refused_lock_owned"),
     kernel::c_str!("refused_large_folio"),
+    kernel::c_str!("refused_dma_pinned"),
 ];
 
 #[allow(clippy::declare_interior_mutable_const)]

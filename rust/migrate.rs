@@ -52,6 +52,7 @@ extern "C" {
     fn movgem_folio_ref_count(folio: *mut RawFolio) -> c_int;
     fn movgem_folio_expected_refs(folio: *mut RawFolio) -> c_int;
     fn movgem_folio_nr_pages(folio: *mut RawFolio) -> kernel::ffi::c_ulong;
+    fn movgem_folio_maybe_dma_pinned(folio: *mut RawFolio) -> bool;
     fn movgem_folio_index(folio: *mut RawFolio) -> kernel::ffi::c_ulong;
     fn movgem_folio_pfn(folio: *mut RawFolio) -> kernel::ffi::c_ulong;
     fn movgem_folio_page(folio: *mut RawFolio, n: kernel::ffi::c_ulong) -> *mut RawPage;
@@ -80,6 +81,13 @@ impl Move {
             )
         };
         policy::extra_refs(i64::from(count), i64::from(expected))
+    }
+
+    /// Whether `src` is pinned through GUP (our long-term pins use
+    /// `memfd_pin_folios()`).
+    fn dma_pinned(&self) -> bool {
+        // SAFETY: `src` is valid by the type invariant.
+        unsafe { movgem_folio_maybe_dma_pinned(self.src) }
     }
 
     /// Pages in `src` (and `dst`): 1, or 512 for a huge object's
@@ -225,7 +233,7 @@ impl Object {
         let may_block = mode.may_block();
         let counters = &self.device.counters;
         let nr = mv.nr_pages();
-        match policy::precheck(mv.extra_refs(), nr as u64, may_block) {
+        match policy::precheck(mv.extra_refs(), nr as u64, may_block, mv.dma_pinned()) {
             Precheck::PassThrough => {
                 counters.inc(Counter::PassThrough);
                 return HOOK_PASS;

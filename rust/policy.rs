@@ -63,11 +63,17 @@ pub enum Refusal {
     /// folios of pageblock order; the sync users (`move_pages(2)`,
     /// offlining, CMA) move them.
     LargeFolio,
+    /// The folio is pinned through GUP (`folio_maybe_dma_pinned()`):
+    /// a long-term PIN or VMAP of ours (`memfd_pin_folios()`), or
+    /// someone else's pin of a mapping of the object.  Answered with
+    /// `-EBUSY` at once, before any lock: retrying cannot help while the
+    /// pin lasts.
+    DmaPinned,
 }
 
 impl Refusal {
     /// Every refusal, in counter order.
-    pub const ALL: [Refusal; 11] = [
+    pub const ALL: [Refusal; 12] = [
         Refusal::HookDisabled,
         Refusal::LockContended,
         Refusal::Active,
@@ -79,6 +85,7 @@ impl Refusal {
         Refusal::ForeignReference,
         Refusal::LockOwned,
         Refusal::LargeFolio,
+        Refusal::DmaPinned,
     ];
 
     /// Name used for the debugfs counter.
@@ -95,6 +102,7 @@ impl Refusal {
             Refusal::ForeignReference => "refused_foreign_ref",
             Refusal::LockOwned => "refused_lock_owned",
             Refusal::LargeFolio => "refused_large_folio",
+            Refusal::DmaPinned => "refused_dma_pinned",
         }
     }
 
@@ -200,9 +208,11 @@ pub enum Precheck {
 
 /// See [`Precheck`].  An object holds at most one reference per page,
 /// so `nr_pages` for a folio of `nr_pages` pages.
-pub fn precheck(extra: Option<u64>, nr_pages: u64, may_block: bool) -> Precheck {
+/// `dma_pinned`: `folio_maybe_dma_pinned()` of the folio.
+pub fn precheck(extra: Option<u64>, nr_pages: u64, may_block: bool, dma_pinned: bool) -> Precheck {
     match extra {
         None | Some(0) => Precheck::PassThrough,
+        Some(_) if dma_pinned => Precheck::Refuse(Refusal::DmaPinned),
         Some(e) if e != nr_pages => Precheck::Refuse(Refusal::ForeignReference),
         Some(_) if nr_pages > 1 && !may_block => Precheck::Refuse(Refusal::LargeFolio),
         Some(_) => Precheck::Candidate,
@@ -657,29 +667,45 @@ mod tests {
     #[test]
     fn precheck_passes_refuses_or_looks_closer() {
         for may_block in [false, true] {
-            assert_eq!(precheck(None, 1, may_block), Precheck::PassThrough);
-            assert_eq!(precheck(Some(0), 1, may_block), Precheck::PassThrough);
-            assert_eq!(precheck(Some(0), 512, may_block), Precheck::PassThrough);
-            assert_eq!(precheck(Some(1), 1, may_block), Precheck::Candidate);
+            assert_eq!(precheck(None, 1, may_block, false), Precheck::PassThrough);
             assert_eq!(
-                precheck(Some(2), 1, may_block),
+                precheck(Some(0), 1, may_block, false),
+                Precheck::PassThrough
+            );
+            assert_eq!(
+                precheck(Some(0), 512, may_block, false),
+                Precheck::PassThrough
+            );
+            assert_eq!(precheck(Some(1), 1, may_block, false), Precheck::Candidate);
+            assert_eq!(
+                precheck(Some(2), 1, may_block, false),
                 Precheck::Refuse(Refusal::ForeignReference)
             );
             // A huge object's folio: one reference per page, no more, no
             // fewer.
             assert_eq!(
-                precheck(Some(1), 512, may_block),
+                precheck(Some(1), 512, may_block, false),
                 Precheck::Refuse(Refusal::ForeignReference)
             );
             assert_eq!(
-                precheck(Some(513), 512, may_block),
+                precheck(Some(513), 512, may_block, false),
                 Precheck::Refuse(Refusal::ForeignReference)
             );
         }
-        assert_eq!(precheck(Some(512), 512, true), Precheck::Candidate);
+        assert_eq!(precheck(Some(512), 512, true, false), Precheck::Candidate);
+        // Pinned through GUP (our long-term pins): refused at once, and
+        // for good while the pin lasts (EBUSY, not a retry).
+        for (extra, nr) in [(1025, 1), (1, 1), (512 + 1024, 512)] {
+            assert_eq!(
+                precheck(Some(extra), nr, true, true),
+                Precheck::Refuse(Refusal::DmaPinned)
+            );
+        }
+        // Nothing of the object's on it: plain migrate_folio() decides.
+        assert_eq!(precheck(None, 1, true, true), Precheck::PassThrough);
         // Copying 2 MiB may sleep: never in MIGRATE_ASYNC.
         assert_eq!(
-            precheck(Some(512), 512, false),
+            precheck(Some(512), 512, false, false),
             Precheck::Refuse(Refusal::LargeFolio)
         );
     }

@@ -216,6 +216,11 @@ int movgem_folio_expected_refs(struct folio *folio)
 	return folio_expected_ref_count(folio);
 }
 
+bool movgem_folio_maybe_dma_pinned(struct folio *folio)
+{
+	return folio_maybe_dma_pinned(folio);
+}
+
 unsigned long movgem_folio_nr_pages(struct folio *folio)
 {
 	return folio_nr_pages(folio);

@@ -411,8 +411,8 @@ fn pinned_stay(dev: &Device, h: u32) -> TestResult {
             "move_pages moved {moved} pages of a pinned object: {d}"
         );
         ensure!(
-            d.get("refused_foreign_ref") > 0 && d.get("refused_pinned_vma") == 0,
-            "the pinned folios were not refused as foreign references \
+            d.get("refused_dma_pinned") > 0 && d.get("refused_pinned_vma") == 0,
+            "the pinned folios were not refused as pinned through GUP \
              (not FOLL_PIN'd?): {d}"
         );
         Ok(())

@@ -159,12 +159,12 @@ fn trace_events_match_counters() -> TestResult {
             count(&events, "movgem_migrate_folio", "outcome", "refused"),
         ),
         (
-            "refused_pinned_vma",
+            "refused_dma_pinned",
             count(
                 &events,
                 "movgem_migrate_folio",
                 "reason",
-                "refused_pinned_vma",
+                "refused_dma_pinned",
             ),
         ),
         (
