@@ -422,10 +422,14 @@ fn run_func(
         || diagnose(before.as_ref()),
     );
     let mut phases = Vec::new();
+    let mut func_passes = 0;
     for g in &groups {
         let name = kind_name(g.kind);
         let slot = PASS_NS + 3 * kind_index(g.kind);
         let n = shared.counter(slot + 2).load(Ordering::Relaxed);
+        if g.kind == plan::Kind::Func(f) {
+            func_passes = n;
+        }
         let sum = shared.counter(slot).load(Ordering::Relaxed) as f64 / 1e9;
         let max = shared.counter(slot + 1).load(Ordering::Relaxed) as f64 / 1e9;
         let done = r
@@ -483,8 +487,13 @@ fn run_func(
             plan::Pressure::DriverFreed if freed == 0 => {
                 unmet.push("the shrinker and the OOM notifier freed nothing".to_string())
             }
-            plan::Pressure::Swapped if vm.get("pswpout") == 0 => {
-                unmet.push("nothing went to swap: no memory pressure".to_string())
+            plan::Pressure::PurgedEachPass
+                if func_passes == 0 || got("purged_objects") < func_passes =>
+            {
+                unmet.push(format!(
+                    "the driver purged {} objects at DONTNEED for {func_passes} passes",
+                    got("purged_objects")
+                ))
             }
             _ => {}
         }
