@@ -22,6 +22,7 @@ import argparse
 import datetime
 import json
 import math
+import random
 import os
 import platform
 import re
@@ -107,6 +108,7 @@ def table(head, rows):
 # The configurations of the fragmentation rounds, in the order the plots
 # show them, with their labels.
 FRAG_SERIES = [("ceiling", "ceiling (unbound)"), ("inplace", "in place"), ("release", "release (2016)"),
+               ("release_awake", "release, GPU awake"),
                ("hook_off", "hook off"), ("physical_limit", "physical limit")]
 BUDDY_CONFIGS = [("ceiling", "ceiling"), ("hook_off", "hook off"), ("release", "release"), ("inplace", "in place")]
 
@@ -174,7 +176,7 @@ def frag_figure(plt, res, out, name):
                      fontsize=8, padding=4)
     ax.set_xticks(range(len(sizes)), [f"{s} guest" for s in sizes])
     ax.set_ylabel("2 MiB hugepages")
-    ax.set_title("2 MiB hugepages after compaction, GPU asleep")
+    ax.set_title("2 MiB hugepages after compaction, GPU asleep (but for release, GPU awake)")
     ax.grid(axis="x", visible=False)
     ax.legend(ncol=3, fontsize=8, loc="upper left")
     ax.set_ylim(0, ax.get_ylim()[1] * 1.15)
@@ -433,7 +435,7 @@ def frag_outliers(res):
                         continue
                     if abs(v - m) > max(0.1 * abs(m), 1 if isinstance(v, int) else 0.1):
                         notes.append(f"{name} {fmt(v)} (median {fmt(m)})")
-                if r.get("runtime_status_after") not in (None, "suspended"):
+                if key != "release_awake" and r.get("runtime_status_after") not in (None, "suspended"):
                     notes.append(f"GPU {r.get('runtime_status_after')} after the round")
                 ua = get(r, "unusable_index_order9_after.mean")
                 ums = median([get(q, "unusable_index_order9_after.mean") for q in rounds])
@@ -452,21 +454,25 @@ def sections(res, plots, h="##"):
     images from `plots` (figure: path)."""
     md = []
     if sizes_of(res):
-        md.append(f"{h} Fragmentation recovery (2 MiB hugepages after compaction, GPU asleep)\n")
+        md.append(f"{h} Fragmentation recovery (2 MiB hugepages after compaction, GPU asleep; release also awake)\n")
         rows = []
         for s in sizes_of(res):
             f = res["fragmentation"][s]
             hp = f.get("hugepages", {})
             u = f.get("unusable_index_order9", {})
-            rows.append([s, hp.get("ceiling"), hp.get("inplace"), hp.get("release"), hp.get("hook_off"),
+            rows.append([s, hp.get("ceiling"), hp.get("inplace"), hp.get("release"), hp.get("release_awake"),
+                         hp.get("hook_off"),
                          hp.get("physical_limit"), f.get("inplace_vs_ceiling"), f.get("release_vs_ceiling"),
+                         f.get("release_awake_vs_ceiling"),
                          f.get("hook_off_vs_ceiling"), get(f, "released_pages.inplace"),
-                         get(f, "released_pages.release"),
+                         get(f, "released_pages.release"), get(f, "released_pages.release_awake"),
                          get(f, "thp_pages.ceiling"), get(f, "thp_pages.inplace"), get(f, "thp_pages.hook_off"),
                          get(u, "inplace.after_compaction"), get(u, "hook_off.after_compaction")])
-        md.append(table(["guest", "ceiling", "in place", "release", "hook off", "physical limit (every round)",
-                         "in place/ceiling", "release/ceiling", "off/ceiling", "pages released, in place",
-                         "pages released, release", "THP ceiling", "THP in place", "THP off",
+        md.append(table(["guest", "ceiling", "in place", "release", "release, GPU awake", "hook off",
+                         "physical limit (every round)",
+                         "in place/ceiling", "release/ceiling", "release awake/ceiling", "off/ceiling",
+                         "pages released, in place",
+                         "pages released, release", "pages released, release awake", "THP ceiling", "THP in place", "THP off",
                          "unusable idx in place", "unusable idx off"], rows))
         md.append("")
         rows = []
@@ -494,7 +500,8 @@ def sections(res, plots, h="##"):
                   "(MemFree / 2 MiB after compaction, measured in every round). "
                   f"hugetlb pages obtained after `compact_memory` with objects ({layout}, 4 MiB each) "
                   "scattered over memory, bound and "
-                  "idle, the GPU runtime-suspended; ceiling: the same objects written but never bound; THP: "
+                  "idle, the GPU runtime-suspended (release, GPU awake: held awake by a wakeref through "
+                  "compaction and the allocation); ceiling: the same objects written but never bound; THP: "
                   "2 MiB pages an anonymous region of half the free memory got (THP enabled=always, "
                   "defrag=madvise); unusable index: order 9, mean over zones, after compaction (0 = all free "
                   "memory usable for 2 MiB).")
@@ -796,6 +803,39 @@ def demo_main(log, out):
     return 0
 
 
+DEMO_EXCERPT = ("<!-- demo-excerpt:begin -->", "<!-- demo-excerpt:end -->")
+DEMO_FULL = ("<!-- demo-full:begin -->", "<!-- demo-full:end -->")
+# The lines of `make demo`'s output the README's excerpt keeps.
+DEMO_EXCERPT_LINES = re.compile(r"^movgem demo: (\d+ MiB available|\d+ objects bound|hook=\w+: \d+ hugepages"
+                                r"|data check|hugepages with the GPU asleep)")
+
+
+def demo_publish(log, top, ko, kernel_dir, readme, usage, image_dir):
+    """Rewrites the README's demo excerpt, usage.md's full demo output
+    and the published picture from one `make demo` console, naming the
+    commit, module and kernel that produced them."""
+    lines = [ln for ln in open(log, errors="replace").read().replace("\r", "").splitlines()
+             if re.match(r"^(movgem demo|Node )", ln)]
+    if not any(ln.startswith("movgem demo: hugepages with the GPU asleep") for ln in lines):
+        print(f"problem: {log}: the demo did not finish; nothing published", file=sys.stderr)
+        return 1
+    if demo_main(log, image_dir):
+        return 1
+    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    prov = (f"Generated by `DEMO_PUBLISH=1 make demo` ({when}) from commit `{describe(top)}`, movgem.ko "
+            f"sha256 `{sha256(ko)[:16]}`, kernel build `{os.path.basename(kernel_dir.rstrip('/'))}`. A change "
+            "to `rust/` or `patches/` after that commit makes it stale until it runs again.")
+    excerpt = []
+    for ln in lines:
+        if DEMO_EXCERPT_LINES.match(ln):
+            excerpt.append(ln)
+        elif excerpt and excerpt[-1] != "...":
+            excerpt.append("...")
+    rewrite_between(readme, *DEMO_EXCERPT, "\n".join([prov, "", "```"] + excerpt + ["```"]))
+    rewrite_between(usage, *DEMO_FULL, "\n".join([prov, "", "```"] + lines + ["```"]))
+    return 0
+
+
 def describe(top):
     """`git describe --always --dirty` of the tree, or "unknown"."""
     if not top:
@@ -820,6 +860,35 @@ def sha256(path):
 BEGIN, END = "<!-- bench-headline:begin -->", "<!-- bench-headline:end -->"
 
 
+def ratio_interval(num_runs, den_runs, resamples=4000, level=0.95):
+    """A percentile bootstrap interval for median(num) / median(den),
+    each list resampled with replacement (a fixed seed: the same
+    results give the same interval), or None with fewer than 3 runs
+    on either side."""
+    a = [x for x in num_runs or [] if isinstance(x, (int, float)) and x > 0]
+    b = [x for x in den_runs or [] if isinstance(x, (int, float)) and x > 0]
+    if len(a) < 3 or len(b) < 3:
+        return None
+    rng = random.Random(0)
+    ratios = sorted(median(rng.choices(a, k=len(a))) / median(rng.choices(b, k=len(b)))
+                    for _ in range(resamples))
+    lo = ratios[int((1 - level) / 2 * resamples)]
+    hi = ratios[int((1 + level) / 2 * resamples) - 1]
+    return lo, hi
+
+
+def ratio_cell(c, key):
+    """'0.89 (95% CI 0.80-0.97)' for configuration `key` against plain
+    shmem in migration result `c`, with 'no difference' when the
+    interval holds 1."""
+    ratio = c.get(f"ratio_{key}_vs_plain")
+    ci = ratio_interval(get(c, f"{key}.pages_per_s"), get(c, "plain_shmem.pages_per_s"))
+    if ci is None:
+        return fmt(ratio)
+    verdict = "; no difference" if ci[0] <= 1 <= ci[1] else ""
+    return f"{fmt(ratio)} (95% CI {fmt(ci[0])}-{fmt(ci[1])}{verdict})"
+
+
 def headline(res):
     """The README's headline table, from the results alone."""
     run = res["run"]
@@ -827,20 +896,33 @@ def headline(res):
     for s in sizes_of(res):
         f = res["fragmentation"][s]
         h = f.get("hugepages", {})
-        rows.append([f"2 MiB hugepages after compaction, GPU asleep, {s} guest, medians of "
+        sp = f.get("hugepages_spread", {})
+
+        def cell(key, bold=False):
+            m = fmt(h.get(key))
+            m = f"**{m}**" if bold else m
+            lo, hi = get(sp, f"{key}.min"), get(sp, f"{key}.max")
+            return f"{m} ({fmt(lo)}-{fmt(hi)})" if lo is not None else m
+        awake = ""
+        if h.get("release_awake") is not None:
+            awake = (f"; release with the GPU awake {cell('release_awake')}, "
+                     f"{fmt(f.get('release_awake_vs_ceiling'))} of the ceiling")
+        rows.append([f"2 MiB hugepages after compaction, GPU asleep, {s} guest, median (min-max) of "
                      f"{fmt(f.get('rounds_per_config'))} rounds: "
                      "ceiling (unbound) / in place / release (2016) / hook off",
-                     f"{fmt(h.get('ceiling'))} / **{fmt(h.get('inplace'))}** / {fmt(h.get('release'))} / "
-                     f"{fmt(h.get('hook_off'))} (in place {fmt(f.get('inplace_vs_ceiling'))} of the ceiling, "
-                     f"release {fmt(f.get('release_vs_ceiling'))}, off {fmt(f.get('hook_off_vs_ceiling'))})"])
+                     f"{cell('ceiling')} / {cell('inplace', True)} / {cell('release')} / {cell('hook_off')} "
+                     f"(in place {fmt(f.get('inplace_vs_ceiling'))} of the ceiling, "
+                     f"release {fmt(f.get('release_vs_ceiling'))}, off {fmt(f.get('hook_off_vs_ceiling'))})"
+                     + awake])
     m = res.get("migration", {})
     for label, name in (("4m", "4 MiB"), ("4k", "4 KiB")):
         c = m.get(label)
         if not c:
             continue
         i, r = c.get("inplace", {}), c.get("release", {})
-        rows.append([f"move_pages of bound idle {name} objects vs plain shmem (pages/s ratio): in place / release",
-                     f"**{fmt(c.get('ratio_inplace_vs_plain'))}** / {fmt(c.get('ratio_release_vs_plain'))}"])
+        rows.append([f"move_pages of bound idle {name} objects vs plain shmem (pages/s, ratio of medians of "
+                     f"{len(get(c, 'inplace.pages_per_s', []) or [])} runs): in place / release",
+                     f"**{ratio_cell(c, 'inplace')}** / {ratio_cell(c, 'release')}"])
         rows.append([f"pages released per page moved, {name} objects: in place / release",
                      f"**{fmt(i.get('released_pages_per_page_moved_median'))}** / "
                      f"{fmt(r.get('released_pages_per_page_moved_median'))}"])
@@ -856,8 +938,13 @@ def headline(res):
             cells.append(f"{fmt(r.get('allocated_mib'))} MiB in {fmt(r.get('seconds'))} s"
                          + (" (timed out)" if r.get("timed_out") else ""))
         cells[0] = f"**{cells[0]}**"
-        rows.append([f"`cma_alloc` of the {fmt(cm.get('area_mib'))} MiB CMA area holding "
-                     f"{fmt(get(cm, 'runs.inplace.occupant_mib'))} MiB of bound idle objects: in place (GPU "
+        used = sorted(v for v in (get(cm, f"runs.{k}.area_used_mib_before") for k in
+                                  ("inplace", "release_awake", "release", "hook_off", "plain_shmem"))
+                      if isinstance(v, (int, float)))
+        used = (f"{fmt(used[0])}-{fmt(used[-1])}" if used and used[0] != used[-1]
+                else fmt(used[0]) if used else "n/a")
+        rows.append([f"`cma_alloc` of the {fmt(cm.get('area_mib'))} MiB CMA area, {used} MiB of it holding "
+                     f"bound idle objects (of {fmt(get(cm, 'runs.inplace.occupant_mib'))} MiB made): in place (GPU "
                      "asleep) / release, GPU awake / release, GPU asleep / hook off / plain shmem instead",
                      " / ".join(cells)])
     mo = res.get("memory_offline", {})
@@ -957,8 +1044,13 @@ def main():
                     help="redraw from a latest.json (no consoles) into --out")
     ap.add_argument("--demo-buddyinfo", default="", metavar="LOG",
                     help="draw the /proc/buddyinfo snapshots of a `make demo` console into --out")
+    ap.add_argument("--demo-publish", default="", metavar="LOG",
+                    help="from a `make demo` console: rewrite --readme's demo excerpt, --doc's full output "
+                         "(Documentation/usage.md) and the picture in --out")
     ap.add_argument("boots", nargs="*")
     a = ap.parse_args()
+    if a.demo_publish:
+        sys.exit(demo_publish(a.demo_publish, a.top, a.ko, a.kernel_dir, a.readme, a.doc, a.out))
     if a.demo_buddyinfo:
         sys.exit(demo_main(a.demo_buddyinfo, a.out))
     if not a.from_json and a.cpus is None:

@@ -16,6 +16,10 @@ source "$(dirname "$0")/lib.sh"
 
 start=$(date +%s)
 setup_once
+kernels=built
+if [ -f "$(kernel_dir debug)/.movgem-built" ] && [ -f "$(kernel_dir plain)/.movgem-built" ]; then
+	kernels=cached
+fi
 mkdir -p "$MOVGEM_CACHE/logs"
 
 say "host: cargo test"
@@ -91,5 +95,7 @@ say "gem-shrink boot:"
 cat "$MOVGEM_CACHE/logs/gem-shrink.err" "$MOVGEM_CACHE/logs/gem-shrink.out"
 counts gem_shrink_boot "$(summary_of "$MOVGEM_CACHE/logs/gem-shrink.out")"
 
-say "took $(($(date +%s) - start)) s"
+took=$(($(date +%s) - start))
+say "took $took s"
+[ "${CHECK_PUBLISH:-0}" != 1 ] || publish_check "$took" "$kernels"
 summary

@@ -92,15 +92,19 @@ rustfmt_tree() {
 
 # The counts of the scripts that end with "N passed, N failed"
 # (check.sh, gem-shrink.sh).
+# `tally` keeps "NAME PASSED FAILED" for each, in order (publish_check).
 passed=0 failed=0
+tally=()
 
 # result NAME RC: one result, PASS if RC is 0; said on stderr and counted.
 result() {
 	if [ "$2" = 0 ]; then
 		passed=$((passed + 1))
+		tally+=("$1 1 0")
 		say "PASS $1"
 	else
 		failed=$((failed + 1))
+		tally+=("$1 0 1")
 		say "FAIL $1"
 	fi
 }
@@ -114,6 +118,7 @@ counts() {
 	if [[ $p =~ ^[0-9]+$ && $f =~ ^[0-9]+$ ]]; then
 		passed=$((passed + p))
 		failed=$((failed + f))
+		tally+=("$1 $p $f")
 	else
 		result "$1 (no summary)" 1
 	fi
@@ -123,6 +128,39 @@ counts() {
 # line of FILE; nothing if it has none.
 summary_of() {
 	sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' "$1" 2>/dev/null | tail -1
+}
+
+# publish_check SECONDS KERNELS: rewrites README.md's check-count
+# section from this run's tally (CHECK_PUBLISH=1 make check, for the
+# tree's maintainers): the counts by suite, the commit (`--dirty` if the
+# tree was), the time, and whether the kernels were cached.  Nothing is
+# written after a failure.
+publish_check() {
+	if [ "$failed" != 0 ]; then
+		say "CHECK_PUBLISH: $failed failed; README.md not rewritten"
+		return 0
+	fi
+	printf '%s\n' "${tally[@]}" | python3 -c '
+import datetime, subprocess, sys
+top, secs, kernels, passed, failed = sys.argv[1:6]
+parts = []
+for line in sys.stdin.read().split("\n"):
+    f = line.split()
+    if len(f) == 3:
+        parts.append(f"{f[0]} {f[1]}" if f[1] != "1" or f[2] != "0" else f[0])
+commit = subprocess.run(["git", "-C", top, "describe", "--always", "--dirty", "--abbrev=12"],
+                        capture_output=True, text=True).stdout.strip() or "unknown"
+when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+text = (f"`{passed} passed, {failed} failed`\n\n(written by `CHECK_PUBLISH=1 make check` at `{commit}`, "
+        f"{when}: {secs} s, kernels {kernels}; by suite: " + ", ".join(parts) + ".)")
+path = top + "/README.md"
+src = open(path).read()
+b, e = "<!-- check-count:begin -->", "<!-- check-count:end -->"
+i, j = src.find(b), src.find(e)
+if i < 0 or j < i:
+    sys.exit(f"{path} has no {b} ... {e} section")
+open(path, "w").write(src[:i + len(b)] + "\n" + text + "\n" + src[j:])
+' "$MOVGEM_TOP" "$1" "$2" "$passed" "$failed" && say "CHECK_PUBLISH: README.md rewritten"
 }
 
 # summary: the closing line, "N passed, N failed"; false if any failed.

@@ -10,7 +10,7 @@
 //! then a fixed number of objects of 4 MiB, 3/8 of it (so they land in
 //! the holes, all over the zone), then the filler goes, and the GPU,
 //! idle, runtime-suspends (as an idle GPU does; the rounds run with it
-//! asleep).  Four configurations:
+//! asleep, but for `release_awake`).  Five configurations:
 //!
 //! - `ceiling`: the objects' pages are written with PWRITE but never
 //!   bound: plain shmem pages that compaction may move (the practical
@@ -19,6 +19,9 @@
 //!   does);
 //! - `release`: bound and idle, `hook=release` (the 2016 design, which
 //!   refuses while the device is asleep);
+//! - `release_awake`: the same with the GPU held awake through the
+//!   compaction (what the 2016 design does with a busy-looking device:
+//!   it lets go of whole objects, unbinding them);
 //! - `inplace`: bound and idle, `hook=inplace` (the default).
 //!
 //! Then: extfrag unusable index (order 9), compaction, the index again,
@@ -132,7 +135,14 @@ fn round(cfg: &str, layout: Layout) -> Result<Round, String> {
     }
     drop(filler);
     let setup_s = sys::secs(t0);
-    env::wait_runtime_status("suspended", 60_000)?;
+    // Held until the end of the round: the device stays awake through
+    // compaction and the hugepage allocation.
+    let awake = if cfg == "release_awake" {
+        Some(env::GpuAwake::new()?)
+    } else {
+        env::wait_runtime_status("suspended", 60_000)?;
+        None
+    };
     env::set_param("hook", hook_mode(cfg))?;
     let info = io(dev.info(), "info")?;
 
@@ -155,6 +165,7 @@ fn round(cfg: &str, layout: Layout) -> Result<Round, String> {
     let bound_after = io(dev.info(), "info")?.bound_objects;
     let status_after = env::runtime_status()?;
     env::set_param("hook", "inplace")?;
+    drop(awake);
     drop(objs);
 
     let out = Round {
@@ -209,16 +220,16 @@ fn round(cfg: &str, layout: Layout) -> Result<Round, String> {
 fn hook_mode(cfg: &str) -> &'static str {
     match cfg {
         "hook_off" => "off",
-        "release" => "release",
+        "release" | "release_awake" => "release",
         _ => "inplace",
     }
 }
 
 /// Rounds of each configuration, interleaved (ceiling, off, release,
-/// in place, ceiling, ...): the page allocator varies from round to
+/// release awake, in place, ceiling, ...): the page allocator varies from round to
 /// round; min, median and max are the results.
 pub const REPS: usize = 7;
-const CONFIGS: [&str; 4] = ["ceiling", "hook_off", "release", "inplace"];
+const CONFIGS: [&str; 5] = ["ceiling", "hook_off", "release", "release_awake", "inplace"];
 
 /// A value of each configuration, in [`CONFIGS`] order.
 #[derive(Debug, Serialize)]
@@ -226,6 +237,7 @@ struct PerConfig<T> {
     ceiling: T,
     hook_off: T,
     release: T,
+    release_awake: T,
     inplace: T,
 }
 
@@ -235,7 +247,8 @@ impl<T> PerConfig<T> {
             ceiling: f(CONFIGS[0]),
             hook_off: f(CONFIGS[1]),
             release: f(CONFIGS[2]),
-            inplace: f(CONFIGS[3]),
+            release_awake: f(CONFIGS[3]),
+            inplace: f(CONFIGS[4]),
         }
     }
 }
@@ -247,6 +260,7 @@ struct Hugepages<T> {
     ceiling: T,
     hook_off: T,
     release: T,
+    release_awake: T,
     inplace: T,
     physical_limit: T,
 }
@@ -282,6 +296,8 @@ struct UnusableMedians {
 struct Released {
     #[serde(serialize_with = "num")]
     release: Option<f64>,
+    #[serde(serialize_with = "num")]
+    release_awake: Option<f64>,
     #[serde(serialize_with = "num")]
     inplace: Option<f64>,
 }
@@ -330,6 +346,8 @@ pub struct Fragmentation {
     inplace_vs_ceiling: f64,
     #[serde(serialize_with = "num")]
     release_vs_ceiling: f64,
+    #[serde(serialize_with = "num")]
+    release_awake_vs_ceiling: f64,
     #[serde(serialize_with = "num")]
     hook_off_vs_ceiling: f64,
     released_pages: Released,
@@ -427,6 +445,7 @@ pub fn run() -> Result<Fragmentation, String> {
         ceiling: med("ceiling", hugepages).map(|x| x as u64),
         hook_off: med("hook_off", hugepages).map(|x| x as u64),
         release: med("release", hugepages).map(|x| x as u64),
+        release_awake: med("release_awake", hugepages).map(|x| x as u64),
         inplace: med("inplace", hugepages).map(|x| x as u64),
         physical_limit: stats::median(&all_limits).map(|x| x as u64),
     };
@@ -434,6 +453,7 @@ pub fn run() -> Result<Fragmentation, String> {
         ceiling: runs("ceiling", |r| r.hugepages),
         hook_off: runs("hook_off", |r| r.hugepages),
         release: runs("release", |r| r.hugepages),
+        release_awake: runs("release_awake", |r| r.hugepages),
         inplace: runs("inplace", |r| r.hugepages),
         physical_limit: rounds.iter().map(|(_, r)| r.physical_limit).collect(),
     };
@@ -460,26 +480,29 @@ pub fn run() -> Result<Fragmentation, String> {
     let show = |x: Option<u64>| x.map_or("null".to_string(), |x| x.to_string());
     println!(
         "movgem-bench: fragmentation medians of {REPS} rounds, device asleep: ceiling {}, in place {}, release {}, \
-         hook off {}, physical limit {}",
+         hook off {}, physical limit {}; release with the device awake {}",
         show(huge.ceiling),
         show(huge.inplace),
         show(huge.release),
         show(huge.hook_off),
-        show(huge.physical_limit)
+        show(huge.physical_limit),
+        show(huge.release_awake)
     );
     let released = |r: &Round| r.released_pages as f64;
     let pages_released = Released {
         release: med("release", released),
+        release_awake: med("release_awake", released),
         inplace: med("inplace", released),
     };
     let (inplace_vs_ceiling, release_vs_ceiling, hook_off_vs_ceiling) =
         (ratio("inplace"), ratio("release"), ratio("hook_off"));
-    let mut per_cfg: [Vec<Round>; 4] = Default::default();
+    let release_awake_vs_ceiling = ratio("release_awake");
+    let mut per_cfg: [Vec<Round>; 5] = Default::default();
     for (cfg, r) in rounds {
         let i = CONFIGS.iter().position(|c| *c == cfg).unwrap_or(0);
         per_cfg[i].push(r);
     }
-    let [ceiling, hook_off, release, inplace] = per_cfg;
+    let [ceiling, hook_off, release, release_awake, inplace] = per_cfg;
     Ok(Fragmentation {
         hugepages: huge,
         hugepages_runs: huge_runs,
@@ -492,6 +515,7 @@ pub fn run() -> Result<Fragmentation, String> {
         available_mib_when_sized: layout.available / MIB,
         inplace_vs_ceiling,
         release_vs_ceiling,
+        release_awake_vs_ceiling,
         hook_off_vs_ceiling,
         released_pages: pages_released,
         thp_pages: thp,
@@ -501,6 +525,7 @@ pub fn run() -> Result<Fragmentation, String> {
             ceiling,
             hook_off,
             release,
+            release_awake,
             inplace,
         },
         free_blocks_by_order: free_by_order,
