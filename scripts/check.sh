@@ -97,5 +97,6 @@ counts gem_shrink_boot "$(summary_of "$MOVGEM_CACHE/logs/gem-shrink.out")"
 
 took=$(($(date +%s) - start))
 say "took $took s"
-[ "${CHECK_PUBLISH:-0}" != 1 ] || publish_check "$took" "$kernels"
+[ "${CHECK_PUBLISH:-0}" != 1 ] || publish_check "$took" "$kernels" "$log" \
+	"${GEM_SHRINK_LOG:-$MOVGEM_CACHE/logs/qemu-gem-shrink.log}"
 summary

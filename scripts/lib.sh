@@ -130,37 +130,22 @@ summary_of() {
 	sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' "$1" 2>/dev/null | tail -1
 }
 
-# publish_check SECONDS KERNELS: rewrites README.md's check-count
-# section from this run's tally (CHECK_PUBLISH=1 make check, for the
-# tree's maintainers): the counts by suite, the commit (`--dirty` if the
-# tree was), the time, and whether the kernels were cached.  Nothing is
-# written after a failure.
+# publish_check SECONDS KERNELS LOG...: CHECK_PUBLISH=1 make check, for
+# the tree's maintainers: README.md's check-count section and
+# Documentation/testing.md's metrics table, from this run's tally and
+# the boots' consoles (LOG...), naming the commit (`--dirty` if the tree
+# was), the time and whether the kernels were cached
+# (scripts/publish-check.py).  Nothing is written after a failure.
 publish_check() {
 	if [ "$failed" != 0 ]; then
-		say "CHECK_PUBLISH: $failed failed; README.md not rewritten"
+		say "CHECK_PUBLISH: $failed failed; nothing rewritten"
 		return 0
 	fi
-	printf '%s\n' "${tally[@]}" | python3 -c '
-import datetime, subprocess, sys
-top, secs, kernels, passed, failed = sys.argv[1:6]
-parts = []
-for line in sys.stdin.read().split("\n"):
-    f = line.split()
-    if len(f) == 3:
-        parts.append(f"{f[0]} {f[1]}" if f[1] != "1" or f[2] != "0" else f[0])
-commit = subprocess.run(["git", "-C", top, "describe", "--always", "--dirty", "--abbrev=12"],
-                        capture_output=True, text=True).stdout.strip() or "unknown"
-when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-text = (f"`{passed} passed, {failed} failed`\n\n(written by `CHECK_PUBLISH=1 make check` at `{commit}`, "
-        f"{when}: {secs} s, kernels {kernels}; by suite: " + ", ".join(parts) + ".)")
-path = top + "/README.md"
-src = open(path).read()
-b, e = "<!-- check-count:begin -->", "<!-- check-count:end -->"
-i, j = src.find(b), src.find(e)
-if i < 0 or j < i:
-    sys.exit(f"{path} has no {b} ... {e} section")
-open(path, "w").write(src[:i + len(b)] + "\n" + text + "\n" + src[j:])
-' "$MOVGEM_TOP" "$1" "$2" "$passed" "$failed" && say "CHECK_PUBLISH: README.md rewritten"
+	local secs=$1 kernels=$2
+	shift 2
+	printf '%s\n' "${tally[@]}" | python3 "$MOVGEM_TOP/scripts/publish-check.py" --top "$MOVGEM_TOP" \
+		--seconds "$secs" --kernels "$kernels" --passed "$passed" --failed "$failed" "$@" &&
+		say "CHECK_PUBLISH: README.md and Documentation/testing.md rewritten"
 }
 
 # summary: the closing line, "N passed, N failed"; false if any failed.
