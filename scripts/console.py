@@ -54,7 +54,11 @@ METRIC = re.compile(r"movgem-metric: (\w+)=(\S+)")
 # window (gem-shrink's -oom subtests with the shrinker off), the OOM
 # killer invoked by and killing gem-shrink workers.  Each such header
 # admits the one stack dump that follows it; any other report, another
-# task's included, fails the run.
+# task's included, fails the run.  A window opened with `invoker=any`
+# (gem-shrink's --leak-forever run, where the leaks exhaust memory by
+# design and whichever task allocates next invokes the OOM killer:
+# kthreadd forking a worker, say) admits a report from any task, but
+# only if the kill that follows it takes one of the test's tasks.
 WINDOWS = {
     "movgem-faults": {
         "task": "movgem-stress",
@@ -72,7 +76,8 @@ WINDOWS = {
         "killed": re.compile(r"Out of memory: Killed process \d+ \(([^)]*)\)"),
     },
 }
-WINDOW_MARK = re.compile(r"(movgem-faults|movgem-nomem|movgem-oom): window (begin|end)(?: task=(\S+))?")
+WINDOW_MARK = re.compile(r"(movgem-faults|movgem-nomem|movgem-oom): window (begin|end)(?: task=(\S+))?"
+                         r"(?: invoker=(any))?")
 TRACE = re.compile(r"Call Trace:")
 GUEST = re.compile(r"movgem-test: (PASS|FAIL) (\S+?):?(?: (.*))?$")
 DONE = re.compile(r"movgem-guest: done rc=(\d+)")
@@ -87,6 +92,8 @@ def results(path):
     window = None       # the open window, if any
     task = None         # whose report it expects (`task=` overrides)
     trace_ok = False    # the next stack dump belongs to a tolerated report
+    any_invoker = False  # the open window admits any invoker (invoker=any)
+    foreign = None      # another task's report, admitted until its kill line
     planned = []
     plan_done = False
     for line in text.splitlines():
@@ -99,15 +106,20 @@ def results(path):
             continue
         m = WINDOW_MARK.search(line)
         if m:
+            if foreign:
+                bad.append(foreign + " (no kill of the test's task followed)")
+                foreign = None
             if m.group(2) == "begin":
                 if window is not None:
                     bad.append(f"{m.group(1)} window opened inside {window}'s")
                 window = m.group(1)
                 task = m.group(3) or WINDOWS[window]["task"]
+                any_invoker = m.group(4) == "any"
             else:
                 if window != m.group(1):
                     bad.append(f"{m.group(1)} window closed but not open")
                 window = None
+                any_invoker = False
             trace_ok = False
             continue
         m = KUNIT.search(line)
@@ -125,10 +137,23 @@ def results(path):
         if m:
             done = int(m.group(1))
         if BAD.search(line):
-            if window_tolerates(window, task, line, trace_ok):
+            w = WINDOWS.get(window)
+            killed = w["killed"].search(line) if w and w["killed"] else None
+            header = w["header"].search(line) if w else None
+            if killed and foreign:
+                # The kill that decides another task's report.
+                if killed.group(1) != task:
+                    bad.append(foreign)
+                    bad.append(line.strip())
+                foreign = None
+                trace_ok = False
+            elif window_tolerates(window, task, line, trace_ok):
                 # Only the report's header admits a stack dump: not the
                 # dump itself, nor the kill line after it.
-                trace_ok = bool(WINDOWS[window]["header"].search(line))
+                trace_ok = bool(header)
+            elif header and any_invoker and not foreign:
+                foreign = line.strip()
+                trace_ok = True
             else:
                 bad.append(line.strip())
     out = [("kunit." + k, ok, "") for k, ok in kunit.items()] + out
@@ -144,6 +169,8 @@ def results(path):
     out += [(n, False, "never reported") for n in planned_names(planned) if n not in reported]
     out.append(("guest_completed", done == 0,
                 "guest never finished (timeout or crash)" if done is None else f"rc={done}"))
+    if foreign:
+        bad.append(foreign + " (no kill of the test's task followed)")
     if window is not None:
         bad.append(f"{window} window never closed")
     out.append(("console_clean", not bad, "; ".join(bad[:5])))
