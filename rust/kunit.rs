@@ -261,7 +261,38 @@ fn oom_notify_beside_a_locked_folio() -> Result {
     let freed = freed.ok_or(EBUSY)?;
     check!(freed >= KUNIT_PAGES as u64);
     check!(gone);
+    // What it reported is what it purged and deferred, nothing else.
+    check!(oom_report_adds_up(&device, freed));
+    check!(counter(&device, Counter::OomDeferredPages) == freed);
     Ok(())
+}
+
+/// A counter of a test device (whose counters start at zero).
+fn counter(device: &Device, c: Counter) -> u64 {
+    device
+        .counters
+        .value(c as usize)
+        .map_or(0, |v| v.load(Ordering::Relaxed))
+}
+
+/// Whether the OOM notifier's report, `freed` (its one call on this
+/// device), is the sum of its parts, each counted: purged pages whose
+/// truncation it deferred, released pages swap has room for, and busy
+/// purgeable pages inside the retire window.
+fn oom_report_adds_up(device: &Device, freed: u64) -> bool {
+    let parts = [
+        Counter::OomDeferredPages,
+        Counter::OomReclaimablePages,
+        Counter::OomRetirePendingPages,
+    ];
+    let sum: u64 = parts.iter().map(|&c| counter(device, c)).sum();
+    pr_info!(
+        "kunit: OOM notifier reported {freed}: deferred {}, reclaimable {}, retire pending {}\n",
+        counter(device, parts[0]),
+        counter(device, parts[1]),
+        counter(device, parts[2])
+    );
+    sum == freed && counter(device, Counter::OomFreedPages) == freed
 }
 
 /// The OOM notifier never waits for a folio lock.
@@ -306,6 +337,9 @@ fn deferred_purges_side_by_side() -> Result {
     check!(other_gone);
     check!(freed.is_some_and(|f| f >= KUNIT_PAGES as u64));
     check!(stuck_gone);
+    // Both purges count once, in the one report.
+    check!(freed.is_some_and(|f| oom_report_adds_up(&device, f)));
+    check!(counter(&device, Counter::OomDeferredPages) == 2 * KUNIT_PAGES as u64);
     Ok(())
 }
 

@@ -460,6 +460,16 @@ fn oom_notifier_saves_a_hog() -> TestResult {
         d.get("oom_notifications") > 0 && d.get("oom_freed_pages") > 0,
         "the OOM notifier freed nothing: {d}"
     );
+    // Its reports are the sum of their parts: purged pages whose
+    // truncation it deferred (here: the DONTNEED objects), released
+    // pages swap has room for, busy pages inside the retire window.
+    let parts = d.get("oom_deferred_pages")
+        + d.get("oom_reclaimable_pages")
+        + d.get("oom_retire_pending_pages");
+    ensure!(
+        parts == d.get("oom_freed_pages") && d.get("oom_deferred_pages") > 0,
+        "the OOM notifier's reports do not add up, or purged nothing: {d}"
+    );
     ensure!(
         d.get("shrink_scans") == 0,
         "the shrinker ran while disabled: {d}"
