@@ -107,6 +107,11 @@ int movgem_oom_notifier_register(struct notifier_block *nb);
 void movgem_oom_notifier_unregister(struct notifier_block *nb);
 int movgem_vmap_notifier_register(struct notifier_block *nb);
 void movgem_vmap_notifier_unregister(struct notifier_block *nb);
+/* Runs alloc_vmap_area() out of space (debugfs "vmap_overflow"): 0. */
+int movgem_vmap_overflow(void);
+/* For KUnit: one scan of @shrinker with GFP_KERNEL (@fs) or GFP_NOFS. */
+unsigned long movgem_shrinker_scan_as(struct shrinker *shrinker, bool fs,
+				      unsigned long nr);
 unsigned long movgem_shmem_writeback(struct file *filp,
 				     unsigned long nr_to_write);
 bool movgem_current_is_kswapd(void);
@@ -280,7 +285,7 @@ void movgem_trace_migrate_folio(u64 obj, unsigned long index, unsigned int nr,
 void movgem_trace_shrink_scan(bool kswapd, u64 nr_to_scan, u64 freed,
 			      bool contended);
 void movgem_trace_oom_notify(u64 freed);
-void movgem_trace_vmap_purge(u64 freed);
+void movgem_trace_vmap_purge(u64 freed, bool contended);
 void movgem_trace_request_submit(u64 seqno, unsigned int op,
 				 unsigned int nobjs, bool hang);
 void movgem_trace_request_retire(u64 seqno, int how);

@@ -33,6 +33,9 @@ pub(crate) enum Counter {
     Rebinds,
     /// Cached kernel mappings the hook tore down.
     HookVunmaps,
+    /// Purges of the cached kernel mappings: calls of the vmap purge
+    /// notifier and debugfs `purge_vmaps`, contended ones included.
+    VmapPurges,
     /// Pages whose cached kernel mapping a purge dropped.
     VmapPurgedPages,
     /// Purges that gave up on a contended `struct_mutex`.
@@ -167,6 +170,7 @@ pub(crate) const NAMES: [&kernel::str::CStr; COUNT] = [
     kernel::c_str!("migrate_failed"),
     kernel::c_str!("rebinds"),
     kernel::c_str!("hook_vunmaps"),
+    kernel::c_str!("vmap_purges"),
     kernel::c_str!("vmap_purged_pages"),
     kernel::c_str!("vmap_purge_contended"),
     kernel::c_str!("purged_objects"),
@@ -263,6 +267,11 @@ impl Counters {
     /// Counts one refusal of the migrate hook for reason `r`.
     pub(crate) fn refused(&self, r: Refusal) {
         self.values[FIRST_REFUSAL + r.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many refusals for reason `r` were counted.
+    pub(crate) fn refusals(&self, r: Refusal) -> u64 {
+        self.values[FIRST_REFUSAL + r.index()].load(Ordering::Relaxed)
     }
 
     /// The counter named `NAMES[id]`, for its debugfs file.

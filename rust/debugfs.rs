@@ -9,13 +9,16 @@
 //! Commands (one per write): `create <pages> <seed>`, `bind`, `unbind`,
 //! `pin` and `unpin` (a page pin beyond the binding), `active <0|1>`,
 //! `purgeable <0|1>`, `vmap`, `vunmap`, `verify`, `destroy`; and, for the
-//! whole device, `purge_vmaps` (what the vmap purge notifier does, since
-//! a test VM cannot run out of vmalloc space), `reset` (ends every GPU
-//! request), `hold_lock <ms>` (holds `struct_mutex`, to test the
-//! hook's budget), `runtime_pm <0|1>` (disables runtime PM with the
-//! device left as it is, as a system sleep does, and enables it again)
-//! and `writeback <pages>` (swap writeback of at most that many pages of
-//! the self-test object's file).  Reading the file reports `key value` lines.
+//! whole device, `purge_vmaps` (what the vmap purge notifier does, called
+//! directly), `vmap_overflow <0|1>` (runs `alloc_vmap_area()` out of
+//! vmalloc space, so that the kernel calls the vmap purge notifier; with
+//! 1 while this task holds `struct_mutex`, as inside our own `vmap()`),
+//! `reset` (ends every GPU request), `hold_lock <ms>` (holds
+//! `struct_mutex`, to test the hook's budget), `runtime_pm <0|1>`
+//! (disables runtime PM with the device left as it is, as a system sleep
+//! does, and enables it again) and `writeback <pages>` (swap writeback of
+//! at most that many pages of the self-test object's file).  Reading the
+//! file reports `key value` lines.
 
 use core::fmt::Write;
 use core::ptr::NonNull;
@@ -178,6 +181,15 @@ impl Debugfs {
             "purge_vmaps" => {
                 self.device.purge_vmaps(true);
                 Ok(())
+            }
+            "vmap_overflow" => {
+                let own = match arg()? {
+                    0 => false,
+                    1 => true,
+                    _ => return Err(EINVAL),
+                };
+                let _held = own.then(|| self.device.struct_mutex.lock());
+                shrinker::vmap_overflow()
             }
             "reset" => {
                 self.engine.reset();

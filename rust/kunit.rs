@@ -17,13 +17,15 @@ use crate::engine::Engine;
 use crate::object::Object;
 use crate::policy::{self, Decision, LockWait, MigrateMode, ObjectState, Refusal};
 use crate::shmem::{PageRef, RawPage};
-use crate::shrinker::{oom_notify, ShrinkScope};
+use crate::shrinker::{oom_notify, Reclaim, ShrinkScope};
 use crate::sync::{now_ns, LockKey, TryMutex};
 use crate::uapi;
 
 extern "C" {
     fn movgem_kunit_page_lock(page: *mut RawPage);
     fn movgem_kunit_page_unlock(page: *mut RawPage);
+    fn movgem_kunit_migrate_folio(page: *mut RawPage) -> c_int;
+    fn movgem_kunit_drain_lru_all();
 }
 
 macro_rules! check {
@@ -403,4 +405,119 @@ fn purge_vmaps_self_locked() -> Result {
 #[no_mangle]
 pub(crate) extern "C" fn movgem_rs_kunit_purge_self_locked() -> c_int {
     errno(purge_vmaps_self_locked())
+}
+
+/// What a shrinker's `scan_objects` returns to stop the scan.
+const SHRINK_STOP: u64 = c_ulong::MAX as u64;
+
+/// Reclaim that may not enter the filesystem (`GFP_NOFS`, as every
+/// allocation under `struct_mutex` is) gets nothing from the shrinker:
+/// the scan is refused and counted (`shrink_nofs`), and an idle purgeable
+/// object keeps its pages; the same scan with `GFP_KERNEL` (the control)
+/// purges it and leaves `shrink_nofs` alone.  Both go through the
+/// registered shrinker's `scan_objects`, with the `shrink_control` that
+/// `shrink_slab()` passes.  An in-guest test cannot get there on demand:
+/// direct reclaim scans a shrinker this small only at its lowest
+/// priorities, once the LRU lists failed at every higher one, and a NOFS
+/// allocation in that state is neither failed nor OOM-killed but retried
+/// until kswapd frees memory.
+fn shrinker_refuses_nofs() -> Result {
+    let device = Device::new_for_test()?;
+    let engine = Engine::new(device.clone())?;
+    let reclaim = Reclaim::new(engine)?;
+    let obj = purgeable_object(&device, KUNIT_PAGES)?;
+    let count = |c: Counter| {
+        device
+            .counters
+            .value(c as usize)
+            .map_or(0, |v| v.load(Ordering::Relaxed))
+    };
+    let held = || obj.state(&mut device.struct_mutex.lock()).pages_held();
+    let out = (|| {
+        check!(device.shrink_count() >= KUNIT_PAGES as u64);
+        let (nofs, scans) = (count(Counter::ShrinkNoFs), count(Counter::ShrinkScans));
+        let ret = reclaim.scan_as(false, 128);
+        pr_info!("kunit: NOFS scan returned {ret:#x}\n");
+        check!(ret == SHRINK_STOP);
+        check!(count(Counter::ShrinkNoFs) == nofs + 1);
+        check!(count(Counter::ShrinkScans) == scans);
+        check!(!obj.purged() && held() == KUNIT_PAGES);
+        check!(device.shrink_count() >= KUNIT_PAGES as u64);
+        let ret = reclaim.scan_as(true, 128);
+        pr_info!("kunit: GFP_KERNEL scan returned {ret}\n");
+        check!(ret >= KUNIT_PAGES as u64 && ret != SHRINK_STOP);
+        check!(count(Counter::ShrinkNoFs) == nofs + 1);
+        check!(count(Counter::ShrinkScans) == scans + 1);
+        check!(obj.purged() && held() == 0);
+        Ok(())
+    })();
+    drop(reclaim);
+    device.flush_purges();
+    device.close_object(&obj);
+    out
+}
+
+/// The shrinker refuses reclaim without `__GFP_FS`.
+#[no_mangle]
+pub(crate) extern "C" fn movgem_rs_kunit_shrink_nofs() -> c_int {
+    errno(shrinker_refuses_nofs())
+}
+
+/// The migrate hook in a task that holds `struct_mutex` refuses at once
+/// (`refused_lock_owned`): waiting would be waiting for itself.  Here the
+/// test's task holds the lock and calls shmem's `migrate_folio` for a
+/// folio of a populated object, as migration would; the hook must
+/// answer `-EBUSY` for that reason, and the folio stays.  The control:
+/// the same call with the lock free gets past the lock (the object is
+/// made active, so that the hook refuses it as such, touching nothing).
+///
+/// No user space action reaches this: every holder of `struct_mutex`
+/// runs in a NOFS scope, and the migration users that run inside an
+/// allocation (compaction, `alloc_contig_range()` for CMA) never isolate
+/// a file folio in NOFS context (`isolate_migratepages_block()`), while
+/// the others (NUMA hinting faults, `memfd_pin_folios()`, move_pages,
+/// offlining) never run in a task holding the lock: the driver touches
+/// no user memory and pins nothing under it.  The refusal is the guard
+/// should that change.
+fn hook_refuses_own_lock() -> Result {
+    let device = Device::new_for_test()?;
+    let obj = device.create_object(KUNIT_PAGES, false)?;
+    let count = |r: Refusal| device.counters.refusals(r);
+    let out = (|| {
+        obj.populate()?;
+        let page = obj.shmem()?.page(0)?;
+        let pfn = page.pfn();
+        // SAFETY: no lock held; may sleep, as KUnit cases may.
+        unsafe { movgem_kunit_drain_lru_all() };
+        let (owned, active) = (count(Refusal::LockOwned), count(Refusal::Active));
+        let ret = {
+            let _held = device.struct_mutex.lock();
+            // SAFETY: a page of the object's file, on which `page` holds a
+            // reference for the whole call; the call is refused.
+            unsafe { movgem_kunit_migrate_folio(page.as_ptr()) }
+        };
+        pr_info!("kunit: migrate_folio under struct_mutex returned {ret}\n");
+        check!(ret == EBUSY.to_errno());
+        check!(count(Refusal::LockOwned) == owned + 1);
+        check!(count(Refusal::Active) == active);
+        // The control: the lock free, the object active.
+        obj.activate();
+        // SAFETY: as above.
+        let ret = unsafe { movgem_kunit_migrate_folio(page.as_ptr()) };
+        obj.retire();
+        pr_info!("kunit: migrate_folio with the lock free returned {ret}\n");
+        check!(ret == EBUSY.to_errno());
+        check!(count(Refusal::LockOwned) == owned + 1);
+        check!(count(Refusal::Active) == active + 1);
+        check!(obj.file().and_then(|f| f.lookup_pfn(0)) == Some(pfn));
+        Ok(())
+    })();
+    device.close_object(&obj);
+    out
+}
+
+/// The hook refuses a folio at once when its task holds `struct_mutex`.
+#[no_mangle]
+pub(crate) extern "C" fn movgem_rs_kunit_hook_own_lock() -> c_int {
+    errno(hook_refuses_own_lock())
 }

@@ -5,10 +5,14 @@
 //!
 //! `hook=inplace` (the default) moves the one folio (of one page, or a
 //! huge object's PMD-sized folio as one unit) and keeps the object
-//! bound: a glance at the reference count first (a foreign reference
-//! means the folio cannot move: nothing is locked or touched), then
-//! `struct_mutex` within the lock budget, `policy::decide_in_place`, and
-//! the move itself (`movgem_folio_move`: copy, page cache, flags, the
+//! bound: a glance at the folio first, where nothing is locked or
+//! touched (a GUP pin, `folio_maybe_dma_pinned()`, is
+//! `refused_dma_pinned`: a long-term PIN or VMAP of ours, which pins
+//! through `memfd_pin_folios()`, or someone else's pin of a mapping of
+//! the object; a reference nobody accounts for is `refused_foreign_ref`),
+//! then `struct_mutex` within the lock budget (never waited for by the
+//! task that holds it: `refused_lock_owned`), `policy::decide_in_place`,
+//! and the move itself (`movgem_folio_move`: copy, page cache, flags, the
 //! object's reference), after which the object's page array and GTT
 //! entries point at the new folio.  The device is never woken: its
 //! hardware entries are rewritten only if a wakeref could be had without
@@ -22,7 +26,8 @@
 //!
 //! `MIGRATE_ASYNC` (`may_block` false) never sleeps: one try-lock, no
 //! allocation, no `vunmap()`, no array freed, no large copy; a cached
-//! vmap or a large folio means a refusal there.  Every call leaves one
+//! vmap or a large folio means a refusal there (`refused_would_sleep`,
+//! `refused_large_folio`).  Every call leaves one
 //! `movgem_migrate_folio` trace event (`trace.rs`).
 
 use kernel::ffi::c_int;

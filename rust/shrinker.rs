@@ -158,6 +158,8 @@ extern "C" {
     fn movgem_oom_notifier_unregister(nb: *mut bindings::notifier_block);
     fn movgem_vmap_notifier_register(nb: *mut bindings::notifier_block) -> c_int;
     fn movgem_vmap_notifier_unregister(nb: *mut bindings::notifier_block);
+    fn movgem_vmap_overflow() -> c_int;
+    fn movgem_shrinker_scan_as(shrinker: *mut c_void, fs: bool, nr: c_ulong) -> c_ulong;
 }
 
 fn current_is_kswapd() -> bool {
@@ -428,9 +430,10 @@ impl Device {
             self.struct_mutex
                 .try_lock_for(policy::lock_wait(true, params::lock_timeout_ms()))
         };
+        self.counters.inc(Counter::VmapPurges);
         let Some(mut locked) = guard else {
             self.counters.inc(Counter::VmapPurgeContended);
-            trace::vmap_purge(0);
+            trace::vmap_purge(0, true);
             return 0;
         };
         let mut freed = 0;
@@ -444,9 +447,18 @@ impl Device {
             }
         }
         self.counters.add(Counter::VmapPurgedPages, freed as u64);
-        trace::vmap_purge(freed as u64);
+        trace::vmap_purge(freed as u64, false);
         freed
     }
+}
+
+/// Runs `alloc_vmap_area()` out of vmalloc space, as an allocation in a
+/// full area would: the kernel calls the vmap purge notifier chain (ours
+/// among them, [`movgem_rs_vmap_purge`]) and fails the allocation.  A
+/// test aid (debugfs `vmap_overflow`): see `rust/shims/shrinker.c`.
+pub(crate) fn vmap_overflow() -> Result {
+    // SAFETY: no preconditions; may sleep, as the caller may.
+    kernel::error::to_result(unsafe { movgem_vmap_overflow() })
 }
 
 /// The OOM killer is about to run: give back everything idle.
@@ -620,6 +632,20 @@ impl Reclaim {
 
     fn device(&self) -> &Device {
         self.engine.device()
+    }
+
+    /// One scan through the registered shrinker's `scan_objects`, with
+    /// the `shrink_control` that `shrink_slab()` passes from reclaim that
+    /// may (`fs`: `GFP_KERNEL`) or may not (`GFP_NOFS`) enter the
+    /// filesystem; what the callback returned (KUnit).
+    pub(crate) fn scan_as(&self, fs: bool, nr: u64) -> u64 {
+        let shrinker = self.shrinker.load(Ordering::Acquire);
+        if shrinker.is_null() {
+            return 0;
+        }
+        // SAFETY: `new` registered it and only drop frees it, which cannot
+        // run while `self` is borrowed; its `private_data` is `self`.
+        unsafe { movgem_shrinker_scan_as(shrinker, fs, nr as c_ulong) as u64 }
     }
 
     /// Maps a notifier block back to its `Reclaim`.

@@ -25,7 +25,7 @@ extern "C" {
     );
     fn movgem_trace_shrink_scan(kswapd: bool, nr_to_scan: u64, freed: u64, contended: bool);
     fn movgem_trace_oom_notify(freed: u64);
-    fn movgem_trace_vmap_purge(freed: u64);
+    fn movgem_trace_vmap_purge(freed: u64, contended: bool);
     fn movgem_trace_request_submit(seqno: u64, op: c_uint, nobjs: c_uint, hang: bool);
     fn movgem_trace_request_retire(seqno: u64, how: c_int);
     fn movgem_trace_runtime_pm(resumed: bool);
@@ -98,10 +98,11 @@ pub(crate) fn oom_notify(freed: u64) {
     unsafe { movgem_trace_oom_notify(freed) }
 }
 
-/// `movgem_vmap_purge`: one purge of the cached kernel mappings.
-pub(crate) fn vmap_purge(freed: u64) {
-    // SAFETY: a plain value.
-    unsafe { movgem_trace_vmap_purge(freed) }
+/// `movgem_vmap_purge`: one purge of the cached kernel mappings, or
+/// one that gave up on a contended `struct_mutex`.
+pub(crate) fn vmap_purge(freed: u64, contended: bool) {
+    // SAFETY: plain values.
+    unsafe { movgem_trace_vmap_purge(freed, contended) }
 }
 
 /// `movgem_request_submit`.

@@ -6,7 +6,11 @@
  */
 #include <kunit/test.h>
 #include <linux/file.h>
+#include <linux/cpu.h>
 #include <linux/jiffies.h>
+#include <linux/migrate.h>
+#include <linux/pagevec.h>
+#include <linux/workqueue.h>
 #include <linux/sched.h>
 #include <linux/shmem_fs.h>
 
@@ -18,6 +22,9 @@ int movgem_rs_kunit_trylock(u32 timeout_ms, u64 *elapsed_ns);
 int movgem_rs_kunit_oom_folio_locked(void);
 int movgem_rs_kunit_deferred_purges(void);
 int movgem_rs_kunit_purge_self_locked(void);
+int movgem_rs_kunit_shrink_nofs(void);
+int movgem_rs_kunit_hook_own_lock(void);
+int movgem_kunit_migrate_folio(struct page *page);
 
 /* The folio locks a migration holds, for the cases below. */
 void movgem_kunit_page_lock(struct page *page)
@@ -28,6 +35,71 @@ void movgem_kunit_page_lock(struct page *page)
 void movgem_kunit_page_unlock(struct page *page)
 {
 	folio_unlock(page_folio(page));
+}
+
+static void movgem_kunit_drain_lru_local(struct work_struct *unused)
+{
+	struct folio_batch empty;
+
+	/* Drains this CPU's LRU caches first (lru_add_drain()). */
+	folio_batch_init(&empty);
+	__folio_batch_release(&empty);
+}
+
+/*
+ * For rust/kunit.rs: lru_add_drain_all(), which modules cannot call; each
+ * CPU drains its own LRU caches.  Takes the CPU hotplug lock and waits
+ * for work: not under struct_mutex.
+ */
+void movgem_kunit_drain_lru_all(void);
+
+void movgem_kunit_drain_lru_all(void)
+{
+	struct work_struct work;
+	int cpu;
+
+	cpus_read_lock();
+	for_each_online_cpu(cpu) {
+		INIT_WORK_ONSTACK(&work, movgem_kunit_drain_lru_local);
+		queue_work_on(cpu, system_wq, &work);
+		flush_work(&work);
+		destroy_work_on_stack(&work);
+	}
+	cpus_read_unlock();
+}
+
+/*
+ * For rust/kunit.rs: what migration does with a folio of a shmem file
+ * before it calls the mapping's migrate_folio, and that call.  The
+ * caller drained the LRU caches (movgem_kunit_drain_lru_all(): a folio
+ * waiting in one holds a reference the hook would take for a foreign
+ * one), and its reference on @page stands for the one the isolation
+ * holds.  @page is locked, a fresh folio locked as the destination, and
+ * shmem's migrate_folio (the owner's, through shmem_dev_info) called in
+ * MIGRATE_SYNC; returns what it returned.  Only for calls the owner
+ * refuses: a folio that moved would be left on the LRU and freed.
+ */
+int movgem_kunit_migrate_folio(struct page *page)
+{
+	struct folio *src = page_folio(page), *dst;
+	struct address_space *mapping = folio_mapping(src);
+	int ret;
+
+	if (!mapping || !mapping->a_ops->migrate_folio)
+		return -EINVAL;
+	dst = folio_alloc(GFP_KERNEL, folio_order(src));
+	if (!dst)
+		return -ENOMEM;
+	if (!folio_trylock(dst)) {
+		folio_put(dst);
+		return -EAGAIN;
+	}
+	folio_lock(src);
+	ret = mapping->a_ops->migrate_folio(mapping, dst, src, MIGRATE_SYNC);
+	folio_unlock(src);
+	folio_unlock(dst);
+	folio_put(dst);
+	return ret;
 }
 
 /* For rust/kunit.rs: a sleep adds one, preemption does not. */
@@ -139,6 +211,29 @@ static void movgem_vmap_purge_self_locked(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, movgem_rs_kunit_purge_self_locked(), 0);
 }
 
+/*
+ * Reclaim without __GFP_FS (every allocation under struct_mutex is NOFS)
+ * gets nothing from the shrinker: the scan is refused and counted
+ * (shrink_nofs), a purgeable object keeps its pages; with GFP_KERNEL the
+ * same scan purges it.  An in-guest test cannot reach a NOFS scan on
+ * demand (rust/kunit.rs says why).
+ */
+static void movgem_shrinker_refuses_nofs(struct kunit *test)
+{
+	KUNIT_EXPECT_EQ(test, movgem_rs_kunit_shrink_nofs(), 0);
+}
+
+/*
+ * The hook called from a task that holds struct_mutex refuses at once
+ * (refused_lock_owned) instead of polling a lock it owns; the same call
+ * with the lock free gets past it (here to the refusal of an active
+ * object).  Not reachable from user space: rust/kunit.rs says why.
+ */
+static void movgem_hook_refuses_own_lock(struct kunit *test)
+{
+	KUNIT_EXPECT_EQ(test, movgem_rs_kunit_hook_own_lock(), 0);
+}
+
 static struct kunit_case movgem_cases[] = {
 	KUNIT_CASE(movgem_shmem_file_is_movable),
 	KUNIT_CASE(movgem_dev_info_register),
@@ -148,6 +243,8 @@ static struct kunit_case movgem_cases[] = {
 	KUNIT_CASE(movgem_oom_notify_folio_locked),
 	KUNIT_CASE(movgem_deferred_purges),
 	KUNIT_CASE(movgem_vmap_purge_self_locked),
+	KUNIT_CASE(movgem_shrinker_refuses_nofs),
+	KUNIT_CASE(movgem_hook_refuses_own_lock),
 	{}
 };
 

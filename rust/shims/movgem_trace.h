@@ -117,9 +117,23 @@ DEFINE_EVENT(movgem_freed, movgem_oom_notify,
 	TP_ARGS(freed)
 );
 
-DEFINE_EVENT(movgem_freed, movgem_vmap_purge,
-	TP_PROTO(u64 freed),
-	TP_ARGS(freed)
+/* @contended: gave up on struct_mutex (vmap_purge_contended). */
+TRACE_EVENT(movgem_vmap_purge,
+	TP_PROTO(u64 freed, bool contended),
+	TP_ARGS(freed, contended),
+
+	TP_STRUCT__entry(
+		__field(u64, freed)
+		__field(bool, contended)
+	),
+
+	TP_fast_assign(
+		__entry->freed = freed;
+		__entry->contended = contended;
+	),
+
+	TP_printk("freed=%llu contended=%d", __entry->freed,
+		  __entry->contended)
 );
 
 TRACE_EVENT(movgem_request_submit,

@@ -7,6 +7,8 @@
  */
 #include <linux/fs.h>
 #include <linux/gfp.h>
+#include <linux/io.h>
+#include <linux/ioport.h>
 #include <linux/notifier.h>
 #include <linux/oom.h>
 #include <linux/pagemap.h>
@@ -99,6 +101,41 @@ void movgem_vmap_notifier_unregister(struct notifier_block *nb)
 }
 
 /*
+ * Test aid (debugfs "vmap_overflow"): makes alloc_vmap_area() run out of
+ * vmalloc space, which calls the vmap purge notifier chain, ours among
+ * them.  A test VM cannot fill the area (32 TiB on x86-64), so this asks
+ * for more than the whole area at once: its overflow path then runs as
+ * for a full one (purge the lazily freed areas and try again; call the
+ * chain, and try again for as long as a notifier frees something; fail).
+ * ioremap() is the exported way to ask for a vmalloc range of any size,
+ * and the physical range is one no RAM overlaps; nothing is mapped, since
+ * no range is ever found.  Returns 0 once the request failed, as it must.
+ */
+int movgem_vmap_overflow(void)
+{
+#ifdef CONFIG_X86
+	unsigned long size = VMALLOC_END - VMALLOC_START + 1 + SZ_1G;
+	resource_size_t phys = 1ULL << (boot_cpu_data.x86_phys_bits - 1);
+	void __iomem *p;
+
+	/* The range must stay a valid physical one, and not be RAM. */
+	if (phys + size - 1 < phys || phys + size - 1 > __PHYSICAL_MASK ||
+	    region_intersects(phys, size, IORESOURCE_SYSTEM_RAM,
+			      IORES_DESC_NONE) != REGION_DISJOINT)
+		return -EOPNOTSUPP;
+	p = ioremap(phys, size);
+	if (p) {
+		iounmap(p);
+		return -EEXIST;
+	}
+	return 0;
+#else
+	/* Where a physical range is valid is the architecture's business. */
+	return -EOPNOTSUPP;
+#endif
+}
+
+/*
  * Starts swap writeback of the dirty pages of @filp that nobody maps, as
  * reclaim would, so that they leave the page cache instead of waiting
  * for the LRU to reach them; stops once @nr_to_write pages are submitted.
@@ -143,6 +180,21 @@ unsigned long movgem_shmem_writeback(struct file *filp,
 		folio_put(folio);
 	}
 	return done;
+}
+
+/*
+ * For KUnit: one scan of @shrinker as shrink_slab() makes it, from
+ * reclaim that may (@fs) or may not enter the filesystem.
+ */
+unsigned long movgem_shrinker_scan_as(struct shrinker *shrinker, bool fs,
+				      unsigned long nr)
+{
+	struct shrink_control sc = {
+		.gfp_mask = fs ? GFP_KERNEL : GFP_NOFS,
+		.nr_to_scan = nr,
+	};
+
+	return shrinker->scan_objects(shrinker, &sc);
 }
 
 bool movgem_current_is_kswapd(void)

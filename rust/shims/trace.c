@@ -29,9 +29,9 @@ void movgem_trace_oom_notify(u64 freed)
 	trace_movgem_oom_notify(freed);
 }
 
-void movgem_trace_vmap_purge(u64 freed)
+void movgem_trace_vmap_purge(u64 freed, bool contended)
 {
-	trace_movgem_vmap_purge(freed);
+	trace_movgem_vmap_purge(freed, contended);
 }
 
 void movgem_trace_request_submit(u64 seqno, unsigned int op,

@@ -267,8 +267,10 @@ fn purgeable_object_moves_in_place() -> TestResult {
 
 fn bad_commands_are_rejected() -> TestResult {
     let ctl = Control::open()?;
-    let cases: [(&str, i32); 11] = [
+    let cases: [(&str, i32); 13] = [
         ("bogus", libc::EINVAL),
+        ("vmap_overflow 2", libc::EINVAL),
+        ("vmap_overflow", libc::EINVAL),
         ("create", libc::EINVAL),
         ("create 0 1", libc::EINVAL),
         ("create 1000000000 1", libc::EINVAL),

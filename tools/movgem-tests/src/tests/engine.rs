@@ -10,7 +10,7 @@ use movgem_uapi::{self as uapi, Device};
 use movgem_guest::env::{self, Control, Counters, Param};
 use movgem_guest::{ensure, TestResult};
 
-use super::common::{check_fill_sized, expect_err, ok, PAGE};
+use super::common::{check_fill_sized, expect_err, ok, Knob, PAGE};
 use super::Test;
 
 fn gpu_fill_busy_wait() -> TestResult {
@@ -225,6 +225,157 @@ fn retirement_does_not_wait_to_free_objects() -> TestResult {
     ok(dev.close(b), "close b")
 }
 
+/// The address range of kernel function `name`, from /proc/kallsyms: its
+/// address to the next symbol's.
+fn kernel_function(name: &str) -> Result<(u64, u64), String> {
+    let text =
+        std::fs::read_to_string("/proc/kallsyms").map_err(|e| format!("/proc/kallsyms: {e}"))?;
+    let mut addrs = Vec::new();
+    let mut start = None;
+    for l in text.lines() {
+        let mut w = l.split_whitespace();
+        let (Some(a), Some(_), Some(n)) = (w.next(), w.next(), w.next()) else {
+            continue;
+        };
+        let Ok(a) = u64::from_str_radix(a, 16) else {
+            continue;
+        };
+        if n == name && w.next().is_none() {
+            start = Some(a);
+        }
+        addrs.push(a);
+    }
+    let start = start.ok_or(format!("{name} not in /proc/kallsyms"))?;
+    ensure!(start != 0, "kernel addresses hidden (kptr_restrict)");
+    let end = addrs
+        .into_iter()
+        .filter(|&a| a > start)
+        .min()
+        .ok_or(format!("no symbol after {name}"))?;
+    Ok((start, end))
+}
+
+/// fail_page_alloc armed for this thread (`task-filter`, `make-it-fail`)
+/// and for the folios shmem allocates (`shmem_alloc_folio()` on the
+/// stack), `times` failures; disarmed on drop.  A failed allocation is
+/// what memory pressure gives, without the pressure.
+struct FolioAllocFailures(Vec<Knob>);
+
+const FAIL_PAGE_ALLOC: &str = "/sys/kernel/debug/fail_page_alloc";
+
+impl FolioAllocFailures {
+    fn arm(times: u32) -> Result<Self, String> {
+        let (start, end) = kernel_function("shmem_alloc_folio")?;
+        let mut this = Self(Vec::new());
+        for (f, v) in [
+            ("require-start", start.to_string()),
+            ("require-end", end.to_string()),
+            ("stacktrace-depth", "32".to_string()),
+            ("task-filter", "Y".to_string()),
+            ("ignore-gfp-wait", "N".to_string()),
+            ("ignore-gfp-highmem", "N".to_string()),
+            ("min-order", "0".to_string()),
+            ("verbose", "0".to_string()),
+            ("interval", "1".to_string()),
+            ("space", "0".to_string()),
+            ("times", times.to_string()),
+            ("probability", "100".to_string()),
+        ] {
+            this.0
+                .push(Knob::set(&format!("{FAIL_PAGE_ALLOC}/{f}"), &v)?);
+        }
+        this.0
+            .push(Knob::set("/proc/thread-self/make-it-fail", "1")?);
+        Ok(this)
+    }
+
+    /// Failures not injected yet.
+    fn left(&self) -> Result<i64, String> {
+        let p = format!("{FAIL_PAGE_ALLOC}/times");
+        std::fs::read_to_string(&p)
+            .map_err(|e| format!("{p}: {e}"))?
+            .trim()
+            .parse()
+            .map_err(|e| format!("{p}: {e}"))
+    }
+}
+
+impl Drop for FolioAllocFailures {
+    fn drop(&mut self) {
+        // This thread first, the probability next, the filters last.
+        while let Some(k) = self.0.pop() {
+            drop(k);
+        }
+    }
+}
+
+/// EXECBUF gets an object's pages before `struct_mutex`; when that fails
+/// for memory while a batch is in flight, it waits for a batch to retire
+/// (whose objects the next attempt may then purge or release) and tries
+/// again (`populate_waits`), rather than fail a batch whose memory is one
+/// retirement away (gem_shrink's `hang`).  Here both allocations of the
+/// first attempt fail (fail_page_alloc, the light one and the one after
+/// our own shrink) while a 1 s batch runs: the EXECBUF waits for it and
+/// then runs, once, on its object.  The control, in the same test: the
+/// same failures with nothing in flight, nothing to wait for: `ENOMEM` at
+/// once, no wait counted.
+fn populate_waits_for_a_retirement() -> TestResult {
+    let dev = ok(Device::open(), "open")?;
+    let size = 16 * PAGE;
+    let value = 0x9a17_0001_u32;
+    let h = ok(dev.create(size), "create")?;
+    let busy = ok(dev.create(PAGE), "create")?;
+    let before = Counters::read()?;
+    let (r, left) = {
+        let armed = FolioAllocFailures::arm(2)?;
+        let r = dev.execbuf(&[(h, true)], uapi::OP_FILL, value, 0, 0);
+        (r, armed.left()?)
+    };
+    let d = Counters::read()?.since(&before);
+    ensure!(
+        left == 0,
+        "{left} of 2 allocation failures not injected: the populate did not allocate"
+    );
+    expect_err(
+        r,
+        libc::ENOMEM,
+        "EXECBUF with failed allocations, nothing in flight",
+    )?;
+    ensure!(
+        d.get("populate_waits") == 0,
+        "a wait counted with nothing in flight: {d}"
+    );
+    // A batch in flight: the failed populate waits for it.
+    ok(
+        dev.execbuf(&[(busy, true)], uapi::OP_FILL, 1, 1_000_000_000, 0),
+        "execbuf busy",
+    )?;
+    let before = Counters::read()?;
+    let start = Instant::now();
+    let (r, left) = {
+        let armed = FolioAllocFailures::arm(2)?;
+        let r = dev.execbuf(&[(h, true)], uapi::OP_FILL, value, 0, 0);
+        (r, armed.left()?)
+    };
+    let took = start.elapsed();
+    ensure!(left == 0, "{left} of 2 allocation failures not injected");
+    ok(r, "EXECBUF with failed allocations, a batch in flight")?;
+    ok(dev.wait(h, -1), "wait")?;
+    let d = Counters::read()?.since(&before);
+    ensure!(
+        d.get("populate_waits") == 1 && d.get("gpu_requests") == 1,
+        "not one wait, then the batch: {d}"
+    );
+    check_fill_sized(&dev, h, value, size)?;
+    println!(
+        "  populate failed twice: with nothing in flight ENOMEM, with a 1 s batch in flight \
+         one wait, then the batch ran ({} ms)",
+        took.as_millis()
+    );
+    ok(dev.close(h), "close")?;
+    ok(dev.close(busy), "close")
+}
+
 pub(super) const TESTS: &[Test] = &[
     ("gpu_fill_busy_wait", gpu_fill_busy_wait),
     ("gpu_hang_ends_by_timeout_and_reset", hang_ends),
@@ -235,5 +386,9 @@ pub(super) const TESTS: &[Test] = &[
     (
         "retirement_does_not_wait_to_free_objects",
         retirement_does_not_wait_to_free_objects,
+    ),
+    (
+        "populate_waits_for_a_retirement",
+        populate_waits_for_a_retirement,
     ),
 ];

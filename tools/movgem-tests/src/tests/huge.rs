@@ -11,6 +11,8 @@
 //! (`/proc/kpageflags` of their frames) and needs at least one, then runs
 //! the user with `hook=off`, where the folios must stay, and with the
 //! default hook, where they must move in place with the data intact.
+//! NUMA balancing, which migrates in `MIGRATE_ASYNC`, must be refused
+//! such a folio (`refused_large_folio`), where small ones move.
 
 use std::fs;
 use std::os::unix::fs::FileExt;
@@ -21,8 +23,10 @@ use movgem_guest::env::{self, Counters, GpuAwake, Param};
 use movgem_guest::{ensure, TestResult};
 
 use super::common::{move_to, ok, where_are, PAGE};
-use super::inplace::{gtt_check, nothing_released};
-use super::users::{Bound, MovableBlock};
+use super::inplace::{gtt_check, nothing_released, Mapped, SIZE};
+use super::users::{
+    home_and_away, numa_balanced, pages_on, touch_until, Bound, MovableBlock, NumaBalancing,
+};
 use super::Test;
 
 /// One PMD-sized folio per object.
@@ -240,6 +244,84 @@ fn huge_objects_offline_in_place() -> TestResult {
     Ok(())
 }
 
+/// NUMA balancing migrates in `MIGRATE_ASYNC`, where copying a
+/// PMD-sized folio could sleep: the hook refuses a huge object's folio
+/// at once (`refused_large_folio`) and its pages stay away from the CPU.
+/// The control, in the same test: an object of small folios, on the same
+/// node and touched the same way, follows the CPU in place, and nothing
+/// is refused for that reason.
+fn numa_balancing_refuses_large_folios() -> TestResult {
+    let (home, away) = home_and_away()?;
+    let _awake = GpuAwake::new()?;
+    let dev = ok(Device::open(), "open")?;
+    let value = 0x4a70_0000;
+    let objs = {
+        let _bound = Bound::to(away)?;
+        HugeObjects::new(&dev, value)?
+    };
+    let huge = objs.huge()?;
+    ensure!(
+        !huge.is_empty(),
+        "none of {OBJS} huge objects got a PMD-sized folio: this test could not fail"
+    );
+    let addrs: Vec<*mut libc::c_void> = huge.iter().flat_map(|&i| objs.addrs(i..i + 1)).collect();
+    ensure!(
+        pages_on(&addrs, away)? == addrs.len(),
+        "the huge objects' pages did not start on node {away}"
+    );
+    for &i in &huge {
+        numa_balanced(objs.addrs(i..i + 1)[0], HUGE_OBJ)?;
+    }
+    let _numa = NumaBalancing::on()?;
+    let vm = Counters::vmstat()?;
+    let before = Counters::read()?;
+    let refused = touch_until(&addrs, 60, || {
+        Ok(Counters::read()?.since(&before).get("refused_large_folio") > 0)
+    })?;
+    let d = Counters::read()?.since(&before);
+    let faults = Counters::vmstat()?.since(&vm);
+    ensure!(
+        refused,
+        "no refused_large_folio in 60 s of hinting faults over huge objects: {d}; {}",
+        faults.pick(&["numa_hint_faults", "numa_pages_migrated"])
+    );
+    ensure!(
+        d.get("migrated_in_place") == 0 && pages_on(&addrs, home)? == 0,
+        "a large folio moved in MIGRATE_ASYNC: {d}"
+    );
+    ensure!(objs.huge()? == huge, "an object lost its huge folio");
+    let refusals = d.get("refused_large_folio");
+    objs.intact(value)?;
+    drop(objs);
+    // The control: small folios, the same faults; they move.
+    let m = {
+        let _bound = Bound::to(away)?;
+        Mapped::new(&dev, value + 0x100)?
+    };
+    numa_balanced(m.addrs[0], SIZE)?;
+    let before = Counters::read()?;
+    let all = touch_until(&m.addrs, 120, || {
+        Ok(pages_on(&m.addrs, home)? == m.addrs.len())
+    })?;
+    let d = Counters::read()?.since(&before);
+    let moved = pages_on(&m.addrs, home)?;
+    ensure!(
+        all,
+        "{moved} of {} small pages followed the CPU in 120 s: {d}",
+        m.addrs.len()
+    );
+    ensure!(
+        d.get("refused_large_folio") == 0 && d.get("migrated_in_place") >= moved as u64,
+        "small folios: {d}"
+    );
+    println!(
+        "  NUMA balancing: {} huge objects' large folios refused {refusals} times, none moved; \
+         an object of small folios followed the CPU, all {moved} pages in place",
+        huge.len()
+    );
+    Ok(())
+}
+
 pub(super) const TESTS: &[Test] = &[
     (
         "huge_objects_move_pages_in_place",
@@ -248,5 +330,9 @@ pub(super) const TESTS: &[Test] = &[
     (
         "huge_objects_offline_in_place",
         huge_objects_offline_in_place,
+    ),
+    (
+        "numa_balancing_refuses_large_folios",
+        numa_balancing_refuses_large_folios,
     ),
 ];

@@ -15,6 +15,7 @@ use std::fmt;
 use std::fs;
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
+use std::time::Instant;
 
 use movgem_uapi::{self as uapi, Device};
 
@@ -255,6 +256,75 @@ fn longterm_pins_leave_zone_movable() -> TestResult {
             block.0
         );
         drop((pins, last));
+        Ok(())
+    })();
+    for h in handles {
+        let _ = dev.close(h);
+    }
+    drop(block);
+    out
+}
+
+/// A round of PIN whose migration fails is tried again
+/// (`longterm_retries`): PIN of an object in a ZONE_MOVABLE block while
+/// a GPU batch (a hang, ended after 300 ms) uses it, whose folios the
+/// hook refuses to move (`refused_active`), so `memfd_pin_folios()`
+/// fails; the next round waits for the batch, moves the pages out and
+/// pins them.  The control, in the same test: PIN of an idle object in
+/// the same block pins in one round.
+fn longterm_pin_of_busy_object_retries() -> TestResult {
+    let block = MovableBlock::new()?;
+    let _awake = GpuAwake::new()?;
+    let dev = ok(Device::open(), "open")?;
+    let value = 0x1097_7e70;
+    let objs = {
+        let _no_shrinker = Param::set("shrinker", "0")?;
+        let _bound = Bound::to(1)?;
+        filled_objects(&dev, 2, value)?
+    };
+    let handles: Vec<u32> = objs.iter().map(|o| o.0).collect();
+    let out = (|| {
+        let bad = Unpinnable::read()?;
+        all_placed(&dev, &handles, &bad)?;
+        // The control: an idle object, one round.
+        let before = Counters::read()?;
+        let idle = take_all(&dev, &each(&handles[..1], Kind::Pin))?;
+        let d = Counters::read()?.since(&before);
+        pins_moved_out(&dev, &idle, &bad, true, &d)?;
+        ensure!(
+            d.get("longterm_retries") == 0,
+            "PIN of an idle object took more than one round: {d}"
+        );
+        // Busy: the first round cannot move the pages.
+        let _hang = Param::set("hang_timeout_ms", "300")?;
+        ok(
+            dev.execbuf(&[(handles[1], false)], uapi::OP_NOP, 0, 0, uapi::EXEC_HANG),
+            "execbuf hang",
+        )?;
+        let before = Counters::read()?;
+        let start = Instant::now();
+        let busy = take_all(&dev, &each(&handles[1..], Kind::Pin))?;
+        let took = start.elapsed();
+        let d = Counters::read()?.since(&before);
+        ensure!(
+            d.get("refused_active") > 0 && d.get("longterm_retries") >= 1,
+            "PIN of a busy object in movable memory: no refused round tried again: {d}"
+        );
+        pins_moved_out(&dev, &busy, &bad, true, &d)?;
+        ensure!(
+            d.get("gpu_hangs_timed_out") == 1,
+            "the batch did not end by its timeout during the PIN: {d}"
+        );
+        objects_intact(&dev, &objs, value)?;
+        println!(
+            "  memory{}: PIN of an idle object in one round; of a busy one {} rounds refused \
+             ({} folios active), pinned after {} ms",
+            block.0,
+            d.get("longterm_retries"),
+            d.get("refused_active"),
+            took.as_millis()
+        );
+        drop((idle, busy));
         Ok(())
     })();
     for h in handles {
@@ -525,4 +595,8 @@ pub(super) const TESTS: &[Test] = &[
         longterm_huge_pins_leave_zone_movable,
     ),
     ("longterm_huge_pins_leave_cma", longterm_huge_pins_leave_cma),
+    (
+        "longterm_pin_of_busy_object_retries",
+        longterm_pin_of_busy_object_retries,
+    ),
 ];

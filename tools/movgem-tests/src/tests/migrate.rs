@@ -247,12 +247,14 @@ fn vmap_and_purge() -> TestResult {
         d.get("refused_dma_pinned") > 0 && d.get("migrated") == 0,
         "vmap-pinned pages not refused: {d}"
     );
+    // The kernel's vmap purge notifier, from alloc_vmap_area() out of
+    // space (debugfs `vmap_overflow`).
     let ctl = Control::open()?;
-    ctl.cmd("purge_vmaps")?;
+    ctl.cmd("vmap_overflow 0")?;
     let d = Counters::read()?.since(&before);
     ensure!(
-        d.get("vmap_purged_pages") == 0,
-        "a pinned mapping was purged: {d}"
+        d.get("vmap_purges") > 0 && d.get("vmap_purged_pages") == 0,
+        "the notifier did not run, or purged a pinned mapping: {d}"
     );
     ok(dev.vunmap(h), "vunmap")?;
     let info = ok(dev.info(), "info")?;
@@ -260,7 +262,7 @@ fn vmap_and_purge() -> TestResult {
         info.cached_vmaps >= 1,
         "unpinned mapping not cached: {info:?}"
     );
-    ctl.cmd("purge_vmaps")?;
+    ctl.cmd("vmap_overflow 0")?;
     let d = Counters::read()?.since(&before);
     ensure!(
         d.get("vmap_purged_pages") == BIG / PAGE,
@@ -271,6 +273,68 @@ fn vmap_and_purge() -> TestResult {
     ensure!(info.cached_vmaps == 0, "mapping still cached: {info:?}");
     check_fill(&dev, h, 13)?;
     ok(dev.close(h), "close")
+}
+
+/// The kernel calls the vmap purge notifier inside whatever vmalloc
+/// allocation found no room, which another task may make while holding
+/// `struct_mutex`, or our own `vmap()` under it.  The purge then gives up
+/// (`vmap_purge_contended`: after the lock budget, or at once when the
+/// lock is the calling task's own) and the cached mapping stays.  The
+/// control, in the same test: with the lock free, the same notifier call
+/// purges the mapping, and nothing is counted as contended.
+fn vmap_purge_gives_up_on_contended_lock() -> TestResult {
+    let dev = ok(Device::open(), "open")?;
+    let size = 1u64 << 20;
+    let h = filled_object(&dev, size, 29)?;
+    let out = (|| {
+        ok(dev.vmap(h), "vmap")?;
+        ok(dev.vunmap(h), "vunmap")?;
+        let cached = || -> Result<u64, String> { Ok(ok(dev.info(), "info")?.cached_vmaps) };
+        ensure!(cached()? >= 1, "no cached mapping after VMAP and VUNMAP");
+        let ctl = Control::open()?;
+        // Held by another task: one notifier call, refused after the budget.
+        let (d, _, _) = under_held_lock(2000, || -> Result<Counters, String> {
+            let before = Counters::read()?;
+            ctl.cmd("vmap_overflow 0")?;
+            Ok(Counters::read()?.since(&before))
+        })?;
+        let d = d?;
+        ensure!(
+            d.get("vmap_purges") == 1
+                && d.get("vmap_purge_contended") == 1
+                && d.get("vmap_purged_pages") == 0,
+            "the notifier with struct_mutex held by another task: {d}"
+        );
+        // Held by the calling task, as inside our own vmap().
+        let before = Counters::read()?;
+        ctl.cmd("vmap_overflow 1")?;
+        let d = Counters::read()?.since(&before);
+        ensure!(
+            d.get("vmap_purges") == 1
+                && d.get("vmap_purge_contended") == 1
+                && d.get("vmap_purged_pages") == 0,
+            "the notifier with struct_mutex held by its own task: {d}"
+        );
+        ensure!(cached()? >= 1, "a contended purge dropped the mapping");
+        // The control: the lock free.
+        let before = Counters::read()?;
+        ctl.cmd("vmap_overflow 0")?;
+        let d = Counters::read()?.since(&before);
+        ensure!(
+            d.get("vmap_purge_contended") == 0 && d.get("vmap_purged_pages") == size / PAGE,
+            "the notifier with struct_mutex free: {d}"
+        );
+        ensure!(cached()? == 0, "the purge left the mapping cached");
+        println!(
+            "  vmap purge notifier: gave up with struct_mutex held by another task and by its \
+             own; with it free, purged {} pages in {} calls",
+            d.get("vmap_purged_pages"),
+            d.get("vmap_purges")
+        );
+        check_fill_sized(&dev, h, 29, size)
+    })();
+    let _ = dev.close(h);
+    out
 }
 
 fn madvise() -> TestResult {
@@ -496,6 +560,10 @@ pub(super) const TESTS: &[Test] = &[
         suspended_device_refuses,
     ),
     ("vmap_pins_then_purge_releases_unpinned", vmap_and_purge),
+    (
+        "vmap_purge_gives_up_on_contended_lock",
+        vmap_purge_gives_up_on_contended_lock,
+    ),
     ("madvise_dontneed_purges_and_refuses", madvise),
     ("lock_contention_refused_within_budget", lock_contention),
     (

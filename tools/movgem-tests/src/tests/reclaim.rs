@@ -9,13 +9,15 @@ use std::fs;
 
 use movgem_uapi::{self as uapi, Device};
 
-use movgem_guest::env::{self, Control, Counters, GpuAwake};
+use movgem_guest::env::{self, Control, Counters, GpuAwake, Param};
 use movgem_guest::{ensure, TestResult};
 
 use super::common::{
-    check_fill_sized, drop_objects, expect_err, filled_object, move_to, ok, pattern, where_are,
-    write_drop_caches, Anon, PAGE,
+    check_fill_sized, drop_objects, expect_err, filled_object, mbind, move_to, node_free_kib,
+    node_watermark_kib, ok, pattern, where_are, write_drop_caches, Anon, NoSwap, PAGE,
 };
+use super::inplace::Mapped;
+use super::users::Bound;
 use super::Test;
 
 /// A `/proc/vmstat` value.
@@ -71,11 +73,34 @@ fn exited_ok(status: i32) -> bool {
 
 /// Touches `len` bytes of fresh anonymous memory in a child and exits.
 fn hog(len: u64, locked: bool) -> i32 {
+    hog_on(len, locked, None)
+}
+
+/// [`hog`], its memory bound to `node` if given (the memory only: the
+/// kernel's allocations for it, page tables among them, may come from
+/// anywhere, as they would for a task without a policy).
+fn hog_on(len: u64, locked: bool, node: Option<u32>) -> i32 {
     in_child(|| {
         // The name the console scan expects an OOM report of ours under
         // (`OomWindow`).
         // SAFETY: PR_SET_NAME reads a NUL-terminated string of ours.
         unsafe { libc::prctl(libc::PR_SET_NAME, c"movgem-hog".as_ptr()) };
+        if let Some(node) = node {
+            let Ok(mut m) = Anon::new(len as usize, 0) else {
+                return false;
+            };
+            if !mbind(m.addr, m.len, node) {
+                return false;
+            }
+            // SAFETY: our own mapping; mlock() faults it all in.
+            if locked && unsafe { libc::mlock(m.addr, m.len) } != 0 {
+                return false;
+            }
+            for w in m.words().iter_mut().step_by(PAGE as usize / 4) {
+                *w = 1;
+            }
+            return true;
+        }
         let flags = if locked {
             libc::MAP_LOCKED | libc::MAP_POPULATE
         } else {
@@ -426,6 +451,60 @@ impl Drop for ReclaimParams {
     }
 }
 
+/// The OOM notifier, called by the kernel for an allocation that found
+/// no memory: a locked hog bound to node 1 asks for the node's free
+/// memory and more, as much again as 5/8 of the `DONTNEED` objects there
+/// hold, with swap and the shrinker off, so that only the notifier can
+/// give it the objects' pages (a small OOM: the node's, constrained by
+/// the hog's memory policy).  The hog must complete, and the notifier
+/// must have run and reported pages.
+pub(super) fn oom_notifier_feeds_a_node_hog(dev: &Device, value: u32) -> TestResult {
+    const OBJ: u64 = 16 << 20;
+    const OBJS: u64 = 4;
+    let _no_swap = NoSwap::new()?;
+    let mut handles = Vec::new();
+    let made = (|| {
+        let _bound = Bound::to(1)?;
+        for i in 0..OBJS {
+            let h = filled_object(dev, OBJ, value + i as u32)?;
+            handles.push(h);
+            ensure!(
+                ok(dev.madvise(h, uapi::MADV_DONTNEED), "madvise")?,
+                "pages lost early"
+            );
+        }
+        Ok(())
+    })();
+    let out = made.and_then(|()| {
+        let _restore = ReclaimParams;
+        env::set_param("shrinker", "0")?;
+        env::set_param("oom_notifier", "1")?;
+        let room = node_free_kib(1)?.saturating_sub(node_watermark_kib(1, "low")?) << 10;
+        let len = room + OBJS * OBJ * 5 / 8;
+        let before = Counters::read()?;
+        let st = {
+            let _window = OomWindow::open()?;
+            hog_on(len, true, Some(1))
+        };
+        let d = Counters::read()?.since(&before);
+        ensure!(
+            exited_ok(st),
+            "the {} MiB locked hog on node 1 did not complete (status {st}): {d}",
+            len >> 20
+        );
+        ensure!(
+            d.get("oom_notifications") > 0 && d.get("oom_freed_pages") > 0,
+            "the {} MiB hog on node 1 completed without the OOM notifier: {d}",
+            len >> 20
+        );
+        Ok(())
+    });
+    for h in handles {
+        let _ = dev.close(h);
+    }
+    out
+}
+
 fn oom_notifier_saves_a_hog() -> TestResult {
     let _awake = GpuAwake::new()?;
     let dev = ok(Device::open(), "open")?;
@@ -477,6 +556,149 @@ fn oom_notifier_saves_a_hog() -> TestResult {
     Ok(())
 }
 
+/// Waits at most `secs` for `/proc/meminfo` `Shmem` to fall to `kib`;
+/// returns whether it did.
+fn shmem_falls_to(kib: u64, secs: u64) -> Result<bool, String> {
+    let start = std::time::Instant::now();
+    loop {
+        if env::meminfo_kib("Shmem")? <= kib {
+            return Ok(true);
+        }
+        if start.elapsed().as_secs() >= secs {
+            return Ok(false);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// A purge from reclaim, which may run under a folio lock of ours, only
+/// drops the object's references and leaves the truncation to the purge
+/// worker (`purges_deferred`); the pages still go, once it ran.  Reclaim
+/// here is the kernel's drop_caches (`/proc/sys/vm/drop_caches` 2), which
+/// calls every shrinker.  The control, in the same test: debugfs
+/// drop_caches holds no folio lock and truncates before it returns,
+/// deferring nothing.
+fn reclaim_defers_truncation() -> TestResult {
+    let _awake = GpuAwake::new()?;
+    let dev = ok(Device::open(), "open")?;
+    let size = 16u64 << 20;
+    let kib = size / 1024;
+    let dontneed = |value: u32| -> Result<u32, String> {
+        let h = filled_object(&dev, size, value)?;
+        ensure!(
+            ok(dev.madvise(h, uapi::MADV_DONTNEED), "madvise")?,
+            "pages lost early"
+        );
+        Ok(h)
+    };
+    // The control: debugfs drop_caches, truncated at once.
+    let h = dontneed(0xdef0_0001)?;
+    let shmem = env::meminfo_kib("Shmem")?;
+    let before = Counters::read()?;
+    drop_objects(uapi::DROP_PURGE)?;
+    let d = Counters::read()?.since(&before);
+    let at_once = shmem.saturating_sub(env::meminfo_kib("Shmem")?);
+    ok(dev.close(h), "close")?;
+    ensure!(
+        d.get("shrink_purged_objects") == 1 && d.get("purges_deferred") == 0,
+        "debugfs drop_caches: {d}"
+    );
+    ensure!(
+        at_once * 10 >= kib * 9,
+        "debugfs drop_caches returned with Shmem {at_once} KiB lower, the object is {kib} KiB"
+    );
+    // Reclaim: the truncation goes to the worker.
+    let h = dontneed(0xdef0_0002)?;
+    let shmem = env::meminfo_kib("Shmem")?;
+    let before = Counters::read()?;
+    env::drop_caches()?;
+    let d = Counters::read()?.since(&before);
+    let gone = shmem_falls_to(shmem.saturating_sub(kib * 9 / 10), 10)?;
+    ok(dev.close(h), "close")?;
+    ensure!(
+        d.get("shrink_purged_objects") == 1 && d.get("purges_deferred") == 1,
+        "the purge from reclaim was not deferred to the worker: {d}"
+    );
+    ensure!(
+        gone,
+        "the deferred truncation did not free the object's {kib} KiB in 10 s: {d}"
+    );
+    println!(
+        "  debugfs drop_caches truncated at once ({at_once} KiB); reclaim's purge deferred, \
+         its {kib} KiB freed by the worker"
+    );
+    Ok(())
+}
+
+/// The frames of `m`'s pages that are on an unevictable LRU list
+/// (`KPF_UNEVICTABLE` in /proc/kpageflags), once every CPU's LRU cache
+/// is drained (`move_pages(2)` of a page to the node it is on drains
+/// them: pages wait there before they reach a list).
+fn unevictable_pages(m: &Mapped) -> Result<usize, String> {
+    use std::os::unix::fs::FileExt;
+    const KPF_UNEVICTABLE: u64 = 1 << 18;
+    let here = where_are(&m.addrs[..1])?;
+    move_to(&m.addrs[..1], &here)?;
+    let frames = env::frames(&m.addrs)?;
+    ensure!(
+        frames.iter().all(|&f| f != 0),
+        "pagemap shows no frames (not root?)"
+    );
+    let f = fs::File::open("/proc/kpageflags").map_err(|e| format!("kpageflags: {e}"))?;
+    let mut n = 0;
+    for pfn in frames {
+        let mut flags = [0u8; 8];
+        f.read_exact_at(&mut flags, pfn * 8)
+            .map_err(|e| format!("kpageflags: {e}"))?;
+        if u64::from_le_bytes(flags) & KPF_UNEVICTABLE != 0 {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// With the shrinker off nothing can free an object's pages until the
+/// object lets them go, so it marks its mapping unevictable before it
+/// fetches them (as i915 marks every pinned mapping), and reclaim never
+/// scans them: every page on the unevictable list.  Releasing them
+/// (debugfs drop_caches) makes them evictable again.  The control, in
+/// the same test: the same object made with the shrinker on, whose
+/// pages stay evictable.
+fn pages_unevictable_while_shrinker_off() -> TestResult {
+    let _awake = GpuAwake::new()?;
+    let dev = ok(Device::open(), "open")?;
+    let on = Mapped::new(&dev, 0x0e0e_0001)?;
+    let with = unevictable_pages(&on)?;
+    ensure!(
+        with == 0,
+        "{with} of {} pages unevictable with the shrinker on",
+        on.addrs.len()
+    );
+    let (without, unevictable_kib, released) = {
+        let _off = Param::set("shrinker", "0")?;
+        let kib = env::meminfo_kib("Unevictable")?;
+        let off = Mapped::new(&dev, 0x0e0e_0002)?;
+        let without = unevictable_pages(&off)?;
+        let kib = env::meminfo_kib("Unevictable")?.saturating_sub(kib);
+        drop_objects(uapi::DROP_UNBOUND | uapi::DROP_BOUND)?;
+        (without, kib, unevictable_pages(&off)?)
+    };
+    let n = on.addrs.len();
+    ensure!(
+        without == n,
+        "{without} of {n} pages unevictable, fetched with the shrinker off"
+    );
+    ensure!(
+        released == 0,
+        "{released} of {n} pages still unevictable once the object released them"
+    );
+    println!(
+        "  shrinker on: 0 of {n} pages unevictable; off: {without} (meminfo Unevictable \
+         +{unevictable_kib} KiB), 0 once released"
+    );
+    Ok(())
+}
+
 pub(super) const TESTS: &[Test] = &[
     (
         "shrinker_purges_then_releases",
@@ -499,6 +721,11 @@ pub(super) const TESTS: &[Test] = &[
     (
         "writeback_stops_at_its_budget",
         writeback_stops_at_its_budget,
+    ),
+    ("reclaim_defers_truncation", reclaim_defers_truncation),
+    (
+        "pages_unevictable_while_shrinker_off",
+        pages_unevictable_while_shrinker_off,
     ),
 ];
 

@@ -3,9 +3,12 @@
 //! The trace events (`rust/shims/movgem_trace.h`) against the counters:
 //! with `events/movgem` enabled, in-place moves, a `hook=off` attempt, a
 //! refusal (a pinned object), compaction over bound idle objects,
-//! requests, a shrinker scan (drop_caches) and a runtime suspend must
-//! leave exactly as many events of each kind as the counters say
-//! happened.  The negative control runs the same work with the events
+//! requests, a shrinker scan (drop_caches), the kernel's vmap purge
+//! notifier (a purge, and one that gives up on `struct_mutex`), the
+//! kernel's OOM notifier (a hog that ran out of memory on node 1) and a
+//! runtime suspend must leave exactly as many events of each kind as the
+//! counters say happened, and the notifiers' events as many pages as
+//! their counters.  The negative control runs the same work with the events
 //! disabled: the counters move and the trace must stay empty, so a
 //! comparison that always agreed would be caught.
 
@@ -14,11 +17,12 @@ use std::fs;
 
 use movgem_uapi::{self as uapi, Device};
 
-use movgem_guest::env::{self, Counters, GpuAwake, Param};
+use movgem_guest::env::{self, Control, Counters, GpuAwake, Param};
 use movgem_guest::{ensure, TestResult};
 
-use super::common::ok;
+use super::common::{filled_object, ok};
 use super::inplace::{Mapped, PICK};
+use super::reclaim::oom_notifier_feeds_a_node_hog;
 use super::Test;
 
 const TRACEFS: &str = "/sys/kernel/tracing";
@@ -99,6 +103,20 @@ fn workload(dev: &Device, value: u32) -> Result<Counters, String> {
         .and_then(|_| env::drop_caches());
         let _ = dev.close(c);
         purged?;
+        // The vmap purge notifier, called by the kernel (debugfs
+        // `vmap_overflow`): a cached mapping purged, then a call that gives
+        // up on `struct_mutex`, held by the calling task itself.
+        let v = filled_object(dev, 1 << 20, value)?;
+        let ctl = Control::open()?;
+        let notified = ok(dev.vmap(v), "vmap")
+            .and_then(|_| ok(dev.vunmap(v), "vunmap"))
+            .and_then(|_| ctl.cmd("vmap_overflow 0"))
+            .and_then(|_| ctl.cmd("vmap_overflow 1"));
+        let _ = dev.close(v);
+        notified?;
+        // The OOM notifier, called by the kernel for a hog that ran out of
+        // memory on node 1.
+        oom_notifier_feeds_a_node_hog(dev, value)?;
     }
     // Released by `GpuAwake`: the device suspends.
     env::wait_runtime_status("suspended", 60_000)?;
@@ -115,6 +133,15 @@ fn count(events: &[Event], event: &str, field: &str, value: &str) -> u64 {
         .count() as u64
 }
 
+/// The sum of `field` over the `event`s.
+fn sum(events: &[Event], event: &str, field: &str) -> u64 {
+    events
+        .iter()
+        .filter(|(n, _)| n == event)
+        .filter_map(|(_, f)| f.get(field)?.parse::<u64>().ok())
+        .sum()
+}
+
 fn trace_events_match_counters() -> TestResult {
     let dev = ok(Device::open(), "open")?;
     tracefs_write("buffer_size_kb", "8192")?;
@@ -124,8 +151,12 @@ fn trace_events_match_counters() -> TestResult {
     let d = workload(&dev, 0x7ace_0000)?;
     let events = read_events()?;
     ensure!(
-        d.get("hook_calls") > 0 && d.get("gpu_requests") > 0 && d.get("shrink_scans") > 0,
-        "the work did not reach the hook, the engine and the shrinker: {d}"
+        d.get("hook_calls") > 0
+            && d.get("gpu_requests") > 0
+            && d.get("shrink_scans") > 0
+            && d.get("oom_notifications") > 0
+            && d.get("vmap_purges") > 0,
+        "the work did not reach the hook, the engine, the shrinker and both notifiers: {d}"
     );
     ensure!(
         events.is_empty(),
@@ -184,6 +215,23 @@ fn trace_events_match_counters() -> TestResult {
             "runtime_resumes",
             count(&events, "movgem_runtime_pm", "state", "resumed"),
         ),
+        (
+            "oom_notifications",
+            count(&events, "movgem_oom_notify", "", ""),
+        ),
+        (
+            "oom_freed_pages",
+            sum(&events, "movgem_oom_notify", "freed"),
+        ),
+        ("vmap_purges", count(&events, "movgem_vmap_purge", "", "")),
+        (
+            "vmap_purged_pages",
+            sum(&events, "movgem_vmap_purge", "freed"),
+        ),
+        (
+            "vmap_purge_contended",
+            count(&events, "movgem_vmap_purge", "contended", "1"),
+        ),
     ];
     let mut wrong = Vec::new();
     for (name, traced) in pairs {
@@ -214,9 +262,16 @@ fn trace_events_match_counters() -> TestResult {
         d.get("migrated_in_place") > 0 && d.get("hook_bypassed") > 0 && refused > 0,
         "the work did not move in place, bypass and refuse: {d}"
     );
+    ensure!(
+        d.get("oom_freed_pages") > 0
+            && d.get("vmap_purged_pages") > 0
+            && d.get("vmap_purge_contended") > 0,
+        "the notifiers freed nothing, or no purge was contended: {d}"
+    );
     println!(
         "  {} movgem events, as counted: {} hook calls ({} in place, {} bypassed, {} refused), \
-         {} requests, {} shrinker scans, {} suspends; none with the events off",
+         {} requests, {} shrinker scans, {} suspends, {} OOM notifications ({} pages), \
+         {} vmap purges ({} pages, {} contended); none with the events off",
         events.len(),
         d.get("hook_calls"),
         d.get("migrated_in_place"),
@@ -224,7 +279,12 @@ fn trace_events_match_counters() -> TestResult {
         refused,
         d.get("gpu_requests"),
         d.get("shrink_scans"),
-        d.get("runtime_suspends")
+        d.get("runtime_suspends"),
+        d.get("oom_notifications"),
+        d.get("oom_freed_pages"),
+        d.get("vmap_purges"),
+        d.get("vmap_purged_pages"),
+        d.get("vmap_purge_contended")
     );
     Ok(())
 }

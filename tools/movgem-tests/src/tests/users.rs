@@ -10,13 +10,16 @@
 //! Each first runs with `hook=off`, where it must fail: the objects'
 //! references make their folios unmovable for plain `migrate_folio()`.
 //! That run is what shows the test can fail; then the same request with
-//! the default hook must succeed, in place, with the data intact.
+//! the default hook must succeed, in place, with the data intact.  NUMA
+//! balancing over an object with a cached kernel mapping must be refused
+//! (`refused_would_sleep`: `MIGRATE_ASYNC` may not `vunmap()`) until the
+//! mapping is purged.
 
 use std::fs;
 
 use movgem_uapi::{self as uapi, Device};
 
-use movgem_guest::env::{self, Counters, GpuAwake, Param};
+use movgem_guest::env::{self, Control, Counters, GpuAwake, Param};
 use movgem_guest::{ensure, TestResult};
 
 use std::time::{Duration, Instant};
@@ -481,18 +484,18 @@ fn cpu_node() -> Result<u32, String> {
     Ok(node)
 }
 
-/// Reads every page of `m` until `until` says stop or `secs` pass;
-/// returns whether `until` said stop.
-fn touch_until(
-    m: &Mapped,
+/// Reads every page of `addrs` (each in a mapping of ours) until `until`
+/// says stop or `secs` pass; returns whether `until` said stop.
+pub(super) fn touch_until(
+    addrs: &[*mut libc::c_void],
     secs: u64,
     mut until: impl FnMut() -> Result<bool, String>,
 ) -> Result<bool, String> {
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(secs) {
         for _ in 0..20 {
-            for a in &m.addrs {
-                // SAFETY: inside the object's mapping.
+            for a in addrs {
+                // SAFETY: inside a mapping of the caller's.
                 let _ = unsafe { std::ptr::read_volatile(*a as *const u32) };
             }
         }
@@ -503,27 +506,17 @@ fn touch_until(
     Ok(false)
 }
 
-fn numa_balancing_in_place(awake: bool) -> TestResult {
-    let home = cpu_node()?;
-    let away = 1 - home;
-    let _awake = awake_if(awake)?;
-    let dev = ok(Device::open(), "open")?;
-    let value = if awake { 0x4e0b_0001 } else { 0x4e0b_0002 };
-    let m = {
-        let _bound = Bound::to(away)?;
-        Mapped::new(&dev, value)?
-    };
-    ensure!(
-        where_are(&m.addrs)?.iter().all(|&n| n == away as i32),
-        "the object's pages did not start on node {away}"
-    );
+/// Lets NUMA balancing move the pages of the shared mapping at `addr`
+/// (`len` bytes) between both nodes: a policy of its own, `MPOL_BIND |
+/// MPOL_F_NUMA_BALANCING` over nodes 0 and 1.
+pub(super) fn numa_balanced(addr: *mut libc::c_void, len: u64) -> TestResult {
     let both: libc::c_ulong = 0b11;
-    // SAFETY: the object's mapping and one word of node mask.
+    // SAFETY: a mapping of the caller's and one word of node mask.
     let r = unsafe {
         libc::syscall(
             libc::SYS_mbind,
-            m.addrs[0],
-            SIZE as usize,
+            addr,
+            len as usize,
             MPOL_BIND | MPOL_F_NUMA_BALANCING,
             &both as *const libc::c_ulong,
             64usize,
@@ -535,24 +528,71 @@ fn numa_balancing_in_place(awake: bool) -> TestResult {
         "mbind MPOL_F_NUMA_BALANCING: {}",
         std::io::Error::last_os_error()
     );
-    asleep_if(awake)?;
-    let _on = Knob::set("/proc/sys/kernel/numa_balancing", "1")?;
-    // Faster scanning where the scheduler's debugfs has the tunables.
-    let tune = "/sys/kernel/debug/sched/numa_balancing";
-    let _fast: Vec<Knob> = [
-        ("scan_delay_ms", "0"),
-        ("scan_period_min_ms", "10"),
-        ("scan_period_max_ms", "100"),
-    ]
-    .iter()
-    .filter_map(|(k, v)| Knob::set(&format!("{tune}/{k}"), v).ok())
-    .collect();
-    let home_pages = || -> Result<usize, String> {
-        Ok(where_are(&m.addrs)?
+    Ok(())
+}
+
+/// NUMA balancing on, scanning as often as it may, until dropped.
+pub(super) struct NumaBalancing(Vec<Knob>);
+
+impl NumaBalancing {
+    pub(super) fn on() -> Result<Self, String> {
+        let mut knobs = vec![Knob::set("/proc/sys/kernel/numa_balancing", "1")?];
+        // Faster scanning where the scheduler's debugfs has the tunables.
+        let tune = "/sys/kernel/debug/sched/numa_balancing";
+        knobs.extend(
+            [
+                ("scan_delay_ms", "0"),
+                ("scan_period_min_ms", "10"),
+                ("scan_period_max_ms", "100"),
+            ]
             .iter()
-            .filter(|&&n| n == home as i32)
-            .count())
+            .filter_map(|(k, v)| Knob::set(&format!("{tune}/{k}"), v).ok()),
+        );
+        Ok(Self(knobs))
+    }
+}
+
+impl Drop for NumaBalancing {
+    fn drop(&mut self) {
+        // The tunables first, NUMA balancing itself last.
+        while let Some(k) = self.0.pop() {
+            drop(k);
+        }
+    }
+}
+
+/// The node the CPU runs on and the other one: where NUMA balancing
+/// moves pages to, and where a test puts them first.
+pub(super) fn home_and_away() -> Result<(u32, u32), String> {
+    let home = cpu_node()?;
+    Ok((home, 1 - home))
+}
+
+/// How many of `addrs` are on `node`.
+pub(super) fn pages_on(addrs: &[*mut libc::c_void], node: u32) -> Result<usize, String> {
+    Ok(where_are(addrs)?
+        .iter()
+        .filter(|&&n| n == node as i32)
+        .count())
+}
+
+fn numa_balancing_in_place(awake: bool) -> TestResult {
+    let (home, away) = home_and_away()?;
+    let _awake = awake_if(awake)?;
+    let dev = ok(Device::open(), "open")?;
+    let value = if awake { 0x4e0b_0001 } else { 0x4e0b_0002 };
+    let m = {
+        let _bound = Bound::to(away)?;
+        Mapped::new(&dev, value)?
     };
+    ensure!(
+        where_are(&m.addrs)?.iter().all(|&n| n == away as i32),
+        "the object's pages did not start on node {away}"
+    );
+    numa_balanced(m.addrs[0], SIZE)?;
+    asleep_if(awake)?;
+    let _numa = NumaBalancing::on()?;
+    let home_pages = || pages_on(&m.addrs, home);
     // Negative control: hinting faults come, plain migrate_folio() cannot
     // move the object's folios, the pages stay away.
     let frames = env::frames(&m.addrs)?;
@@ -560,7 +600,7 @@ fn numa_balancing_in_place(awake: bool) -> TestResult {
     let before = Counters::read()?;
     {
         let _off = Param::set("hook", "off")?;
-        touch_until(&m, 60, || {
+        touch_until(&m.addrs, 60, || {
             Ok(Counters::vmstat()?.since(&vm).get("numa_hint_faults") >= 2 * SIZE / PAGE)
         })?;
     }
@@ -580,7 +620,7 @@ fn numa_balancing_in_place(awake: bool) -> TestResult {
     // With the hook: the pages follow the CPU, in place.
     let vm = Counters::vmstat()?;
     let before = Counters::read()?;
-    let all = touch_until(&m, 120, || Ok(home_pages()? == m.addrs.len()))?;
+    let all = touch_until(&m.addrs, 120, || Ok(home_pages()? == m.addrs.len()))?;
     let d = Counters::read()?.since(&before);
     let faults = Counters::vmstat()?.since(&vm);
     let moved = home_pages()?;
@@ -608,6 +648,82 @@ fn numa_balancing_in_place(awake: bool) -> TestResult {
     Ok(())
 }
 
+/// NUMA balancing migrates in `MIGRATE_ASYNC`, which must not sleep.  A
+/// folio of an object with a cached kernel mapping (VMAP, then VUNMAP:
+/// cached, no longer pinned) could move only after a `vunmap()`, which
+/// sleeps: the hook refuses it (`refused_would_sleep`) and the pages stay
+/// away.  The control, in the same test: the mapping purged (through the
+/// kernel's vmap purge notifier), the same hinting faults move the pages
+/// to the CPU's node in place, and nothing is refused for that reason.
+fn numa_balancing_refuses_cached_vmap() -> TestResult {
+    let (home, away) = home_and_away()?;
+    let _awake = GpuAwake::new()?;
+    let dev = ok(Device::open(), "open")?;
+    let value = 0x4e0b_5eed;
+    let m = {
+        let _bound = Bound::to(away)?;
+        Mapped::new(&dev, value)?
+    };
+    ok(dev.vmap(m.h), "vmap")?;
+    ok(dev.vunmap(m.h), "vunmap")?;
+    let info = ok(dev.info(), "info")?;
+    ensure!(
+        info.cached_vmaps >= 1,
+        "no cached mapping after VMAP and VUNMAP: {info:?}"
+    );
+    ensure!(
+        pages_on(&m.addrs, away)? == m.addrs.len(),
+        "the object's pages did not start on node {away}"
+    );
+    numa_balanced(m.addrs[0], SIZE)?;
+    let _numa = NumaBalancing::on()?;
+    let vm = Counters::vmstat()?;
+    let before = Counters::read()?;
+    let refused = touch_until(&m.addrs, 60, || {
+        Ok(Counters::read()?.since(&before).get("refused_would_sleep") > 0)
+    })?;
+    let d = Counters::read()?.since(&before);
+    let faults = Counters::vmstat()?.since(&vm);
+    ensure!(
+        refused,
+        "no refused_would_sleep in 60 s of hinting faults over a cached mapping: {d}; {}",
+        faults.pick(&["numa_hint_faults", "numa_pages_migrated"])
+    );
+    ensure!(
+        d.get("migrated_in_place") == 0 && pages_on(&m.addrs, home)? == 0,
+        "a page of the object with a cached mapping moved in MIGRATE_ASYNC: {d}"
+    );
+    let refusals = d.get("refused_would_sleep");
+    // The control: no cached mapping, the same faults move the pages.
+    Control::open()?.cmd("vmap_overflow 0")?;
+    let info = ok(dev.info(), "info")?;
+    ensure!(
+        info.cached_vmaps == 0,
+        "the vmap purge notifier left the mapping: {info:?}"
+    );
+    let before = Counters::read()?;
+    let all = touch_until(&m.addrs, 120, || {
+        Ok(pages_on(&m.addrs, home)? == m.addrs.len())
+    })?;
+    let d = Counters::read()?.since(&before);
+    let moved = pages_on(&m.addrs, home)?;
+    ensure!(
+        all,
+        "{moved} of {} pages followed the CPU in 120 s once the mapping was purged: {d}",
+        m.addrs.len()
+    );
+    ensure!(
+        d.get("refused_would_sleep") == 0 && d.get("migrated_in_place") >= moved as u64,
+        "without a cached mapping: {d}"
+    );
+    check_fill_sized(&dev, m.h, value, SIZE)?;
+    println!(
+        "  NUMA balancing over a cached mapping: {refusals} folios refused (would sleep), none \
+         moved; purged, all {moved} pages followed the CPU in place"
+    );
+    Ok(())
+}
+
 fn numa_balancing_awake() -> TestResult {
     numa_balancing_in_place(true)
 }
@@ -631,4 +747,8 @@ pub(super) const TESTS: &[Test] = &[
     ),
     ("numa_balancing_in_place_awake", numa_balancing_awake),
     ("numa_balancing_in_place_asleep", numa_balancing_asleep),
+    (
+        "numa_balancing_refuses_cached_vmap",
+        numa_balancing_refuses_cached_vmap,
+    ),
 ];
