@@ -232,10 +232,8 @@ fn longterm_pins_leave_zone_movable() -> TestResult {
         };
         let (tries, d) = refused
             .map_err(|e| format!("with debug_skip_longterm_migrate, {left} pages pinned: {e}"))?;
-        ensure!(
-            d.get("refused_pinned_vma") > 0,
-            "offlining met no pinned folio: {d}"
-        );
+        let refusals = d.get("refused_pinned_vma");
+        ensure!(refusals > 0, "offlining met no pinned folio: {d}");
         // The module as it is: object 0 too, then the block goes offline
         // under all four pins.
         let before = Counters::read()?;
@@ -252,10 +250,9 @@ fn longterm_pins_leave_zone_movable() -> TestResult {
         println!(
             "  memory{}: 3 PIN and 1 VMAP over objects in it moved their pages out; \
              with debug_skip_longterm_migrate offlining was still retrying when killed after \
-             {OFFLINE_REFUSED_SECS} s ({tries} migrations failed, {} refusals of the pinned \
-             folios), without it done",
-            block.0,
-            d.get("refused_pinned_vma")
+             {OFFLINE_REFUSED_SECS} s ({tries} migrations failed, {refusals} refusals of the \
+             pinned folios), without it done",
+            block.0
         );
         drop((pins, last));
         Ok(())
