@@ -631,6 +631,15 @@ impl CmaArea {
         Ok(CmaTaken(self))
     }
 
+    /// [`Self::take_all`], failing with the errno of the debugfs write:
+    /// CMA's debugfs answers `ENOMEM` for every failed `cma_alloc()`,
+    /// whatever the reason (the trace event `cma_alloc_finish` has it).
+    pub fn try_take_all(&self) -> Result<CmaTaken<'_>, i32> {
+        fs::write(self.dir.join("alloc"), self.count.to_string())
+            .map_err(|e| e.raw_os_error().unwrap_or(0))?;
+        Ok(CmaTaken(self))
+    }
+
     /// Gives back everything allocated through debugfs.
     pub fn free_all(&self) {
         let _ = fs::write(self.dir.join("free"), self.count.to_string());

@@ -79,6 +79,58 @@ pub(crate) fn check_fill_sized(dev: &Device, h: u32, value: u32, size: u64) -> T
     Ok(())
 }
 
+/// Pages of a PMD-sized folio (order 9).
+pub(crate) const PMD_PAGES: usize = 512;
+/// /proc/kpageflags bits.
+const KPF_COMPOUND_HEAD: u64 = 1 << 15;
+const KPF_COMPOUND_TAIL: u64 = 1 << 16;
+const KPF_THP: u64 = 1 << 22;
+
+/// Whether `frames` (an object's, in index order) are PMD-sized
+/// transparent huge folios only: each 512-page run starts with a
+/// `KPF_THP` head at a 512-aligned frame, followed by its 511 `KPF_THP`
+/// tails at the next frames, so each run is one folio of order 9.  Any
+/// large folio sets `KPF_COMPOUND_*`; a smaller one (an mTHP) has its
+/// next head within the run, and fails.
+pub(crate) fn pmd_folios_only(frames: &[u64]) -> Result<bool, String> {
+    use std::os::unix::fs::FileExt;
+    let f = fs::File::open("/proc/kpageflags").map_err(|e| format!("kpageflags: {e}"))?;
+    pmd_runs(frames, |pfn| {
+        let mut b = [0u8; 8];
+        f.read_exact_at(&mut b, pfn * 8)
+            .map_err(|e| format!("kpageflags: {e}"))?;
+        Ok(u64::from_le_bytes(b))
+    })
+}
+
+/// [`pmd_folios_only`] with the flags of a frame from `flags`.
+fn pmd_runs(
+    frames: &[u64],
+    mut flags: impl FnMut(u64) -> Result<u64, String>,
+) -> Result<bool, String> {
+    if frames.is_empty() || !frames.len().is_multiple_of(PMD_PAGES) {
+        return Ok(false);
+    }
+    for run in frames.chunks(PMD_PAGES) {
+        let head = run[0];
+        if head % PMD_PAGES as u64 != 0 {
+            return Ok(false);
+        }
+        for (j, &pfn) in run.iter().enumerate() {
+            let want = if j == 0 {
+                KPF_COMPOUND_HEAD
+            } else {
+                KPF_COMPOUND_TAIL
+            };
+            let fl = flags(pfn)?;
+            if pfn != head + j as u64 || fl & want == 0 || fl & KPF_THP == 0 {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
+}
+
 /// The node every page is on now.
 pub(crate) fn where_are(addrs: &[*mut libc::c_void]) -> Result<Vec<i32>, String> {
     let mut status = vec![i32::MIN; addrs.len()];
@@ -346,4 +398,57 @@ pub(crate) fn map_file(file: &fs::File, len: usize, prot: libc::c_int) -> Result
         std::io::Error::last_os_error()
     );
     Ok(Anon { addr, len })
+}
+
+#[cfg(test)]
+mod pmd {
+    use super::*;
+
+    /// Flags of frames made of folios of `order` from frame 0 on, with
+    /// `thp` set or not.
+    fn folios(order: u32, thp: bool) -> impl FnMut(u64) -> Result<u64, String> {
+        move |pfn| {
+            let thp = if thp { KPF_THP } else { 0 };
+            Ok(thp
+                | if pfn % (1 << order) == 0 {
+                    KPF_COMPOUND_HEAD
+                } else {
+                    KPF_COMPOUND_TAIL
+                })
+        }
+    }
+
+    #[test]
+    fn order_9_thps_pass() {
+        let frames: Vec<u64> = (1024..1024 + 2 * PMD_PAGES as u64).collect();
+        assert_eq!(pmd_runs(&frames, folios(9, true)), Ok(true));
+    }
+
+    #[test]
+    fn smaller_large_folios_fail() {
+        // mTHPs of order 2 to 8 set KPF_COMPOUND_* and KPF_THP too.
+        let frames: Vec<u64> = (1024..1024 + PMD_PAGES as u64).collect();
+        for order in 2..9 {
+            assert_eq!(pmd_runs(&frames, folios(order, true)), Ok(false), "{order}");
+        }
+    }
+
+    #[test]
+    fn compound_without_thp_fails() {
+        let frames: Vec<u64> = (0..PMD_PAGES as u64).collect();
+        assert_eq!(pmd_runs(&frames, folios(9, false)), Ok(false));
+    }
+
+    #[test]
+    fn misplaced_frames_fail() {
+        // Not 512-aligned, not contiguous, not whole runs, none.
+        let shifted: Vec<u64> = (8..8 + PMD_PAGES as u64).collect();
+        assert_eq!(pmd_runs(&shifted, folios(9, true)), Ok(false));
+        let mut gap: Vec<u64> = (0..PMD_PAGES as u64).collect();
+        gap[100] = 5000;
+        assert_eq!(pmd_runs(&gap, folios(9, true)), Ok(false));
+        let short: Vec<u64> = (0..256).collect();
+        assert_eq!(pmd_runs(&short, folios(9, true)), Ok(false));
+        assert_eq!(pmd_runs(&[], folios(9, true)), Ok(false));
+    }
 }

@@ -7,48 +7,33 @@
 //! Compaction never isolates folios of pageblock order, so the users
 //! that move them are the sync ones: `move_pages(2)` and memory
 //! offlining here (CMA and `alloc_contig_range()` take the same path).
-//! Each test first counts how many objects really got huge folios
-//! (`/proc/kpageflags` of their frames) and needs at least one, then runs
-//! the user with `hook=off`, where the folios must stay, and with the
-//! default hook, where they must move in place with the data intact.
+//! Each test first counts how many objects really got one PMD-sized THP
+//! (`/proc/kpageflags` of their frames: `KPF_THP`, order 9) and needs at
+//! least one, then runs the user with `hook=off`, where the folios must
+//! stay, and with the default hook, where they must move in place with
+//! the data intact; with the device awake (the hardware entries
+//! rewritten) and asleep (not woken, the entries restored from the
+//! shadow table before the next batch).
 //! NUMA balancing, which migrates in `MIGRATE_ASYNC`, must be refused
 //! such a folio (`refused_large_folio`), where small ones move.
 
-use std::fs;
-use std::os::unix::fs::FileExt;
 
 use movgem_uapi::{self as uapi, Device};
 
 use movgem_guest::env::{self, Counters, GpuAwake, Param};
 use movgem_guest::{ensure, TestResult};
 
-use super::common::{move_to, ok, where_are, PAGE};
+use super::common::{move_to, ok, pmd_folios_only, where_are, PAGE, PMD_PAGES};
 use super::inplace::{gtt_check, nothing_released, Mapped, SIZE};
 use super::users::{
-    home_and_away, numa_balanced, pages_on, touch_until, Bound, MovableBlock, NumaBalancing,
+    asleep_if, awake_if, home_and_away, numa_balanced, pages_on, power_respected, touch_until,
+    Bound, MovableBlock, NumaBalancing, OFFLINE_REFUSED_SECS,
 };
 use super::Test;
 
 /// One PMD-sized folio per object.
-const HUGE_OBJ: u64 = 2 << 20;
+const HUGE_OBJ: u64 = (PMD_PAGES as u64) * PAGE;
 const OBJS: u32 = 4;
-
-/// `KPF_COMPOUND_HEAD` and `KPF_COMPOUND_TAIL` in /proc/kpageflags.
-const KPF_COMPOUND: u64 = (1 << 15) | (1 << 16);
-
-/// Whether every frame belongs to a large folio.
-fn all_large(frames: &[u64]) -> Result<bool, String> {
-    let f = fs::File::open("/proc/kpageflags").map_err(|e| format!("kpageflags: {e}"))?;
-    for &pfn in frames {
-        let mut flags = [0u8; 8];
-        f.read_exact_at(&mut flags, pfn * 8)
-            .map_err(|e| format!("kpageflags: {e}"))?;
-        if u64::from_le_bytes(flags) & KPF_COMPOUND == 0 {
-            return Ok(false);
-        }
-    }
-    Ok(true)
-}
 
 /// Huge objects written by the GPU (object `i` with `value + i`), bound,
 /// each mapped into this process with every page touched; unmapped and
@@ -97,7 +82,8 @@ impl<'a> HugeObjects<'a> {
             .collect()
     }
 
-    /// The objects whose pages all sit in large folios, by index.
+    /// The objects whose pages all sit in one PMD-sized THP (order 9,
+    /// `KPF_THP`), by index.
     fn huge(&self) -> Result<Vec<usize>, String> {
         let mut out = Vec::new();
         for i in 0..self.objs.len() {
@@ -106,7 +92,7 @@ impl<'a> HugeObjects<'a> {
                 frames.iter().all(|&f| f != 0),
                 "pagemap shows no frames (not root?)"
             );
-            if all_large(&frames)? {
+            if pmd_folios_only(&frames)? {
                 out.push(i);
             }
         }
@@ -152,29 +138,42 @@ impl Drop for HugeObjects<'_> {
     }
 }
 
-/// What a move of huge objects in place must show.
-fn large_moved_in_place(d: &Counters, huge: usize) -> TestResult {
+/// What a move of huge objects in place must show: a large folio
+/// moved per huge object, the device's state respected (awake: the
+/// hardware entries rewritten; asleep: not woken, only the shadow
+/// written), nothing released, the GTT clean.
+fn large_moved_in_place(d: &Counters, huge: usize, awake: bool) -> TestResult {
     ensure!(
         d.get("migrated_in_place_large") >= huge as u64,
         "{huge} huge objects, fewer large folios moved in place: {d}"
     );
+    power_respected(awake, d)?;
     nothing_released(d)?;
     let (_, wrong) = gtt_check()?;
     ensure!(wrong == 0, "GTT check: {wrong} entries wrong");
     Ok(())
 }
 
+fn state(awake: bool) -> &'static str {
+    if awake {
+        "awake"
+    } else {
+        "asleep"
+    }
+}
+
 /// `move_pages(2)` of huge objects to the other node.
-fn huge_objects_move_pages_in_place() -> TestResult {
-    let _awake = GpuAwake::new()?;
+fn huge_objects_move_pages_in_place(awake: bool) -> TestResult {
+    let _awake = awake_if(awake)?;
     let dev = ok(Device::open(), "open")?;
-    let value = 0x4a6e_0000;
+    let value = if awake { 0x4a6e_0000 } else { 0x4a6e_1000 };
     let objs = HugeObjects::new(&dev, value)?;
     let huge = objs.huge()?;
     ensure!(
         !huge.is_empty(),
         "none of {OBJS} huge objects got a PMD-sized folio: nothing to test"
     );
+    asleep_if(awake)?;
     let addrs: Vec<*mut libc::c_void> = huge.iter().flat_map(|&i| objs.addrs(i..i + 1)).collect();
     let target: Vec<i32> = where_are(&addrs)?.iter().map(|&n| 1 - n).collect();
     // Negative control: plain migrate_folio() finds the object's 512
@@ -198,27 +197,29 @@ fn huge_objects_move_pages_in_place() -> TestResult {
         "the hook moved {moved} of {} pages: {d}",
         addrs.len()
     );
-    large_moved_in_place(&d, huge.len())?;
+    large_moved_in_place(&d, huge.len(), awake)?;
     ensure!(
         objs.huge()? == huge,
         "an object lost its huge folio in the move"
     );
     objs.intact(value)?;
     println!(
-        "  {} of {OBJS} huge objects got PMD-sized folios; move_pages: hook=off moved none, \
-         the hook {} large folios in place",
+        "  {} of {OBJS} huge objects got PMD-sized folios ({}); move_pages: hook=off moved none, \
+         the hook {} large folios in place ({} hardware entries rewritten)",
         huge.len(),
-        d.get("migrated_in_place_large")
+        state(awake),
+        d.get("migrated_in_place_large"),
+        d.get("hw_entries_rewritten")
     );
     Ok(())
 }
 
 /// Offlining a ZONE_MOVABLE block that holds huge objects.
-fn huge_objects_offline_in_place() -> TestResult {
+fn huge_objects_offline_in_place(awake: bool) -> TestResult {
     let block = MovableBlock::new()?;
-    let _awake = GpuAwake::new()?;
+    let _awake = awake_if(awake)?;
     let dev = ok(Device::open(), "open")?;
-    let value = 0x4a6f_0000;
+    let value = if awake { 0x4a6f_0000 } else { 0x4a6f_1000 };
     let objs = {
         let _no_shrinker = Param::set("shrinker", "0")?;
         let _bound = Bound::to(1)?;
@@ -229,19 +230,39 @@ fn huge_objects_offline_in_place() -> TestResult {
         !huge.is_empty(),
         "none of {OBJS} huge objects got a PMD-sized folio: nothing to test"
     );
-    let (refused, d) = block.offline_after_control()?;
-    large_moved_in_place(&d, huge.len())?;
+    asleep_if(awake)?;
+    let (tries, d) = block.offline_after_control()?;
+    large_moved_in_place(&d, huge.len(), awake)?;
     objs.intact(value)?;
     println!(
-        "  memory{}: {} of {OBJS} huge objects got PMD-sized folios; hook=off {refused:?}, \
-         with the hook offline, {} large folios moved in place",
+        "  memory{}: {} of {OBJS} huge objects got PMD-sized folios ({}); hook=off still \
+         retrying when killed after {OFFLINE_REFUSED_SECS} s ({tries} migrations failed), with \
+         the hook offline, {} large folios moved in place ({} hardware entries rewritten)",
         block.0,
         huge.len(),
-        d.get("migrated_in_place_large")
+        state(awake),
+        d.get("migrated_in_place_large"),
+        d.get("hw_entries_rewritten")
     );
     drop(objs);
     drop(block);
     Ok(())
+}
+
+fn huge_move_pages_awake() -> TestResult {
+    huge_objects_move_pages_in_place(true)
+}
+
+fn huge_move_pages_asleep() -> TestResult {
+    huge_objects_move_pages_in_place(false)
+}
+
+fn huge_offline_awake() -> TestResult {
+    huge_objects_offline_in_place(true)
+}
+
+fn huge_offline_asleep() -> TestResult {
+    huge_objects_offline_in_place(false)
 }
 
 /// NUMA balancing migrates in `MIGRATE_ASYNC`, where copying a
@@ -324,15 +345,17 @@ fn numa_balancing_refuses_large_folios() -> TestResult {
 
 pub(super) const TESTS: &[Test] = &[
     (
-        "huge_objects_move_pages_in_place",
-        huge_objects_move_pages_in_place,
+        "huge_objects_move_pages_in_place_awake",
+        huge_move_pages_awake,
     ),
     (
-        "huge_objects_offline_in_place",
-        huge_objects_offline_in_place,
+        "huge_objects_move_pages_in_place_asleep",
+        huge_move_pages_asleep,
     ),
     (
         "numa_balancing_refuses_large_folios",
         numa_balancing_refuses_large_folios,
     ),
+    ("huge_objects_offline_in_place_awake", huge_offline_awake),
+    ("huge_objects_offline_in_place_asleep", huge_offline_asleep),
 ];

@@ -14,7 +14,6 @@
 use std::fmt;
 use std::fs;
 use std::ops::Range;
-use std::os::unix::fs::FileExt;
 use std::time::Instant;
 
 use movgem_uapi::{self as uapi, Device};
@@ -22,11 +21,12 @@ use movgem_uapi::{self as uapi, Device};
 use movgem_guest::env::{self, Counters, GpuAwake, Param};
 use movgem_guest::{ensure, TestResult};
 
-use super::common::{move_to, ok, where_are, PAGE};
+use super::common::{move_to, ok, pmd_folios_only, where_are, PAGE};
 use super::inplace::{gtt_check, nothing_released};
 use super::users::{
-    asleep_if, filled_objects, filled_objects_with, objects_in_cma, objects_in_cma_with,
-    objects_intact, power_respected, set_block, Bound, Cma, Done, MovableBlock, CMA_OBJ,
+    asleep_if, cma_refused, filled_objects, filled_objects_with, objects_in_cma,
+    objects_in_cma_with, objects_intact, power_respected, set_block, Bound, Cma, Done,
+    MovableBlock, CMA_OBJ, OFFLINE_REFUSED_SECS,
 };
 use super::Test;
 
@@ -220,23 +220,21 @@ fn longterm_pins_leave_zone_movable() -> TestResult {
         pins_moved_out(&dev, &pins, &bad, true, &Counters::read()?.since(&before))?;
         // Negative control: object 0 pinned where it is; the block
         // cannot go offline (offlining retries until killed).
-        let before = Counters::read()?;
         let (left, refused) = {
             let _skip = Param::set("debug_skip_longterm_migrate", "1")?;
             let _stuck = take_all(&dev, &each(&handles[..1], Kind::Pin))?;
             let left = unpinnable_pages(&dev, &handles[..1], &bad)?[0];
-            (left, set_block(block.0, "offline", 20)?)
+            ensure!(
+                left > 0,
+                "with debug_skip_longterm_migrate the pinned object had no page in movable \
+                 memory: this test could not fail"
+            );
+            (left, block.offline_refused())
         };
-        let d = Counters::read()?.since(&before);
-        ensure!(
-            left > 0 && refused != Done::Done,
-            "with debug_skip_longterm_migrate the pinned object had {left} pages in movable \
-             memory and offlining gave {refused:?}: this test could not fail; {d}"
-        );
-        ensure!(
-            d.get("refused_pinned_vma") > 0,
-            "offlining met no pinned folio: {d}"
-        );
+        let (tries, d) = refused
+            .map_err(|e| format!("with debug_skip_longterm_migrate, {left} pages pinned: {e}"))?;
+        let refusals = d.get("refused_pinned_vma");
+        ensure!(refusals > 0, "offlining met no pinned folio: {d}");
         // The module as it is: object 0 too, then the block goes offline
         // under all four pins.
         let before = Counters::read()?;
@@ -252,7 +250,9 @@ fn longterm_pins_leave_zone_movable() -> TestResult {
         objects_intact(&dev, &objs, value)?;
         println!(
             "  memory{}: 3 PIN and 1 VMAP over objects in it moved their pages out; \
-             with debug_skip_longterm_migrate offlining gave {refused:?}, without it done",
+             with debug_skip_longterm_migrate offlining was still retrying when killed after \
+             {OFFLINE_REFUSED_SECS} s ({tries} migrations failed, {refusals} refusals of the \
+             pinned folios), without it done",
             block.0
         );
         drop((pins, last));
@@ -359,16 +359,25 @@ fn longterm_pins_leave_cma() -> TestResult {
         );
         asleep_if(false)?;
         // Negative control: pinned where they are, the area cannot be
-        // allocated.
-        let refused = {
+        // allocated: cma_alloc() fails on the pinned folios, each refused
+        // by the hook as pinned, none moved.
+        let (left, refused) = {
             let _skip = Param::set("debug_skip_longterm_migrate", "1")?;
             let _stuck = take_all(&dev, &each(&placed, Kind::Pin))?;
-            cma.take_all().map(drop)
+            let left = unpinnable_pages(&dev, &placed, &bad)?;
+            ensure!(
+                left.iter().all(|&k| k > 0),
+                "with debug_skip_longterm_migrate the pinned objects' pages in movable memory: \
+                 {left:?}: this test could not fail"
+            );
+            (left, cma_refused(&cma, "refused:refused_pinned_vma"))
         };
+        let (tried, d) = refused.map_err(|e| {
+            format!("with debug_skip_longterm_migrate, pages pinned in the area {left:?}: {e}")
+        })?;
         ensure!(
-            refused.is_err(),
-            "cma_alloc succeeded over objects pinned in the area with \
-             debug_skip_longterm_migrate: this test could not fail"
+            d.get("refused_pinned_vma") > 0,
+            "cma_alloc met no pinned folio: {d}"
         );
         let (half, rest) = placed.split_at(placed.len() / 2);
         let mut want = each(half, Kind::Pin);
@@ -381,10 +390,12 @@ fn longterm_pins_leave_cma() -> TestResult {
         objects_intact(&dev, &objs, value)?;
         println!(
             "  CMA: {} objects with pages in the area ({} PIN, {} VMAP) moved out, asleep; \
-             with debug_skip_longterm_migrate cma_alloc failed, without it done",
+             with debug_skip_longterm_migrate cma_alloc failed with EBUSY ({} refusals of the \
+             pinned folios), without it done",
             placed.len(),
             half.len(),
-            rest.len()
+            rest.len(),
+            tried.hooks()
         );
         drop(pins);
         Ok(())
@@ -393,48 +404,6 @@ fn longterm_pins_leave_cma() -> TestResult {
         let _ = dev.close(h);
     }
     out
-}
-
-/// Pages of a PMD-sized folio.
-const PMD_PAGES: usize = 512;
-/// /proc/kpageflags bits.
-const KPF_COMPOUND_HEAD: u64 = 1 << 15;
-const KPF_COMPOUND_TAIL: u64 = 1 << 16;
-const KPF_THP: u64 = 1 << 22;
-
-/// Whether `frames` (an object's, in index order) are PMD-sized
-/// transparent huge folios only: each 512-page run starts with a
-/// `KPF_THP` head at a 512-aligned frame, followed by its 511 `KPF_THP`
-/// tails at the next frames, so each run is one folio of order 9.
-fn pmd_folios_only(frames: &[u64]) -> Result<bool, String> {
-    let f = fs::File::open("/proc/kpageflags").map_err(|e| format!("kpageflags: {e}"))?;
-    let flags = |pfn: u64| -> Result<u64, String> {
-        let mut b = [0u8; 8];
-        f.read_exact_at(&mut b, pfn * 8)
-            .map_err(|e| format!("kpageflags: {e}"))?;
-        Ok(u64::from_le_bytes(b))
-    };
-    if frames.is_empty() || !frames.len().is_multiple_of(PMD_PAGES) {
-        return Ok(false);
-    }
-    for run in frames.chunks(PMD_PAGES) {
-        let head = run[0];
-        if head % PMD_PAGES as u64 != 0 {
-            return Ok(false);
-        }
-        for (j, &pfn) in run.iter().enumerate() {
-            let want = if j == 0 {
-                KPF_COMPOUND_HEAD
-            } else {
-                KPF_COMPOUND_TAIL
-            };
-            let fl = flags(pfn)?;
-            if pfn != head + j as u64 || fl & want == 0 || fl & KPF_THP == 0 {
-                return Ok(false);
-            }
-        }
-    }
-    Ok(true)
 }
 
 /// The huge objects among `handles` (all their pages in PMD-sized THPs)

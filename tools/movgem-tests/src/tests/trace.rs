@@ -13,6 +13,7 @@
 //! comparison that always agreed would be caught.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::fs;
 
 use movgem_uapi::{self as uapi, Device};
@@ -55,6 +56,246 @@ pub(super) fn read_events() -> Result<Vec<Event>, String> {
         out.push((name.to_string(), fields));
     }
     Ok(out)
+}
+
+/// One event of the trace buffer with the task that emitted it: the
+/// task's pid, the event's name and its `key=value` fields.
+pub(super) struct Traced {
+    pub(super) pid: u32,
+    pub(super) name: String,
+    pub(super) fields: BTreeMap<String, String>,
+}
+
+impl Traced {
+    /// Field `k` as a number (decimal, or hexadecimal after `0x`; a
+    /// `from->to` pair gives `from`).
+    pub(super) fn num(&self, k: &str) -> Option<i64> {
+        let v = self.fields.get(k)?;
+        let v = v.split_once("->").map_or(v.as_str(), |(from, _)| from);
+        match v.strip_prefix("0x") {
+            Some(hex) => u64::from_str_radix(hex, 16).ok().map(|v| v as i64),
+            None => v.parse().ok(),
+        }
+    }
+
+    /// Field `k` as text ("" if absent).
+    pub(super) fn get(&self, k: &str) -> &str {
+        self.fields.get(k).map_or("", String::as_str)
+    }
+}
+
+/// The events of a trace buffer's text, in its order:
+/// `  comm-pid  [cpu] flags  ts: name: k=v k=v`.
+fn parse_trace(text: &str) -> Vec<Traced> {
+    let mut out = Vec::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((task, rest)) = line.split_once(" [") else {
+            continue;
+        };
+        let Some(pid) = task
+            .trim()
+            .rsplit_once('-')
+            .and_then(|(_, p)| p.parse().ok())
+        else {
+            continue;
+        };
+        let Some((_, rest)) = rest.split_once("] ") else {
+            continue;
+        };
+        // "flags  ts: name: args"
+        let mut parts = rest.splitn(3, ": ");
+        let (Some(_), Some(name)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        let fields = parts
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        out.push(Traced {
+            pid,
+            name: name.trim_end_matches(':').to_string(),
+            fields,
+        });
+    }
+    out
+}
+
+/// Kernel trace events (`system/event` under tracefs `events/`) recorded
+/// from [`Recording::start`] to [`Recording::stop`], on the global
+/// clock, so that one task's events are in the order it emitted them
+/// whichever CPU it ran on; disabled again on drop.
+pub(super) struct Recording {
+    events: Vec<&'static str>,
+    clock: String,
+}
+
+impl Recording {
+    pub(super) fn start(events: &[&'static str]) -> Result<Self, String> {
+        let p = format!("{TRACEFS}/trace_clock");
+        let clocks = fs::read_to_string(&p).map_err(|e| format!("{p}: {e}"))?;
+        let clock = clocks
+            .split_whitespace()
+            .find_map(|c| c.strip_prefix('[')?.strip_suffix(']'))
+            .unwrap_or("local")
+            .to_string();
+        let mut rec = Self {
+            events: Vec::new(),
+            clock,
+        };
+        tracefs_write("trace_clock", "global")?;
+        tracefs_write("buffer_size_kb", "8192")?;
+        tracefs_write("trace", "")?;
+        for e in events {
+            tracefs_write(&format!("events/{e}/enable"), "1")?;
+            rec.events.push(e);
+        }
+        Ok(rec)
+    }
+
+    fn disable(&mut self) {
+        for e in self.events.drain(..) {
+            let _ = tracefs_write(&format!("events/{e}/enable"), "0");
+        }
+    }
+
+    /// Stops recording; the events, and whether the buffer overran
+    /// (lost its oldest events).
+    pub(super) fn stop(mut self) -> Result<(Vec<Traced>, bool), String> {
+        self.disable();
+        let p = format!("{TRACEFS}/trace");
+        let text = fs::read_to_string(&p).map_err(|e| format!("{p}: {e}"))?;
+        let overran = overruns()? > 0;
+        Ok((parse_trace(&text), overran))
+    }
+}
+
+impl Drop for Recording {
+    fn drop(&mut self) {
+        self.disable();
+        let _ = tracefs_write("trace", "");
+        let _ = tracefs_write("trace_clock", &self.clock);
+    }
+}
+
+/// What [`MigrationTrace`] records: the hook's decision per folio and
+/// each `migrate_pages()` call's result.
+pub(super) const MIGRATION_EVENTS: &[&str] =
+    &["movgem/movgem_migrate_folio", "migrate/mm_migrate_pages"];
+
+/// One `migrate_pages()` call: its `mm_migrate_pages` event (reason,
+/// mode, pages moved and failed) and the hook's `movgem_migrate_folio`
+/// events the same task emitted during it (every event of that task
+/// since its previous call: the hook runs inside `migrate_pages()`, in
+/// the calling task).
+pub(super) struct MigrateCall {
+    pub(super) reason: String,
+    pub(super) succeeded: u64,
+    pub(super) failed: u64,
+    pub(super) hooks: Vec<Traced>,
+}
+
+impl MigrateCall {
+    /// The hook's events for folios whose first frame is in `pfns`.
+    pub(super) fn hooks_in<'a>(
+        &'a self,
+        pfns: &'a dyn Fn(u64) -> bool,
+    ) -> impl Iterator<Item = &'a Traced> + 'a {
+        self.hooks
+            .iter()
+            .filter(move |h| h.num("pfn").is_some_and(|p| pfns(p as u64)))
+    }
+}
+
+/// The `migrate_pages()` calls of `events`, each with its hook events.
+pub(super) fn migrate_calls(events: Vec<Traced>) -> Vec<MigrateCall> {
+    let mut pending: BTreeMap<u32, Vec<Traced>> = BTreeMap::new();
+    let mut calls = Vec::new();
+    for e in events {
+        match e.name.as_str() {
+            "movgem_migrate_folio" => pending.entry(e.pid).or_default().push(e),
+            "mm_migrate_pages" => calls.push(MigrateCall {
+                reason: e.get("reason").to_string(),
+                succeeded: e.num("nr_succeeded").unwrap_or(0) as u64,
+                failed: e.num("nr_failed").unwrap_or(0) as u64,
+                hooks: pending.remove(&e.pid).unwrap_or_default(),
+            }),
+            _ => {}
+        }
+    }
+    calls
+}
+
+/// What the `migrate_pages()` calls of `reason` did to the folios in
+/// `pfns`: how many calls met them, the hook's outcomes for them
+/// (`outcome` or `outcome:reason` for a refusal, with a count each), and
+/// the pages those calls moved and failed.  Calls that met none of them
+/// are summed apart (`other_succeeded`).
+#[derive(Debug, Default)]
+pub(super) struct Attempts {
+    pub(super) calls: u64,
+    pub(super) outcomes: BTreeMap<String, u64>,
+    pub(super) succeeded: u64,
+    pub(super) failed: u64,
+    pub(super) other_calls: u64,
+    pub(super) other_succeeded: u64,
+}
+
+impl Attempts {
+    pub(super) fn of(calls: &[MigrateCall], reason: &str, pfns: &dyn Fn(u64) -> bool) -> Self {
+        let mut a = Self::default();
+        for c in calls.iter().filter(|c| c.reason == reason) {
+            let mut met = false;
+            for h in c.hooks_in(pfns) {
+                met = true;
+                let o = match h.get("reason") {
+                    "" => h.get("outcome").to_string(),
+                    r => format!("{}:{r}", h.get("outcome")),
+                };
+                *a.outcomes.entry(o).or_default() += 1;
+            }
+            if met {
+                a.calls += 1;
+                a.succeeded += c.succeeded;
+                a.failed += c.failed;
+            } else {
+                a.other_calls += 1;
+                a.other_succeeded += c.succeeded;
+            }
+        }
+        a
+    }
+
+    /// The hook's calls for the folios, any outcome.
+    pub(super) fn hooks(&self) -> u64 {
+        self.outcomes.values().sum()
+    }
+
+    /// The hook's calls for the folios with an outcome other than `want`.
+    pub(super) fn others_than(&self, want: &str) -> u64 {
+        self.outcomes
+            .iter()
+            .filter(|(o, _)| o.as_str() != want)
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
+impl fmt::Display for Attempts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} calls met the folios (hook: {:?}; pages moved {}, failed {}), {} others moved {}",
+            self.calls,
+            self.outcomes,
+            self.succeeded,
+            self.failed,
+            self.other_calls,
+            self.other_succeeded
+        )
+    }
 }
 
 /// Whether the ring buffer dropped events on any CPU.
@@ -290,3 +531,57 @@ fn trace_events_match_counters() -> TestResult {
 }
 
 pub(super) const TESTS: &[Test] = &[("trace_events_match_counters", trace_events_match_counters)];
+
+#[cfg(test)]
+mod parse {
+    use super::*;
+
+    const TRACE: &str = "\
+# tracer: nop
+#
+      movgem-tests-91      [001] .....    12.000001: movgem_migrate_folio: obj=3 index=7 nr=1 pfn=0x1234->0x0 mode=async outcome=bypassed reason= wait_ns=0 locked_ns=0
+         kworker/0:1-12    [000] .....    12.000002: movgem_migrate_folio: obj=4 index=0 nr=1 pfn=0x9000->0x0 mode=sync outcome=refused reason=refused_pinned_vma wait_ns=5 locked_ns=1
+      movgem-tests-91      [000] .....    12.000003: movgem_migrate_folio: obj=3 index=7 nr=1 pfn=0x1234->0x0 mode=async outcome=bypassed reason= wait_ns=0 locked_ns=0
+      movgem-tests-91      [000] .....    12.000004: mm_migrate_pages: nr_succeeded=0 nr_failed=1 nr_thp_succeeded=0 nr_thp_failed=0 nr_thp_split=0 nr_split=0 mode=MIGRATE_ASYNC reason=numa_misplaced
+      movgem-tests-91      [000] .....    12.000005: mm_migrate_pages: nr_succeeded=1 nr_failed=0 nr_thp_succeeded=0 nr_thp_failed=0 nr_thp_split=0 nr_split=0 mode=MIGRATE_ASYNC reason=numa_misplaced
+         kworker/0:1-12    [000] .....    12.000006: mm_migrate_pages: nr_succeeded=30 nr_failed=1 nr_thp_succeeded=0 nr_thp_failed=0 nr_thp_split=0 nr_split=0 mode=MIGRATE_SYNC reason=contig_range
+           <...>-77        [001] .....    12.000007: cma_alloc_finish: name=reserved pfn=0xffffffffffffffff page=0000000000000000 count=16384 align=0 errorno=-16
+";
+
+    #[test]
+    fn events_fields_and_tasks() {
+        let ev = parse_trace(TRACE);
+        assert_eq!(ev.len(), 7);
+        assert_eq!(
+            (ev[0].pid, ev[0].name.as_str()),
+            (91, "movgem_migrate_folio")
+        );
+        assert_eq!(ev[0].num("pfn"), Some(0x1234));
+        assert_eq!(ev[0].get("reason"), "");
+        assert_eq!(ev[1].pid, 12);
+        assert_eq!(ev[6].pid, 77);
+        assert_eq!(ev[6].num("errorno"), Some(-16));
+        assert_eq!(ev[6].num("count"), Some(16384));
+    }
+
+    #[test]
+    fn hook_events_belong_to_their_tasks_call() {
+        let calls = migrate_calls(parse_trace(TRACE));
+        assert_eq!(calls.len(), 3);
+        // The test task's first call had both of its hook events, the
+        // second none; the kworker's call had its own.
+        assert_eq!(calls[0].hooks.len(), 2);
+        assert!(calls[1].hooks.is_empty());
+        assert_eq!(calls[2].hooks.len(), 1);
+        let ours = |p: u64| p == 0x1234;
+        let a = Attempts::of(&calls, "numa_misplaced", &ours);
+        assert_eq!((a.calls, a.hooks(), a.succeeded, a.failed), (1, 2, 0, 1));
+        assert_eq!((a.other_calls, a.other_succeeded), (1, 1));
+        assert_eq!(a.others_than("bypassed"), 0);
+        let pinned = |p: u64| p == 0x9000;
+        let c = Attempts::of(&calls, "contig_range", &pinned);
+        assert_eq!(c.others_than("refused:refused_pinned_vma"), 0);
+        assert_eq!(c.others_than("bypassed"), 1);
+        assert_eq!(Attempts::of(&calls, "contig_range", &ours).hooks(), 0);
+    }
+}

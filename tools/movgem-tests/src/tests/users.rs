@@ -29,6 +29,7 @@ use super::common::{
     where_are, Anon, Knob, MPOL_BIND, MPOL_DEFAULT, PAGE,
 };
 use super::inplace::{gtt_check, nothing_released, only_frame_changed, Mapped, PICK, SIZE};
+use super::trace::{migrate_calls, Attempts, Recording, MIGRATION_EVENTS};
 use super::Test;
 
 /// Soft-offlines the page mapped at `addr`, as a corrected-error
@@ -50,7 +51,7 @@ fn soft_offline(addr: *mut libc::c_void) -> Result<Result<(), i32>, String> {
 /// The device held awake for a run, from before its objects are made
 /// (hardware entries exist only for bindings made or restored while the
 /// device is awake); `None` for a run asleep.
-fn awake_if(awake: bool) -> Result<Option<GpuAwake>, String> {
+pub(super) fn awake_if(awake: bool) -> Result<Option<GpuAwake>, String> {
     awake.then(GpuAwake::new).transpose()
 }
 
@@ -146,35 +147,56 @@ fn soft_offline_in_place(awake: bool) -> TestResult {
     let m = Mapped::new(&dev, value)?;
     asleep_if(awake)?;
     let frames = env::frames(&m.addrs)?;
-    // Negative control: plain migrate_folio() cannot move a folio the
-    // object holds, so soft offline fails and nothing changes.
+    let target = frames[PICK];
+    let picked = |p: u64| p == target;
+    // Negative control, on the same page: plain migrate_folio() cannot
+    // move a folio the object holds, so soft offline's migration
+    // (`memory_failure`) reaches the hook, which passes the folio on, the
+    // migration fails, soft offline answers EBUSY and nothing changes.
+    let rec = Recording::start(MIGRATION_EVENTS)?;
     let before = Counters::read()?;
     let refused = {
         let _off = Param::set("hook", "off")?;
-        soft_offline(m.addrs[PICK + 1])?
+        soft_offline(m.addrs[PICK])?
     };
     let d = Counters::read()?.since(&before);
+    let (events, _) = rec.stop()?;
+    let a = Attempts::of(&migrate_calls(events), "memory_failure", &picked);
     ensure!(
         refused == Err(libc::EBUSY),
         "soft offline with hook=off: {refused:?}, wanted EBUSY (migration failed): \
          this test could not fail"
     );
     ensure!(
+        a.hooks() > 0 && a.others_than("bypassed") == 0 && a.succeeded == 0 && a.failed > 0,
+        "soft offline with hook=off: not a failed migration of page {PICK} through the \
+         bypassed hook: {a}"
+    );
+    ensure!(
         d.get("migrated_in_place") == 0 && env::frames(&m.addrs)? == frames,
         "hook=off moved something: {d}"
     );
-    // With the hook: the page moves in place, the object stays bound.
+    // With the hook, the same page: it moves in place, the object stays
+    // bound.
+    let rec = Recording::start(MIGRATION_EVENTS)?;
     let before = Counters::read()?;
-    soft_offline(m.addrs[PICK])?.map_err(|e| {
+    let done = soft_offline(m.addrs[PICK])?;
+    let d = Counters::read()?.since(&before);
+    let (events, _) = rec.stop()?;
+    done.map_err(|e| {
         format!(
             "soft offline failed: {}",
             std::io::Error::from_raw_os_error(e)
         )
     })?;
-    let d = Counters::read()?.since(&before);
+    let moved = Attempts::of(&migrate_calls(events), "memory_failure", &picked);
     ensure!(
         d.get("migrated_in_place") == 1 && d.get("gtt_entries_rewritten") == 1,
         "not one folio moved in place: {d}"
+    );
+    ensure!(
+        moved.outcomes.get("in_place") == Some(&1) && moved.succeeded == 1,
+        "page {PICK} was not moved in place by soft offline's migration: {moved}"
     );
     moved_in_place(awake, &d)?;
     only_frame_changed(&frames, &env::frames(&m.addrs)?, PICK)?;
@@ -182,8 +204,10 @@ fn soft_offline_in_place(awake: bool) -> TestResult {
     ensure!(got == m.offset, "GTT offset changed");
     check_fill_sized(&dev, m.h, value, SIZE)?;
     println!(
-        "  soft offline ({}): EBUSY with hook=off, moved in place with it",
-        if awake { "awake" } else { "asleep" }
+        "  soft offline of page {PICK} ({}): EBUSY with hook=off ({} bypassed hook calls, the \
+         migration failed), moved in place with it",
+        if awake { "awake" } else { "asleep" },
+        a.hooks()
     );
     Ok(())
 }
@@ -265,6 +289,62 @@ pub(super) fn objects_in_cma_with(
     filled_objects_with(dev, CMA_OBJS, value, flags)
 }
 
+/// What a `cma_alloc()` refused by the objects' folios records.
+const CMA_EVENTS: &[&str] = &[
+    "movgem/movgem_migrate_folio",
+    "migrate/mm_migrate_pages",
+    "cma/cma_alloc_finish",
+];
+
+/// `cma_alloc()` of the whole area, which must fail the way it fails
+/// when a folio in the area will not move, and for no other reason:
+/// CMA's debugfs answers `ENOMEM` (as for any failure), `cma_alloc()`
+/// ended with `-EBUSY` (the range busy; an area partly taken would give
+/// `-ENOMEM`), and its migration (`contig_range`) met folios of ours in
+/// the area, for each of which the hook's outcome was `want`
+/// (`bypassed` with `hook=off`; `refused:REASON` for a refusal), and
+/// failed, no folio moving in place.  Returns the migration's attempts
+/// on the area and the counters' movement.
+pub(super) fn cma_refused(cma: &Cma, want: &str) -> Result<(Attempts, Counters), String> {
+    let rec = Recording::start(CMA_EVENTS)?;
+    let before = Counters::read()?;
+    let got = cma.try_take_all().map(drop);
+    let d = Counters::read()?.since(&before);
+    let (events, _) = rec.stop()?;
+    ensure!(
+        got == Err(libc::ENOMEM),
+        "cma_alloc of the whole area: {got:?}, wanted Err(ENOMEM), CMA's debugfs for a failed \
+         allocation: the objects were not in the area, this test could not fail; {d}"
+    );
+    let finished: Vec<i64> = events
+        .iter()
+        .filter(|e| e.name == "cma_alloc_finish" && e.num("count") == Some(cma.count as i64))
+        .filter_map(|e| e.num("errorno"))
+        .collect();
+    ensure!(
+        finished == [-i64::from(libc::EBUSY)],
+        "cma_alloc of the whole area ended with {finished:?}, wanted [-EBUSY] (the range busy, \
+         a folio that would not move); {d}"
+    );
+    let area = cma.base_pfn..cma.base_pfn + cma.count;
+    let a = Attempts::of(&migrate_calls(events), "contig_range", &|p| {
+        area.contains(&p)
+    });
+    ensure!(
+        a.hooks() > 0 && a.failed > 0,
+        "cma_alloc's migration met no folio of ours in the area, or none failed: {a}; {d}"
+    );
+    ensure!(
+        a.others_than(want) == 0,
+        "the hook did other than {want} with folios in the area: {a}; {d}"
+    );
+    ensure!(
+        d.get("migrated_in_place") == 0,
+        "a folio moved in place: {d}"
+    );
+    Ok((a, d))
+}
+
 fn cma_alloc_over_objects(awake: bool) -> TestResult {
     let cma = Cma::find()?;
     let _awake = awake_if(awake)?;
@@ -277,21 +357,11 @@ fn cma_alloc_over_objects(awake: bool) -> TestResult {
         asleep_if(awake)?;
         // Negative control: with plain migrate_folio() the objects' folios
         // stay where they are, so the area cannot be allocated.
-        let before = Counters::read()?;
-        let refused = {
+        let (a, _) = {
             let _off = Param::set("hook", "off")?;
-            cma.take_all().map(drop)
-        };
-        let d = Counters::read()?.since(&before);
-        ensure!(
-            refused.is_err(),
-            "cma_alloc succeeded with hook=off ({free} of {total} KiB of CMA free before): \
-             the objects were not in the area, this test could not fail"
-        );
-        ensure!(
-            d.get("migrated_in_place") == 0,
-            "hook=off moved folios: {d}"
-        );
+            cma_refused(&cma, "bypassed")
+        }
+        .map_err(|e| format!("hook=off ({free} of {total} KiB of CMA free before): {e}"))?;
         // With the hook: the whole area is allocated, the objects' folios
         // move out in place.
         let before = Counters::read()?;
@@ -306,9 +376,11 @@ fn cma_alloc_over_objects(awake: bool) -> TestResult {
         objects_intact(&dev, objs, value)?;
         println!(
             "  cma_alloc of {} pages ({}): {free} of {total} KiB of CMA free with the objects in \
-             it; refused with hook=off, done with it: {} folios moved in place",
+             it; with hook=off EBUSY ({} bypassed hook calls in the area, the migration failed), \
+             done with the hook: {} folios moved in place",
             cma.count,
             if awake { "awake" } else { "asleep" },
+            a.hooks(),
             d.get("migrated_in_place")
         );
         Ok(())
@@ -376,24 +448,66 @@ impl MovableBlock {
     }
 }
 
+/// How long an offlining that must not succeed runs before it is
+/// killed.
+pub(super) const OFFLINE_REFUSED_SECS: u64 = 20;
+
 impl MovableBlock {
-    /// Takes the block offline twice over the objects in it: first with
-    /// `hook=off`, where it must fail (plain `migrate_folio()` finds the
-    /// objects' references and offlining retries until killed after
-    /// 20 s) without a folio moving in place, then with the hook, where
-    /// it must succeed.  Returns how the first ended and the counters of
-    /// the second.
-    pub(super) fn offline_after_control(&self) -> Result<(Done, Counters), String> {
+    /// Offlines the block over folios that will not move, which must
+    /// leave it the way offlining fails then and no other way:
+    /// `offline_pages()` retries migration (`memory_hotplug`) until the
+    /// writer gets a signal, so it must be still retrying when killed
+    /// after [`OFFLINE_REFUSED_SECS`], having tried more than once, every
+    /// try failing some folio, and no folio moved in place.  An `EBUSY`
+    /// (a page that isolation calls unmovable) or `EINVAL` is another
+    /// failure, not this one.  Returns how many migrations were tried and
+    /// the counters' movement, for the caller to name whose refusal it
+    /// was.
+    pub(super) fn offline_refused(&self) -> Result<(usize, Counters), String> {
+        let rec = Recording::start(&["migrate/mm_migrate_pages"])?;
         let before = Counters::read()?;
-        let refused = {
-            let _off = Param::set("hook", "off")?;
-            set_block(self.0, "offline", 20)?
-        };
+        let got = set_block(self.0, "offline", OFFLINE_REFUSED_SECS)?;
         let d = Counters::read()?.since(&before);
+        let (events, _) = rec.stop()?;
+        let tries: Vec<(u64, u64)> = migrate_calls(events)
+            .iter()
+            .filter(|c| c.reason == "memory_hotplug")
+            .map(|c| (c.succeeded, c.failed))
+            .collect();
         ensure!(
-            refused != Done::Done && d.get("migrated_in_place") == 0,
-            "memory{} went offline with hook=off ({refused:?}): the objects were not in it, \
-             this test could not fail; {d}",
+            got == Done::TimedOut,
+            "offlining memory{}: {got:?}, wanted still retrying when killed after \
+             {OFFLINE_REFUSED_SECS} s ({} migrations tried): this test could not fail; {d}",
+            self.0,
+            tries.len()
+        );
+        ensure!(
+            tries.len() >= 2 && tries.iter().all(|&(_, failed)| failed > 0),
+            "offlining memory{} was not retrying a failed migration: (moved, failed) pages per \
+             try {tries:?}; {d}",
+            self.0
+        );
+        ensure!(
+            d.get("migrated_in_place") == 0,
+            "a folio moved in place: {d}"
+        );
+        Ok((tries.len(), d))
+    }
+
+    /// Takes the block offline twice over the objects in it: first with
+    /// `hook=off`, where it must fail ([`Self::offline_refused`]: plain
+    /// `migrate_folio()` finds the objects' references, through the
+    /// bypassed hook), then with the hook, where it must succeed.
+    /// Returns how many migrations the first tried and the counters of
+    /// the second.
+    pub(super) fn offline_after_control(&self) -> Result<(usize, Counters), String> {
+        let (tries, d) = {
+            let _off = Param::set("hook", "off")?;
+            self.offline_refused()?
+        };
+        ensure!(
+            d.get("hook_bypassed") > 0,
+            "offlining memory{} with hook=off never reached an object's folio: {d}",
             self.0
         );
         let before = Counters::read()?;
@@ -404,7 +518,7 @@ impl MovableBlock {
             "memory{} did not go offline with the hook: {done:?}; {d}",
             self.0
         );
-        Ok((refused, d))
+        Ok((tries, d))
     }
 }
 
@@ -431,7 +545,7 @@ fn memory_offline_over_objects(awake: bool) -> TestResult {
         filled_objects(&dev, 4, value)?
     };
     asleep_if(awake)?;
-    let (refused, d) = block.offline_after_control()?;
+    let (tries, d) = block.offline_after_control()?;
     ensure!(
         d.get("migrated_in_place") > 0,
         "offline without moving an object's folio: {d}"
@@ -439,7 +553,9 @@ fn memory_offline_over_objects(awake: bool) -> TestResult {
     moved_in_place(awake, &d)?;
     objects_intact(&dev, &objs, value)?;
     println!(
-        "  memory{} offline ({}): hook=off {refused:?}; with the hook done, {} folios moved in place",
+        "  memory{} offline ({}): hook=off still retrying when killed after \
+         {OFFLINE_REFUSED_SECS} s ({tries} migrations failed); with the hook done, {} folios \
+         moved in place",
         block.0,
         if awake { "awake" } else { "asleep" },
         d.get("migrated_in_place")
@@ -593,9 +709,15 @@ fn numa_balancing_in_place(awake: bool) -> TestResult {
     asleep_if(awake)?;
     let _numa = NumaBalancing::on()?;
     let home_pages = || pages_on(&m.addrs, home);
-    // Negative control: hinting faults come, plain migrate_folio() cannot
-    // move the object's folios, the pages stay away.
+    // Negative control: hinting faults come, NUMA balancing tries to
+    // migrate the object's folios to the CPU's node (`numa_misplaced`,
+    // one folio a call), the hook passes each on, plain migrate_folio()
+    // cannot move it, every such migration fails and the pages stay
+    // away; whatever `numa_pages_migrated` counts meanwhile is other
+    // memory's (the calls that met none of the object's folios).
     let frames = env::frames(&m.addrs)?;
+    let ours = |p: u64| frames.contains(&p);
+    let rec = Recording::start(MIGRATION_EVENTS)?;
     let vm = Counters::vmstat()?;
     let before = Counters::read()?;
     {
@@ -604,45 +726,89 @@ fn numa_balancing_in_place(awake: bool) -> TestResult {
             Ok(Counters::vmstat()?.since(&vm).get("numa_hint_faults") >= 2 * SIZE / PAGE)
         })?;
     }
-    let off_faults = Counters::vmstat()?.since(&vm).get("numa_hint_faults");
     let faults = Counters::vmstat()?.since(&vm);
     let d = Counters::read()?.since(&before);
+    let (events, overran) = rec.stop()?;
+    let off = Attempts::of(&migrate_calls(events), "numa_misplaced", &ours);
+    let off_faults = faults.get("numa_hint_faults");
+    let vm_names = ["numa_hint_faults", "numa_pages_migrated", "pgmigrate_fail"];
     ensure!(
         off_faults > 0,
         "no NUMA hinting fault in 60 s: NUMA balancing never scanned the mapping, \
          this test could not fail"
     );
     ensure!(
+        !overran,
+        "the trace buffer overran: cannot tell whose migrations failed"
+    );
+    ensure!(
+        off.calls > 0 && off.hooks() > 0,
+        "NUMA balancing never tried to migrate a folio of the object in {off_faults} hinting \
+         faults ({off}): this test could not fail; {}",
+        faults.pick(&vm_names)
+    );
+    ensure!(
+        off.others_than("bypassed") == 0 && off.succeeded == 0 && off.failed >= off.calls,
+        "with hook=off NUMA balancing's migrations of the object's folios did not all fail \
+         through the bypassed hook: {off}; {d}"
+    );
+    ensure!(
+        faults.get("numa_pages_migrated") <= off.other_succeeded,
+        "numa_pages_migrated rose by more than the migrations that met none of the object's \
+         folios moved: {off}; {}",
+        faults.pick(&vm_names)
+    );
+    ensure!(
         home_pages()? == 0 && d.get("migrated_in_place") == 0 && env::frames(&m.addrs)? == frames,
         "pages moved with hook=off: {d}; {}",
-        faults.pick(&["numa_hint_faults", "numa_pages_migrated"])
+        faults.pick(&vm_names)
     );
-    // With the hook: the pages follow the CPU, in place.
+    // With the hook: the pages follow the CPU, in place, each by a
+    // migration of NUMA balancing that succeeded.
+    let rec = Recording::start(MIGRATION_EVENTS)?;
     let vm = Counters::vmstat()?;
     let before = Counters::read()?;
     let all = touch_until(&m.addrs, 120, || Ok(home_pages()? == m.addrs.len()))?;
     let d = Counters::read()?.since(&before);
     let faults = Counters::vmstat()?.since(&vm);
+    let (events, overran) = rec.stop()?;
+    let on = Attempts::of(&migrate_calls(events), "numa_misplaced", &ours);
     let moved = home_pages()?;
     ensure!(
         all,
-        "{moved} of {} pages followed the CPU in 120 s: {d}; {}",
+        "{moved} of {} pages followed the CPU in 120 s: {d}; {}; {on}",
         m.addrs.len(),
-        faults.pick(&["numa_hint_faults", "numa_pages_migrated", "pgmigrate_fail"])
+        faults.pick(&vm_names)
     );
     ensure!(
         d.get("migrated_in_place") >= moved as u64,
         "pages moved, not by the hook in place: {d}"
+    );
+    ensure!(
+        !overran,
+        "the trace buffer overran: cannot tell whose migrations succeeded"
+    );
+    ensure!(
+        on.succeeded >= moved as u64
+            && on.outcomes.get("in_place").copied().unwrap_or(0) >= moved as u64
+            && faults.get("numa_pages_migrated") >= on.succeeded,
+        "{moved} pages followed the CPU, not each by a NUMA balancing migration that moved it \
+         in place: {on}; {}",
+        faults.pick(&vm_names)
     );
     moved_in_place(awake, &d)?;
     let got = m.gpu(uapi::OP_CHECK, value)?;
     ensure!(got == m.offset, "GTT offset changed");
     check_fill_sized(&dev, m.h, value, SIZE)?;
     println!(
-        "  NUMA balancing ({}): hook=off {} hinting faults, nothing moved; with the hook all {moved} \
-         pages followed the CPU, in place ({})",
+        "  NUMA balancing ({}): hook=off {off_faults} hinting faults, {} migrations of the \
+         object's folios tried and failed ({} bypassed hook calls), nothing moved; with the hook \
+         all {moved} pages followed the CPU, {} migrations moved {} pages in place ({})",
         if awake { "awake" } else { "asleep" },
-        off_faults,
+        off.calls,
+        off.hooks(),
+        on.calls,
+        on.succeeded,
         faults.pick(&["numa_hint_faults", "numa_pages_migrated"])
     );
     Ok(())
