@@ -662,3 +662,62 @@ impl Drop for CmaTaken<'_> {
         self.0.free_all();
     }
 }
+
+/// Asks for as many 2 MiB hugepages as the kernel gives; returns the
+/// number and the seconds it took, and gives them back.
+///
+/// While the pool holds them, free memory is down to the watermarks and
+/// any allocation may wake the OOM killer, which takes the biggest
+/// process: this one.  So nothing in that window allocates: the files
+/// are open, the buffer is on the stack and touched, and /proc/meminfo
+/// was read once before (its seq_file buffer exists).
+pub fn hugetlb_pages() -> Result<(u64, f64), String> {
+    use std::io::{Seek, SeekFrom, Write};
+    let err = |what: &str, e: std::io::Error| format!("{what}: {e}");
+    let mut info = fs::File::open("/proc/meminfo").map_err(|e| err("/proc/meminfo", e))?;
+    let mut nr = fs::OpenOptions::new()
+        .write(true)
+        .open("/proc/sys/vm/nr_hugepages")
+        .map_err(|e| err("nr_hugepages", e))?;
+    let mut buf = [0u8; 16384];
+    read_into(&mut info, &mut buf).map_err(|e| err("/proc/meminfo", e))?;
+    let t = std::time::Instant::now();
+    let asked = nr.write_all(b"100000");
+    let took = t.elapsed().as_secs_f64();
+    let n = info
+        .seek(SeekFrom::Start(0))
+        .and_then(|_| read_into(&mut info, &mut buf));
+    // Give them back before anything else, whatever happened.
+    let back = nr.seek(SeekFrom::Start(0)).and_then(|_| nr.write_all(b"0"));
+    asked.map_err(|e| err("nr_hugepages = 100000", e))?;
+    back.map_err(|e| err("nr_hugepages = 0", e))?;
+    let n = n.map_err(|e| err("/proc/meminfo", e))?;
+    let got = parse_meminfo(&String::from_utf8_lossy(&buf[..n]), "HugePages_Total");
+    Ok((got, took))
+}
+
+/// Reads `f` into `buf` until the end or `buf` is full; the bytes read.
+fn read_into(f: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+/// A `/proc/meminfo` value (0 when missing) from its text.
+pub fn parse_meminfo(text: &str, key: &str) -> u64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(key)?
+                .strip_prefix(':')?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
+}

@@ -74,16 +74,12 @@ fn trace_excerpt(hook: &str, calls: u64) {
 }
 
 /// Compacts, then asks for hugepages until the kernel gives no more;
-/// returns how many it got, and gives them back.
+/// returns how many it got, and gives them back, allocating nothing
+/// meanwhile ([`env::hugetlb_pages`]: the pool takes free memory down to
+/// the watermarks, and an allocation then wakes the OOM killer).
 fn hugepages() -> Result<u64, String> {
     compact()?;
-    let w = |n: &str| {
-        fs::write("/proc/sys/vm/nr_hugepages", n).map_err(|e| format!("nr_hugepages: {e}"))
-    };
-    w("100000")?;
-    let got = meminfo("HugePages_Total");
-    w("0")?;
-    Ok(got)
+    Ok(env::hugetlb_pages()?.0)
 }
 
 pub fn demo() -> TestResult {
