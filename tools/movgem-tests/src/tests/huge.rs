@@ -17,7 +17,6 @@
 //! NUMA balancing, which migrates in `MIGRATE_ASYNC`, must be refused
 //! such a folio (`refused_large_folio`), where small ones move.
 
-
 use movgem_uapi::{self as uapi, Device};
 
 use movgem_guest::env::{self, Counters, GpuAwake, Param};
