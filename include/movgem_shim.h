@@ -115,6 +115,7 @@ unsigned long movgem_shrinker_scan_as(struct shrinker *shrinker, bool fs,
 unsigned long movgem_shmem_writeback(struct file *filp,
 				     unsigned long nr_to_write);
 bool movgem_current_is_kswapd(void);
+bool movgem_current_in_reclaim(void);
 long movgem_swap_free_pages(void);
 
 /* --- rust/shims/file.c (rust/file.rs) ------------------------------ */
@@ -159,6 +160,11 @@ bool movgem_param_debug_skip_gtt_rewrite(void);
 bool movgem_param_debug_skip_restore(void);
 bool movgem_param_debug_skip_longterm_migrate(void);
 bool movgem_param_debug_release_before_bind(void);
+unsigned int movgem_param_debug_reclaim_waits_truncation_ms(void);
+bool movgem_param_debug_userptr_invalidate_keeps(void);
+bool movgem_param_debug_userptr_shrink_keeps(void);
+bool movgem_param_debug_no_locked_fetch(void);
+unsigned int movgem_param_debug_lock_wait_overrun_ms(void);
 unsigned int movgem_param_lock_timeout_ms(void);
 unsigned int movgem_param_autosuspend_ms(void);
 unsigned int movgem_param_hang_timeout_ms(void);
@@ -284,6 +290,9 @@ void movgem_trace_migrate_folio(u64 obj, unsigned long index, unsigned int nr,
 				u64 wait_ns, u64 locked_ns);
 void movgem_trace_shrink_scan(bool kswapd, u64 nr_to_scan, u64 freed,
 			      bool contended);
+void movgem_trace_shrink_purge(u64 obj, struct page **pages, unsigned long n,
+			       int who);
+void movgem_trace_purge_wait(u64 obj, int who, u64 waited_us, bool timed_out);
 void movgem_trace_oom_notify(u64 freed);
 void movgem_trace_vmap_purge(u64 freed, bool contended);
 void movgem_trace_request_submit(u64 seqno, unsigned int op,
@@ -294,5 +303,6 @@ void movgem_trace_runtime_pm(bool resumed);
 /* --- rust/shims/kunit.c (rust/kunit.rs): test-only ----------------------- */
 void movgem_kunit_page_lock(struct page *page);
 void movgem_kunit_page_unlock(struct page *page);
+u64 movgem_kunit_trylock_overrun_ns(void);
 
 #endif /* MOVGEM_SHIM_H */

@@ -64,6 +64,12 @@ pub(crate) enum Counter {
     ShrinkPurged,
     /// Of those, the ones kswapd purged (the rest: direct reclaim).
     ShrinkPurgedKswapd,
+    /// Pages of shmem objects (not userptr pages) that the shrinker, the
+    /// OOM notifier, drop_caches or our own allocations gave back:
+    /// purged, or released (for swap, or for truncation at DONTNEED).
+    /// gem-shrink's pressure floor: the memory its function workers'
+    /// objects gave back.
+    ShrinkShmemPages,
     /// WILLNEED objects whose pages the shrinker released.
     ShrinkReleased,
     /// Scans refused because the caller may not enter the filesystem.
@@ -151,9 +157,16 @@ pub(crate) enum Counter {
     /// PIN and VMAP calls that failed because the object's folios could
     /// not be pinned long term (`ENOMEM` after the last round).
     LongtermFailed,
+    /// Test aid (`debug_reclaim_waits_truncation_ms`): reclaim waited
+    /// for the truncation of an object it purged.
+    PurgeWaits,
+    /// Of those, waits that ran out before the truncation ran: the
+    /// truncation waited for a folio lock that stayed held (by the
+    /// reclaiming task itself, in the old deadlock).
+    PurgeWaitsTimedOut,
 }
 
-const FIRST_REFUSAL: usize = Counter::LongtermFailed as usize + 1;
+const FIRST_REFUSAL: usize = Counter::PurgeWaitsTimedOut as usize + 1;
 
 /// Number of counters, refusals included.
 pub(crate) const COUNT: usize = FIRST_REFUSAL + Refusal::ALL.len();
@@ -185,6 +198,7 @@ pub(crate) const NAMES: [&kernel::str::CStr; COUNT] = [
     kernel::c_str!("shrink_freed_pages"),
     kernel::c_str!("shrink_purged_objects"),
     kernel::c_str!("shrink_purged_by_kswapd"),
+    kernel::c_str!("shrink_shmem_pages"),
     kernel::c_str!("shrink_released_objects"),
     kernel::c_str!("shrink_nofs"),
     kernel::c_str!("shrink_self"),
@@ -218,6 +232,8 @@ pub(crate) const NAMES: [&kernel::str::CStr; COUNT] = [
     kernel::c_str!("longterm_pins"),
     kernel::c_str!("longterm_retries"),
     kernel::c_str!("longterm_failed"),
+    kernel::c_str!("purge_waits"),
+    kernel::c_str!("purge_waits_timed_out"),
     kernel::c_str!("refused_hook_disabled"),
     kernel::c_str!("refused_lock_contended"),
     kernel::c_str!("refused_active"),

@@ -17,8 +17,11 @@
 //! `struct_mutex`, to test the hook's budget), `runtime_pm <0|1>`
 //! (disables runtime PM with the device left as it is, as a system sleep
 //! does, and enables it again) and `writeback <pages>` (swap writeback of
-//! at most that many pages of the self-test object's file).  Reading the
-//! file reports `key value` lines.
+//! at most that many pages of the self-test object's file); and
+//! `trylock_budget`, the check of KUnit `movgem_trylock_budget` run again
+//! (`EIO` if it fails; its attempts and their longest time in the
+//! report), for its negative control with `debug_lock_wait_overrun_ms`.
+//! Reading the file reports `key value` lines.
 
 use core::fmt::Write;
 use core::ptr::NonNull;
@@ -45,12 +48,15 @@ extern "C" {
 /// Largest self-test object: 1 GiB of 4 KiB pages.
 const MAX_PAGES: u64 = 1 << 18;
 
-/// Results of the last `verify`.
+/// Results of the last `verify`, and of the last `trylock_budget`.
 #[derive(Default, Clone, Copy)]
 struct VerifyResult {
     runs: u64,
     bad_pages: u64,
     moved_pages: u64,
+    budget_runs: u64,
+    budget_attempts: u64,
+    budget_longest_ns: u64,
 }
 
 /// The debugfs directory of an engine's device, and the self-test
@@ -150,7 +156,13 @@ impl Debugfs {
                 }
                 locked.selftest = Some(obj);
                 self.seed.store(seed, Ordering::Relaxed);
-                *self.last.lock() = VerifyResult::default();
+                let mut last = self.last.lock();
+                *last = VerifyResult {
+                    budget_runs: last.budget_runs,
+                    budget_attempts: last.budget_attempts,
+                    budget_longest_ns: last.budget_longest_ns,
+                    ..VerifyResult::default()
+                };
                 Ok(())
             }
             "destroy" => {
@@ -215,6 +227,17 @@ impl Debugfs {
                 let n = obj.shmem()?.writeback(budget);
                 self.device.counters.add(Counter::WritebackPages, n as u64);
                 Ok(())
+            }
+            "trylock_budget" => {
+                let mut elapsed = [0u64; crate::kunit::BUDGET_ATTEMPTS];
+                let (verdict, n) = crate::kunit::trylock_budget(&mut elapsed);
+                let mut last = self.last.lock();
+                last.budget_runs += 1;
+                last.budget_attempts = n as u64;
+                last.budget_longest_ns = elapsed.iter().copied().max().unwrap_or(0);
+                // EIO, whatever the check's own error: the writer tells a
+                // failed check from a command it could not run.
+                verdict.map_err(|_| EIO)
             }
             "hold_lock" => {
                 // Test aid: keep struct_mutex busy, as a long ioctl would.
@@ -329,7 +352,10 @@ impl Debugfs {
         )?;
         writeln!(out, "verify_runs {}", last.runs)?;
         writeln!(out, "verify_bad_pages {}", last.bad_pages)?;
-        writeln!(out, "verify_moved_pages {}", last.moved_pages)
+        writeln!(out, "verify_moved_pages {}", last.moved_pages)?;
+        writeln!(out, "trylock_budget_runs {}", last.budget_runs)?;
+        writeln!(out, "trylock_budget_attempts {}", last.budget_attempts)?;
+        writeln!(out, "trylock_budget_longest_ns {}", last.budget_longest_ns)
     }
 }
 

@@ -437,7 +437,10 @@ impl FileState {
         const LOCKED_FETCH_AFTER: u32 = 4;
         let mut tries = 0;
         let offsets = loop {
-            match self.engine.submit(&batch, tries >= LOCKED_FETCH_AFTER) {
+            // `debug_no_locked_fetch`: a deliberate breakage, the
+            // fallback removed (its test's negative control).
+            let locked = tries >= LOCKED_FETCH_AFTER && !params::debug_no_locked_fetch();
+            match self.engine.submit(&batch, locked) {
                 Err(e) if e == EAGAIN && tries < 64 => tries += 1,
                 res => break res?,
             }

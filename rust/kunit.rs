@@ -150,21 +150,77 @@ fn trylock_timeout(timeout_ms: u32, elapsed: &mut u64) -> Result {
     Ok(())
 }
 
-/// The hook's timed trylock gives up after its budget, not before.
+extern "C" {
+    fn movgem_kunit_trylock_overrun_ns() -> u64;
+}
+
+/// The budget of [`trylock_budget`]'s attempts, in ms.
+const BUDGET_MS: u32 = 20;
+
+/// Attempts [`trylock_budget`] makes at most.
+pub(crate) const BUDGET_ATTEMPTS: usize = 3;
+
+/// KUnit `movgem_trylock_budget` (`rust/shims/kunit.c`, where the margin
+/// is explained): the timed trylock gives up after its budget, not
+/// before and not much after.  Up to [`BUDGET_ATTEMPTS`] attempts at a
+/// held lock: every one must fail and last at least the budget, and one
+/// must end within the margin past it.  `elapsed` gets each attempt's
+/// time; returns the check's verdict and the attempts made.  debugfs
+/// `control` runs the same check (`trylock_budget`), with
+/// `debug_lock_wait_overrun_ms` as its negative control.
+pub(crate) fn trylock_budget(elapsed: &mut [u64; BUDGET_ATTEMPTS]) -> (Result, usize) {
+    let budget = u64::from(BUDGET_MS) * 1_000_000;
+    // SAFETY: returns a constant; no preconditions.
+    let margin = unsafe { movgem_kunit_trylock_overrun_ns() };
+    for (i, e) in elapsed.iter_mut().enumerate() {
+        if let Err(err) = trylock_timeout(BUDGET_MS, e) {
+            return (Err(err), i + 1);
+        }
+        if *e < budget {
+            pr_err!(
+                "trylock budget: gave up after {} ns, before its {} ns\n",
+                *e,
+                budget
+            );
+            return (Err(EINVAL), i + 1);
+        }
+        if *e <= budget + margin {
+            return (Ok(()), i + 1);
+        }
+    }
+    pr_err!(
+        "trylock budget: {} attempts each more than {} ns past the {} ns budget: {:?}\n",
+        BUDGET_ATTEMPTS,
+        margin,
+        budget,
+        elapsed
+    );
+    (Err(ERANGE), BUDGET_ATTEMPTS)
+}
+
+/// [`trylock_budget`] for KUnit: `elapsed_ns` (room for `room` values)
+/// gets the attempts' times and `attempts` how many there were.
 ///
 /// # Safety
 ///
-/// `elapsed_ns` must be valid for writes.
+/// `elapsed_ns` must be valid for writes of `room` values, `attempts`
+/// for one.
 #[no_mangle]
-pub(crate) unsafe extern "C" fn movgem_rs_kunit_trylock(
-    timeout_ms: u32,
+pub(crate) unsafe extern "C" fn movgem_rs_kunit_trylock_budget(
     elapsed_ns: *mut u64,
+    room: c_int,
+    attempts: *mut c_int,
 ) -> c_int {
-    let mut elapsed = 0;
-    let ret = errno(trylock_timeout(timeout_ms, &mut elapsed));
-    // SAFETY: the caller passes a valid pointer.
-    unsafe { *elapsed_ns = elapsed };
-    ret
+    let mut elapsed = [0u64; BUDGET_ATTEMPTS];
+    let (ret, n) = trylock_budget(&mut elapsed);
+    let room = usize::try_from(room).unwrap_or(0).min(BUDGET_ATTEMPTS);
+    // SAFETY: the caller passes pointers valid for these writes; at most
+    // `room` values are written.
+    unsafe {
+        core::ptr::copy_nonoverlapping(elapsed.as_ptr(), elapsed_ns, room);
+        *attempts = n as c_int;
+    }
+    errno(ret)
 }
 
 /// A folio lock the test holds, as `migrate_pages_batch()` holds its

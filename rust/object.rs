@@ -398,6 +398,12 @@ impl Object {
             .is_ok()
     }
 
+    /// Whether a truncation queued by [`Object::purge_later`] has still
+    /// to run.
+    pub(crate) fn purge_pending(&self) -> bool {
+        self.purge_pages.load(Ordering::Acquire) != 0
+    }
+
     /// Marks the object busy for GPU work; see [`Object::retire`].
     pub(crate) fn activate(&self) {
         self.active.fetch_add(1, Ordering::SeqCst);
@@ -589,10 +595,14 @@ impl Object {
             let _guard = self.device.notifier_lock.lock();
             // SAFETY: `up` is the notifier this callback runs for.
             unsafe { UserRange::set_seq(up, cur_seq) };
-            let dropped = self.drop_user_pages();
-            self.device
-                .counters
-                .add(Counter::UserptrKeptInvalidated, dropped as u64);
+            // `debug_userptr_invalidate_keeps`: a deliberate breakage,
+            // the kept pins outlive the range's invalidation.
+            if !params::debug_userptr_invalidate_keeps() {
+                let dropped = self.drop_user_pages();
+                self.device
+                    .counters
+                    .add(Counter::UserptrKeptInvalidated, dropped as u64);
+            }
         }
         self.user_stale.store(true, Ordering::Release);
         self.device.counters.inc(Counter::UserptrInvalidations);

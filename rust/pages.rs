@@ -204,7 +204,13 @@ impl Object {
         let st = self.state(locked);
         let n = self.put_pages(st);
         st.released = true;
-        let kept = self.drop_user_pages();
+        // `debug_userptr_shrink_keeps`: a deliberate breakage, reclaim
+        // leaves the kept user pages alone.
+        let kept = if params::debug_userptr_shrink_keeps() {
+            0
+        } else {
+            self.drop_user_pages()
+        };
         self.device
             .counters
             .add(Counter::UserptrReleasedPages, kept as u64);

@@ -43,6 +43,46 @@ pub(crate) fn debug_release_before_bind() -> bool {
     unsafe { movgem_param_debug_release_before_bind() }
 }
 
+extern "C" {
+    fn movgem_param_debug_reclaim_waits_truncation_ms() -> kernel::ffi::c_uint;
+    fn movgem_param_debug_userptr_invalidate_keeps() -> bool;
+    fn movgem_param_debug_userptr_shrink_keeps() -> bool;
+    fn movgem_param_debug_no_locked_fetch() -> bool;
+    fn movgem_param_debug_lock_wait_overrun_ms() -> kernel::ffi::c_uint;
+}
+
+/// `debug_reclaim_waits_truncation_ms`: a deliberate breakage for the
+/// tests (reclaim waits for its purges' truncations, as the old in-place
+/// purge did); 0 is off.
+pub(crate) fn debug_reclaim_waits_truncation_ms() -> u32 {
+    // SAFETY: reads a module parameter; no preconditions.
+    unsafe { movgem_param_debug_reclaim_waits_truncation_ms() }
+}
+
+/// `debug_userptr_invalidate_keeps`: a deliberate breakage for the tests.
+pub(crate) fn debug_userptr_invalidate_keeps() -> bool {
+    // SAFETY: reads a module parameter; no preconditions.
+    unsafe { movgem_param_debug_userptr_invalidate_keeps() }
+}
+
+/// `debug_userptr_shrink_keeps`: a deliberate breakage for the tests.
+pub(crate) fn debug_userptr_shrink_keeps() -> bool {
+    // SAFETY: reads a module parameter; no preconditions.
+    unsafe { movgem_param_debug_userptr_shrink_keeps() }
+}
+
+/// `debug_no_locked_fetch`: a deliberate breakage for the tests.
+pub(crate) fn debug_no_locked_fetch() -> bool {
+    // SAFETY: reads a module parameter; no preconditions.
+    unsafe { movgem_param_debug_no_locked_fetch() }
+}
+
+/// `debug_lock_wait_overrun_ms`: a deliberate breakage for the tests.
+pub(crate) fn debug_lock_wait_overrun_ms() -> u32 {
+    // SAFETY: reads a module parameter; no preconditions.
+    unsafe { movgem_param_debug_lock_wait_overrun_ms() }
+}
+
 /// `lock_timeout_ms`: the hook's budget for `struct_mutex`.
 pub(crate) fn lock_timeout_ms() -> u32 {
     // SAFETY: reads a module parameter; no preconditions.

@@ -97,6 +97,26 @@ pub(crate) struct Shrunk {
     pub(crate) purged: u64,
 }
 
+/// Who asked a shrink for memory, as the trace shows it
+/// (`movgem_show_reclaimer` in `movgem_trace.h`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(i32)]
+pub(crate) enum Reclaimer {
+    /// debugfs `drop_caches`, or a self-test.
+    Debugfs = 0,
+    /// Direct reclaim: the shrinker's scan in an allocating task, inside
+    /// reclaim (`PF_MEMALLOC`).
+    Direct = 1,
+    /// kswapd.
+    Kswapd = 2,
+    /// The OOM notifier.
+    Oom = 3,
+    /// Our own page allocation after its light attempt failed.
+    Own = 4,
+    /// The shrinker's scan outside reclaim (`vm.drop_caches`).
+    Slab = 5,
+}
+
 /// What one shrink may do (the passes it runs, and how it may wait).
 #[derive(Clone, Copy)]
 pub(crate) struct ShrinkScope {
@@ -123,6 +143,13 @@ pub(crate) struct ShrinkScope {
     /// passes without candidates (`ShrinkCursor`): the kernel shrinker's
     /// batches.  Otherwise every pass walks every object.
     pub(crate) resume: bool,
+    /// Who asked (the trace's view).
+    pub(crate) who: Reclaimer,
+    /// Test aid (`debug_reclaim_waits_truncation_ms`): with `may_block`,
+    /// wait up to this many ms for the truncation of each object purged
+    /// (deferred to the purge worker), as the old in-place purge waited
+    /// for its folio locks; 0: do not wait.
+    pub(crate) wait_truncation_ms: u32,
 }
 
 impl ShrinkScope {
@@ -138,6 +165,8 @@ impl ShrinkScope {
         lock_budget: true,
         lock: false,
         resume: false,
+        who: Reclaimer::Debugfs,
+        wait_truncation_ms: 0,
     };
 
     fn allows(&self, pass: usize) -> bool {
@@ -151,6 +180,7 @@ impl ShrinkScope {
 
 extern "C" {
     fn movgem_current_is_kswapd() -> bool;
+    fn movgem_current_in_reclaim() -> bool;
     fn movgem_swap_free_pages() -> c_long;
     fn movgem_shrinker_register(owner: *mut c_void) -> *mut c_void;
     fn movgem_shrinker_unregister(shrinker: *mut c_void);
@@ -165,6 +195,12 @@ extern "C" {
 fn current_is_kswapd() -> bool {
     // SAFETY: reads a flag of the current task; no preconditions.
     unsafe { movgem_current_is_kswapd() }
+}
+
+/// Whether the current task is inside reclaim (`PF_MEMALLOC`).
+fn current_in_reclaim() -> bool {
+    // SAFETY: reads a flag of the current task; no preconditions.
+    unsafe { movgem_current_in_reclaim() }
 }
 
 /// Free swap slots, in pages.
@@ -223,12 +259,21 @@ impl Device {
         // direct reclaim should not stall on swap I/O for us.  No reclaim
         // truncates (module documentation): the purge worker does.
         let kswapd = current_is_kswapd();
+        let who = if kswapd {
+            Reclaimer::Kswapd
+        } else if current_in_reclaim() {
+            Reclaimer::Direct
+        } else {
+            Reclaimer::Slab
+        };
         let scope = ShrinkScope {
             writeback: may_block && kswapd,
             truncate: false,
             may_block,
             lock: false,
             resume: true,
+            who,
+            wait_truncation_ms: params::debug_reclaim_waits_truncation_ms(),
             ..ShrinkScope::ALL
         };
         let Some(done) = self.shrink(nr, scope) else {
@@ -269,6 +314,14 @@ impl Device {
         let mut queued = 0;
         let mut to_truncate: [Option<Arc<Object>>; WRITEBACK_BATCH] = Default::default();
         let mut truncating = 0;
+        // Deferred truncations to wait for (`wait_truncation_ms`).
+        let wait_ms = if scope.may_block {
+            scope.wait_truncation_ms
+        } else {
+            0
+        };
+        let mut to_wait: [Option<Arc<Object>>; WRITEBACK_BATCH] = Default::default();
+        let mut waiting = 0;
         for pass in 0..PASSES {
             let hinted_empty = scope.resume && locked.shrink_cursor.skip(pass, generation);
             if !scope.allows(pass) || hinted_empty {
@@ -300,6 +353,7 @@ impl Device {
                         if scope.truncate && truncating == WRITEBACK_BATCH {
                             continue;
                         }
+                        trace::shrink_purge(obj.id(), &obj.state(&mut locked).pages, scope.who);
                         let n = obj.release_pages(&mut locked, unbind);
                         freed += n as u64;
                         gone += n as u64;
@@ -308,15 +362,25 @@ impl Device {
                         obj.set_purged();
                         purged += 1;
                         self.counters.inc(Counter::ShrinkPurged);
+                        self.counters.add(Counter::ShrinkShmemPages, n as u64);
                         if scope.truncate {
                             to_truncate[truncating] = Some(obj.clone());
                             truncating += 1;
                         } else {
                             self.purge_later(&obj, n);
+                            if wait_ms > 0 && waiting < WRITEBACK_BATCH {
+                                to_wait[waiting] = Some(obj.clone());
+                                waiting += 1;
+                            }
                         }
                     }
                     ShrinkAction::Release { unbind } => {
-                        freed += obj.release_pages(&mut locked, unbind) as u64;
+                        let n = obj.release_pages(&mut locked, unbind) as u64;
+                        freed += n;
+                        // A userptr object gives back the user's pages.
+                        if obj.file().is_some() {
+                            self.counters.add(Counter::ShrinkShmemPages, n);
+                        }
                         self.counters.inc(Counter::ShrinkReleased);
                         if scope.writeback && obj.file().is_some() && queued < WRITEBACK_BATCH {
                             to_write[queued] = Some(obj.clone());
@@ -333,6 +397,9 @@ impl Device {
             if let Some(file) = obj.file() {
                 file.truncate();
             }
+        }
+        for obj in to_wait.iter().flatten() {
+            self.wait_truncation(obj, scope.who, wait_ms);
         }
         // Swap I/O allocates (zram, swap slots) and may wait for reclaim:
         // never under struct_mutex, which reclaim needs to purge.  A page
@@ -353,6 +420,29 @@ impl Device {
             gone,
             purged,
         })
+    }
+
+    /// Test aid (`debug_reclaim_waits_truncation_ms`): waits up to `ms`
+    /// for the purge worker to truncate `obj`, as the old in-place purge
+    /// waited for the folio locks a truncation takes.  Where one of those
+    /// locks is held by the task waiting here (a migration's own direct
+    /// reclaim), the old code hung for good; this gives up after `ms`,
+    /// counted and traced, so that a test sees the deadlock and the guest
+    /// goes on.
+    fn wait_truncation(&self, obj: &Object, who: Reclaimer, ms: u32) {
+        self.counters.inc(Counter::PurgeWaits);
+        let start = now_ns();
+        let limit = u64::from(ms) * 1_000_000;
+        let mut done = !obj.purge_pending();
+        while !done && now_ns().saturating_sub(start) < limit {
+            // SAFETY: the caller may block (`ShrinkScope::may_block`).
+            unsafe { bindings::msleep(1) };
+            done = !obj.purge_pending();
+        }
+        if !done {
+            self.counters.inc(Counter::PurgeWaitsTimedOut);
+        }
+        trace::purge_wait(obj.id(), who, now_ns().saturating_sub(start) / 1000, !done);
     }
 
     /// Queues the truncation of a purged object of `npages` pages on the
@@ -410,6 +500,7 @@ impl Device {
         if params::shrinker_enabled() {
             let scope = ShrinkScope {
                 writeback: false,
+                who: Reclaimer::Own,
                 ..ShrinkScope::ALL
             };
             let _ = self.shrink(nr, scope);
@@ -488,6 +579,7 @@ pub(crate) fn oom_notify(engine: &Engine) -> u64 {
         writeback: false,
         truncate: false,
         lock_budget: false,
+        who: Reclaimer::Oom,
         ..ShrinkScope::ALL
     };
     let done = device.shrink(u64::MAX, scope);
@@ -558,6 +650,8 @@ pub(crate) fn drop_caches(engine: &Engine, flags: u64) -> Result {
         lock_budget: true,
         lock: true,
         resume: false,
+        who: Reclaimer::Debugfs,
+        wait_truncation_ms: 0,
     };
     device.shrink(u64::MAX, scope).ok_or(EBUSY)?;
     Ok(())

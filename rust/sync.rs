@@ -34,6 +34,7 @@ use kernel::prelude::*;
 use kernel::str::CStr;
 use kernel::types::Opaque;
 
+use crate::params;
 use crate::policy::LockWait;
 
 extern "C" {
@@ -178,7 +179,12 @@ impl<T> TryMutex<T> {
     pub(crate) fn try_lock_for(&self, wait: LockWait) -> Option<TryMutexGuard<'_, T>> {
         let budget = match wait {
             LockWait::Once => return self.try_lock(),
-            LockWait::For(ns) => ns,
+            // `debug_lock_wait_overrun_ms`: a deliberate breakage, a wait
+            // that overruns its budget (the negative control of the
+            // budget's check, `kunit::trylock_budget`).
+            LockWait::For(ns) => {
+                ns.saturating_add(u64::from(params::debug_lock_wait_overrun_ms()) * 1_000_000)
+            }
         };
         if let Some(guard) = self.try_lock() {
             return Some(guard);

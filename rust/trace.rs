@@ -9,6 +9,8 @@
 use kernel::ffi::{c_char, c_int, c_uint, c_ulong};
 
 use crate::policy::MigrateMode;
+use crate::shmem::{PageRef, RawPage};
+use crate::shrinker::Reclaimer;
 
 extern "C" {
     fn movgem_trace_migrate_folio(
@@ -24,6 +26,8 @@ extern "C" {
         locked_ns: u64,
     );
     fn movgem_trace_shrink_scan(kswapd: bool, nr_to_scan: u64, freed: u64, contended: bool);
+    fn movgem_trace_shrink_purge(obj: u64, pages: *mut *mut RawPage, n: c_ulong, who: c_int);
+    fn movgem_trace_purge_wait(obj: u64, who: c_int, waited_us: u64, timed_out: bool);
     fn movgem_trace_oom_notify(freed: u64);
     fn movgem_trace_vmap_purge(freed: u64, contended: bool);
     fn movgem_trace_request_submit(seqno: u64, op: c_uint, nobjs: c_uint, hang: bool);
@@ -90,6 +94,25 @@ pub(crate) fn migrate_folio(e: &MigrateEvent) {
 pub(crate) fn shrink_scan(kswapd: bool, nr_to_scan: u64, freed: u64, contended: bool) {
     // SAFETY: plain values.
     unsafe { movgem_trace_shrink_scan(kswapd, nr_to_scan, freed, contended) }
+}
+
+/// `movgem_shrink_purge`: a shrink by `who` purged object `obj`, whose
+/// pages were `pages` (the event counts those in locked folios).
+pub(crate) fn shrink_purge(obj: u64, pages: &[PageRef], who: Reclaimer) {
+    // `PageRef` is `repr(transparent)` over a page pointer, so the slice
+    // is an array of `struct page *`.
+    let ptr = pages.as_ptr().cast::<*mut RawPage>().cast_mut();
+    // SAFETY: `ptr` points to `pages.len()` page pointers, on each of
+    // which the caller holds a reference for the whole call; the C side
+    // only reads them.
+    unsafe { movgem_trace_shrink_purge(obj, ptr, pages.len() as c_ulong, who as c_int) }
+}
+
+/// `movgem_purge_wait`: reclaim waited `waited_us` for the truncation
+/// of object `obj` (`debug_reclaim_waits_truncation_ms`).
+pub(crate) fn purge_wait(obj: u64, who: Reclaimer, waited_us: u64, timed_out: bool) {
+    // SAFETY: plain values.
+    unsafe { movgem_trace_purge_wait(obj, who as c_int, waited_us, timed_out) }
 }
 
 /// `movgem_oom_notify`: one call of the OOM notifier.

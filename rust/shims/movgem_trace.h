@@ -13,6 +13,7 @@
 #if !defined(_MOVGEM_TRACE_H) || defined(TRACE_HEADER_MULTI_READ)
 #define _MOVGEM_TRACE_H
 
+#include <linux/sched.h>
 #include <linux/tracepoint.h>
 #include <linux/types.h>
 
@@ -95,6 +96,81 @@ TRACE_EVENT(movgem_shrink_scan,
 	TP_printk("scope=%s nr_to_scan=%llu freed=%llu contended=%d",
 		  __entry->kswapd ? "kswapd" : "direct",
 		  __entry->nr_to_scan, __entry->freed, __entry->contended)
+);
+
+/* Who asked for memory: Reclaimer in rust/shrinker.rs. */
+#define movgem_show_reclaimer(r)					\
+	__print_symbolic(r,						\
+		{ 0, "debugfs" },					\
+		{ 1, "direct" },					\
+		{ 2, "kswapd" },					\
+		{ 3, "oom" },						\
+		{ 4, "own" },						\
+		{ 5, "slab" })
+
+/*
+ * One DONTNEED object purged by a shrink: by whom (and in which task:
+ * pid, and whether it was inside reclaim, PF_MEMALLOC), and how many of
+ * its pages sat in locked folios at that moment, the locks a truncation
+ * in place would have waited for (a migration holds its source folios
+ * locked while it allocates the next destination).
+ */
+TRACE_EVENT(movgem_shrink_purge,
+	TP_PROTO(u64 obj, unsigned long pages, unsigned long locked, int who),
+	TP_ARGS(obj, pages, locked, who),
+
+	TP_STRUCT__entry(
+		__field(u64, obj)
+		__field(unsigned long, pages)
+		__field(unsigned long, locked)
+		__field(int, who)
+		__field(pid_t, pid)
+		__field(bool, memalloc)
+	),
+
+	TP_fast_assign(
+		__entry->obj = obj;
+		__entry->pages = pages;
+		__entry->locked = locked;
+		__entry->who = who;
+		__entry->pid = current->pid;
+		__entry->memalloc = !!(current->flags & PF_MEMALLOC);
+	),
+
+	TP_printk("obj=%llu pages=%lu locked=%lu by=%s pid=%d memalloc=%d",
+		  __entry->obj, __entry->pages, __entry->locked,
+		  movgem_show_reclaimer(__entry->who), __entry->pid,
+		  __entry->memalloc)
+);
+
+/*
+ * debug_reclaim_waits_truncation_ms: reclaim waited for the truncation
+ * of an object it purged, as the old in-place purge did; timed_out if
+ * the truncation had not run when the wait gave up.
+ */
+TRACE_EVENT(movgem_purge_wait,
+	TP_PROTO(u64 obj, int who, u64 waited_us, bool timed_out),
+	TP_ARGS(obj, who, waited_us, timed_out),
+
+	TP_STRUCT__entry(
+		__field(u64, obj)
+		__field(int, who)
+		__field(u64, waited_us)
+		__field(bool, timed_out)
+		__field(pid_t, pid)
+	),
+
+	TP_fast_assign(
+		__entry->obj = obj;
+		__entry->who = who;
+		__entry->waited_us = waited_us;
+		__entry->timed_out = timed_out;
+		__entry->pid = current->pid;
+	),
+
+	TP_printk("obj=%llu by=%s pid=%d waited_us=%llu timed_out=%d",
+		  __entry->obj, movgem_show_reclaimer(__entry->who),
+		  __entry->pid, __entry->waited_us, __entry->timed_out)
 );
 
 DECLARE_EVENT_CLASS(movgem_freed,

@@ -87,6 +87,73 @@ static bool debug_release_before_bind;
 module_param(debug_release_before_bind, bool, 0644);
 MODULE_PARM_DESC(debug_release_before_bind, "Test aid: EXECBUF releases the pages it populated before taking struct_mutex (default: off)");
 
+/*
+ * Deliberate breakages for the negative controls of the in-guest tests,
+ * each test running once with its breakage (and failing) and once
+ * without (Documentation/testing.md, "Negative controls"); all off by
+ * default, and meant for nothing else.
+ *
+ * debug_reclaim_waits_truncation_ms: reclaim (the shrinker's scan)
+ * waits for the truncation of each object it purged, as movgem's purge
+ * did when it truncated in place, before truncations went to the purge
+ * worker: a migration's own direct reclaim then waits for folio locks
+ * that the same task holds.  The old code waited for ever; this waits
+ * at most the given time, counts a wait that ran out
+ * (purge_waits_timed_out) and goes on, so the deadlock shows as a
+ * count instead of a hung guest.
+ */
+static unsigned int debug_reclaim_waits_truncation_ms;
+module_param(debug_reclaim_waits_truncation_ms, uint, 0644);
+MODULE_PARM_DESC(debug_reclaim_waits_truncation_ms, "Test aid: reclaim waits up to this long for the truncation of each object it purged, as the old in-place purge did (default: 0, off)");
+
+/* The userptr object's kept pages survive an invalidation of the range. */
+static bool debug_userptr_invalidate_keeps;
+module_param(debug_userptr_invalidate_keeps, bool, 0644);
+MODULE_PARM_DESC(debug_userptr_invalidate_keeps, "Test aid: an invalidation leaves the pages a userptr object kept (default: off)");
+
+/* ... and the shrinker, the OOM notifier and drop_caches. */
+static bool debug_userptr_shrink_keeps;
+module_param(debug_userptr_shrink_keeps, bool, 0644);
+MODULE_PARM_DESC(debug_userptr_shrink_keeps, "Test aid: reclaim leaves the pages a userptr object kept (default: off)");
+
+/*
+ * EXECBUF without its locked fallback: pages taken back between being
+ * populated and struct_mutex make it fail with EAGAIN every time.
+ */
+static bool debug_no_locked_fetch;
+module_param(debug_no_locked_fetch, bool, 0644);
+MODULE_PARM_DESC(debug_no_locked_fetch, "Test aid: EXECBUF never fetches pages under struct_mutex (default: off)");
+
+/* A timed trylock of struct_mutex that overruns its budget by this much. */
+static unsigned int debug_lock_wait_overrun_ms;
+module_param(debug_lock_wait_overrun_ms, uint, 0644);
+MODULE_PARM_DESC(debug_lock_wait_overrun_ms, "Test aid: a timed trylock of struct_mutex keeps trying this much longer than its budget (default: 0)");
+
+unsigned int movgem_param_debug_reclaim_waits_truncation_ms(void)
+{
+	return READ_ONCE(debug_reclaim_waits_truncation_ms);
+}
+
+bool movgem_param_debug_userptr_invalidate_keeps(void)
+{
+	return READ_ONCE(debug_userptr_invalidate_keeps);
+}
+
+bool movgem_param_debug_userptr_shrink_keeps(void)
+{
+	return READ_ONCE(debug_userptr_shrink_keeps);
+}
+
+bool movgem_param_debug_no_locked_fetch(void)
+{
+	return READ_ONCE(debug_no_locked_fetch);
+}
+
+unsigned int movgem_param_debug_lock_wait_overrun_ms(void)
+{
+	return READ_ONCE(debug_lock_wait_overrun_ms);
+}
+
 bool movgem_param_debug_release_before_bind(void)
 {
 	return READ_ONCE(debug_release_before_bind);

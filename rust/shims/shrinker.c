@@ -12,6 +12,7 @@
 #include <linux/notifier.h>
 #include <linux/oom.h>
 #include <linux/pagemap.h>
+#include <linux/sched.h>
 #include <linux/shrinker.h>
 #include <linux/swap.h>
 #include <linux/vmalloc.h>
@@ -200,6 +201,12 @@ unsigned long movgem_shrinker_scan_as(struct shrinker *shrinker, bool fs,
 bool movgem_current_is_kswapd(void)
 {
 	return current_is_kswapd();
+}
+
+/* Reclaim entered by an allocating task (__perform_reclaim()). */
+bool movgem_current_in_reclaim(void)
+{
+	return current->flags & PF_MEMALLOC;
 }
 
 long movgem_swap_free_pages(void)

@@ -7,6 +7,8 @@
 #define CREATE_TRACE_POINTS
 #include "movgem_trace.h"
 
+#include <linux/mm.h>
+
 #include "movgem_shim.h"
 
 void movgem_trace_migrate_folio(u64 obj, unsigned long index, unsigned int nr,
@@ -22,6 +24,27 @@ void movgem_trace_shrink_scan(bool kswapd, u64 nr_to_scan, u64 freed,
 			      bool contended)
 {
 	trace_movgem_shrink_scan(kswapd, nr_to_scan, freed, contended);
+}
+
+/*
+ * Counts the pages of @pages (@n of them) in locked folios only when the
+ * event is on: reclaim pays for the walk only while someone traces it.
+ */
+void movgem_trace_shrink_purge(u64 obj, struct page **pages, unsigned long n,
+			       int who)
+{
+	unsigned long i, locked = 0;
+
+	if (!trace_movgem_shrink_purge_enabled())
+		return;
+	for (i = 0; i < n; i++)
+		locked += folio_test_locked(page_folio(pages[i]));
+	trace_movgem_shrink_purge(obj, n, locked, who);
+}
+
+void movgem_trace_purge_wait(u64 obj, int who, u64 waited_us, bool timed_out)
+{
+	trace_movgem_purge_wait(obj, who, waited_us, timed_out);
 }
 
 void movgem_trace_oom_notify(u64 freed)

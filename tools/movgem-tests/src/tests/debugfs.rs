@@ -308,6 +308,45 @@ fn bad_commands_are_rejected() -> TestResult {
     Ok(())
 }
 
+/// KUnit `movgem_trylock_budget`'s check (the timed trylock gives up
+/// after its budget, not much after), run again through debugfs `control`
+/// (`trylock_budget`, the same Rust function): its negative control, a
+/// wait that overruns its budget by four budgets
+/// (`debug_lock_wait_overrun_ms`), must fail it; then, the wait as it
+/// is, it must pass, as KUnit's run at load did.
+fn lock_budget_check_fails_on_overrun() -> TestResult {
+    let ctl = Control::open()?;
+    // The check's budget, 20 ms (rust/kunit.rs), four times over: past
+    // its margin of ten ticks (40 ms at HZ=250) on every attempt.
+    let r = {
+        let _overrun = Param::set("debug_lock_wait_overrun_ms", "80")?;
+        ctl.cmd_errno("trylock_budget")
+    };
+    let f = ctl.fields()?;
+    let (attempts, longest) = (
+        f.get("trylock_budget_attempts").copied().unwrap_or(0),
+        f.get("trylock_budget_longest_ns").copied().unwrap_or(0),
+    );
+    ensure!(
+        r == Some(libc::EIO) && longest >= 100_000_000,
+        "control (wait overrun by 80 ms): trylock_budget gave {r:?} after {attempts} attempts, \
+         longest {longest} ns: this test could not fail"
+    );
+    println!(
+        "  control, wait overrun by 80 ms: the check failed after {attempts} attempts \
+         (longest {} ms)",
+        longest / 1_000_000
+    );
+    ctl.cmd("trylock_budget")?;
+    let f = ctl.fields()?;
+    println!(
+        "  the wait as it is: passed after {} attempts (longest {:.1} ms)",
+        f.get("trylock_budget_attempts").copied().unwrap_or(0),
+        f.get("trylock_budget_longest_ns").copied().unwrap_or(0) as f64 / 1e6
+    );
+    Ok(())
+}
+
 pub(super) const TESTS: &[Test] = &[
     ("debugfs_present", debugfs_present),
     (
@@ -337,4 +376,8 @@ pub(super) const TESTS: &[Test] = &[
         purgeable_object_moves_in_place,
     ),
     ("bad_commands_are_rejected", bad_commands_are_rejected),
+    (
+        "lock_budget_check_fails_on_overrun",
+        lock_budget_check_fails_on_overrun,
+    ),
 ];

@@ -100,12 +100,33 @@ fn hang_ends() -> TestResult {
 /// would) takes back in between make it try again, and from the fifth
 /// try it fetches them under the lock: the batch runs, once, on the
 /// object's own data.  Without that fallback such an EXECBUF fails with
-/// `EAGAIN` (gem_shrink's `reclaim` did once).
+/// `EAGAIN` (gem_shrink's `reclaim` did once): the negative control,
+/// with the fallback removed (`debug_no_locked_fetch`), must see that
+/// `EAGAIN` and no fetch under the lock.
 fn execbuf_refetches_pages_taken_back_before_the_lock() -> TestResult {
     let dev = ok(Device::open(), "open")?;
     let size = 16 * PAGE;
     let value = 0x5eed_f00d_u32;
     let data: Vec<u8> = value.to_le_bytes().repeat(size as usize / 4);
+    // The negative control: pages taken back before the lock, the
+    // fallback removed.
+    {
+        let _release = Param::set("debug_release_before_bind", "1")?;
+        let _no_fallback = Param::set("debug_no_locked_fetch", "1")?;
+        let h = ok(dev.create(size), "create")?;
+        let before = Counters::read()?;
+        let r = dev.execbuf(&[(h, false)], uapi::OP_CHECK, value, 0, 0);
+        let d = Counters::read()?.since(&before);
+        let _ = dev.wait(h, -1);
+        ok(dev.close(h), "close")?;
+        ensure!(
+            r == Err(libc::EAGAIN) && d.get("submit_locked_fetches") == 0,
+            "control (fallback removed): EXECBUF returned {r:?}, want EAGAIN, with {} fetches \
+             under the lock: this test could not fail; {d}",
+            d.get("submit_locked_fetches")
+        );
+        println!("  control, fallback removed (debug_no_locked_fetch): EXECBUF failed with EAGAIN");
+    }
     // The control: nothing is taken back, nothing is fetched under the lock.
     let h = ok(dev.create(size), "create")?;
     ok(dev.pwrite(h, 0, &data), "pwrite")?;

@@ -3,12 +3,12 @@
 //! The trace events (`rust/shims/movgem_trace.h`) against the counters:
 //! with `events/movgem` enabled, in-place moves, a `hook=off` attempt, a
 //! refusal (a pinned object), compaction over bound idle objects,
-//! requests, a shrinker scan (drop_caches), the kernel's vmap purge
-//! notifier (a purge, and one that gives up on `struct_mutex`), the
-//! kernel's OOM notifier (a hog that ran out of memory on node 1) and a
-//! runtime suspend must leave exactly as many events of each kind as the
-//! counters say happened, and the notifiers' events as many pages as
-//! their counters.  The negative control runs the same work with the events
+//! requests, a shrinker scan (drop_caches) with its purge, the kernel's
+//! vmap purge notifier (a purge, and one that gives up on
+//! `struct_mutex`), the kernel's OOM notifier (a hog that ran out of
+//! memory on node 1) and a runtime suspend must leave exactly as many
+//! events of each kind as the counters say happened, and the notifiers'
+//! events as many pages as their counters.  The negative control runs the same work with the events
 //! disabled: the counters move and the trace must stay empty, so a
 //! comparison that always agreed would be caught.
 
@@ -449,6 +449,10 @@ fn trace_events_match_counters() -> TestResult {
         ),
         ("shrink_scans", count(&events, "movgem_shrink_scan", "", "")),
         (
+            "shrink_purged_objects",
+            count(&events, "movgem_shrink_purge", "", ""),
+        ),
+        (
             "runtime_suspends",
             count(&events, "movgem_runtime_pm", "state", "suspended"),
         ),
@@ -500,8 +504,11 @@ fn trace_events_match_counters() -> TestResult {
         );
     }
     ensure!(
-        d.get("migrated_in_place") > 0 && d.get("hook_bypassed") > 0 && refused > 0,
-        "the work did not move in place, bypass and refuse: {d}"
+        d.get("migrated_in_place") > 0
+            && d.get("hook_bypassed") > 0
+            && refused > 0
+            && d.get("shrink_purged_objects") > 0,
+        "the work did not move in place, bypass, refuse and purge: {d}"
     );
     ensure!(
         d.get("oom_freed_pages") > 0

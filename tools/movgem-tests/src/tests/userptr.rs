@@ -195,35 +195,77 @@ fn userptr_follows_invalidation() -> TestResult {
 /// (here migration of one page, then munmap) drops them at once, so the
 /// kept references never stop the page from moving.  Off (the default),
 /// nothing is kept and the shrinker has nothing to release: the control.
+/// The negative controls run the same round with each half broken: the
+/// shrinker leaving kept pages (`debug_userptr_shrink_keeps`) must fail
+/// it at the release, an invalidation leaving them
+/// (`debug_userptr_invalidate_keeps`) at the move.
 fn userptr_keeps_pages_until_reclaim_or_invalidation() -> TestResult {
     let dev = ok(Device::open(), "open")?;
-    let size = 2usize << 20;
-    let npages = (size as u64) / PAGE;
-    let mut mem = Anon::new(size, 0)?;
-    mem.words().fill(5);
-    let h = ok(dev.userptr(mem.ptr(), size as u64), "userptr")?;
-    let shrink = uapi::DROP_UNBOUND | uapi::DROP_BOUND;
-    let kept = |d: &Counters| {
-        (
-            d.get("userptr_kept_pages"),
-            d.get("userptr_released_pages"),
-            d.get("userptr_kept_invalidated"),
-        )
-    };
     {
+        let size = 2usize << 20;
+        let mut mem = Anon::new(size, 0)?;
+        mem.words().fill(5);
+        let h = ok(dev.userptr(mem.ptr(), size as u64), "userptr")?;
         let _off = Param::set("userptr_keep_pages", "0")?;
         let before = Counters::read()?;
         ok(dev.set_domain(h, uapi::DOMAIN_GTT, 0), "set_domain")?;
-        drop_objects(shrink)?;
+        drop_objects(uapi::DROP_UNBOUND | uapi::DROP_BOUND)?;
         let d = Counters::read()?.since(&before);
         ensure!(
             kept(&d) == (0, 0, 0),
             "option off, yet pages were kept or released (kept, released, invalidated): {:?}",
             kept(&d)
         );
+        ok(dev.close(h), "close")?;
     }
     let _on = Param::set("userptr_keep_pages", "1")?;
+    for (knob, fails_at) in [
+        ("debug_userptr_shrink_keeps", "drop_caches twice"),
+        ("debug_userptr_invalidate_keeps", "kept page moved"),
+    ] {
+        let r = {
+            let _broken = Param::set(knob, "1")?;
+            keep_pages_round(&dev)
+        };
+        match r {
+            Err(e) if e.starts_with(fails_at) => {
+                println!("  control {knob}=1: failed as it must: {e}")
+            }
+            r => {
+                return Err(format!(
+                    "control {knob}=1: {r:?}, not a failure at \"{fails_at}\": this test \
+                     could not fail"
+                ))
+            }
+        }
+    }
+    keep_pages_round(&dev)
+}
 
+/// (kept, released, invalidated) userptr pages in `d`.
+fn kept(d: &Counters) -> (u64, u64, u64) {
+    (
+        d.get("userptr_kept_pages"),
+        d.get("userptr_released_pages"),
+        d.get("userptr_kept_invalidated"),
+    )
+}
+
+/// One round of [`userptr_keeps_pages_until_reclaim_or_invalidation`]
+/// with `userptr_keep_pages` on, over a new 2 MiB range.
+fn keep_pages_round(dev: &Device) -> TestResult {
+    let size = 2usize << 20;
+    let npages = (size as u64) / PAGE;
+    let mut mem = Anon::new(size, 0)?;
+    mem.words().fill(5);
+    let h = ok(dev.userptr(mem.ptr(), size as u64), "userptr")?;
+    let out = keep_pages_steps(dev, h, &mut mem, npages);
+    let _ = dev.close(h);
+    out
+}
+
+fn keep_pages_steps(dev: &Device, h: u32, mem: &mut Anon, npages: u64) -> TestResult {
+    let shrink = uapi::DROP_UNBOUND | uapi::DROP_BOUND;
     // SET_DOMAIN keeps the range until the shrinker releases it.
     let before = Counters::read()?;
     ok(dev.set_domain(h, uapi::DOMAIN_GTT, 0), "set_domain")?;
@@ -282,7 +324,7 @@ fn userptr_keeps_pages_until_reclaim_or_invalidation() -> TestResult {
         "munmap: (kept, released, invalidated) {:?}",
         kept(&d)
     );
-    ok(dev.close(h), "close")
+    Ok(())
 }
 
 /// A `fork()` while a GPU write to a userptr range is queued.  The

@@ -299,6 +299,58 @@ fn recover() {
     }
 }
 
+/// One of the driver's debugfs counters, opened while memory is
+/// plentiful and read once without allocating: `--without-shrinker`'s
+/// negative control of the pressure floor reads it when the subtest is
+/// decided, before the recovery (shrinker back on, drop_caches) gives
+/// memory back that no worker's pressure asked for.  Once: a debugfs
+/// attribute file cannot be read at an offset (`pread` fails with
+/// `ESPIPE`), and a second `read` finds its end.
+pub(crate) struct DriverCounter {
+    file: Option<fs::File>,
+}
+
+impl DriverCounter {
+    pub(crate) fn open(name: &str) -> Self {
+        Self {
+            file: fs::File::open(format!("/sys/kernel/debug/movgem/{name}")).ok(),
+        }
+    }
+
+    /// The value, read into a buffer on the stack; `None` if the file
+    /// could not be opened or read, or was read before.
+    pub(crate) fn read(&self) -> Option<u64> {
+        use std::os::fd::AsRawFd;
+        let fd = self.file.as_ref()?.as_raw_fd();
+        let mut buf = [0u8; 32];
+        let mut at = 0;
+        while at < buf.len() {
+            // SAFETY: `buf[at..]` is valid for writes of its length; `fd`
+            // is open for as long as `self`.
+            let n = unsafe { libc::read(fd, buf[at..].as_mut_ptr().cast(), buf.len() - at) };
+            if n <= 0 {
+                break;
+            }
+            at += n as usize;
+        }
+        counter_value(&buf[..at])
+    }
+}
+
+/// A debugfs counter file's text (`"123\n"`) as a number.  Allocates
+/// nothing.
+fn counter_value(text: &[u8]) -> Option<u64> {
+    let digits = text.strip_suffix(b"\n").unwrap_or(text);
+    let mut v = 0u64;
+    for &c in digits {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
+    }
+    (!digits.is_empty()).then_some(v)
+}
+
 /// What reaping a subtest's children found.
 pub(crate) struct Reaped {
     /// Every child that failed, described.
@@ -313,6 +365,9 @@ pub(crate) struct Reaped {
     /// Leak workers the OOM killer took, which did not fail the subtest
     /// ([`End::LeakerOomKilled`]).
     pub(crate) leakers_oom_killed: u64,
+    /// The `counter` given to [`reap`] when it killed the children
+    /// (before any recovery), if it did.
+    pub(crate) counter_at_kill: Option<u64>,
 }
 
 /// The rules a subtest's children are judged by.
@@ -503,12 +558,14 @@ fn status_has_sigkill(status: &[u8]) -> bool {
 /// failure if the OOM killer took it or an allocation was refused
 /// (ENOMEM), anything else is not; the others are killed then, and a
 /// watchdog that fires first is not the expected failure either.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn reap(
     mut children: Vec<(libc::pid_t, String)>,
     leakers: &[libc::pid_t],
     watch: Vec<(libc::pid_t, fs::File)>,
     watchdog: Option<f64>,
     rules: Rules,
+    counter: Option<&DriverCounter>,
     progress: impl Fn() -> String,
     diagnose: impl Fn(),
 ) -> Reaped {
@@ -519,7 +576,9 @@ pub(crate) fn reap(
         timed_out: false,
         finished: Vec::new(),
         leakers_oom_killed: 0,
+        counter_at_kill: None,
     };
+    let at_kill = std::cell::Cell::new(None);
     let mut oom_kills = OomKills::open();
     let oom_kills_before = oom_kills.read();
     let start = Instant::now();
@@ -529,6 +588,9 @@ pub(crate) fn reap(
     let mut killed_at: Option<Instant> = None;
     let mut last_drop = Instant::now();
     let kill_all = |children: &[(libc::pid_t, String)]| {
+        if at_kill.get().is_none() {
+            at_kill.set(counter.and_then(DriverCounter::read));
+        }
         for &(pid, _) in children {
             // SAFETY: `pid` is our child, not yet reaped.
             unsafe { libc::kill(pid, libc::SIGKILL) };
@@ -718,6 +780,7 @@ pub(crate) fn reap(
         }
         out.bad.push(v);
     }
+    out.counter_at_kill = at_kill.get();
     out
 }
 
@@ -894,6 +957,17 @@ mod tests {
         assert_eq!(vmstat_field(b"oom_kill 1x\n", b"oom_kill"), None);
         // The last line needs no newline.
         assert_eq!(vmstat_field(b"pgfault 5\noom_kill 3", b"oom_kill"), Some(3));
+    }
+
+    #[test]
+    fn counter_files_are_read_without_allocating() {
+        assert_eq!(counter_value(b"191488\n"), Some(191_488));
+        assert_eq!(counter_value(b"0\n"), Some(0));
+        assert_eq!(counter_value(b"7"), Some(7));
+        assert_eq!(counter_value(b""), None);
+        assert_eq!(counter_value(b"\n"), None);
+        assert_eq!(counter_value(b"12 \n"), None);
+        assert_eq!(counter_value(b"99999999999999999999999\n"), None);
     }
 
     #[test]
