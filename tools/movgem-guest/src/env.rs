@@ -361,6 +361,16 @@ pub fn move_pages(
     nodes: Option<&[i32]>,
     status: &mut [i32],
 ) -> Result<i64, String> {
+    move_pages_errno(addrs, nodes, status)
+        .map_err(|e| format!("move_pages: {}", std::io::Error::from_raw_os_error(e)))
+}
+
+/// [`move_pages`], with the errno on failure, for a test that judges it.
+pub fn move_pages_errno(
+    addrs: &[*mut libc::c_void],
+    nodes: Option<&[i32]>,
+    status: &mut [i32],
+) -> Result<i64, i32> {
     let nodes_ptr = nodes.map_or(std::ptr::null(), |n| n.as_ptr());
     // SAFETY: every array has `addrs.len()` entries; `status` is writable.
     let r = unsafe {
@@ -375,7 +385,7 @@ pub fn move_pages(
         )
     };
     if r < 0 {
-        return Err(format!("move_pages: {}", std::io::Error::last_os_error()));
+        return Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0));
     }
     Ok(r)
 }

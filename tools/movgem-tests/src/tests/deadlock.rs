@@ -107,32 +107,6 @@ const CONTROL_ASKED: &str = "a reclaim that purged the object with folios of it 
 /// A status `move_pages(2)` never writes: the slots it left alone.
 const UNTOUCHED: i32 = i32::MIN;
 
-/// `move_pages(2)` of our own pages with `MPOL_MF_MOVE_ALL`; the errno
-/// on failure (`env::move_pages` gives text).
-fn move_pages_raw(
-    addrs: &[*mut libc::c_void],
-    nodes: Option<&[i32]>,
-    status: &mut [i32],
-) -> Result<i64, i32> {
-    let nodes_ptr = nodes.map_or(std::ptr::null(), |n| n.as_ptr());
-    // SAFETY: every array has `addrs.len()` entries; `status` is writable.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_move_pages,
-            0,
-            addrs.len() as libc::c_ulong,
-            addrs.as_ptr(),
-            nodes_ptr,
-            status.as_mut_ptr(),
-            1 << 2, // MPOL_MF_MOVE_ALL
-        )
-    };
-    if r < 0 {
-        return Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0));
-    }
-    Ok(r)
-}
-
 /// Whether `s` is a status `move_pages` may give a page that was not
 /// moved because it is no longer there: the purge truncated it.
 fn gone(s: i32) -> bool {
@@ -266,11 +240,12 @@ fn child(report: libc::c_int, go: libc::c_int) -> Result<(), String> {
     let there = vec![1i32; addrs.len()];
     status.fill(UNTOUCHED);
     let _ = marker.write_all(MOVE_BEGIN.as_bytes());
-    let r = move_pages_raw(&addrs, Some(&there), &mut status);
+    let r = env::move_pages_errno(&addrs, Some(&there), &mut status);
     let _ = marker.write_all(MOVE_END.as_bytes());
     say(b'd');
     let mut now = vec![UNTOUCHED; addrs.len()];
-    move_pages_raw(&addrs, None, &mut now).map_err(|e| format!("status query: errno {e}"))?;
+    env::move_pages_errno(&addrs, None, &mut now)
+        .map_err(|e| format!("status query: errno {e}"))?;
     let summary = judge_move(r, &status, &now)?;
     println!("  {summary}");
     drop(anon);
